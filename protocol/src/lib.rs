@@ -1,0 +1,33 @@
+//! FriendCore's shared protocol: the wire types both the reference backend and the client core speak,
+//! and the rules both sides must agree on — the job state machine ([`lifecycle`]), money ([`money`]),
+//! geography and the approximate-location rule ([`geo`]) and offer eligibility ([`eligibility`]).
+//!
+//! The crate is pure: no I/O, no clocks (time is always passed in), so every rule is testable in
+//! isolation and behaves identically on the server and on a phone.
+//!
+//! Forward compatibility: every enum that travels over the wire has an `Unknown` variant that older
+//! clients deserialize newer values into, and unknown object fields are ignored. Servers reject
+//! `Unknown` in input explicitly (see [`validate`]).
+
+pub mod account;
+pub mod accept;
+pub mod catalog;
+pub mod eligibility;
+pub mod error;
+pub mod geo;
+pub mod ids;
+pub mod job;
+pub mod lifecycle;
+pub mod money;
+pub mod sync;
+pub mod validate;
+
+pub use account::*;
+pub use accept::*;
+pub use catalog::*;
+pub use error::*;
+pub use geo::GeoPoint;
+pub use ids::*;
+pub use job::*;
+pub use money::{Currency, Money, MoneyError};
+pub use sync::*;
