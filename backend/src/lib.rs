@@ -1,1 +1,202 @@
-//! placeholder
+//! FriendCore's reference backend: a thin axum service over SQLite that books jobs, broadcasts them
+//! to eligible Friends through a per-account change feed with long-poll wake-ups, and decides the
+//! accept race in one database transaction.
+//!
+//! It is stateless over its database (the in-memory token cache and long-poll registry are
+//! rebuilt on demand), starts with zero configuration on an embedded file, and publishes an OpenAPI
+//! document of every route at [`OPENAPI_PATH`].
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let backend = friend_backend::Backend::open(friend_backend::Config::new("friendcore.db"))?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! backend.serve(listener, std::future::pending()).await?;
+//! # Ok(()) }
+//! ```
+
+mod actions;
+mod auth;
+pub mod clock;
+mod db;
+mod error;
+mod extract;
+mod notify;
+mod routes;
+pub mod seed;
+mod store;
+mod views;
+
+pub use auth::hash_token;
+pub use db::DbError;
+pub use routes::{OPENAPI_PATH, openapi};
+
+use clock::{Clock, SystemClock};
+use friend_protocol::{AccountId, CreatedAccount, NewCustomer, NewFriend};
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+/// How the backend runs.
+#[derive(Clone)]
+pub struct Config {
+    /// SQLite database file (created when missing).
+    pub db_path: PathBuf,
+    /// The admin bearer token for `/v1/admin/*`; a random one is generated when `None`.
+    pub admin_token: Option<String>,
+    /// Seed the catalog and the development accounts into a new, empty database.
+    pub seed_dev_data: bool,
+    /// The server clock.
+    pub clock: Arc<dyn Clock>,
+    /// How often open jobs past their expiry are expired (none: only on demand).
+    pub expiry_interval: Option<Duration>,
+    /// How long the change feed is kept; older cursors get "cursor too old".
+    pub feed_retention: chrono::Duration,
+}
+
+impl Config {
+    /// Defaults: system clock, dev seed on, expiry every 5 s, a 7-day feed.
+    pub fn new(db_path: impl Into<PathBuf>) -> Config {
+        Config {
+            db_path: db_path.into(),
+            admin_token: None,
+            seed_dev_data: true,
+            clock: Arc::new(SystemClock),
+            expiry_interval: Some(Duration::from_secs(5)),
+            feed_retention: chrono::Duration::days(7),
+        }
+    }
+}
+
+/// Errors starting the backend.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// The database could not be opened or migrated.
+    #[error("database: {0}")]
+    Db(#[from] DbError),
+    /// Seeding or another start-up step failed.
+    #[error("start-up: {0}")]
+    Startup(String),
+    /// The listener failed.
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Shared state of all requests.
+pub(crate) struct AppState {
+    pub db: db::Db,
+    pub clock: Arc<dyn Clock>,
+    pub notifier: notify::Notifier,
+    pub admin_token_hash: auth::TokenHash,
+    pub auth_cache: RwLock<HashMap<auth::TokenHash, auth::Caller>>,
+}
+
+/// A running backend's handle: serve it, and drive it from tests (expiry, pruning, counters).
+#[derive(Clone)]
+pub struct Backend {
+    state: Arc<AppState>,
+    config: Config,
+    admin_token: String,
+    seeded: Option<Vec<seed::DevAccount>>,
+}
+
+impl Backend {
+    /// Opens the database, migrates it and, for a new database, seeds the catalog and dev accounts.
+    pub fn open(config: Config) -> Result<Backend, BackendError> {
+        let db = db::Db::open(&config.db_path)?;
+        let admin_token = match &config.admin_token {
+            Some(t) => t.clone(),
+            None => auth::new_token().map_err(|e| BackendError::Startup(e.message))?,
+        };
+        let state = Arc::new(AppState {
+            db,
+            clock: config.clock.clone(),
+            notifier: notify::Notifier::default(),
+            admin_token_hash: auth::hash_token(&admin_token),
+            auth_cache: RwLock::new(HashMap::new()),
+        });
+        let seeded = seed::ensure(&state, config.seed_dev_data).map_err(|e| BackendError::Startup(e.message))?;
+        Ok(Backend { state, config, admin_token, seeded })
+    }
+
+    /// The admin bearer token.
+    pub fn admin_token(&self) -> &str {
+        &self.admin_token
+    }
+
+    /// The dev accounts created when this start seeded a new database (their tokens are shown once).
+    pub fn seeded_accounts(&self) -> Option<&[seed::DevAccount]> {
+        self.seeded.as_deref()
+    }
+
+    /// The HTTP router (for embedding; [`Backend::serve`] uses it).
+    pub fn router(&self) -> axum::Router {
+        routes::router(self.state.clone())
+    }
+
+    /// Serves HTTP on `listener` until `shutdown` resolves, running the expiry and feed-pruning
+    /// timers alongside.
+    pub async fn serve(
+        &self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), BackendError> {
+        let timers = tokio::spawn(self.clone().run_timers());
+        let result = axum::serve(listener, self.router()).with_graceful_shutdown(shutdown).await;
+        timers.abort();
+        result.map_err(BackendError::Io)
+    }
+
+    async fn run_timers(self) {
+        let mut expiry = self.config.expiry_interval.map(tokio::time::interval);
+        let mut prune = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            tokio::select! {
+                _ = async { match expiry.as_mut() { Some(i) => { i.tick().await; } None => std::future::pending().await } } => {
+                    if let Err(e) = self.expire_due().await {
+                        tracing::warn!(code = e.code.as_str(), "expiry sweep failed: {}", e.message);
+                    }
+                }
+                _ = prune.tick() => {
+                    let before = self.state.clock.now() - self.config.feed_retention;
+                    if let Err(e) = self.prune_feed(before).await {
+                        tracing::warn!("feed pruning failed: {e}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Expires every open job whose time is up (by the server clock); returns how many.
+    pub async fn expire_due(&self) -> Result<usize, error::AppError> {
+        routes::expire_due(&self.state).await
+    }
+
+    /// Forgets changes older than `before`; cursors from before then get "cursor too old".
+    pub async fn prune_feed(&self, before: chrono::DateTime<chrono::Utc>) -> Result<i64, DbError> {
+        self.state.db.write(move |tx| store::feed::prune_before(tx, before).map_err(DbError::from)).await
+    }
+
+    /// How often a waiting long-poll of `account` was woken (targeted wake-ups are testable).
+    pub fn wake_count(&self, account: AccountId) -> u64 {
+        self.state.notifier.wake_count(account)
+    }
+
+    /// How many accounts currently have a long-poll waiting.
+    pub fn waiting_accounts(&self) -> usize {
+        self.state.notifier.waiting_accounts()
+    }
+
+    /// Creates a Friend account directly (seeding, tests, the CLI).
+    pub async fn create_friend(&self, req: NewFriend) -> Result<CreatedAccount, error::AppError> {
+        routes::admin::create_friend_in(&self.state, req).await
+    }
+
+    /// Creates a customer account directly.
+    pub async fn create_customer(&self, req: NewCustomer) -> Result<CreatedAccount, error::AppError> {
+        routes::admin::create_customer_in(&self.state, req).await
+    }
+}
+
+pub use error::AppError;

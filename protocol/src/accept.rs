@@ -18,8 +18,6 @@ pub enum NotEligibleReason {
     Tier,
     /// The Friend already holds a slot job that overlaps (travel time included).
     OverlappingJob,
-    /// The Friend declined this job earlier.
-    Declined,
     /// A reason this build does not know.
     #[serde(other)]
     Unknown,
@@ -34,7 +32,6 @@ impl NotEligibleReason {
             NotEligibleReason::Community => "community",
             NotEligibleReason::Tier => "tier",
             NotEligibleReason::OverlappingJob => "overlapping_job",
-            NotEligibleReason::Declined => "declined",
             NotEligibleReason::Unknown => "unknown",
         }
     }

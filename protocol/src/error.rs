@@ -31,8 +31,6 @@ pub enum ErrorCode {
     CursorTooOld,
     /// The job's state does not allow this action (409).
     InvalidTransition,
-    /// The job belongs to another customer (404 — existence is not revealed).
-    NotYourJob,
     /// The job is not assigned to the calling Friend (409 or 404).
     NotAssignedToYou,
     /// The catalog has no such service (400).
@@ -62,7 +60,6 @@ impl ErrorCode {
             ErrorCode::InvalidCursor => "invalid_cursor",
             ErrorCode::CursorTooOld => "cursor_too_old",
             ErrorCode::InvalidTransition => "invalid_transition",
-            ErrorCode::NotYourJob => "not_your_job",
             ErrorCode::NotAssignedToYou => "not_assigned_to_you",
             ErrorCode::UnknownService => "unknown_service",
             ErrorCode::Unavailable => "unavailable",

@@ -374,3 +374,56 @@ pub enum FriendJobView {
     #[serde(other)]
     Unknown,
 }
+
+/// Assumed travel speed between two jobs when checking slot overlaps (urban traffic), km/h.
+pub const TRAVEL_SPEED_KMH: f64 = 30.0;
+
+/// A held slot job's time and place, for the overlap rule.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SlotUse {
+    /// Slot start.
+    pub start: DateTime<Utc>,
+    /// Slot end.
+    pub end: DateTime<Utc>,
+    /// Where (none for remote jobs).
+    pub location: Option<GeoPoint>,
+}
+
+/// Whether one Friend can not do both slot jobs: they overlap once the travel time between the two
+/// places (at [`TRAVEL_SPEED_KMH`], none when either is remote) is added.
+pub fn slots_conflict(a: &SlotUse, b: &SlotUse) -> bool {
+    let travel = match (a.location, b.location) {
+        (Some(x), Some(y)) => {
+            let minutes = x.distance_m(&y) / 1000.0 / TRAVEL_SPEED_KMH * 60.0;
+            Duration::minutes(minutes.ceil() as i64)
+        }
+        _ => Duration::zero(),
+    };
+    a.start < b.end + travel && b.start < a.end + travel
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn slot(h0: u32, h1: u32, lat: f64) -> SlotUse {
+        let day = |h| Utc.with_ymd_and_hms(2026, 11, 23, h, 0, 0).unwrap();
+        SlotUse { start: day(h0), end: day(h1), location: Some(GeoPoint::new(lat, 8.54).unwrap()) }
+    }
+
+    #[test]
+    fn overlapping_slots_conflict() {
+        assert!(slots_conflict(&slot(9, 11, 47.37), &slot(10, 12, 47.37)));
+        assert!(!slots_conflict(&slot(9, 10, 47.37), &slot(11, 12, 47.37)));
+    }
+
+    #[test]
+    fn travel_time_counts() {
+        // Back to back, but ~33 km apart: 67 minutes of travel make them conflict.
+        assert!(slots_conflict(&slot(9, 10, 47.37), &slot(10, 11, 47.07)));
+        assert!(!slots_conflict(&slot(9, 10, 47.37), &slot(10, 11, 47.37)));
+        let remote = SlotUse { location: None, ..slot(10, 11, 0.0) };
+        assert!(!slots_conflict(&slot(9, 10, 47.37), &remote));
+    }
+}

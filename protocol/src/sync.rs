@@ -78,3 +78,13 @@ pub struct SyncPage {
     /// The changes, oldest first; at most one per job.
     pub changes: Vec<Change>,
 }
+
+/// `GET /v1/health`: liveness and the server clock.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Health {
+    /// Always `ok` when the server answers.
+    pub status: String,
+    /// The server's clock.
+    pub server_time: DateTime<Utc>,
+}

@@ -1,0 +1,173 @@
+//! State-changing operations on jobs. Each runs inside the caller's single write transaction, asks
+//! the protocol's state machine whether the change is allowed, applies it with a conditional update
+//! and appends the change-log entries — so the accept race is decided by the database.
+
+use crate::error::AppError;
+use crate::store::jobs::{self, JobRow};
+use crate::store::{Effects, accounts, catalog, feed};
+use chrono::{DateTime, Utc};
+use friend_protocol::lifecycle::{Actor, Event, transition};
+use friend_protocol::{
+    AcceptOutcome, AccountId, BookRequest, ErrorCode, JobDetails, JobId, JobState, NotEligibleReason, Role,
+    eligibility, slots_conflict, validate,
+};
+use rusqlite::Transaction;
+
+fn load(tx: &Transaction<'_>, id: JobId) -> Result<JobRow, AppError> {
+    jobs::get(tx, id)?.ok_or_else(AppError::job_not_found)
+}
+
+/// Books a job for `customer` and offers it to every eligible Friend.
+pub fn book(
+    tx: &Transaction<'_>,
+    customer: AccountId,
+    req: &BookRequest,
+    now: DateTime<Utc>,
+) -> Result<(JobDetails, Effects), AppError> {
+    validate::book_request(req, now)?;
+    let service = catalog::service(tx, &req.service_id)?
+        .ok_or_else(|| AppError::new(ErrorCode::UnknownService, format!("no service {}", req.service_id)))?;
+    let row = JobRow {
+        seq: 0,
+        id: JobId::random(),
+        version: 1,
+        state: JobState::Open,
+        customer_id: customer,
+        friend: None,
+        service_id: service.id,
+        category: service.category,
+        title: service.title,
+        description: req.description.clone(),
+        timing: req.timing,
+        place: req.place,
+        location: req.location,
+        approx_location: req.location.map(|p| p.approximate()),
+        district: req.address.as_ref().map(|a| a.district()),
+        address: req.address.clone(),
+        contact: req.contact.clone(),
+        access_notes: req.access_notes.clone(),
+        orientation_price: service.orientation_price,
+        brand: req.brand.clone(),
+        min_tier: service.min_tier,
+        radius_km: req.radius_km.unwrap_or(friend_protocol::DEFAULT_JOB_RADIUS_KM),
+        cancelled_by: None,
+        created_at: now,
+        expires_at: req.timing.expires_at(now),
+        updated_at: now,
+    };
+    jobs::insert(tx, &row)?;
+    let effects = feed::record(tx, &row, None, true, now)?;
+    Ok((row.details(), effects))
+}
+
+/// A Friend's accept: the first one wins. Every outcome is typed; refusals that depend on the job's
+/// state are outcomes, not errors, so they can be stored under the idempotency key.
+pub fn accept(
+    tx: &Transaction<'_>,
+    friend: AccountId,
+    job_id: JobId,
+    now: DateTime<Utc>,
+) -> Result<(AcceptOutcome, Effects), AppError> {
+    let job = load(tx, job_id)?;
+    if job.friend_id() == Some(friend) && job.state.is_held() {
+        return Ok((AcceptOutcome::Won { job: Box::new(job.details()) }, Effects::default()));
+    }
+    match job.state {
+        JobState::Open => {}
+        JobState::Cancelled => return Ok((AcceptOutcome::Cancelled, Effects::default())),
+        JobState::Expired => return Ok((AcceptOutcome::Expired, Effects::default())),
+        _ => return Ok((AcceptOutcome::Taken, Effects::default())),
+    }
+    if job.expires_at <= now {
+        let (_, effects) = apply(tx, job_id, Actor::Server, Event::Expire, now)?;
+        return Ok((AcceptOutcome::Expired, effects));
+    }
+    let profile = accounts::friend(tx, friend)?
+        .ok_or_else(|| AppError::new(ErrorCode::Unauthorized, "no such Friend"))?;
+    if let Err(reason) = eligibility::check(&profile, &job.reach()) {
+        return Ok((AcceptOutcome::NotEligible { reason }, Effects::default()));
+    }
+    if let Some(wanted) = job.slot_use() {
+        for held in jobs::held_slots(tx, friend)? {
+            if held.slot_use().is_some_and(|h| slots_conflict(&wanted, &h)) {
+                let reason = NotEligibleReason::OverlappingJob;
+                return Ok((AcceptOutcome::NotEligible { reason }, Effects::default()));
+            }
+        }
+    }
+    let next = transition(&job.facts(), &Actor::Friend(friend), Event::Accept)?;
+    if !jobs::update_state(tx, job_id, JobState::Open, &next, None, now)? {
+        return Ok((AcceptOutcome::Taken, Effects::default()));
+    }
+    jobs::delete_decline(tx, job_id, friend)?;
+    let won = load(tx, job_id)?;
+    let effects = feed::record(tx, &won, None, true, now)?;
+    Ok((AcceptOutcome::Won { job: Box::new(won.details()) }, effects))
+}
+
+/// Applies one state-machine event to a job and records the change.
+pub fn apply(
+    tx: &Transaction<'_>,
+    job_id: JobId,
+    actor: Actor,
+    event: Event,
+    now: DateTime<Utc>,
+) -> Result<(JobRow, Effects), AppError> {
+    let job = load(tx, job_id)?;
+    let next = transition(&job.facts(), &actor, event)?;
+    let cancelled_by = match (event, actor) {
+        (Event::Cancel, Actor::Customer(_)) => Some(Role::Customer),
+        _ => None,
+    };
+    if !jobs::update_state(tx, job_id, job.state, &next, cancelled_by, now)? {
+        return Err(AppError::new(ErrorCode::InvalidTransition, "the job changed meanwhile"));
+    }
+    if let (Event::Release, Actor::Friend(f)) = (event, actor) {
+        // A released job goes back to the crowd, not back into the releasing Friend's inbox.
+        jobs::insert_decline(tx, job_id, f, "released", now)?;
+    }
+    let after = load(tx, job_id)?;
+    let effects = feed::record(tx, &after, job.friend_id(), job.state == JobState::Open, now)?;
+    Ok((after, effects))
+}
+
+/// A Friend declines an open offer: it leaves their inbox (and only theirs).
+pub fn decline(
+    tx: &Transaction<'_>,
+    friend: AccountId,
+    job_id: JobId,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<Effects, AppError> {
+    let job = load(tx, job_id)?;
+    if job.state != JobState::Open {
+        let e = transition(&job.facts(), &Actor::Friend(friend), Event::Accept).err();
+        return Err(e.map(AppError::from).unwrap_or_else(|| {
+            AppError::new(ErrorCode::InvalidTransition, "only open offers can be declined")
+        }));
+    }
+    jobs::insert_decline(tx, job_id, friend, reason, now)?;
+    // Only the decliner's feed gets the change; the job itself did not change for anyone else.
+    tx.execute(
+        "INSERT INTO changes (job_id, at) VALUES (?1, ?2)",
+        rusqlite::params![job_id.to_string(), crate::clock::to_ms(now)],
+    )?;
+    let seq = tx.last_insert_rowid();
+    tx.execute(
+        "INSERT INTO feed (account_id, seq, job_id) VALUES (?1, ?2, ?3)",
+        rusqlite::params![friend.to_string(), seq, job_id.to_string()],
+    )?;
+    Ok(Effects { wake: vec![friend], seq: seq as u64 })
+}
+
+/// Expires up to `limit` open jobs whose time is up. Returns how many and what to wake.
+pub fn expire_due(tx: &Transaction<'_>, now: DateTime<Utc>, limit: u32) -> Result<(usize, Effects), AppError> {
+    let mut effects = Effects::default();
+    let due = jobs::due_for_expiry(tx, now, limit)?;
+    for id in &due {
+        let (_, e) = apply(tx, *id, Actor::Server, Event::Expire, now)?;
+        effects.merge(e);
+    }
+    Ok((due.len(), effects))
+}
+

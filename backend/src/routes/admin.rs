@@ -1,0 +1,71 @@
+//! Admin routes (admin bearer token): create accounts, run the expiry sweep now.
+
+use crate::AppState;
+use crate::auth::{self, AdminCaller};
+use crate::error::AppError;
+use crate::extract::ApiJson;
+use crate::store::accounts;
+use axum::Json;
+use axum::extract::State;
+use friend_protocol::{AccountId, ApiError, CreatedAccount, NewCustomer, NewFriend, Role, validate};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// Creates a Friend and returns its token (shown once).
+#[utoipa::path(post, path = "/v1/admin/friends", tag = "admin", security(("admin" = [])),
+    request_body = NewFriend,
+    responses((status = 200, body = CreatedAccount), (status = 400, body = ApiError), (status = 401, body = ApiError)))]
+pub async fn create_friend(
+    State(state): State<Arc<AppState>>,
+    _admin: AdminCaller,
+    ApiJson(req): ApiJson<NewFriend>,
+) -> Result<Json<CreatedAccount>, AppError> {
+    create_friend_in(&state, req).await.map(Json)
+}
+
+pub(crate) async fn create_friend_in(state: &Arc<AppState>, req: NewFriend) -> Result<CreatedAccount, AppError> {
+    validate::new_friend(&req)?;
+    let token = auth::new_token()?;
+    let hash = auth::hash_token(&token);
+    let id = AccountId::random();
+    let now = state.clock.now();
+    state.db.write(move |tx| accounts::insert_friend(tx, id, &req, &hash, now).map_err(AppError::from)).await?;
+    Ok(CreatedAccount { id, role: Role::Friend, token })
+}
+
+/// Creates a customer and returns its token (shown once).
+#[utoipa::path(post, path = "/v1/admin/customers", tag = "admin", security(("admin" = [])),
+    request_body = NewCustomer,
+    responses((status = 200, body = CreatedAccount), (status = 400, body = ApiError), (status = 401, body = ApiError)))]
+pub async fn create_customer(
+    State(state): State<Arc<AppState>>,
+    _admin: AdminCaller,
+    ApiJson(req): ApiJson<NewCustomer>,
+) -> Result<Json<CreatedAccount>, AppError> {
+    create_customer_in(&state, req).await.map(Json)
+}
+
+pub(crate) async fn create_customer_in(state: &Arc<AppState>, req: NewCustomer) -> Result<CreatedAccount, AppError> {
+    validate::new_customer(&req)?;
+    let token = auth::new_token()?;
+    let hash = auth::hash_token(&token);
+    let id = AccountId::random();
+    let now = state.clock.now();
+    state.db.write(move |tx| accounts::insert_customer(tx, id, &req, &hash, now).map_err(AppError::from)).await?;
+    Ok(CreatedAccount { id, role: Role::Customer, token })
+}
+
+/// Result of an expiry sweep.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Expired {
+    /// How many open jobs expired.
+    pub expired: usize,
+}
+
+/// Expires every open job whose time is up by the server clock (the server also does this on a
+/// timer; this route is for operators and QA).
+#[utoipa::path(post, path = "/v1/admin/expire-due", tag = "admin", security(("admin" = [])),
+    responses((status = 200, body = Expired), (status = 401, body = ApiError)))]
+pub async fn expire_due(State(state): State<Arc<AppState>>, _admin: AdminCaller) -> Result<Json<Expired>, AppError> {
+    Ok(Json(Expired { expired: super::expire_due(&state).await? }))
+}

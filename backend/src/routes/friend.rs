@@ -1,0 +1,151 @@
+//! Friend routes: read an offer or held job, the accept race, decline, release and check-in.
+
+use super::idempotent;
+use crate::AppState;
+use crate::actions;
+use crate::auth::FriendCaller;
+use crate::error::AppError;
+use crate::extract::{ApiJson, ApiPath, IdempotencyKey};
+use crate::store::{accounts, jobs};
+use crate::views;
+use axum::Json;
+use axum::extract::State;
+use friend_protocol::lifecycle::{Actor, Event};
+use friend_protocol::{
+    AcceptOutcome, AccountId, ApiError, Change, DeclineReason, DeclineRequest, ErrorCode, FriendJobView, JobId,
+    JobResponse,
+};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// The full job when the caller holds it, the approximate offer when they are eligible, else 404.
+#[utoipa::path(get, path = "/v1/friend/jobs/{id}", tag = "friend", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Job id")),
+    responses((status = 200, body = FriendJobView), (status = 401, body = ApiError), (status = 403, body = ApiError),
+        (status = 404, body = ApiError)))]
+pub async fn get_job(
+    State(state): State<Arc<AppState>>,
+    FriendCaller(me): FriendCaller,
+    ApiPath(id): ApiPath<JobId>,
+) -> Result<Json<FriendJobView>, AppError> {
+    let view = state
+        .db
+        .read(move |tx| {
+            let Some(job) = jobs::get(tx, id)? else { return Ok(None) };
+            let Some(profile) = accounts::friend(tx, me)? else { return Ok(None) };
+            Ok::<_, AppError>(match views::for_friend(tx, &job, &profile)? {
+                Change::Job { job } => Some(FriendJobView::Full(*job)),
+                Change::Offer { offer } => Some(FriendJobView::Offer(offer)),
+                _ => None,
+            })
+        })
+        .await?;
+    view.map(Json).ok_or_else(AppError::job_not_found)
+}
+
+/// Takes an open job: the first accept wins. Requires an `Idempotency-Key`; a retry with the same key
+/// returns the original outcome (a lost "won" response is never turned into "taken").
+#[utoipa::path(post, path = "/v1/friend/jobs/{id}/accept", tag = "friend", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Job id"),
+        ("Idempotency-Key" = String, Header, description = "Required; written to the device before sending")),
+    responses(
+        (status = 200, body = AcceptOutcome, description = "won, taken, cancelled, expired or not_eligible"),
+        (status = 400, body = ApiError, description = "idempotency_key_missing"),
+        (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 404, body = ApiError),
+        (status = 422, body = ApiError, description = "idempotency_key_reused"),
+    ))]
+pub async fn accept(
+    State(state): State<Arc<AppState>>,
+    FriendCaller(me): FriendCaller,
+    key: IdempotencyKey,
+    ApiPath(id): ApiPath<JobId>,
+) -> Result<Json<AcceptOutcome>, AppError> {
+    let key = key.required()?;
+    let body = serde_json::json!({ "job": id });
+    idempotent(&state, me, Some(key), "accept".into(), body, move |tx, now| actions::accept(tx, me, id, now))
+        .await
+        .map(Json)
+}
+
+/// Acknowledgement of a decline.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Declined {
+    /// The declined job.
+    pub job_id: JobId,
+}
+
+/// Declines an open offer with a reason; it leaves the caller's inbox.
+#[utoipa::path(post, path = "/v1/friend/jobs/{id}/decline", tag = "friend", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Job id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Optional; makes retries safe")),
+    request_body = DeclineRequest,
+    responses((status = 200, body = Declined), (status = 400, body = ApiError), (status = 401, body = ApiError),
+        (status = 404, body = ApiError), (status = 409, body = ApiError)))]
+pub async fn decline(
+    State(state): State<Arc<AppState>>,
+    FriendCaller(me): FriendCaller,
+    key: IdempotencyKey,
+    ApiPath(id): ApiPath<JobId>,
+    ApiJson(req): ApiJson<DeclineRequest>,
+) -> Result<Json<Declined>, AppError> {
+    let reason = match req.reason {
+        DeclineReason::TooFar => "too_far",
+        DeclineReason::NoTime => "no_time",
+        DeclineReason::NotMySkill => "not_my_skill",
+        DeclineReason::Other => "other",
+        DeclineReason::Unknown => return Err(AppError::new(ErrorCode::InvalidInput, "reason: unknown value")),
+    };
+    let body = serde_json::json!({ "job": id, "reason": reason });
+    idempotent(&state, me, key.0, "decline".into(), body, move |tx, now| {
+        let effects = actions::decline(tx, me, id, reason, now)?;
+        Ok((Declined { job_id: id }, effects))
+    })
+    .await
+    .map(Json)
+}
+
+async fn held_job_event(
+    state: Arc<AppState>,
+    me: AccountId,
+    key: Option<String>,
+    id: JobId,
+    event: Event,
+) -> Result<Json<JobResponse>, AppError> {
+    let body = serde_json::json!({ "job": id });
+    idempotent(&state, me, key, event.as_str().into(), body, move |tx, now| {
+        let (job, effects) = actions::apply(tx, id, Actor::Friend(me), event, now)?;
+        Ok((JobResponse { job: job.details() }, effects))
+    })
+    .await
+    .map(Json)
+}
+
+/// Gives an assigned job back to the crowd before arriving.
+#[utoipa::path(post, path = "/v1/friend/jobs/{id}/release", tag = "friend", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Job id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Optional; makes retries safe")),
+    responses((status = 200, body = JobResponse), (status = 401, body = ApiError), (status = 404, body = ApiError),
+        (status = 409, body = ApiError, description = "not_assigned_to_you or invalid_transition")))]
+pub async fn release(
+    State(state): State<Arc<AppState>>,
+    FriendCaller(me): FriendCaller,
+    key: IdempotencyKey,
+    ApiPath(id): ApiPath<JobId>,
+) -> Result<Json<JobResponse>, AppError> {
+    held_job_event(state, me, key.0, id, Event::Release).await
+}
+
+/// Checks in on site.
+#[utoipa::path(post, path = "/v1/friend/jobs/{id}/check-in", tag = "friend", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Job id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Optional; makes retries safe")),
+    responses((status = 200, body = JobResponse), (status = 401, body = ApiError), (status = 404, body = ApiError),
+        (status = 409, body = ApiError, description = "not_assigned_to_you or invalid_transition")))]
+pub async fn check_in(
+    State(state): State<Arc<AppState>>,
+    FriendCaller(me): FriendCaller,
+    key: IdempotencyKey,
+    ApiPath(id): ApiPath<JobId>,
+) -> Result<Json<JobResponse>, AppError> {
+    held_job_event(state, me, key.0, id, Event::CheckIn).await
+}

@@ -1,0 +1,47 @@
+//! Health, catalog, identity and the OpenAPI document.
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::error::AppError;
+use crate::store::{accounts, catalog as catalog_store};
+use axum::Json;
+use axum::extract::State;
+use friend_protocol::{ApiError, Catalog, Health, Me, Role};
+use std::sync::Arc;
+
+/// Liveness and the server clock.
+#[utoipa::path(get, path = "/v1/health", tag = "meta", responses((status = 200, body = Health)))]
+pub async fn health(State(state): State<Arc<AppState>>) -> Json<Health> {
+    Json(Health { status: "ok".into(), server_time: state.clock.now() })
+}
+
+/// The service catalog with orientation prices.
+#[utoipa::path(get, path = "/v1/catalog", tag = "meta", security(("bearer" = [])),
+    responses((status = 200, body = Catalog), (status = 401, body = ApiError)))]
+pub async fn catalog(State(state): State<Arc<AppState>>, _caller: Caller) -> Result<Json<Catalog>, AppError> {
+    let catalog = state.db.read(|tx| catalog_store::catalog(tx).map_err(AppError::from)).await?;
+    Ok(Json(catalog))
+}
+
+/// Who the caller is.
+#[utoipa::path(get, path = "/v1/me", tag = "meta", security(("bearer" = [])),
+    responses((status = 200, body = Me), (status = 401, body = ApiError)))]
+pub async fn me(State(state): State<Arc<AppState>>, caller: Caller) -> Result<Json<Me>, AppError> {
+    let me = state
+        .db
+        .read(move |tx| {
+            Ok::<_, AppError>(match caller.role {
+                Role::Friend => accounts::friend(tx, caller.id)?.map(Me::Friend),
+                _ => accounts::customer(tx, caller.id)?.map(Me::Customer),
+            })
+        })
+        .await?;
+    me.map(Json).ok_or_else(|| AppError::new(friend_protocol::ErrorCode::Unauthorized, "account gone"))
+}
+
+/// This OpenAPI 3 document.
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "meta",
+    responses((status = 200, description = "OpenAPI 3 document", content_type = "application/json")))]
+pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(super::openapi())
+}

@@ -1,0 +1,190 @@
+//! HTTP routes, the OpenAPI document, and the helpers every handler shares: idempotent writes,
+//! typed fallbacks and the server-time header.
+
+pub(crate) mod admin;
+mod customer;
+mod friend;
+mod meta;
+mod sync;
+
+use crate::AppState;
+use crate::error::AppError;
+use crate::store::{Effects, idempotency};
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::HeaderValue;
+use axum::response::Response;
+use axum::routing::{get, post};
+use chrono::{DateTime, Utc};
+use friend_protocol::{AccountId, ErrorCode};
+use rusqlite::Transaction;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::sync::Arc;
+use utoipa::OpenApi;
+
+/// Where the OpenAPI 3 document is served.
+pub const OPENAPI_PATH: &str = "/v1/openapi.json";
+/// Largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Response header carrying the server clock (milliseconds since the epoch) on every response.
+pub const SERVER_TIME_HEADER: &str = "x-server-time";
+
+pub(crate) fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v1/health", get(meta::health))
+        .route("/v1/catalog", get(meta::catalog))
+        .route("/v1/me", get(meta::me))
+        .route(OPENAPI_PATH, get(meta::openapi_json))
+        .route("/v1/sync", get(sync::sync))
+        .route("/v1/customer/jobs", post(customer::book).get(customer::list))
+        .route("/v1/customer/jobs/{id}", get(customer::get_job))
+        .route("/v1/customer/jobs/{id}/cancel", post(customer::cancel))
+        .route("/v1/friend/jobs/{id}", get(friend::get_job))
+        .route("/v1/friend/jobs/{id}/accept", post(friend::accept))
+        .route("/v1/friend/jobs/{id}/decline", post(friend::decline))
+        .route("/v1/friend/jobs/{id}/release", post(friend::release))
+        .route("/v1/friend/jobs/{id}/check-in", post(friend::check_in))
+        .route("/v1/admin/friends", post(admin::create_friend))
+        .route("/v1/admin/customers", post(admin::create_customer))
+        .route("/v1/admin/expire-due", post(admin::expire_due))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::map_response_with_state(state.clone(), server_time_header))
+        .layer(
+            // Structured request logs: method, path, status, latency. No bodies or headers (tokens).
+            tower_http::trace::TraceLayer::new_for_http()
+                .make_span_with(tower_http::trace::DefaultMakeSpan::new().level(tracing::Level::INFO))
+                .on_response(tower_http::trace::DefaultOnResponse::new().level(tracing::Level::INFO)),
+        )
+        .with_state(state)
+}
+
+async fn not_found() -> AppError {
+    AppError::new(ErrorCode::NotFound, "no such route")
+}
+
+async fn method_not_allowed() -> AppError {
+    AppError::new(ErrorCode::MethodNotAllowed, "method not allowed on this route")
+}
+
+async fn server_time_header(State(state): State<Arc<AppState>>, mut response: Response) -> Response {
+    let ms = state.clock.now().timestamp_millis().to_string();
+    if let Ok(v) = HeaderValue::from_str(&ms) {
+        response.headers_mut().insert(SERVER_TIME_HEADER, v);
+    }
+    response
+}
+
+/// Runs `work` in one write transaction, at most once per (account, Idempotency-Key): a retry with
+/// the same key and request returns the stored response. Wakes the long-polls the write concerns
+/// after it committed.
+pub(crate) async fn idempotent<T, F>(
+    state: &Arc<AppState>,
+    account: AccountId,
+    key: Option<String>,
+    route: String,
+    body: serde_json::Value,
+    work: F,
+) -> Result<T, AppError>
+where
+    T: Serialize + DeserializeOwned + Send + 'static,
+    F: FnOnce(&Transaction<'_>, DateTime<Utc>) -> Result<(T, Effects), AppError> + Send + 'static,
+{
+    let clock = state.clock.clone();
+    let (value, effects) = state
+        .db
+        .write(move |tx| {
+            let fingerprint = key.as_ref().map(|_| idempotency::fingerprint(&route, &body));
+            if let (Some(k), Some(fp)) = (&key, &fingerprint)
+                && let Some((_, stored)) = idempotency::lookup(tx, account, k, fp)?
+            {
+                return Ok((serde_json::from_str(&stored)?, Effects::default()));
+            }
+            // The clock is read under the writer lock so change times follow commit order.
+            let now = clock.now();
+            let (value, effects) = work(tx, now)?;
+            if let (Some(k), Some(fp)) = (&key, &fingerprint) {
+                idempotency::store(tx, account, k, fp, 200, &serde_json::to_string(&value)?, now)?;
+            }
+            Ok::<_, AppError>((value, effects))
+        })
+        .await?;
+    state.notifier.wake(&effects.wake, effects.seq);
+    Ok(value)
+}
+
+/// Expires every due open job, in batches, waking whom each batch concerns.
+pub(crate) async fn expire_due(state: &Arc<AppState>) -> Result<usize, AppError> {
+    let mut total = 0;
+    loop {
+        let clock = state.clock.clone();
+        let (n, effects) = state
+            .db
+            .write(move |tx| crate::actions::expire_due(tx, clock.now(), 200))
+            .await?;
+        state.notifier.wake(&effects.wake, effects.seq);
+        total += n;
+        if n < 200 {
+            return Ok(total);
+        }
+    }
+}
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let bearer = || SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build());
+        components.add_security_scheme("bearer", bearer());
+        components.add_security_scheme("admin", bearer());
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "FriendCore reference backend",
+        version = "1",
+        description = "Booking, delta inbox sync with long-poll, and the first-accept-wins race. \
+            Every error is a JSON `ApiError` with a stable `code`; every response carries the server \
+            clock in the `x-server-time` header (ms since the epoch)."
+    ),
+    paths(
+        meta::health,
+        meta::catalog,
+        meta::me,
+        meta::openapi_json,
+        sync::sync,
+        customer::book,
+        customer::list,
+        customer::get_job,
+        customer::cancel,
+        friend::get_job,
+        friend::accept,
+        friend::decline,
+        friend::release,
+        friend::check_in,
+        admin::create_friend,
+        admin::create_customer,
+        admin::expire_due,
+    ),
+    components(schemas(friend_protocol::ApiError, friend_protocol::ErrorCode)),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "meta", description = "Health, catalog, identity, this document"),
+        (name = "sync", description = "Delta sync of inbox and jobs, with long-poll"),
+        (name = "customer", description = "Booking and the customer's jobs"),
+        (name = "friend", description = "Offers, the accept race and held jobs"),
+        (name = "admin", description = "Accounts and operations (admin token)"),
+    )
+)]
+struct ApiDoc;
+
+/// The OpenAPI 3 document of every route.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}

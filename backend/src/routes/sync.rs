@@ -1,0 +1,179 @@
+//! `GET /v1/sync`: delta sync of the caller's inbox and jobs with long-poll, and snapshots.
+//!
+//! Cursors are opaque to clients. A delta cursor is the change sequence number the client has seen
+//! everything up to; a snapshot continuation is `s<head>.<after>` — the change head the snapshot
+//! was taken at and the last job row sent. A snapshot's last page hands over the delta cursor
+//! `<head>`, so changes that happened while the snapshot was paged arrive as deltas afterwards.
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::error::AppError;
+use crate::store::{accounts, feed, jobs};
+use crate::views;
+use axum::Json;
+use axum::extract::State;
+use chrono::Utc;
+use friend_protocol::geo::BoundingBox;
+use friend_protocol::{
+    ApiError, Change, DEFAULT_PAGE_LIMIT, ErrorCode, JobId, MAX_PAGE_LIMIT, MAX_WAIT_SECS, Role, SyncPage,
+};
+use rusqlite::Transaction;
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Query parameters of `GET /v1/sync`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SyncParams {
+    /// The cursor of the last applied page; omit for a snapshot (first sync or after `cursor_too_old`).
+    cursor: Option<String>,
+    /// Long-poll: hold the request up to this many seconds (0…30) until a change concerns the caller.
+    wait: Option<u32>,
+    /// Most changes per page (1…1000, default 500).
+    limit: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Cursor {
+    Snapshot { head: Option<i64>, after: i64 },
+    Delta(i64),
+}
+
+fn parse_cursor(raw: Option<&str>) -> Result<Cursor, AppError> {
+    let bad = || AppError::new(ErrorCode::InvalidCursor, "malformed cursor");
+    let Some(raw) = raw.filter(|r| !r.is_empty()) else {
+        return Ok(Cursor::Snapshot { head: None, after: 0 });
+    };
+    if let Some(rest) = raw.strip_prefix('s') {
+        let (head, after) = rest.split_once('.').ok_or_else(bad)?;
+        let head = head.parse::<i64>().map_err(|_| bad())?;
+        let after = after.parse::<i64>().map_err(|_| bad())?;
+        return Ok(Cursor::Snapshot { head: Some(head), after });
+    }
+    raw.parse::<i64>().ok().filter(|c| *c >= 0).map(Cursor::Delta).ok_or_else(bad)
+}
+
+/// Changes after `cursor` for the caller, oldest first, one per job.
+#[utoipa::path(get, path = "/v1/sync", tag = "sync", params(SyncParams), security(("bearer" = [])),
+    responses(
+        (status = 200, body = SyncPage),
+        (status = 400, body = ApiError, description = "invalid_cursor or invalid_input"),
+        (status = 401, body = ApiError),
+        (status = 410, body = ApiError, description = "cursor_too_old: sync again without a cursor"),
+    ))]
+pub async fn sync(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    crate::extract::ApiQuery(params): crate::extract::ApiQuery<SyncParams>,
+) -> Result<Json<SyncPage>, AppError> {
+    let cursor = parse_cursor(params.cursor.as_deref())?;
+    let wait = params.wait.unwrap_or(0);
+    if wait > MAX_WAIT_SECS {
+        return Err(AppError::new(ErrorCode::InvalidInput, format!("wait must be 0…{MAX_WAIT_SECS}")));
+    }
+    let limit = params.limit.unwrap_or(DEFAULT_PAGE_LIMIT);
+    if limit == 0 || limit > MAX_PAGE_LIMIT {
+        return Err(AppError::new(ErrorCode::InvalidInput, format!("limit must be 1…{MAX_PAGE_LIMIT}")));
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(u64::from(wait));
+    loop {
+        // Subscribe before looking, so a change committed in between still wakes us.
+        let mut waiter = if wait > 0 { state.notifier.subscribe(caller.id) } else { None };
+        let clock = state.clock.clone();
+        let page = state.db.read(move |tx| build_page(tx, caller, cursor, limit, clock.now())).await?;
+        let idle = page.changes.is_empty() && !page.more && matches!(cursor, Cursor::Delta(_));
+        let Some(w) = waiter.as_mut().filter(|_| idle) else { return Ok(Json(page)) };
+        tokio::select! {
+            _ = w.changed() => continue,
+            _ = tokio::time::sleep_until(deadline) => {
+                return Ok(Json(SyncPage { server_time: state.clock.now(), ..page }));
+            }
+        }
+    }
+}
+
+fn build_page(
+    tx: &Transaction<'_>,
+    caller: Caller,
+    cursor: Cursor,
+    limit: u32,
+    now: chrono::DateTime<Utc>,
+) -> Result<SyncPage, AppError> {
+    let friend = match caller.role {
+        Role::Friend => Some(
+            accounts::friend(tx, caller.id)?.ok_or_else(|| AppError::new(ErrorCode::Unauthorized, "account gone"))?,
+        ),
+        _ => None,
+    };
+    let view = |job: &jobs::JobRow| -> rusqlite::Result<Change> {
+        match &friend {
+            Some(me) => views::for_friend(tx, job, me),
+            None => Ok(views::for_customer(job)),
+        }
+    };
+    let head = feed::head(tx)?;
+    match cursor {
+        Cursor::Delta(after) => {
+            if after < feed::floor(tx)? || after > head {
+                return Err(AppError::new(ErrorCode::CursorTooOld, "cursor no longer served: sync without a cursor"));
+            }
+            let (rows, more) = feed::after(tx, caller.id, after, limit)?;
+            // One change per job, in the order of each job's latest feed row.
+            let mut last: HashMap<JobId, i64> = HashMap::with_capacity(rows.len());
+            for (seq, job) in &rows {
+                last.insert(*job, *seq);
+            }
+            let mut ordered: Vec<(i64, JobId)> = last.into_iter().map(|(j, s)| (s, j)).collect();
+            ordered.sort_unstable();
+            let mut changes = Vec::with_capacity(ordered.len());
+            for (_, id) in ordered {
+                if let Some(job) = jobs::get(tx, id)? {
+                    changes.push(view(&job)?);
+                }
+            }
+            let next = if more { rows.last().map(|(s, _)| *s).unwrap_or(after) } else { head };
+            Ok(SyncPage { server_time: now, cursor: next.to_string(), more, reset: false, changes })
+        }
+        Cursor::Snapshot { head: snapshot_head, after } => {
+            let snapshot_head = snapshot_head.unwrap_or(head);
+            let candidates = match &friend {
+                Some(me) => {
+                    let radius_m = f64::from(me.radius_km.min(friend_protocol::MAX_FRIEND_RADIUS_KM)) * 1000.0;
+                    let bbox = BoundingBox::around(&me.home, radius_m);
+                    jobs::snapshot_candidates_friend(tx, me.id, &bbox, after, limit)?
+                }
+                None => jobs::snapshot_candidates_customer(tx, caller.id, after, limit)?,
+            };
+            let more = candidates.len() == limit as usize;
+            let mut changes = Vec::with_capacity(candidates.len());
+            for job in &candidates {
+                let change = view(job)?;
+                if !matches!(change, Change::Removed { .. }) {
+                    changes.push(change);
+                }
+            }
+            let next = match candidates.last() {
+                Some(last) if more => format!("s{snapshot_head}.{}", last.seq),
+                _ => snapshot_head.to_string(),
+            };
+            Ok(SyncPage { server_time: now, cursor: next, more, reset: true, changes })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_parse_strictly() {
+        assert!(matches!(parse_cursor(None), Ok(Cursor::Snapshot { head: None, after: 0 })));
+        assert!(matches!(parse_cursor(Some("42")), Ok(Cursor::Delta(42))));
+        assert!(matches!(parse_cursor(Some("s7.3")), Ok(Cursor::Snapshot { head: Some(7), after: 3 })));
+        for bad in ["-1", "x", "s7", "s.3", "1.5", "s7.x"] {
+            assert!(parse_cursor(Some(bad)).is_err(), "{bad}");
+        }
+    }
+}

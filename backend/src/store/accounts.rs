@@ -1,0 +1,137 @@
+//! Accounts and Friend profiles.
+
+use super::parse_id;
+use crate::auth::{Caller, TokenHash};
+use crate::clock::to_ms;
+use chrono::{DateTime, Utc};
+use friend_protocol::geo::BoundingBox;
+use friend_protocol::{
+    AccountId, Category, CustomerProfile, FriendProfile, GeoPoint, NewCustomer, NewFriend,
+    Role, Tier,
+};
+use rusqlite::{OptionalExtension, Row, Transaction, params};
+
+/// The caller owning a token hash.
+pub fn by_token_hash(tx: &Transaction<'_>, hash: &TokenHash) -> rusqlite::Result<Option<Caller>> {
+    tx.query_row("SELECT id, role FROM accounts WHERE token_hash = ?1", params![&hash[..]], |r| {
+        let id: String = r.get(0)?;
+        let role: String = r.get(1)?;
+        Ok(Caller { id: parse_id(&id)?, role: if role == "friend" { Role::Friend } else { Role::Customer } })
+    })
+    .optional()
+}
+
+/// Creates a Friend account.
+pub fn insert_friend(
+    tx: &Transaction<'_>,
+    id: AccountId,
+    f: &NewFriend,
+    token: &TokenHash,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO accounts (id, role, name, token_hash, created_at) VALUES (?1, 'friend', ?2, ?3, ?4)",
+        params![id.to_string(), f.name, &token[..], to_ms(now)],
+    )?;
+    let categories: Vec<&str> = f.categories.iter().map(|c| c.as_str()).collect();
+    tx.execute(
+        "INSERT INTO friends (account_id, home_lat, home_lon, radius_km, categories, communities, tier)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            id.to_string(),
+            f.home.lat(),
+            f.home.lon(),
+            f.radius_km,
+            serde_json::to_string(&categories).unwrap_or_default(),
+            serde_json::to_string(&f.communities).unwrap_or_default(),
+            f.tier.as_str(),
+        ],
+    )?;
+    Ok(())
+}
+
+/// Creates a customer account.
+pub fn insert_customer(
+    tx: &Transaction<'_>,
+    id: AccountId,
+    c: &NewCustomer,
+    token: &TokenHash,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO accounts (id, role, name, token_hash, created_at) VALUES (?1, 'customer', ?2, ?3, ?4)",
+        params![id.to_string(), c.name, &token[..], to_ms(now)],
+    )?;
+    Ok(())
+}
+
+const FRIEND_COLUMNS: &str =
+    "a.id, a.name, f.home_lat, f.home_lon, f.radius_km, f.categories, f.communities, f.tier";
+
+fn friend_from_row(r: &Row<'_>) -> rusqlite::Result<FriendProfile> {
+    let id: String = r.get(0)?;
+    let categories: String = r.get(5)?;
+    let communities: String = r.get(6)?;
+    let tier: String = r.get(7)?;
+    let bad = |what: &str| rusqlite::Error::InvalidColumnType(0, what.into(), rusqlite::types::Type::Text);
+    let names: Vec<String> = serde_json::from_str(&categories).map_err(|_| bad("categories"))?;
+    Ok(FriendProfile {
+        id: parse_id(&id)?,
+        name: r.get(1)?,
+        home: GeoPoint::new(r.get(2)?, r.get(3)?).map_err(|_| bad("home"))?,
+        radius_km: r.get(4)?,
+        categories: names.iter().map(|n| Category::parse(n)).collect(),
+        communities: serde_json::from_str(&communities).map_err(|_| bad("communities"))?,
+        tier: Tier::parse(&tier),
+    })
+}
+
+/// A Friend's profile.
+pub fn friend(tx: &Transaction<'_>, id: AccountId) -> rusqlite::Result<Option<FriendProfile>> {
+    tx.query_row(
+        &format!("SELECT {FRIEND_COLUMNS} FROM friends f JOIN accounts a ON a.id = f.account_id WHERE a.id = ?1"),
+        params![id.to_string()],
+        friend_from_row,
+    )
+    .optional()
+}
+
+/// Friends whose home lies in the box around `center` (the caller applies the exact rule).
+pub fn friends_near(tx: &Transaction<'_>, center: &GeoPoint, radius_m: f64) -> rusqlite::Result<Vec<FriendProfile>> {
+    let bbox = BoundingBox::around(center, radius_m);
+    let mut stmt = tx.prepare_cached(&format!(
+        "SELECT {FRIEND_COLUMNS} FROM friends f JOIN accounts a ON a.id = f.account_id
+         WHERE f.home_lat BETWEEN ?1 AND ?2 AND f.home_lon BETWEEN ?3 AND ?4"
+    ))?;
+    let mut out = Vec::new();
+    for (lo, hi) in &bbox.lon_ranges {
+        let rows = stmt.query_map(params![bbox.min_lat, bbox.max_lat, lo, hi], friend_from_row)?;
+        for r in rows {
+            out.push(r?);
+        }
+    }
+    Ok(out)
+}
+
+/// Every Friend (remote jobs have no distance rule).
+pub fn all_friends(tx: &Transaction<'_>) -> rusqlite::Result<Vec<FriendProfile>> {
+    let mut stmt = tx.prepare_cached(&format!(
+        "SELECT {FRIEND_COLUMNS} FROM friends f JOIN accounts a ON a.id = f.account_id"
+    ))?;
+    stmt.query_map([], friend_from_row)?.collect()
+}
+
+/// A customer's profile.
+pub fn customer(tx: &Transaction<'_>, id: AccountId) -> rusqlite::Result<Option<CustomerProfile>> {
+    tx.query_row(
+        "SELECT name FROM accounts WHERE id = ?1 AND role = 'customer'",
+        params![id.to_string()],
+        |r| Ok(CustomerProfile { id, name: r.get(0)? }),
+    )
+    .optional()
+}
+
+/// Whether any account exists (a fresh database gets the dev seed).
+pub fn is_empty(tx: &Transaction<'_>) -> rusqlite::Result<bool> {
+    tx.query_row("SELECT NOT EXISTS (SELECT 1 FROM accounts)", [], |r| r.get(0))
+}

@@ -1,0 +1,420 @@
+//! Jobs: the row type, its two projections (the approximate [`Offer`] and the full [`JobDetails`])
+//! and the state update that decides the accept race.
+
+use super::parse_id;
+use crate::clock::{from_ms, to_ms};
+use chrono::{DateTime, Utc};
+use friend_protocol::eligibility::JobReach;
+use friend_protocol::lifecycle::JobFacts;
+use friend_protocol::{
+    AccountId, Address, Category, Contact, Currency, FriendSummary, GeoPoint, JobDetails, JobId, JobState,
+    Money, Offer, Place, Role, SlotUse, Tier, Timing,
+};
+use rusqlite::{OptionalExtension, Row, Transaction, params};
+
+/// A job as stored, decoded.
+#[derive(Debug, Clone)]
+pub struct JobRow {
+    /// Rowid: snapshot order.
+    pub seq: i64,
+    /// The rest, in wire form.
+    pub id: JobId,
+    /// Version, increased by every change.
+    pub version: u64,
+    /// State.
+    pub state: JobState,
+    /// Booking customer.
+    pub customer_id: AccountId,
+    /// Holder or last holder.
+    pub friend: Option<FriendSummary>,
+    /// Catalog service.
+    pub service_id: String,
+    /// Category.
+    pub category: Category,
+    /// Service title.
+    pub title: String,
+    /// Description.
+    pub description: String,
+    /// Timing.
+    pub timing: Timing,
+    /// Place.
+    pub place: Place,
+    /// Exact location.
+    pub location: Option<GeoPoint>,
+    /// Approximate location.
+    pub approx_location: Option<GeoPoint>,
+    /// District.
+    pub district: Option<String>,
+    /// Address.
+    pub address: Option<Address>,
+    /// Contact.
+    pub contact: Contact,
+    /// Access notes.
+    pub access_notes: Option<String>,
+    /// Orientation price.
+    pub orientation_price: Money,
+    /// Brand community.
+    pub brand: Option<String>,
+    /// Lowest tier.
+    pub min_tier: Tier,
+    /// Broadcast radius.
+    pub radius_km: u32,
+    /// Who cancelled.
+    pub cancelled_by: Option<Role>,
+    /// Booked at.
+    pub created_at: DateTime<Utc>,
+    /// Expires at (open jobs).
+    pub expires_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl JobRow {
+    /// Facts for the state machine.
+    pub fn facts(&self) -> JobFacts {
+        JobFacts { state: self.state, customer: self.customer_id, friend: self.friend.as_ref().map(|f| f.id) }
+    }
+
+    /// The id of the Friend holding (or who last held) the job.
+    pub fn friend_id(&self) -> Option<AccountId> {
+        self.friend.as_ref().map(|f| f.id)
+    }
+
+    /// Inputs of the eligibility rule.
+    pub fn reach(&self) -> JobReach<'_> {
+        JobReach {
+            category: self.category,
+            place: self.place,
+            location: self.location,
+            radius_km: self.radius_km,
+            brand: self.brand.as_deref(),
+            min_tier: self.min_tier,
+        }
+    }
+
+    /// Time and place for the slot-overlap rule (slot jobs only).
+    pub fn slot_use(&self) -> Option<SlotUse> {
+        match self.timing {
+            Timing::Slot { start, end } => Some(SlotUse { start, end, location: self.location }),
+            _ => None,
+        }
+    }
+
+    /// The approximate projection for Friends who do not hold the job.
+    pub fn offer(&self) -> Offer {
+        Offer {
+            id: self.id,
+            version: self.version,
+            service_id: self.service_id.clone(),
+            category: self.category,
+            title: self.title.clone(),
+            description: self.description.clone(),
+            timing: self.timing,
+            place: self.place,
+            approx_location: self.approx_location,
+            district: self.district.clone(),
+            orientation_price: self.orientation_price,
+            brand: self.brand.clone(),
+            min_tier: self.min_tier,
+            radius_km: self.radius_km,
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+        }
+    }
+
+    /// The full projection for the customer and the holding Friend.
+    pub fn details(&self) -> JobDetails {
+        JobDetails {
+            id: self.id,
+            version: self.version,
+            state: self.state,
+            customer_id: self.customer_id,
+            service_id: self.service_id.clone(),
+            category: self.category,
+            title: self.title.clone(),
+            description: self.description.clone(),
+            timing: self.timing,
+            place: self.place,
+            location: self.location,
+            address: self.address.clone(),
+            district: self.district.clone(),
+            contact: self.contact.clone(),
+            access_notes: self.access_notes.clone(),
+            orientation_price: self.orientation_price,
+            brand: self.brand.clone(),
+            min_tier: self.min_tier,
+            radius_km: self.radius_km,
+            friend: self.friend.clone(),
+            cancelled_by: self.cancelled_by,
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            updated_at: self.updated_at,
+        }
+    }
+}
+
+const COLUMNS: &str = "j.seq, j.id, j.version, j.state, j.customer_id, j.friend_id, fa.name, ff.tier,
+    j.service_id, j.category, j.title, j.description, j.timing_kind, j.slot_start, j.slot_end, j.place,
+    j.lat, j.lon, j.approx_lat, j.approx_lon, j.district, j.address, j.contact, j.access_notes,
+    j.price_minor, j.currency, j.brand, j.min_tier, j.radius_km, j.cancelled_by,
+    j.created_at, j.expires_at, j.updated_at";
+
+const FROM: &str = "jobs j LEFT JOIN accounts fa ON fa.id = j.friend_id LEFT JOIN friends ff ON ff.account_id = j.friend_id";
+
+fn corrupt(what: &str) -> rusqlite::Error {
+    rusqlite::Error::InvalidColumnType(0, format!("corrupt {what}"), rusqlite::types::Type::Text)
+}
+
+fn point(lat: Option<f64>, lon: Option<f64>) -> rusqlite::Result<Option<GeoPoint>> {
+    match (lat, lon) {
+        (Some(lat), Some(lon)) => GeoPoint::new(lat, lon).map(Some).map_err(|_| corrupt("point")),
+        _ => Ok(None),
+    }
+}
+
+fn json<T: serde::de::DeserializeOwned>(s: Option<String>, what: &str) -> rusqlite::Result<Option<T>> {
+    s.map(|s| serde_json::from_str(&s).map_err(|_| corrupt(what))).transpose()
+}
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<JobRow> {
+    let id: String = r.get(1)?;
+    let customer: String = r.get(4)?;
+    let friend_id: Option<String> = r.get(5)?;
+    let friend = match friend_id {
+        Some(f) => Some(FriendSummary {
+            id: parse_id(&f)?,
+            name: r.get::<_, Option<String>>(6)?.unwrap_or_default(),
+            tier: Tier::parse(&r.get::<_, Option<String>>(7)?.unwrap_or_default()),
+        }),
+        None => None,
+    };
+    let timing_kind: String = r.get(12)?;
+    let timing = match (timing_kind.as_str(), r.get::<_, Option<i64>>(13)?, r.get::<_, Option<i64>>(14)?) {
+        ("slot", Some(s), Some(e)) => Timing::Slot { start: from_ms(s), end: from_ms(e) },
+        ("now", _, _) => Timing::Now,
+        _ => return Err(corrupt("timing")),
+    };
+    let currency: String = r.get(25)?;
+    let cancelled_by: Option<String> = r.get(29)?;
+    Ok(JobRow {
+        seq: r.get(0)?,
+        id: parse_id(&id)?,
+        version: r.get::<_, i64>(2)? as u64,
+        state: JobState::parse(&r.get::<_, String>(3)?),
+        customer_id: parse_id(&customer)?,
+        friend,
+        service_id: r.get(8)?,
+        category: Category::parse(&r.get::<_, String>(9)?),
+        title: r.get(10)?,
+        description: r.get(11)?,
+        timing,
+        place: Place::parse(&r.get::<_, String>(15)?),
+        location: point(r.get(16)?, r.get(17)?)?,
+        approx_location: point(r.get(18)?, r.get(19)?)?,
+        district: r.get(20)?,
+        address: json(r.get(21)?, "address")?,
+        contact: json(Some(r.get(22)?), "contact")?.ok_or_else(|| corrupt("contact"))?,
+        access_notes: r.get(23)?,
+        orientation_price: Money::new(
+            r.get(24)?,
+            match currency.as_str() {
+                "CHF" => Currency::Chf,
+                "EUR" => Currency::Eur,
+                _ => Currency::Unknown,
+            },
+        ),
+        brand: r.get(26)?,
+        min_tier: Tier::parse(&r.get::<_, String>(27)?),
+        radius_km: r.get(28)?,
+        cancelled_by: match cancelled_by.as_deref() {
+            Some("customer") => Some(Role::Customer),
+            Some("friend") => Some(Role::Friend),
+            Some(_) => Some(Role::Unknown),
+            None => None,
+        },
+        created_at: from_ms(r.get(30)?),
+        expires_at: from_ms(r.get(31)?),
+        updated_at: from_ms(r.get(32)?),
+    })
+}
+
+/// One job by id.
+pub fn get(tx: &Transaction<'_>, id: JobId) -> rusqlite::Result<Option<JobRow>> {
+    let mut stmt = tx.prepare_cached(&format!("SELECT {COLUMNS} FROM {FROM} WHERE j.id = ?1"))?;
+    stmt.query_row(params![id.to_string()], from_row).optional()
+}
+
+/// A customer's jobs, newest first.
+pub fn for_customer(tx: &Transaction<'_>, customer: AccountId, limit: u32) -> rusqlite::Result<Vec<JobRow>> {
+    let mut stmt = tx.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM {FROM} WHERE j.customer_id = ?1 ORDER BY j.seq DESC LIMIT ?2"
+    ))?;
+    stmt.query_map(params![customer.to_string(), limit], from_row)?.collect()
+}
+
+/// Slot jobs a Friend currently holds.
+pub fn held_slots(tx: &Transaction<'_>, friend: AccountId) -> rusqlite::Result<Vec<JobRow>> {
+    let mut stmt = tx.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM {FROM} WHERE j.friend_id = ?1 AND j.timing_kind = 'slot'
+         AND j.state IN ('assigned', 'on_site', 'agreed')"
+    ))?;
+    stmt.query_map(params![friend.to_string()], from_row)?.collect()
+}
+
+/// Open jobs whose expiry is due.
+pub fn due_for_expiry(tx: &Transaction<'_>, now: DateTime<Utc>, limit: u32) -> rusqlite::Result<Vec<JobId>> {
+    let mut stmt = tx.prepare_cached(
+        "SELECT id FROM jobs WHERE state = 'open' AND expires_at <= ?1 ORDER BY expires_at LIMIT ?2",
+    )?;
+    stmt.query_map(params![to_ms(now), limit], |r| parse_id(&r.get::<_, String>(0)?))?.collect()
+}
+
+/// A page of the jobs a snapshot may contain for a Friend, after rowid `after`: open jobs in the
+/// box around their home (or remote), and jobs they hold or held. The caller applies the exact
+/// eligibility rule.
+pub fn snapshot_candidates_friend(
+    tx: &Transaction<'_>,
+    friend: AccountId,
+    bbox: &friend_protocol::geo::BoundingBox,
+    after: i64,
+    limit: u32,
+) -> rusqlite::Result<Vec<JobRow>> {
+    // A box crossing the antimeridian has two longitude ranges; a degenerate second range repeats
+    // the first so one prepared statement serves both cases.
+    let (lo1, hi1) = bbox.lon_ranges[0];
+    let (lo2, hi2) = bbox.lon_ranges.get(1).copied().unwrap_or((lo1, hi1));
+    let mut stmt = tx.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM {FROM} WHERE j.seq > ?1 AND (
+            j.friend_id = ?2
+            OR (j.state = 'open' AND (j.place = 'remote' OR (j.lat BETWEEN ?3 AND ?4
+                AND (j.lon BETWEEN ?5 AND ?6 OR j.lon BETWEEN ?7 AND ?8)))))
+         ORDER BY j.seq LIMIT ?9"
+    ))?;
+    stmt.query_map(
+        params![after, friend.to_string(), bbox.min_lat, bbox.max_lat, lo1, hi1, lo2, hi2, limit],
+        from_row,
+    )?
+    .collect()
+}
+
+/// A page of a customer's jobs after rowid `after`, for a snapshot.
+pub fn snapshot_candidates_customer(
+    tx: &Transaction<'_>,
+    customer: AccountId,
+    after: i64,
+    limit: u32,
+) -> rusqlite::Result<Vec<JobRow>> {
+    let mut stmt = tx.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM {FROM} WHERE j.customer_id = ?1 AND j.seq > ?2 ORDER BY j.seq LIMIT ?3"
+    ))?;
+    stmt.query_map(params![customer.to_string(), after, limit], from_row)?.collect()
+}
+
+/// Stores a new job.
+pub fn insert(tx: &Transaction<'_>, j: &JobRow) -> rusqlite::Result<()> {
+    let (kind, start, end) = match j.timing {
+        Timing::Slot { start, end } => ("slot", Some(to_ms(start)), Some(to_ms(end))),
+        _ => ("now", None, None),
+    };
+    tx.execute(
+        "INSERT INTO jobs (id, version, state, customer_id, friend_id, service_id, category, title, description,
+            timing_kind, slot_start, slot_end, place, lat, lon, approx_lat, approx_lon, district, address, contact,
+            access_notes, price_minor, currency, brand, min_tier, radius_km, cancelled_by, created_at, expires_at,
+            updated_at)
+         VALUES (?1, ?2, ?3, ?4, NULL, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20,
+            ?21, ?22, ?23, ?24, ?25, NULL, ?26, ?27, ?28)",
+        params![
+            j.id.to_string(),
+            j.version as i64,
+            j.state.as_str(),
+            j.customer_id.to_string(),
+            j.service_id,
+            j.category.as_str(),
+            j.title,
+            j.description,
+            kind,
+            start,
+            end,
+            j.place.as_str(),
+            j.location.map(|p| p.lat()),
+            j.location.map(|p| p.lon()),
+            j.approx_location.map(|p| p.lat()),
+            j.approx_location.map(|p| p.lon()),
+            j.district,
+            j.address.as_ref().map(|a| serde_json::to_string(a).unwrap_or_default()),
+            serde_json::to_string(&j.contact).unwrap_or_default(),
+            j.access_notes,
+            j.orientation_price.minor,
+            j.orientation_price.currency.code(),
+            j.brand,
+            j.min_tier.as_str(),
+            j.radius_km,
+            to_ms(j.created_at),
+            to_ms(j.expires_at),
+            to_ms(j.updated_at),
+        ],
+    )?;
+    Ok(())
+}
+
+/// Moves a job from `from` to the facts in `to`, only if it is still in `from` (the conditional
+/// update that makes the accept race safe even without the writer lock). Returns whether it moved.
+pub fn update_state(
+    tx: &Transaction<'_>,
+    id: JobId,
+    from: JobState,
+    to: &JobFacts,
+    cancelled_by: Option<Role>,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<bool> {
+    let cancelled_by = cancelled_by.map(|r| match r {
+        Role::Customer => "customer",
+        Role::Friend => "friend",
+        Role::Unknown => "unknown",
+    });
+    let n = tx.execute(
+        "UPDATE jobs SET state = ?1, friend_id = ?2, cancelled_by = COALESCE(?3, cancelled_by),
+            version = version + 1, updated_at = ?4
+         WHERE id = ?5 AND state = ?6",
+        params![
+            to.state.as_str(),
+            to.friend.map(|f| f.to_string()),
+            cancelled_by,
+            to_ms(now),
+            id.to_string(),
+            from.as_str()
+        ],
+    )?;
+    Ok(n == 1)
+}
+
+/// Records that a Friend declined (or released) a job.
+pub fn insert_decline(
+    tx: &Transaction<'_>,
+    job: JobId,
+    friend: AccountId,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO declines (job_id, friend_id, reason, at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (job_id, friend_id) DO UPDATE SET reason = excluded.reason, at = excluded.at",
+        params![job.to_string(), friend.to_string(), reason, to_ms(now)],
+    )?;
+    Ok(())
+}
+
+/// Forgets a decline (the Friend accepted after all).
+pub fn delete_decline(tx: &Transaction<'_>, job: JobId, friend: AccountId) -> rusqlite::Result<()> {
+    tx.execute(
+        "DELETE FROM declines WHERE job_id = ?1 AND friend_id = ?2",
+        params![job.to_string(), friend.to_string()],
+    )?;
+    Ok(())
+}
+
+/// Whether a Friend declined a job.
+pub fn declined(tx: &Transaction<'_>, job: JobId, friend: AccountId) -> rusqlite::Result<bool> {
+    let mut stmt = tx.prepare_cached("SELECT EXISTS (SELECT 1 FROM declines WHERE job_id = ?1 AND friend_id = ?2)")?;
+    stmt.query_row(params![job.to_string(), friend.to_string()], |r| r.get(0))
+}

@@ -1,0 +1,34 @@
+//! What each caller may see of a job, decided in one place: the customer and the Friend holding the
+//! job get full details; an eligible Friend gets the approximate offer; everyone else learns only
+//! that it left their inbox, and why.
+
+use crate::store::jobs::{self, JobRow};
+use friend_protocol::{Change, FriendProfile, JobState, RemovalReason, eligibility};
+use rusqlite::Transaction;
+
+/// The change a Friend receives for a job.
+pub fn for_friend(tx: &Transaction<'_>, job: &JobRow, me: &FriendProfile) -> rusqlite::Result<Change> {
+    if job.friend_id() == Some(me.id) {
+        return Ok(Change::Job { job: Box::new(job.details()) });
+    }
+    let reason = match job.state {
+        JobState::Open => {
+            if jobs::declined(tx, job.id, me.id)? {
+                RemovalReason::Declined
+            } else if eligibility::check(me, &job.reach()).is_ok() {
+                return Ok(Change::Offer { offer: job.offer() });
+            } else {
+                RemovalReason::NotEligible
+            }
+        }
+        JobState::Cancelled => RemovalReason::Cancelled,
+        JobState::Expired => RemovalReason::Expired,
+        _ => RemovalReason::Taken,
+    };
+    Ok(Change::Removed { job_id: job.id, reason })
+}
+
+/// The change a customer receives for one of their jobs.
+pub fn for_customer(job: &JobRow) -> Change {
+    Change::Job { job: Box::new(job.details()) }
+}
