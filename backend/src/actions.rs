@@ -8,8 +8,8 @@ use crate::store::{Effects, accounts, catalog, feed};
 use chrono::{DateTime, Utc};
 use friend_protocol::lifecycle::{Actor, Event, transition};
 use friend_protocol::{
-    AcceptOutcome, AccountId, BookRequest, ErrorCode, JobDetails, JobId, JobState, NotEligibleReason, Role,
-    eligibility, slots_conflict, validate,
+    AcceptOutcome, AccountId, BookRequest, ErrorCode, JobDetails, JobId, JobState,
+    NotEligibleReason, Role, eligibility, slots_conflict, validate,
 };
 use rusqlite::Transaction;
 
@@ -25,8 +25,12 @@ pub fn book(
     now: DateTime<Utc>,
 ) -> Result<(JobDetails, Effects), AppError> {
     validate::book_request(req, now)?;
-    let service = catalog::service(tx, &req.service_id)?
-        .ok_or_else(|| AppError::new(ErrorCode::UnknownService, format!("no service {}", req.service_id)))?;
+    let service = catalog::service(tx, &req.service_id)?.ok_or_else(|| {
+        AppError::new(
+            ErrorCode::UnknownService,
+            format!("no service {}", req.service_id),
+        )
+    })?;
     let row = JobRow {
         seq: 0,
         id: JobId::random(),
@@ -49,7 +53,9 @@ pub fn book(
         orientation_price: service.orientation_price,
         brand: req.brand.clone(),
         min_tier: service.min_tier,
-        radius_km: req.radius_km.unwrap_or(friend_protocol::DEFAULT_JOB_RADIUS_KM),
+        radius_km: req
+            .radius_km
+            .unwrap_or(friend_protocol::DEFAULT_JOB_RADIUS_KM),
         cancelled_by: None,
         created_at: now,
         expires_at: req.timing.expires_at(now),
@@ -70,7 +76,12 @@ pub fn accept(
 ) -> Result<(AcceptOutcome, Effects), AppError> {
     let job = load(tx, job_id)?;
     if job.friend_id() == Some(friend) && job.state.is_held() {
-        return Ok((AcceptOutcome::Won { job: Box::new(job.details()) }, Effects::default()));
+        return Ok((
+            AcceptOutcome::Won {
+                job: Box::new(job.details()),
+            },
+            Effects::default(),
+        ));
     }
     match job.state {
         JobState::Open => {}
@@ -102,7 +113,12 @@ pub fn accept(
     jobs::delete_decline(tx, job_id, friend)?;
     let won = load(tx, job_id)?;
     let effects = feed::record(tx, &won, None, true, now)?;
-    Ok((AcceptOutcome::Won { job: Box::new(won.details()) }, effects))
+    Ok((
+        AcceptOutcome::Won {
+            job: Box::new(won.details()),
+        },
+        effects,
+    ))
 }
 
 /// Applies one state-machine event to a job and records the change.
@@ -120,14 +136,23 @@ pub fn apply(
         _ => None,
     };
     if !jobs::update_state(tx, job_id, job.state, &next, cancelled_by, now)? {
-        return Err(AppError::new(ErrorCode::InvalidTransition, "the job changed meanwhile"));
+        return Err(AppError::new(
+            ErrorCode::InvalidTransition,
+            "the job changed meanwhile",
+        ));
     }
     if let (Event::Release, Actor::Friend(f)) = (event, actor) {
         // A released job goes back to the crowd, not back into the releasing Friend's inbox.
         jobs::insert_decline(tx, job_id, f, "released", now)?;
     }
     let after = load(tx, job_id)?;
-    let effects = feed::record(tx, &after, job.friend_id(), job.state == JobState::Open, now)?;
+    let effects = feed::record(
+        tx,
+        &after,
+        job.friend_id(),
+        job.state == JobState::Open,
+        now,
+    )?;
     Ok((after, effects))
 }
 
@@ -143,7 +168,10 @@ pub fn decline(
     if job.state != JobState::Open {
         let e = transition(&job.facts(), &Actor::Friend(friend), Event::Accept).err();
         return Err(e.map(AppError::from).unwrap_or_else(|| {
-            AppError::new(ErrorCode::InvalidTransition, "only open offers can be declined")
+            AppError::new(
+                ErrorCode::InvalidTransition,
+                "only open offers can be declined",
+            )
         }));
     }
     jobs::insert_decline(tx, job_id, friend, reason, now)?;
@@ -157,11 +185,18 @@ pub fn decline(
         "INSERT INTO feed (account_id, seq, job_id) VALUES (?1, ?2, ?3)",
         rusqlite::params![friend.to_string(), seq, job_id.to_string()],
     )?;
-    Ok(Effects { wake: vec![friend], seq: seq as u64 })
+    Ok(Effects {
+        wake: vec![friend],
+        seq: seq as u64,
+    })
 }
 
 /// Expires up to `limit` open jobs whose time is up. Returns how many and what to wake.
-pub fn expire_due(tx: &Transaction<'_>, now: DateTime<Utc>, limit: u32) -> Result<(usize, Effects), AppError> {
+pub fn expire_due(
+    tx: &Transaction<'_>,
+    now: DateTime<Utc>,
+    limit: u32,
+) -> Result<(usize, Effects), AppError> {
     let mut effects = Effects::default();
     let due = jobs::due_for_expiry(tx, now, limit)?;
     for id in &due {
@@ -170,4 +205,3 @@ pub fn expire_due(tx: &Transaction<'_>, now: DateTime<Utc>, limit: u32) -> Resul
     }
     Ok((due.len(), effects))
 }
-

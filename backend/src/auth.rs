@@ -19,7 +19,10 @@ pub fn new_token() -> Result<String, AppError> {
     ring::rand::SystemRandom::new()
         .fill(&mut bytes)
         .map_err(|_| AppError::new(ErrorCode::Internal, "no system randomness"))?;
-    Ok(format!("fc_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)))
+    Ok(format!(
+        "fc_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    ))
 }
 
 /// The stored hash of a token.
@@ -44,7 +47,12 @@ fn bearer(parts: &Parts) -> Result<&str, AppError> {
         .headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| AppError::new(ErrorCode::Unauthorized, "missing Authorization: Bearer token"))?;
+        .ok_or_else(|| {
+            AppError::new(
+                ErrorCode::Unauthorized,
+                "missing Authorization: Bearer token",
+            )
+        })?;
     header
         .strip_prefix("Bearer ")
         .map(str::trim)
@@ -55,9 +63,17 @@ fn bearer(parts: &Parts) -> Result<&str, AppError> {
 impl FromRequestParts<Arc<AppState>> for Caller {
     type Rejection = AppError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, AppError> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, AppError> {
         let hash = hash_token(bearer(parts)?);
-        if let Some(c) = state.auth_cache.read().ok().and_then(|m| m.get(&hash).copied()) {
+        if let Some(c) = state
+            .auth_cache
+            .read()
+            .ok()
+            .and_then(|m| m.get(&hash).copied())
+        {
             return Ok(c);
         }
         let found = state
@@ -66,7 +82,8 @@ impl FromRequestParts<Arc<AppState>> for Caller {
                 crate::store::accounts::by_token_hash(tx, &hash).map_err(AppError::from)
             })
             .await?;
-        let caller = found.ok_or_else(|| AppError::new(ErrorCode::Unauthorized, "unknown token"))?;
+        let caller =
+            found.ok_or_else(|| AppError::new(ErrorCode::Unauthorized, "unknown token"))?;
         if let Ok(mut m) = state.auth_cache.write() {
             m.insert(hash, caller);
         }
@@ -80,10 +97,19 @@ pub struct FriendCaller(pub AccountId);
 impl FromRequestParts<Arc<AppState>> for FriendCaller {
     type Rejection = AppError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, AppError> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, AppError> {
         match Caller::from_request_parts(parts, state).await? {
-            Caller { id, role: Role::Friend } => Ok(FriendCaller(id)),
-            _ => Err(AppError::new(ErrorCode::Forbidden, "this route is for Friends")),
+            Caller {
+                id,
+                role: Role::Friend,
+            } => Ok(FriendCaller(id)),
+            _ => Err(AppError::new(
+                ErrorCode::Forbidden,
+                "this route is for Friends",
+            )),
         }
     }
 }
@@ -94,10 +120,19 @@ pub struct CustomerCaller(pub AccountId);
 impl FromRequestParts<Arc<AppState>> for CustomerCaller {
     type Rejection = AppError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, AppError> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, AppError> {
         match Caller::from_request_parts(parts, state).await? {
-            Caller { id, role: Role::Customer } => Ok(CustomerCaller(id)),
-            _ => Err(AppError::new(ErrorCode::Forbidden, "this route is for customers")),
+            Caller {
+                id,
+                role: Role::Customer,
+            } => Ok(CustomerCaller(id)),
+            _ => Err(AppError::new(
+                ErrorCode::Forbidden,
+                "this route is for customers",
+            )),
         }
     }
 }
@@ -108,12 +143,18 @@ pub struct AdminCaller;
 impl FromRequestParts<Arc<AppState>> for AdminCaller {
     type Rejection = AppError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, AppError> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, AppError> {
         // Comparing hashes: equal-length digests, and timing reveals nothing about the token.
         if hash_token(bearer(parts)?) == state.admin_token_hash {
             Ok(AdminCaller)
         } else {
-            Err(AppError::new(ErrorCode::Unauthorized, "admin token required"))
+            Err(AppError::new(
+                ErrorCode::Unauthorized,
+                "admin token required",
+            ))
         }
     }
 }

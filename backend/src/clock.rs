@@ -26,7 +26,9 @@ pub struct ManualClock {
 impl ManualClock {
     /// A clock reading the system time plus an offset that starts at zero.
     pub fn new() -> ManualClock {
-        ManualClock { offset: Mutex::new(chrono::Duration::zero()) }
+        ManualClock {
+            offset: Mutex::new(chrono::Duration::zero()),
+        }
     }
 
     /// Moves the clock forward.
@@ -45,7 +47,11 @@ impl Default for ManualClock {
 
 impl Clock for ManualClock {
     fn now(&self) -> DateTime<Utc> {
-        let offset = self.offset.lock().map(|o| *o).unwrap_or_else(|p| *p.into_inner());
+        let offset = self
+            .offset
+            .lock()
+            .map(|o| *o)
+            .unwrap_or_else(|p| *p.into_inner());
         Utc::now() + offset
     }
 }

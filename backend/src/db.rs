@@ -78,7 +78,9 @@ impl Db {
         let inner = self.inner.clone();
         run_blocking(move || {
             let mut conn = inner.writer.lock().map_err(|_| DbError::Poisoned)?;
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(DbError::from)?;
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(DbError::from)?;
             let value = f(&tx)?;
             tx.commit().map_err(DbError::from)?;
             Ok(value)
@@ -93,7 +95,9 @@ impl Db {
         F: FnOnce(&Transaction<'_>) -> Result<T, E>,
     {
         let mut conn = self.inner.writer.lock().map_err(|_| DbError::Poisoned)?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(DbError::from)?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(DbError::from)?;
         let value = f(&tx)?;
         tx.commit().map_err(DbError::from)?;
         Ok(value)
@@ -122,7 +126,9 @@ impl Db {
                 }
             };
             let result = (|| {
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred).map_err(DbError::from)?;
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Deferred)
+                    .map_err(DbError::from)?;
                 let value = f(&tx)?;
                 tx.finish().map_err(DbError::from)?;
                 Ok(value)

@@ -39,7 +39,11 @@ impl AppError {
             | ErrorCode::InvalidCursor
             | ErrorCode::UnknownService => StatusCode::BAD_REQUEST,
         };
-        AppError { status, code, message: message.into() }
+        AppError {
+            status,
+            code,
+            message: message.into(),
+        }
     }
 
     /// 404 for a job the caller may not see (whether it exists is not revealed).
@@ -53,7 +57,14 @@ impl IntoResponse for AppError {
         if self.status.is_server_error() {
             tracing::error!(code = self.code.as_str(), message = %self.message, "request failed");
         }
-        (self.status, Json(ApiError { code: self.code, message: self.message })).into_response()
+        (
+            self.status,
+            Json(ApiError {
+                code: self.code,
+                message: self.message,
+            }),
+        )
+            .into_response()
     }
 }
 
@@ -61,7 +72,10 @@ impl From<DbError> for AppError {
     fn from(e: DbError) -> AppError {
         match &e {
             DbError::Sqlite(rusqlite::Error::SqliteFailure(f, _))
-                if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) =>
+                if matches!(
+                    f.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                ) =>
             {
                 AppError::new(ErrorCode::Unavailable, "storage busy, retry")
             }
@@ -88,7 +102,9 @@ impl From<Refusal> for AppError {
             Refusal::NotYourJob => AppError::job_not_found(),
             Refusal::NotAssignedToYou => AppError::new(ErrorCode::NotAssignedToYou, r.to_string()),
             Refusal::WrongRole { .. } => AppError::new(ErrorCode::Forbidden, r.to_string()),
-            Refusal::InvalidState { .. } => AppError::new(ErrorCode::InvalidTransition, r.to_string()),
+            Refusal::InvalidState { .. } => {
+                AppError::new(ErrorCode::InvalidTransition, r.to_string())
+            }
         }
     }
 }

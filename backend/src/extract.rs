@@ -17,8 +17,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, AppError> {
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(ApiJson(v)),
-            Err(JsonRejection::BytesRejection(e)) if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
-                Err(AppError::new(ErrorCode::BodyTooLarge, "request body too large"))
+            Err(JsonRejection::BytesRejection(e))
+                if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE =>
+            {
+                Err(AppError::new(
+                    ErrorCode::BodyTooLarge,
+                    "request body too large",
+                ))
             }
             Err(e) => Err(AppError::new(ErrorCode::InvalidJson, e.body_text())),
         }
@@ -63,7 +68,10 @@ impl IdempotencyKey {
     /// The key, or the typed error for routes that require one.
     pub fn required(self) -> Result<String, AppError> {
         self.0.ok_or_else(|| {
-            AppError::new(ErrorCode::IdempotencyKeyMissing, "this route requires an Idempotency-Key header")
+            AppError::new(
+                ErrorCode::IdempotencyKeyMissing,
+                "this route requires an Idempotency-Key header",
+            )
         })
     }
 }
@@ -72,7 +80,9 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, AppError> {
-        let Some(v) = parts.headers.get("idempotency-key") else { return Ok(IdempotencyKey(None)) };
+        let Some(v) = parts.headers.get("idempotency-key") else {
+            return Ok(IdempotencyKey(None));
+        };
         let key = v
             .to_str()
             .ok()

@@ -116,8 +116,14 @@ impl Backend {
             admin_token_hash: auth::hash_token(&admin_token),
             auth_cache: RwLock::new(HashMap::new()),
         });
-        let seeded = seed::ensure(&state, config.seed_dev_data).map_err(|e| BackendError::Startup(e.message))?;
-        Ok(Backend { state, config, admin_token, seeded })
+        let seeded = seed::ensure(&state, config.seed_dev_data)
+            .map_err(|e| BackendError::Startup(e.message))?;
+        Ok(Backend {
+            state,
+            config,
+            admin_token,
+            seeded,
+        })
     }
 
     /// The admin bearer token.
@@ -143,7 +149,9 @@ impl Backend {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), BackendError> {
         let timers = tokio::spawn(self.clone().run_timers());
-        let result = axum::serve(listener, self.router()).with_graceful_shutdown(shutdown).await;
+        let result = axum::serve(listener, self.router())
+            .with_graceful_shutdown(shutdown)
+            .await;
         timers.abort();
         result.map_err(BackendError::Io)
     }
@@ -175,7 +183,10 @@ impl Backend {
 
     /// Forgets changes older than `before`; cursors from before then get "cursor too old".
     pub async fn prune_feed(&self, before: chrono::DateTime<chrono::Utc>) -> Result<i64, DbError> {
-        self.state.db.write(move |tx| store::feed::prune_before(tx, before).map_err(DbError::from)).await
+        self.state
+            .db
+            .write(move |tx| store::feed::prune_before(tx, before).map_err(DbError::from))
+            .await
     }
 
     /// How often a waiting long-poll of `account` was woken (targeted wake-ups are testable).
@@ -194,7 +205,10 @@ impl Backend {
     }
 
     /// Creates a customer account directly.
-    pub async fn create_customer(&self, req: NewCustomer) -> Result<CreatedAccount, error::AppError> {
+    pub async fn create_customer(
+        &self,
+        req: NewCustomer,
+    ) -> Result<CreatedAccount, error::AppError> {
         routes::admin::create_customer_in(&self.state, req).await
     }
 }

@@ -39,12 +39,18 @@ impl Notifier {
                 rx
             }
         };
-        Some(Waiter { notifier: self, account, rx })
+        Some(Waiter {
+            notifier: self,
+            account,
+            rx,
+        })
     }
 
     /// Wakes the waiting long-polls of these accounts.
     pub fn wake(&self, accounts: &[AccountId], seq: u64) {
-        let Ok(mut slots) = self.slots.lock() else { return };
+        let Ok(mut slots) = self.slots.lock() else {
+            return;
+        };
         for a in accounts {
             if let Some(slot) = slots.get_mut(a)
                 && let Some(tx) = &slot.sender
@@ -57,12 +63,19 @@ impl Notifier {
 
     /// How many times a waiting long-poll of `account` was woken (for tests and benchmarks).
     pub fn wake_count(&self, account: AccountId) -> u64 {
-        self.slots.lock().ok().and_then(|s| s.get(&account).map(|s| s.wakes)).unwrap_or(0)
+        self.slots
+            .lock()
+            .ok()
+            .and_then(|s| s.get(&account).map(|s| s.wakes))
+            .unwrap_or(0)
     }
 
     /// How many accounts have a waiting long-poll.
     pub fn waiting_accounts(&self) -> usize {
-        self.slots.lock().map(|s| s.values().filter(|s| s.sender.is_some()).count()).unwrap_or(0)
+        self.slots
+            .lock()
+            .map(|s| s.values().filter(|s| s.sender.is_some()).count())
+            .unwrap_or(0)
     }
 }
 
@@ -76,7 +89,9 @@ impl Waiter<'_> {
 
 impl Drop for Waiter<'_> {
     fn drop(&mut self) {
-        let Ok(mut slots) = self.notifier.slots.lock() else { return };
+        let Ok(mut slots) = self.notifier.slots.lock() else {
+            return;
+        };
         if let Some(slot) = slots.get_mut(&self.account)
             && let Some(tx) = &slot.sender
             // Our own receiver is still alive here, hence 1.

@@ -3,15 +3,25 @@
 //! that it left their inbox, and why.
 
 use crate::store::jobs::{self, JobRow};
+use chrono::{DateTime, Utc};
 use friend_protocol::{Change, FriendProfile, JobState, RemovalReason, eligibility};
 use rusqlite::Transaction;
 
 /// The change a Friend receives for a job.
-pub fn for_friend(tx: &Transaction<'_>, job: &JobRow, me: &FriendProfile) -> rusqlite::Result<Change> {
+/// An open job past its expiry counts as expired even before the sweep reaches it.
+pub fn for_friend(
+    tx: &Transaction<'_>,
+    job: &JobRow,
+    me: &FriendProfile,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<Change> {
     if job.friend_id() == Some(me.id) {
-        return Ok(Change::Job { job: Box::new(job.details()) });
+        return Ok(Change::Job {
+            job: Box::new(job.details()),
+        });
     }
     let reason = match job.state {
+        JobState::Open if job.expires_at <= now => RemovalReason::Expired,
         JobState::Open => {
             if jobs::declined(tx, job.id, me.id)? {
                 RemovalReason::Declined
@@ -25,10 +35,15 @@ pub fn for_friend(tx: &Transaction<'_>, job: &JobRow, me: &FriendProfile) -> rus
         JobState::Expired => RemovalReason::Expired,
         _ => RemovalReason::Taken,
     };
-    Ok(Change::Removed { job_id: job.id, reason })
+    Ok(Change::Removed {
+        job_id: job.id,
+        reason,
+    })
 }
 
 /// The change a customer receives for one of their jobs.
 pub fn for_customer(job: &JobRow) -> Change {
-    Change::Job { job: Box::new(job.details()) }
+    Change::Job {
+        job: Box::new(job.details()),
+    }
 }

@@ -51,7 +51,10 @@ impl Category {
 
     /// Parses a wire name; unknown names give [`Category::Unknown`].
     pub fn parse(s: &str) -> Category {
-        Category::ALL.into_iter().find(|c| c.as_str() == s).unwrap_or(Category::Unknown)
+        Category::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .unwrap_or(Category::Unknown)
     }
 }
 

@@ -86,21 +86,55 @@ mod tests {
         let f = friend();
         assert_eq!(check(&f, &job(47.40, 8.55)), Ok(()));
         // Winterthur is ~19 km away: outside the friend's own 15 km.
-        assert_eq!(check(&f, &job(47.4988, 8.7237)), Err(NotEligibleReason::Distance));
         assert_eq!(
-            check(&f, &JobReach { category: Category::Audio, ..job(47.40, 8.55) }),
+            check(&f, &job(47.4988, 8.7237)),
+            Err(NotEligibleReason::Distance)
+        );
+        assert_eq!(
+            check(
+                &f,
+                &JobReach {
+                    category: Category::Audio,
+                    ..job(47.40, 8.55)
+                }
+            ),
             Err(NotEligibleReason::Category)
         );
         assert_eq!(
-            check(&f, &JobReach { brand: Some("sunrise"), ..job(47.40, 8.55) }),
+            check(
+                &f,
+                &JobReach {
+                    brand: Some("sunrise"),
+                    ..job(47.40, 8.55)
+                }
+            ),
             Err(NotEligibleReason::Community)
         );
-        assert_eq!(check(&f, &JobReach { brand: Some("swisscom"), ..job(47.40, 8.55) }), Ok(()));
         assert_eq!(
-            check(&f, &JobReach { min_tier: Tier::Pro, ..job(47.40, 8.55) }),
+            check(
+                &f,
+                &JobReach {
+                    brand: Some("swisscom"),
+                    ..job(47.40, 8.55)
+                }
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            check(
+                &f,
+                &JobReach {
+                    min_tier: Tier::Pro,
+                    ..job(47.40, 8.55)
+                }
+            ),
             Err(NotEligibleReason::Tier)
         );
-        let far_remote = JobReach { place: Place::Remote, location: None, ..job(0.0, 0.0) };
+        let far_remote = JobReach {
+            place: Place::Remote,
+            location: None,
+            ..job(0.0, 0.0)
+        };
         assert_eq!(check(&f, &far_remote), Ok(()));
     }
 
@@ -108,7 +142,10 @@ mod tests {
     fn job_radius_limits_too() {
         let mut f = friend();
         f.radius_km = 50;
-        let j = JobReach { radius_km: 5, ..job(47.4988, 8.7237) };
+        let j = JobReach {
+            radius_km: 5,
+            ..job(47.4988, 8.7237)
+        };
         assert_eq!(check(&f, &j), Err(NotEligibleReason::Distance));
     }
 }

@@ -68,7 +68,10 @@ impl GeoPoint {
     /// Great-circle (haversine) distance in metres.
     pub fn distance_m(&self, other: &GeoPoint) -> f64 {
         use geo::{Distance, Haversine, Point};
-        Haversine.distance(Point::new(self.lon, self.lat), Point::new(other.lon, other.lat))
+        Haversine.distance(
+            Point::new(self.lon, self.lat),
+            Point::new(other.lon, other.lat),
+        )
     }
 
     /// The approximate location shown to Friends before they win a job: the centre of a coarse
@@ -84,13 +87,23 @@ impl GeoPoint {
         let lon_cell = (CELL_DEG / cos).min(360.0);
         let col = ((self.lon + 180.0) / lon_cell).floor();
         let center_lon = normalize_lon(-180.0 + (col + 0.5) * lon_cell);
-        let center = GeoPoint { lat: center_lat, lon: center_lon };
+        let center = GeoPoint {
+            lat: center_lat,
+            lon: center_lon,
+        };
         if self.distance_m(&center) >= APPROX_MIN_OFFSET_M {
             return center;
         }
         let shift = 0.01; // ≈ 1.1 km of latitude
-        let lat = if center_lat + shift <= 90.0 { center_lat + shift } else { center_lat - shift };
-        GeoPoint { lat, lon: center_lon }
+        let lat = if center_lat + shift <= 90.0 {
+            center_lat + shift
+        } else {
+            center_lat - shift
+        };
+        GeoPoint {
+            lat,
+            lon: center_lon,
+        }
     }
 }
 
@@ -131,12 +144,20 @@ impl BoundingBox {
         let full = vec![(-180.0, 180.0)];
         if min_lat <= -90.0 || max_lat >= 90.0 {
             // A pole is inside the circle: every longitude qualifies.
-            return BoundingBox { min_lat: min_lat.max(-90.0), max_lat: max_lat.min(90.0), lon_ranges: full };
+            return BoundingBox {
+                min_lat: min_lat.max(-90.0),
+                max_lat: max_lat.min(90.0),
+                lon_ranges: full,
+            };
         }
         let angular = radius_m / EARTH_RADIUS_M;
         let ratio = angular.sin() / center.lat.to_radians().cos();
         if !(ratio.is_finite()) || ratio >= 1.0 {
-            return BoundingBox { min_lat, max_lat, lon_ranges: full };
+            return BoundingBox {
+                min_lat,
+                max_lat,
+                lon_ranges: full,
+            };
         }
         // Small safety margin against rounding at the box edge.
         let dlon = ratio.asin().to_degrees() * 1.000_001 + 1e-9;
@@ -148,14 +169,21 @@ impl BoundingBox {
         } else {
             vec![(lo, hi)]
         };
-        BoundingBox { min_lat: min_lat - 1e-9, max_lat: max_lat + 1e-9, lon_ranges }
+        BoundingBox {
+            min_lat: min_lat - 1e-9,
+            max_lat: max_lat + 1e-9,
+            lon_ranges,
+        }
     }
 
     /// Whether the box contains the point.
     pub fn contains(&self, p: &GeoPoint) -> bool {
         p.lat >= self.min_lat
             && p.lat <= self.max_lat
-            && self.lon_ranges.iter().any(|(lo, hi)| p.lon >= *lo && p.lon <= *hi)
+            && self
+                .lon_ranges
+                .iter()
+                .any(|(lo, hi)| p.lon >= *lo && p.lon <= *hi)
     }
 }
 

@@ -70,7 +70,10 @@ impl JobState {
 
     /// Parses a wire name; unknown names give [`JobState::Unknown`].
     pub fn parse(s: &str) -> JobState {
-        JobState::ALL.into_iter().find(|st| st.as_str() == s).unwrap_or(JobState::Unknown)
+        JobState::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .unwrap_or(JobState::Unknown)
     }
 
     /// No transition leaves a terminal state.
@@ -87,7 +90,10 @@ impl JobState {
 
     /// States in which a Friend holds the job.
     pub fn is_held(self) -> bool {
-        matches!(self, JobState::Assigned | JobState::OnSite | JobState::Agreed)
+        matches!(
+            self,
+            JobState::Assigned | JobState::OnSite | JobState::Agreed
+        )
     }
 }
 
@@ -365,6 +371,7 @@ pub struct JobList {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "view", rename_all = "snake_case")]
+#[allow(clippy::large_enum_variant)] // a short-lived response value; boxing buys nothing
 pub enum FriendJobView {
     /// The caller holds (or held) the job.
     Full(JobDetails),
@@ -409,7 +416,11 @@ mod tests {
 
     fn slot(h0: u32, h1: u32, lat: f64) -> SlotUse {
         let day = |h| Utc.with_ymd_and_hms(2026, 11, 23, h, 0, 0).unwrap();
-        SlotUse { start: day(h0), end: day(h1), location: Some(GeoPoint::new(lat, 8.54).unwrap()) }
+        SlotUse {
+            start: day(h0),
+            end: day(h1),
+            location: Some(GeoPoint::new(lat, 8.54).unwrap()),
+        }
     }
 
     #[test]
@@ -423,7 +434,10 @@ mod tests {
         // Back to back, but ~33 km apart: 67 minutes of travel make them conflict.
         assert!(slots_conflict(&slot(9, 10, 47.37), &slot(10, 11, 47.07)));
         assert!(!slots_conflict(&slot(9, 10, 47.37), &slot(10, 11, 47.37)));
-        let remote = SlotUse { location: None, ..slot(10, 11, 0.0) };
+        let remote = SlotUse {
+            location: None,
+            ..slot(10, 11, 0.0)
+        };
         assert!(!slots_conflict(&slot(9, 10, 47.37), &remote));
     }
 }

@@ -9,8 +9,8 @@
 //! clients deserialize newer values into, and unknown object fields are ignored. Servers reject
 //! `Unknown` in input explicitly (see [`validate`]).
 
-pub mod account;
 pub mod accept;
+pub mod account;
 pub mod catalog;
 pub mod eligibility;
 pub mod error;
@@ -22,8 +22,8 @@ pub mod money;
 pub mod sync;
 pub mod validate;
 
-pub use account::*;
 pub use accept::*;
+pub use account::*;
 pub use catalog::*;
 pub use error::*;
 pub use geo::GeoPoint;

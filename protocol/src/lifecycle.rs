@@ -136,8 +136,14 @@ impl Refusal {
 /// about a job's state from the refusal.
 pub fn transition(job: &JobFacts, actor: &Actor, event: Event) -> Result<JobFacts, Refusal> {
     use JobState::*;
-    let wrong_role = || Refusal::WrongRole { role: actor.role(), event: event.as_str() };
-    let invalid = || Refusal::InvalidState { event: event.as_str(), state: job.state.as_str() };
+    let wrong_role = || Refusal::WrongRole {
+        role: actor.role(),
+        event: event.as_str(),
+    };
+    let invalid = || Refusal::InvalidState {
+        event: event.as_str(),
+        state: job.state.as_str(),
+    };
 
     // Who may attempt the event at all, and whether they are the right customer/Friend.
     match (event, actor) {
@@ -184,7 +190,11 @@ pub fn transition(job: &JobFacts, actor: &Actor, event: Event) -> Result<JobFact
         (Event::CheckOutUnsuccessful, OnSite | Agreed) => (Unsuccessful, job.friend),
         _ => return Err(invalid()),
     };
-    Ok(JobFacts { state, customer: job.customer, friend })
+    Ok(JobFacts {
+        state,
+        customer: job.customer,
+        friend,
+    })
 }
 
 #[cfg(test)]
@@ -198,7 +208,11 @@ mod tests {
     }
 
     fn open() -> JobFacts {
-        JobFacts { state: JobState::Open, customer: id(1), friend: None }
+        JobFacts {
+            state: JobState::Open,
+            customer: id(1),
+            friend: None,
+        }
     }
 
     #[test]
@@ -228,8 +242,16 @@ mod tests {
             transition(&j, &Actor::Friend(id(11)), Event::CheckIn),
             Err(Refusal::NotAssignedToYou)
         );
-        assert_eq!(transition(&j, &Actor::Customer(id(2)), Event::Cancel), Err(Refusal::NotYourJob));
-        assert_eq!(transition(&j, &Actor::Server, Event::Cancel).unwrap_err().code(), "wrong_role");
+        assert_eq!(
+            transition(&j, &Actor::Customer(id(2)), Event::Cancel),
+            Err(Refusal::NotYourJob)
+        );
+        assert_eq!(
+            transition(&j, &Actor::Server, Event::Cancel)
+                .unwrap_err()
+                .code(),
+            "wrong_role"
+        );
     }
 
     #[test]

@@ -94,7 +94,10 @@ impl Money {
             return Err(MoneyError::UnknownCurrency);
         }
         if self.currency != other.currency {
-            return Err(MoneyError::CurrencyMismatch(self.currency.code(), other.currency.code()));
+            return Err(MoneyError::CurrencyMismatch(
+                self.currency.code(),
+                other.currency.code(),
+            ));
         }
         Ok(self.currency)
     }
@@ -102,21 +105,33 @@ impl Money {
     /// `self + other`, refusing mixed currencies and overflow.
     pub fn checked_add(self, other: Money) -> Result<Money, MoneyError> {
         let currency = self.same_currency(other)?;
-        let minor = self.minor.checked_add(other.minor).ok_or(MoneyError::Overflow)?;
+        let minor = self
+            .minor
+            .checked_add(other.minor)
+            .ok_or(MoneyError::Overflow)?;
         Ok(Money { minor, currency })
     }
 
     /// `self - other`, refusing mixed currencies and overflow.
     pub fn checked_sub(self, other: Money) -> Result<Money, MoneyError> {
         let currency = self.same_currency(other)?;
-        let minor = self.minor.checked_sub(other.minor).ok_or(MoneyError::Overflow)?;
+        let minor = self
+            .minor
+            .checked_sub(other.minor)
+            .ok_or(MoneyError::Overflow)?;
         Ok(Money { minor, currency })
     }
 
     /// `self × quantity`, refusing overflow.
     pub fn checked_mul(self, quantity: i64) -> Result<Money, MoneyError> {
-        let minor = self.minor.checked_mul(quantity).ok_or(MoneyError::Overflow)?;
-        Ok(Money { minor, currency: self.currency })
+        let minor = self
+            .minor
+            .checked_mul(quantity)
+            .ok_or(MoneyError::Overflow)?;
+        Ok(Money {
+            minor,
+            currency: self.currency,
+        })
     }
 
     /// A share of this amount in basis points (1 % = 100 bp), rounded half away from zero to the
@@ -125,7 +140,10 @@ impl Money {
         let product = i128::from(self.minor) * i128::from(bps);
         let rounded = (product + product.signum() * 5_000) / 10_000;
         let minor = i64::try_from(rounded).map_err(|_| MoneyError::Overflow)?;
-        Ok(Money { minor, currency: self.currency })
+        Ok(Money {
+            minor,
+            currency: self.currency,
+        })
     }
 
     /// Rounds to the currency's smallest coin (half away from zero), as a cash payment must be.
@@ -134,11 +152,15 @@ impl Money {
         let rem = self.minor % step;
         let down = self.minor - rem;
         let minor = if rem.abs() * 2 >= step {
-            down.checked_add(rem.signum() * step).ok_or(MoneyError::Overflow)?
+            down.checked_add(rem.signum() * step)
+                .ok_or(MoneyError::Overflow)?
         } else {
             down
         };
-        Ok(Money { minor, currency: self.currency })
+        Ok(Money {
+            minor,
+            currency: self.currency,
+        })
     }
 }
 
@@ -146,7 +168,13 @@ impl std::fmt::Display for Money {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let sign = if self.minor < 0 { "-" } else { "" };
         let abs = self.minor.unsigned_abs();
-        write!(f, "{} {sign}{}.{:02}", self.currency.code(), abs / 100, abs % 100)
+        write!(
+            f,
+            "{} {sign}{}.{:02}",
+            self.currency.code(),
+            abs / 100,
+            abs % 100
+        )
     }
 }
 
@@ -163,9 +191,13 @@ mod tests {
 
     #[test]
     fn mixed_currencies_are_refused() {
-        let err = Money::chf(1).checked_add(Money::new(1, Currency::Eur)).unwrap_err();
+        let err = Money::chf(1)
+            .checked_add(Money::new(1, Currency::Eur))
+            .unwrap_err();
         assert_eq!(err.code(), "currency_mismatch");
-        let err = Money::chf(1).checked_add(Money::new(1, Currency::Unknown)).unwrap_err();
+        let err = Money::chf(1)
+            .checked_add(Money::new(1, Currency::Unknown))
+            .unwrap_err();
         assert_eq!(err, MoneyError::UnknownCurrency);
     }
 
@@ -175,7 +207,10 @@ mod tests {
         assert_eq!(Money::chf(8903).round_cash().unwrap().minor, 8905);
         assert_eq!(Money::chf(8907).round_cash().unwrap().minor, 8905);
         assert_eq!(Money::chf(8908).round_cash().unwrap().minor, 8910);
-        assert_eq!(Money::new(8907, Currency::Eur).round_cash().unwrap().minor, 8907);
+        assert_eq!(
+            Money::new(8907, Currency::Eur).round_cash().unwrap().minor,
+            8907
+        );
     }
 
     #[test]

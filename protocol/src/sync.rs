@@ -40,6 +40,7 @@ pub enum RemovalReason {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", rename_all = "snake_case")]
+#[allow(clippy::large_enum_variant)] // most changes are offers: boxing them would add an allocation each
 pub enum Change {
     /// An open job the caller is eligible for (insert or update in the inbox).
     Offer {

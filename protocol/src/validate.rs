@@ -26,7 +26,10 @@ pub struct Invalid {
 }
 
 fn invalid(field: &'static str, problem: impl Into<String>) -> Invalid {
-    Invalid { field, problem: problem.into() }
+    Invalid {
+        field,
+        problem: problem.into(),
+    }
 }
 
 fn text(field: &'static str, value: &str, max: usize, required: bool) -> Result<(), Invalid> {
@@ -44,7 +47,10 @@ fn text(field: &'static str, value: &str, max: usize, required: bool) -> Result<
 
 fn radius(field: &'static str, km: u32) -> Result<(), Invalid> {
     if km == 0 || km > MAX_FRIEND_RADIUS_KM {
-        return Err(invalid(field, format!("must be 1…{MAX_FRIEND_RADIUS_KM} km")));
+        return Err(invalid(
+            field,
+            format!("must be 1…{MAX_FRIEND_RADIUS_KM} km"),
+        ));
     }
     Ok(())
 }
@@ -74,7 +80,10 @@ pub fn book_request(req: &BookRequest, now: chrono::DateTime<chrono::Utc>) -> Re
                 return Err(invalid("timing.end", "must be after the start"));
             }
             if end - start > chrono::Duration::hours(MAX_SLOT_HOURS) {
-                return Err(invalid("timing.end", format!("slot longer than {MAX_SLOT_HOURS} h")));
+                return Err(invalid(
+                    "timing.end",
+                    format!("slot longer than {MAX_SLOT_HOURS} h"),
+                ));
             }
             if start - now > chrono::Duration::days(90) {
                 return Err(invalid("timing.start", "more than 90 days ahead"));
@@ -113,7 +122,10 @@ pub fn new_friend(req: &NewFriend) -> Result<(), Invalid> {
         return Err(invalid("categories", "unknown category"));
     }
     if req.communities.len() > MAX_COMMUNITIES {
-        return Err(invalid("communities", format!("more than {MAX_COMMUNITIES}")));
+        return Err(invalid(
+            "communities",
+            format!("more than {MAX_COMMUNITIES}"),
+        ));
     }
     for c in &req.communities {
         text("communities", c, MAX_SHORT_CHARS, true)?;
@@ -147,7 +159,10 @@ mod tests {
                 postal_code: "8004".into(),
                 city: "Zürich".into(),
             }),
-            contact: Contact { name: "Heidi Muster".into(), phone: "+41 79 000 00 00".into() },
+            contact: Contact {
+                name: "Heidi Muster".into(),
+                phone: "+41 79 000 00 00".into(),
+            },
             access_notes: None,
             brand: None,
             radius_km: None,
@@ -172,7 +187,10 @@ mod tests {
         b.description = "x".repeat(MAX_TEXT_CHARS + 1);
         assert_eq!(book_request(&b, now).unwrap_err().field, "description");
         let mut b = booking();
-        b.timing = Timing::Slot { start: now - Duration::hours(1), end: now + Duration::hours(1) };
+        b.timing = Timing::Slot {
+            start: now - Duration::hours(1),
+            end: now + Duration::hours(1),
+        };
         assert_eq!(book_request(&b, now).unwrap_err().field, "timing.start");
         let mut b = booking();
         b.place = Place::Unknown;

@@ -1,1 +1,377 @@
-//! placeholder
+//! Test support for FriendCore's end-to-end suites: the reference backend started in-process on an
+//! ephemeral loopback port with a manual clock, account and booking builders, and a small raw HTTP
+//! client that exposes status codes and bytes (so tests can look at exactly what went over the wire).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use friend_backend::clock::ManualClock;
+use friend_backend::{Backend, Config};
+use friend_protocol::{
+    AccountId, Address, BookRequest, Category, Contact, GeoPoint, JobDetails, NewCustomer,
+    NewFriend, Place, Tier, Timing,
+};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Well-known places (lat, lon).
+pub mod places {
+    /// Zürich main station.
+    pub const ZURICH: (f64, f64) = (47.3779, 8.5403);
+    /// Zürich Oerlikon, ~4.5 km north of the main station.
+    pub const OERLIKON: (f64, f64) = (47.4111, 8.5441);
+    /// Winterthur, ~20 km north-east of Zürich.
+    pub const WINTERTHUR: (f64, f64) = (47.4988, 8.7237);
+    /// Bern, ~95 km west of Zürich.
+    pub const BERN: (f64, f64) = (46.9480, 7.4474);
+}
+
+/// A point from a (lat, lon) pair known to be valid.
+pub fn point((lat, lon): (f64, f64)) -> GeoPoint {
+    GeoPoint::new(lat, lon).unwrap_or_else(|e| panic!("test point ({lat}, {lon}) invalid: {e}"))
+}
+
+/// Installs rustls' ring provider once (reqwest is built without a default provider).
+pub fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// An account created for a test.
+#[derive(Debug, Clone)]
+pub struct TestAccount {
+    /// Account id.
+    pub id: AccountId,
+    /// Bearer token.
+    pub token: String,
+}
+
+/// The reference backend running in this process on 127.0.0.1 with an ephemeral port and a
+/// database file in a temporary directory. Stops when dropped.
+pub struct TestBackend {
+    /// The backend handle (expiry, pruning, wake counters).
+    pub backend: Backend,
+    /// `http://127.0.0.1:PORT`.
+    pub base_url: String,
+    /// The server clock; advance it to expire jobs.
+    pub clock: Arc<ManualClock>,
+    /// The database file.
+    pub db_path: std::path::PathBuf,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestBackend {
+    /// Starts a backend with the catalog seeded, no dev accounts, and expiry only on demand.
+    pub async fn start() -> TestBackend {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let db_path = dir.path().join("backend.db");
+        Self::start_on(dir, db_path).await
+    }
+
+    async fn start_on(dir: tempfile::TempDir, db_path: std::path::PathBuf) -> TestBackend {
+        let clock = Arc::new(ManualClock::new());
+        let mut config = Config::new(&db_path);
+        config.seed_dev_data = false;
+        config.clock = clock.clone();
+        config.expiry_interval = None;
+        config.admin_token = Some("test-admin".into());
+        let backend = Backend::open(config).unwrap_or_else(|e| panic!("backend: {e}"));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("bind: {e}"));
+        let base_url = format!(
+            "http://{}",
+            listener
+                .local_addr()
+                .unwrap_or_else(|e| panic!("addr: {e}"))
+        );
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let serving = backend.clone();
+        tokio::spawn(async move {
+            let _ = serving
+                .serve(listener, async move {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+        TestBackend {
+            backend,
+            base_url,
+            clock,
+            db_path,
+            shutdown: Some(tx),
+            _dir: dir,
+        }
+    }
+
+    /// The server clock's current time.
+    pub fn clock_now(&self) -> chrono::DateTime<chrono::Utc> {
+        use friend_backend::clock::Clock;
+        self.clock.now()
+    }
+
+    /// Stops serving (the database stays until the value is dropped).
+    pub fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// A raw client for this backend.
+    pub fn http(&self) -> Http {
+        Http::new(&self.base_url)
+    }
+
+    /// Creates a Friend through the admin API.
+    pub async fn friend(&self, f: NewFriend) -> TestAccount {
+        let created = self
+            .backend
+            .create_friend(f)
+            .await
+            .unwrap_or_else(|e| panic!("create friend: {e:?}"));
+        TestAccount {
+            id: created.id,
+            token: created.token,
+        }
+    }
+
+    /// Creates a customer through the admin API.
+    pub async fn customer(&self, name: &str) -> TestAccount {
+        let created = self
+            .backend
+            .create_customer(NewCustomer { name: name.into() })
+            .await
+            .unwrap_or_else(|e| panic!("create customer: {e:?}"));
+        TestAccount {
+            id: created.id,
+            token: created.token,
+        }
+    }
+
+    /// Books a job and returns it, panicking on failure.
+    pub async fn book(&self, customer: &TestAccount, req: &BookRequest) -> JobDetails {
+        let key = uuid::Uuid::new_v4().to_string();
+        let r = self
+            .http()
+            .post("/v1/customer/jobs", &customer.token, Some(&key), req)
+            .await;
+        assert_eq!(r.status, 200, "booking failed: {}", r.text());
+        r.json::<friend_protocol::JobResponse>().job
+    }
+}
+
+impl Drop for TestBackend {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A Friend at `home` qualified for every category, 30 km radius, no communities, tier Friend.
+pub fn friend_at(name: &str, home: (f64, f64)) -> NewFriend {
+    NewFriend {
+        name: name.into(),
+        home: point(home),
+        radius_km: 30,
+        categories: Category::ALL.to_vec(),
+        communities: vec![],
+        tier: Tier::Friend,
+    }
+}
+
+/// An on-site now-booking of the router service at `at`, with recognisable personal data.
+pub fn booking_at(at: (f64, f64)) -> BookRequest {
+    BookRequest {
+        service_id: "network.router_setup".into(),
+        description: "New router, Wi-Fi does not reach the bedroom".into(),
+        timing: Timing::Now,
+        place: Place::OnSite,
+        location: Some(point(at)),
+        address: Some(Address {
+            street: "Geheimweg 42".into(),
+            postal_code: "8004".into(),
+            city: "Zürich".into(),
+        }),
+        contact: Contact {
+            name: "Hildegard Vertraulich".into(),
+            phone: "+41 79 555 12 34".into(),
+        },
+        access_notes: Some("Door code 4711".into()),
+        brand: None,
+        radius_km: None,
+    }
+}
+
+/// A response: status, headers and raw body.
+#[derive(Debug)]
+pub struct Reply {
+    /// HTTP status.
+    pub status: u16,
+    /// Response headers.
+    pub headers: reqwest::header::HeaderMap,
+    /// Raw body.
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body parsed as `T`, panicking with the body on failure.
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> T {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("unexpected body ({e}): {}", self.text()))
+    }
+
+    /// The `code` of an error body.
+    pub fn code(&self) -> String {
+        let v: serde_json::Value = self.json();
+        v["code"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no code in {}", self.text()))
+            .to_owned()
+    }
+}
+
+/// A raw HTTP client against one backend.
+#[derive(Clone)]
+pub struct Http {
+    client: reqwest::Client,
+    base: String,
+}
+
+impl Http {
+    /// A client for `base` (loopback only).
+    pub fn new(base: &str) -> Http {
+        install_crypto_provider();
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(256)
+            .build()
+            .unwrap_or_else(|e| panic!("client: {e}"));
+        Http {
+            client,
+            base: base.trim_end_matches('/').to_owned(),
+        }
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Reply {
+        let resp = req
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("request failed: {e}"));
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp
+            .bytes()
+            .await
+            .unwrap_or_else(|e| panic!("body: {e}"))
+            .to_vec();
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// GET `path` with an optional bearer token.
+    pub async fn get(&self, path: &str, token: &str) -> Reply {
+        let mut req = self.client.get(format!("{}{path}", self.base));
+        if !token.is_empty() {
+            req = req.bearer_auth(token);
+        }
+        self.send(req).await
+    }
+
+    /// POST a JSON body to `path`.
+    pub async fn post<B: serde::Serialize>(
+        &self,
+        path: &str,
+        token: &str,
+        key: Option<&str>,
+        body: &B,
+    ) -> Reply {
+        let mut req = self.client.post(format!("{}{path}", self.base)).json(body);
+        if !token.is_empty() {
+            req = req.bearer_auth(token);
+        }
+        if let Some(k) = key {
+            req = req.header("Idempotency-Key", k);
+        }
+        self.send(req).await
+    }
+
+    /// POST raw bytes with a content type.
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        token: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Reply {
+        let req = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .header("content-type", content_type)
+            .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+            .body(body);
+        self.send(req).await
+    }
+
+    /// Any method without a body.
+    pub async fn request(&self, method: reqwest::Method, path: &str, token: &str) -> Reply {
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if !token.is_empty() {
+            req = req.bearer_auth(token);
+        }
+        self.send(req).await
+    }
+
+    /// Accepts a job with an idempotency key.
+    pub async fn accept(
+        &self,
+        friend: &TestAccount,
+        job: friend_protocol::JobId,
+        key: &str,
+    ) -> Reply {
+        self.post(
+            &format!("/v1/friend/jobs/{job}/accept"),
+            &friend.token,
+            Some(key),
+            &serde_json::json!({}),
+        )
+        .await
+    }
+
+    /// `GET /v1/sync` with optional cursor and wait.
+    pub async fn sync(&self, account: &TestAccount, cursor: Option<&str>, wait: u32) -> Reply {
+        let mut path = format!("/v1/sync?wait={wait}");
+        if let Some(c) = cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        self.get(&path, &account.token).await
+    }
+}
+
+/// Waits for `f` to become true, polling with a short pause, up to `limit`; panics naming `what`.
+/// For state observed from outside (never as synchronisation inside the system under test).
+pub async fn wait_until<F, Fut>(what: &str, limit: Duration, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if f().await {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("timed out after {limit:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}

@@ -1,1 +1,9 @@
+//! FriendCore end-to-end scenarios: one test binary (fast to build and run), real HTTP over
+//! loopback against the reference backend started in-process.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod backend_access;
+mod backend_input;
+mod backend_race;
+mod backend_sync;

@@ -7,7 +7,9 @@ use crate::extract::ApiJson;
 use crate::store::accounts;
 use axum::Json;
 use axum::extract::State;
-use friend_protocol::{AccountId, ApiError, CreatedAccount, NewCustomer, NewFriend, Role, validate};
+use friend_protocol::{
+    AccountId, ApiError, CreatedAccount, NewCustomer, NewFriend, Role, validate,
+};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -23,14 +25,24 @@ pub async fn create_friend(
     create_friend_in(&state, req).await.map(Json)
 }
 
-pub(crate) async fn create_friend_in(state: &Arc<AppState>, req: NewFriend) -> Result<CreatedAccount, AppError> {
+pub(crate) async fn create_friend_in(
+    state: &Arc<AppState>,
+    req: NewFriend,
+) -> Result<CreatedAccount, AppError> {
     validate::new_friend(&req)?;
     let token = auth::new_token()?;
     let hash = auth::hash_token(&token);
     let id = AccountId::random();
     let now = state.clock.now();
-    state.db.write(move |tx| accounts::insert_friend(tx, id, &req, &hash, now).map_err(AppError::from)).await?;
-    Ok(CreatedAccount { id, role: Role::Friend, token })
+    state
+        .db
+        .write(move |tx| accounts::insert_friend(tx, id, &req, &hash, now).map_err(AppError::from))
+        .await?;
+    Ok(CreatedAccount {
+        id,
+        role: Role::Friend,
+        token,
+    })
 }
 
 /// Creates a customer and returns its token (shown once).
@@ -45,14 +57,26 @@ pub async fn create_customer(
     create_customer_in(&state, req).await.map(Json)
 }
 
-pub(crate) async fn create_customer_in(state: &Arc<AppState>, req: NewCustomer) -> Result<CreatedAccount, AppError> {
+pub(crate) async fn create_customer_in(
+    state: &Arc<AppState>,
+    req: NewCustomer,
+) -> Result<CreatedAccount, AppError> {
     validate::new_customer(&req)?;
     let token = auth::new_token()?;
     let hash = auth::hash_token(&token);
     let id = AccountId::random();
     let now = state.clock.now();
-    state.db.write(move |tx| accounts::insert_customer(tx, id, &req, &hash, now).map_err(AppError::from)).await?;
-    Ok(CreatedAccount { id, role: Role::Customer, token })
+    state
+        .db
+        .write(move |tx| {
+            accounts::insert_customer(tx, id, &req, &hash, now).map_err(AppError::from)
+        })
+        .await?;
+    Ok(CreatedAccount {
+        id,
+        role: Role::Customer,
+        token,
+    })
 }
 
 /// Result of an expiry sweep.
@@ -66,6 +90,11 @@ pub struct Expired {
 /// timer; this route is for operators and QA).
 #[utoipa::path(post, path = "/v1/admin/expire-due", tag = "admin", security(("admin" = [])),
     responses((status = 200, body = Expired), (status = 401, body = ApiError)))]
-pub async fn expire_due(State(state): State<Arc<AppState>>, _admin: AdminCaller) -> Result<Json<Expired>, AppError> {
-    Ok(Json(Expired { expired: super::expire_due(&state).await? }))
+pub async fn expire_due(
+    State(state): State<Arc<AppState>>,
+    _admin: AdminCaller,
+) -> Result<Json<Expired>, AppError> {
+    Ok(Json(Expired {
+        expired: super::expire_due(&state).await?,
+    }))
 }

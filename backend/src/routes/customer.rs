@@ -31,11 +31,18 @@ pub async fn book(
 ) -> Result<Json<JobResponse>, AppError> {
     let key = key.required()?;
     let body = serde_json::to_value(&req)?;
-    idempotent(&state, me, Some(key), "book".into(), body, move |tx, now| {
-        let (job, effects) = actions::book(tx, me, &req, now)?;
-        tracing::info!(job = %job.id, category = job.category.as_str(), "booked");
-        Ok((JobResponse { job }, effects))
-    })
+    idempotent(
+        &state,
+        me,
+        Some(key),
+        "book".into(),
+        body,
+        move |tx, now| {
+            let (job, effects) = actions::book(tx, me, &req, now)?;
+            tracing::info!(job = %job.id, category = job.category.as_str(), "booked");
+            Ok((JobResponse { job }, effects))
+        },
+    )
     .await
     .map(Json)
 }
@@ -47,8 +54,13 @@ pub async fn list(
     State(state): State<Arc<AppState>>,
     CustomerCaller(me): CustomerCaller,
 ) -> Result<Json<JobList>, AppError> {
-    let rows = state.db.read(move |tx| jobs::for_customer(tx, me, 200).map_err(AppError::from)).await?;
-    Ok(Json(JobList { jobs: rows.iter().map(|j| j.details()).collect() }))
+    let rows = state
+        .db
+        .read(move |tx| jobs::for_customer(tx, me, 200).map_err(AppError::from))
+        .await?;
+    Ok(Json(JobList {
+        jobs: rows.iter().map(|j| j.details()).collect(),
+    }))
 }
 
 /// One of the caller's jobs with full details.
@@ -60,7 +72,10 @@ pub async fn get_job(
     CustomerCaller(me): CustomerCaller,
     ApiPath(id): ApiPath<JobId>,
 ) -> Result<Json<JobDetails>, AppError> {
-    let job = state.db.read(move |tx| jobs::get(tx, id).map_err(AppError::from)).await?;
+    let job = state
+        .db
+        .read(move |tx| jobs::get(tx, id).map_err(AppError::from))
+        .await?;
     match job {
         Some(j) if j.customer_id == me => Ok(Json(j.details())),
         _ => Err(AppError::job_not_found()),

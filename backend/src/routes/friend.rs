@@ -12,8 +12,8 @@ use axum::Json;
 use axum::extract::State;
 use friend_protocol::lifecycle::{Actor, Event};
 use friend_protocol::{
-    AcceptOutcome, AccountId, ApiError, Change, DeclineReason, DeclineRequest, ErrorCode, FriendJobView, JobId,
-    JobResponse,
+    AcceptOutcome, AccountId, ApiError, Change, DeclineReason, DeclineRequest, ErrorCode,
+    FriendJobView, JobId, JobResponse,
 };
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -28,12 +28,18 @@ pub async fn get_job(
     FriendCaller(me): FriendCaller,
     ApiPath(id): ApiPath<JobId>,
 ) -> Result<Json<FriendJobView>, AppError> {
+    let clock = state.clock.clone();
     let view = state
         .db
         .read(move |tx| {
-            let Some(job) = jobs::get(tx, id)? else { return Ok(None) };
-            let Some(profile) = accounts::friend(tx, me)? else { return Ok(None) };
-            Ok::<_, AppError>(match views::for_friend(tx, &job, &profile)? {
+            let now = clock.now();
+            let Some(job) = jobs::get(tx, id)? else {
+                return Ok(None);
+            };
+            let Some(profile) = accounts::friend(tx, me)? else {
+                return Ok(None);
+            };
+            Ok::<_, AppError>(match views::for_friend(tx, &job, &profile, now)? {
                 Change::Job { job } => Some(FriendJobView::Full(*job)),
                 Change::Offer { offer } => Some(FriendJobView::Offer(offer)),
                 _ => None,
@@ -62,9 +68,16 @@ pub async fn accept(
 ) -> Result<Json<AcceptOutcome>, AppError> {
     let key = key.required()?;
     let body = serde_json::json!({ "job": id });
-    idempotent(&state, me, Some(key), "accept".into(), body, move |tx, now| actions::accept(tx, me, id, now))
-        .await
-        .map(Json)
+    idempotent(
+        &state,
+        me,
+        Some(key),
+        "accept".into(),
+        body,
+        move |tx, now| actions::accept(tx, me, id, now),
+    )
+    .await
+    .map(Json)
 }
 
 /// Acknowledgement of a decline.
@@ -93,7 +106,12 @@ pub async fn decline(
         DeclineReason::NoTime => "no_time",
         DeclineReason::NotMySkill => "not_my_skill",
         DeclineReason::Other => "other",
-        DeclineReason::Unknown => return Err(AppError::new(ErrorCode::InvalidInput, "reason: unknown value")),
+        DeclineReason::Unknown => {
+            return Err(AppError::new(
+                ErrorCode::InvalidInput,
+                "reason: unknown value",
+            ));
+        }
     };
     let body = serde_json::json!({ "job": id, "reason": reason });
     idempotent(&state, me, key.0, "decline".into(), body, move |tx, now| {
@@ -112,10 +130,17 @@ async fn held_job_event(
     event: Event,
 ) -> Result<Json<JobResponse>, AppError> {
     let body = serde_json::json!({ "job": id });
-    idempotent(&state, me, key, event.as_str().into(), body, move |tx, now| {
-        let (job, effects) = actions::apply(tx, id, Actor::Friend(me), event, now)?;
-        Ok((JobResponse { job: job.details() }, effects))
-    })
+    idempotent(
+        &state,
+        me,
+        key,
+        event.as_str().into(),
+        body,
+        move |tx, now| {
+            let (job, effects) = actions::apply(tx, id, Actor::Friend(me), event, now)?;
+            Ok((JobResponse { job: job.details() }, effects))
+        },
+    )
     .await
     .map(Json)
 }

@@ -12,14 +12,23 @@ use std::sync::Arc;
 /// Liveness and the server clock.
 #[utoipa::path(get, path = "/v1/health", tag = "meta", responses((status = 200, body = Health)))]
 pub async fn health(State(state): State<Arc<AppState>>) -> Json<Health> {
-    Json(Health { status: "ok".into(), server_time: state.clock.now() })
+    Json(Health {
+        status: "ok".into(),
+        server_time: state.clock.now(),
+    })
 }
 
 /// The service catalog with orientation prices.
 #[utoipa::path(get, path = "/v1/catalog", tag = "meta", security(("bearer" = [])),
     responses((status = 200, body = Catalog), (status = 401, body = ApiError)))]
-pub async fn catalog(State(state): State<Arc<AppState>>, _caller: Caller) -> Result<Json<Catalog>, AppError> {
-    let catalog = state.db.read(|tx| catalog_store::catalog(tx).map_err(AppError::from)).await?;
+pub async fn catalog(
+    State(state): State<Arc<AppState>>,
+    _caller: Caller,
+) -> Result<Json<Catalog>, AppError> {
+    let catalog = state
+        .db
+        .read(|tx| catalog_store::catalog(tx).map_err(AppError::from))
+        .await?;
     Ok(Json(catalog))
 }
 
@@ -36,7 +45,8 @@ pub async fn me(State(state): State<Arc<AppState>>, caller: Caller) -> Result<Js
             })
         })
         .await?;
-    me.map(Json).ok_or_else(|| AppError::new(friend_protocol::ErrorCode::Unauthorized, "account gone"))
+    me.map(Json)
+        .ok_or_else(|| AppError::new(friend_protocol::ErrorCode::Unauthorized, "account gone"))
 }
 
 /// This OpenAPI 3 document.

@@ -37,7 +37,10 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/v1/me", get(meta::me))
         .route(OPENAPI_PATH, get(meta::openapi_json))
         .route("/v1/sync", get(sync::sync))
-        .route("/v1/customer/jobs", post(customer::book).get(customer::list))
+        .route(
+            "/v1/customer/jobs",
+            post(customer::book).get(customer::list),
+        )
         .route("/v1/customer/jobs/{id}", get(customer::get_job))
         .route("/v1/customer/jobs/{id}/cancel", post(customer::cancel))
         .route("/v1/friend/jobs/{id}", get(friend::get_job))
@@ -51,12 +54,19 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(axum::middleware::map_response_with_state(state.clone(), server_time_header))
+        .layer(axum::middleware::map_response_with_state(
+            state.clone(),
+            server_time_header,
+        ))
         .layer(
             // Structured request logs: method, path, status, latency. No bodies or headers (tokens).
             tower_http::trace::TraceLayer::new_for_http()
-                .make_span_with(tower_http::trace::DefaultMakeSpan::new().level(tracing::Level::INFO))
-                .on_response(tower_http::trace::DefaultOnResponse::new().level(tracing::Level::INFO)),
+                .make_span_with(
+                    tower_http::trace::DefaultMakeSpan::new().level(tracing::Level::INFO),
+                )
+                .on_response(
+                    tower_http::trace::DefaultOnResponse::new().level(tracing::Level::INFO),
+                ),
         )
         .with_state(state)
 }
@@ -66,10 +76,16 @@ async fn not_found() -> AppError {
 }
 
 async fn method_not_allowed() -> AppError {
-    AppError::new(ErrorCode::MethodNotAllowed, "method not allowed on this route")
+    AppError::new(
+        ErrorCode::MethodNotAllowed,
+        "method not allowed on this route",
+    )
 }
 
-async fn server_time_header(State(state): State<Arc<AppState>>, mut response: Response) -> Response {
+async fn server_time_header(
+    State(state): State<Arc<AppState>>,
+    mut response: Response,
+) -> Response {
     let ms = state.clock.now().timestamp_millis().to_string();
     if let Ok(v) = HeaderValue::from_str(&ms) {
         response.headers_mut().insert(SERVER_TIME_HEADER, v);
@@ -96,7 +112,9 @@ where
     let (value, effects) = state
         .db
         .write(move |tx| {
-            let fingerprint = key.as_ref().map(|_| idempotency::fingerprint(&route, &body));
+            let fingerprint = key
+                .as_ref()
+                .map(|_| idempotency::fingerprint(&route, &body));
             if let (Some(k), Some(fp)) = (&key, &fingerprint)
                 && let Some((_, stored)) = idempotency::lookup(tx, account, k, fp)?
             {
@@ -106,7 +124,15 @@ where
             let now = clock.now();
             let (value, effects) = work(tx, now)?;
             if let (Some(k), Some(fp)) = (&key, &fingerprint) {
-                idempotency::store(tx, account, k, fp, 200, &serde_json::to_string(&value)?, now)?;
+                idempotency::store(
+                    tx,
+                    account,
+                    k,
+                    fp,
+                    200,
+                    &serde_json::to_string(&value)?,
+                    now,
+                )?;
             }
             Ok::<_, AppError>((value, effects))
         })
@@ -138,7 +164,8 @@ impl utoipa::Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         let components = openapi.components.get_or_insert_with(Default::default);
-        let bearer = || SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build());
+        let bearer =
+            || SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build());
         components.add_security_scheme("bearer", bearer());
         components.add_security_scheme("admin", bearer());
     }

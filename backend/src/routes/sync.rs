@@ -15,7 +15,8 @@ use axum::extract::State;
 use chrono::Utc;
 use friend_protocol::geo::BoundingBox;
 use friend_protocol::{
-    ApiError, Change, DEFAULT_PAGE_LIMIT, ErrorCode, JobId, MAX_PAGE_LIMIT, MAX_WAIT_SECS, Role, SyncPage,
+    ApiError, Change, DEFAULT_PAGE_LIMIT, ErrorCode, JobId, MAX_PAGE_LIMIT, MAX_WAIT_SECS, Role,
+    SyncPage,
 };
 use rusqlite::Transaction;
 use serde::Deserialize;
@@ -44,15 +45,25 @@ enum Cursor {
 fn parse_cursor(raw: Option<&str>) -> Result<Cursor, AppError> {
     let bad = || AppError::new(ErrorCode::InvalidCursor, "malformed cursor");
     let Some(raw) = raw.filter(|r| !r.is_empty()) else {
-        return Ok(Cursor::Snapshot { head: None, after: 0 });
+        return Ok(Cursor::Snapshot {
+            head: None,
+            after: 0,
+        });
     };
     if let Some(rest) = raw.strip_prefix('s') {
         let (head, after) = rest.split_once('.').ok_or_else(bad)?;
         let head = head.parse::<i64>().map_err(|_| bad())?;
         let after = after.parse::<i64>().map_err(|_| bad())?;
-        return Ok(Cursor::Snapshot { head: Some(head), after });
+        return Ok(Cursor::Snapshot {
+            head: Some(head),
+            after,
+        });
     }
-    raw.parse::<i64>().ok().filter(|c| *c >= 0).map(Cursor::Delta).ok_or_else(bad)
+    raw.parse::<i64>()
+        .ok()
+        .filter(|c| *c >= 0)
+        .map(Cursor::Delta)
+        .ok_or_else(bad)
 }
 
 /// Changes after `cursor` for the caller, oldest first, one per job.
@@ -71,20 +82,35 @@ pub async fn sync(
     let cursor = parse_cursor(params.cursor.as_deref())?;
     let wait = params.wait.unwrap_or(0);
     if wait > MAX_WAIT_SECS {
-        return Err(AppError::new(ErrorCode::InvalidInput, format!("wait must be 0…{MAX_WAIT_SECS}")));
+        return Err(AppError::new(
+            ErrorCode::InvalidInput,
+            format!("wait must be 0…{MAX_WAIT_SECS}"),
+        ));
     }
     let limit = params.limit.unwrap_or(DEFAULT_PAGE_LIMIT);
     if limit == 0 || limit > MAX_PAGE_LIMIT {
-        return Err(AppError::new(ErrorCode::InvalidInput, format!("limit must be 1…{MAX_PAGE_LIMIT}")));
+        return Err(AppError::new(
+            ErrorCode::InvalidInput,
+            format!("limit must be 1…{MAX_PAGE_LIMIT}"),
+        ));
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(u64::from(wait));
     loop {
         // Subscribe before looking, so a change committed in between still wakes us.
-        let mut waiter = if wait > 0 { state.notifier.subscribe(caller.id) } else { None };
+        let mut waiter = if wait > 0 {
+            state.notifier.subscribe(caller.id)
+        } else {
+            None
+        };
         let clock = state.clock.clone();
-        let page = state.db.read(move |tx| build_page(tx, caller, cursor, limit, clock.now())).await?;
+        let page = state
+            .db
+            .read(move |tx| build_page(tx, caller, cursor, limit, clock.now()))
+            .await?;
         let idle = page.changes.is_empty() && !page.more && matches!(cursor, Cursor::Delta(_));
-        let Some(w) = waiter.as_mut().filter(|_| idle) else { return Ok(Json(page)) };
+        let Some(w) = waiter.as_mut().filter(|_| idle) else {
+            return Ok(Json(page));
+        };
         tokio::select! {
             _ = w.changed() => continue,
             _ = tokio::time::sleep_until(deadline) => {
@@ -103,13 +129,14 @@ fn build_page(
 ) -> Result<SyncPage, AppError> {
     let friend = match caller.role {
         Role::Friend => Some(
-            accounts::friend(tx, caller.id)?.ok_or_else(|| AppError::new(ErrorCode::Unauthorized, "account gone"))?,
+            accounts::friend(tx, caller.id)?
+                .ok_or_else(|| AppError::new(ErrorCode::Unauthorized, "account gone"))?,
         ),
         _ => None,
     };
     let view = |job: &jobs::JobRow| -> rusqlite::Result<Change> {
         match &friend {
-            Some(me) => views::for_friend(tx, job, me),
+            Some(me) => views::for_friend(tx, job, me, now),
             None => Ok(views::for_customer(job)),
         }
     };
@@ -117,7 +144,10 @@ fn build_page(
     match cursor {
         Cursor::Delta(after) => {
             if after < feed::floor(tx)? || after > head {
-                return Err(AppError::new(ErrorCode::CursorTooOld, "cursor no longer served: sync without a cursor"));
+                return Err(AppError::new(
+                    ErrorCode::CursorTooOld,
+                    "cursor no longer served: sync without a cursor",
+                ));
             }
             let (rows, more) = feed::after(tx, caller.id, after, limit)?;
             // One change per job, in the order of each job's latest feed row.
@@ -133,14 +163,28 @@ fn build_page(
                     changes.push(view(&job)?);
                 }
             }
-            let next = if more { rows.last().map(|(s, _)| *s).unwrap_or(after) } else { head };
-            Ok(SyncPage { server_time: now, cursor: next.to_string(), more, reset: false, changes })
+            let next = if more {
+                rows.last().map(|(s, _)| *s).unwrap_or(after)
+            } else {
+                head
+            };
+            Ok(SyncPage {
+                server_time: now,
+                cursor: next.to_string(),
+                more,
+                reset: false,
+                changes,
+            })
         }
-        Cursor::Snapshot { head: snapshot_head, after } => {
+        Cursor::Snapshot {
+            head: snapshot_head,
+            after,
+        } => {
             let snapshot_head = snapshot_head.unwrap_or(head);
             let candidates = match &friend {
                 Some(me) => {
-                    let radius_m = f64::from(me.radius_km.min(friend_protocol::MAX_FRIEND_RADIUS_KM)) * 1000.0;
+                    let radius_m =
+                        f64::from(me.radius_km.min(friend_protocol::MAX_FRIEND_RADIUS_KM)) * 1000.0;
                     let bbox = BoundingBox::around(&me.home, radius_m);
                     jobs::snapshot_candidates_friend(tx, me.id, &bbox, after, limit)?
                 }
@@ -158,7 +202,13 @@ fn build_page(
                 Some(last) if more => format!("s{snapshot_head}.{}", last.seq),
                 _ => snapshot_head.to_string(),
             };
-            Ok(SyncPage { server_time: now, cursor: next, more, reset: true, changes })
+            Ok(SyncPage {
+                server_time: now,
+                cursor: next,
+                more,
+                reset: true,
+                changes,
+            })
         }
     }
 }
@@ -169,9 +219,21 @@ mod tests {
 
     #[test]
     fn cursors_parse_strictly() {
-        assert!(matches!(parse_cursor(None), Ok(Cursor::Snapshot { head: None, after: 0 })));
+        assert!(matches!(
+            parse_cursor(None),
+            Ok(Cursor::Snapshot {
+                head: None,
+                after: 0
+            })
+        ));
         assert!(matches!(parse_cursor(Some("42")), Ok(Cursor::Delta(42))));
-        assert!(matches!(parse_cursor(Some("s7.3")), Ok(Cursor::Snapshot { head: Some(7), after: 3 })));
+        assert!(matches!(
+            parse_cursor(Some("s7.3")),
+            Ok(Cursor::Snapshot {
+                head: Some(7),
+                after: 3
+            })
+        ));
         for bad in ["-1", "x", "s7", "s.3", "1.5", "s7.x"] {
             assert!(parse_cursor(Some(bad)).is_err(), "{bad}");
         }

@@ -6,18 +6,29 @@ use crate::clock::to_ms;
 use chrono::{DateTime, Utc};
 use friend_protocol::geo::BoundingBox;
 use friend_protocol::{
-    AccountId, Category, CustomerProfile, FriendProfile, GeoPoint, NewCustomer, NewFriend,
-    Role, Tier,
+    AccountId, Category, CustomerProfile, FriendProfile, GeoPoint, NewCustomer, NewFriend, Role,
+    Tier,
 };
 use rusqlite::{OptionalExtension, Row, Transaction, params};
 
 /// The caller owning a token hash.
 pub fn by_token_hash(tx: &Transaction<'_>, hash: &TokenHash) -> rusqlite::Result<Option<Caller>> {
-    tx.query_row("SELECT id, role FROM accounts WHERE token_hash = ?1", params![&hash[..]], |r| {
-        let id: String = r.get(0)?;
-        let role: String = r.get(1)?;
-        Ok(Caller { id: parse_id(&id)?, role: if role == "friend" { Role::Friend } else { Role::Customer } })
-    })
+    tx.query_row(
+        "SELECT id, role FROM accounts WHERE token_hash = ?1",
+        params![&hash[..]],
+        |r| {
+            let id: String = r.get(0)?;
+            let role: String = r.get(1)?;
+            Ok(Caller {
+                id: parse_id(&id)?,
+                role: if role == "friend" {
+                    Role::Friend
+                } else {
+                    Role::Customer
+                },
+            })
+        },
+    )
     .optional()
 }
 
@@ -73,7 +84,9 @@ fn friend_from_row(r: &Row<'_>) -> rusqlite::Result<FriendProfile> {
     let categories: String = r.get(5)?;
     let communities: String = r.get(6)?;
     let tier: String = r.get(7)?;
-    let bad = |what: &str| rusqlite::Error::InvalidColumnType(0, what.into(), rusqlite::types::Type::Text);
+    let bad = |what: &str| {
+        rusqlite::Error::InvalidColumnType(0, what.into(), rusqlite::types::Type::Text)
+    };
     let names: Vec<String> = serde_json::from_str(&categories).map_err(|_| bad("categories"))?;
     Ok(FriendProfile {
         id: parse_id(&id)?,
@@ -97,7 +110,11 @@ pub fn friend(tx: &Transaction<'_>, id: AccountId) -> rusqlite::Result<Option<Fr
 }
 
 /// Friends whose home lies in the box around `center` (the caller applies the exact rule).
-pub fn friends_near(tx: &Transaction<'_>, center: &GeoPoint, radius_m: f64) -> rusqlite::Result<Vec<FriendProfile>> {
+pub fn friends_near(
+    tx: &Transaction<'_>,
+    center: &GeoPoint,
+    radius_m: f64,
+) -> rusqlite::Result<Vec<FriendProfile>> {
     let bbox = BoundingBox::around(center, radius_m);
     let mut stmt = tx.prepare_cached(&format!(
         "SELECT {FRIEND_COLUMNS} FROM friends f JOIN accounts a ON a.id = f.account_id
@@ -126,12 +143,19 @@ pub fn customer(tx: &Transaction<'_>, id: AccountId) -> rusqlite::Result<Option<
     tx.query_row(
         "SELECT name FROM accounts WHERE id = ?1 AND role = 'customer'",
         params![id.to_string()],
-        |r| Ok(CustomerProfile { id, name: r.get(0)? }),
+        |r| {
+            Ok(CustomerProfile {
+                id,
+                name: r.get(0)?,
+            })
+        },
     )
     .optional()
 }
 
 /// Whether any account exists (a fresh database gets the dev seed).
 pub fn is_empty(tx: &Transaction<'_>) -> rusqlite::Result<bool> {
-    tx.query_row("SELECT NOT EXISTS (SELECT 1 FROM accounts)", [], |r| r.get(0))
+    tx.query_row("SELECT NOT EXISTS (SELECT 1 FROM accounts)", [], |r| {
+        r.get(0)
+    })
 }

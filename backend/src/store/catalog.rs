@@ -14,28 +14,50 @@ fn service_from_row(r: &Row<'_>) -> rusqlite::Result<Service> {
         description: r.get(3)?,
         orientation_price: Money::new(
             r.get(4)?,
-            if currency == "EUR" { Currency::Eur } else if currency == "CHF" { Currency::Chf } else { Currency::Unknown },
+            if currency == "EUR" {
+                Currency::Eur
+            } else if currency == "CHF" {
+                Currency::Chf
+            } else {
+                Currency::Unknown
+            },
         ),
         duration_minutes: r.get(6)?,
         min_tier: Tier::parse(&tier),
     })
 }
 
-const COLUMNS: &str = "id, category, title, description, price_minor, currency, duration_minutes, min_tier";
+const COLUMNS: &str =
+    "id, category, title, description, price_minor, currency, duration_minutes, min_tier";
 
 /// One service.
 pub fn service(tx: &Transaction<'_>, id: &str) -> rusqlite::Result<Option<Service>> {
-    tx.query_row(&format!("SELECT {COLUMNS} FROM services WHERE id = ?1"), params![id], service_from_row)
-        .optional()
+    tx.query_row(
+        &format!("SELECT {COLUMNS} FROM services WHERE id = ?1"),
+        params![id],
+        service_from_row,
+    )
+    .optional()
 }
 
 /// The whole catalog.
 pub fn catalog(tx: &Transaction<'_>) -> rusqlite::Result<Catalog> {
-    let mut stmt = tx.prepare_cached(&format!("SELECT {COLUMNS} FROM services ORDER BY position"))?;
-    let services = stmt.query_map([], service_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
-    let version: Option<String> =
-        tx.query_row("SELECT value FROM meta WHERE key = 'catalog_version'", [], |r| r.get(0)).optional()?;
-    Ok(Catalog { version: version.and_then(|v| v.parse().ok()).unwrap_or(0), services })
+    let mut stmt =
+        tx.prepare_cached(&format!("SELECT {COLUMNS} FROM services ORDER BY position"))?;
+    let services = stmt
+        .query_map([], service_from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let version: Option<String> = tx
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'catalog_version'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(Catalog {
+        version: version.and_then(|v| v.parse().ok()).unwrap_or(0),
+        services,
+    })
 }
 
 /// Replaces the catalog and bumps its version.

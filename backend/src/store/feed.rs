@@ -19,7 +19,10 @@ pub fn record(
     was_open: bool,
     now: DateTime<Utc>,
 ) -> rusqlite::Result<Effects> {
-    tx.execute("INSERT INTO changes (job_id, at) VALUES (?1, ?2)", params![job.id.to_string(), to_ms(now)])?;
+    tx.execute(
+        "INSERT INTO changes (job_id, at) VALUES (?1, ?2)",
+        params![job.id.to_string(), to_ms(now)],
+    )?;
     let seq = tx.last_insert_rowid();
 
     let mut concerned = vec![job.customer_id];
@@ -27,31 +30,48 @@ pub fn record(
     concerned.extend(previous_holder);
     if was_open || job.state == JobState::Open {
         let candidates = match (job.place, job.location) {
-            (Place::OnSite, Some(at)) => accounts::friends_near(tx, &at, eligibility::max_reach_m(job.radius_km))?,
+            (Place::OnSite, Some(at)) => {
+                accounts::friends_near(tx, &at, eligibility::max_reach_m(job.radius_km))?
+            }
             _ => accounts::all_friends(tx)?,
         };
         let reach = job.reach();
-        concerned.extend(candidates.iter().filter(|f| eligibility::check(f, &reach).is_ok()).map(|f| f.id));
+        concerned.extend(
+            candidates
+                .iter()
+                .filter(|f| eligibility::check(f, &reach).is_ok())
+                .map(|f| f.id),
+        );
     }
     concerned.sort();
     concerned.dedup();
 
-    let mut stmt = tx.prepare_cached("INSERT INTO feed (account_id, seq, job_id) VALUES (?1, ?2, ?3)")?;
+    let mut stmt =
+        tx.prepare_cached("INSERT INTO feed (account_id, seq, job_id) VALUES (?1, ?2, ?3)")?;
     let job_id = job.id.to_string();
     for account in &concerned {
         stmt.execute(params![account.to_string(), seq, job_id])?;
     }
-    Ok(Effects { wake: concerned, seq: seq as u64 })
+    Ok(Effects {
+        wake: concerned,
+        seq: seq as u64,
+    })
 }
 
 /// The newest change sequence number (0 when nothing happened yet).
 pub fn head(tx: &Transaction<'_>) -> rusqlite::Result<i64> {
-    tx.query_row("SELECT COALESCE(MAX(seq), 0) FROM changes", [], |r| r.get(0))
+    tx.query_row("SELECT COALESCE(MAX(seq), 0) FROM changes", [], |r| {
+        r.get(0)
+    })
 }
 
 /// The oldest cursor still served: changes at or below it may have been pruned.
 pub fn floor(tx: &Transaction<'_>) -> rusqlite::Result<i64> {
-    let v: Option<String> = tx.query_row("SELECT value FROM meta WHERE key = 'feed_floor'", [], |r| r.get(0)).optional()?;
+    let v: Option<String> = tx
+        .query_row("SELECT value FROM meta WHERE key = 'feed_floor'", [], |r| {
+            r.get(0)
+        })
+        .optional()?;
     Ok(v.and_then(|v| v.parse().ok()).unwrap_or(0))
 }
 
@@ -66,9 +86,10 @@ pub fn after(
         "SELECT seq, job_id FROM feed WHERE account_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
     )?;
     let mut rows = stmt
-        .query_map(params![account.to_string(), cursor, i64::from(limit) + 1], |r| {
-            Ok((r.get::<_, i64>(0)?, parse_id(&r.get::<_, String>(1)?)?))
-        })?
+        .query_map(
+            params![account.to_string(), cursor, i64::from(limit) + 1],
+            |r| Ok((r.get::<_, i64>(0)?, parse_id(&r.get::<_, String>(1)?)?)),
+        )?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let more = rows.len() > limit as usize;
     rows.truncate(limit as usize);

@@ -54,7 +54,14 @@ pub fn store(
     tx.execute(
         "INSERT INTO idempotency (account_id, key, fingerprint, status, body, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![account.to_string(), key, fingerprint, status, body, to_ms(now)],
+        params![
+            account.to_string(),
+            key,
+            fingerprint,
+            status,
+            body,
+            to_ms(now)
+        ],
     )?;
     Ok(())
 }

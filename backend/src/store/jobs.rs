@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use friend_protocol::eligibility::JobReach;
 use friend_protocol::lifecycle::JobFacts;
 use friend_protocol::{
-    AccountId, Address, Category, Contact, Currency, FriendSummary, GeoPoint, JobDetails, JobId, JobState,
-    Money, Offer, Place, Role, SlotUse, Tier, Timing,
+    AccountId, Address, Category, Contact, Currency, FriendSummary, GeoPoint, JobDetails, JobId,
+    JobState, Money, Offer, Place, Role, SlotUse, Tier, Timing,
 };
 use rusqlite::{OptionalExtension, Row, Transaction, params};
 
@@ -72,7 +72,11 @@ pub struct JobRow {
 impl JobRow {
     /// Facts for the state machine.
     pub fn facts(&self) -> JobFacts {
-        JobFacts { state: self.state, customer: self.customer_id, friend: self.friend.as_ref().map(|f| f.id) }
+        JobFacts {
+            state: self.state,
+            customer: self.customer_id,
+            friend: self.friend.as_ref().map(|f| f.id),
+        }
     }
 
     /// The id of the Friend holding (or who last held) the job.
@@ -95,7 +99,11 @@ impl JobRow {
     /// Time and place for the slot-overlap rule (slot jobs only).
     pub fn slot_use(&self) -> Option<SlotUse> {
         match self.timing {
-            Timing::Slot { start, end } => Some(SlotUse { start, end, location: self.location }),
+            Timing::Slot { start, end } => Some(SlotUse {
+                start,
+                end,
+                location: self.location,
+            }),
             _ => None,
         }
     }
@@ -167,13 +175,19 @@ fn corrupt(what: &str) -> rusqlite::Error {
 
 fn point(lat: Option<f64>, lon: Option<f64>) -> rusqlite::Result<Option<GeoPoint>> {
     match (lat, lon) {
-        (Some(lat), Some(lon)) => GeoPoint::new(lat, lon).map(Some).map_err(|_| corrupt("point")),
+        (Some(lat), Some(lon)) => GeoPoint::new(lat, lon)
+            .map(Some)
+            .map_err(|_| corrupt("point")),
         _ => Ok(None),
     }
 }
 
-fn json<T: serde::de::DeserializeOwned>(s: Option<String>, what: &str) -> rusqlite::Result<Option<T>> {
-    s.map(|s| serde_json::from_str(&s).map_err(|_| corrupt(what))).transpose()
+fn json<T: serde::de::DeserializeOwned>(
+    s: Option<String>,
+    what: &str,
+) -> rusqlite::Result<Option<T>> {
+    s.map(|s| serde_json::from_str(&s).map_err(|_| corrupt(what)))
+        .transpose()
 }
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<JobRow> {
@@ -189,8 +203,15 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<JobRow> {
         None => None,
     };
     let timing_kind: String = r.get(12)?;
-    let timing = match (timing_kind.as_str(), r.get::<_, Option<i64>>(13)?, r.get::<_, Option<i64>>(14)?) {
-        ("slot", Some(s), Some(e)) => Timing::Slot { start: from_ms(s), end: from_ms(e) },
+    let timing = match (
+        timing_kind.as_str(),
+        r.get::<_, Option<i64>>(13)?,
+        r.get::<_, Option<i64>>(14)?,
+    ) {
+        ("slot", Some(s), Some(e)) => Timing::Slot {
+            start: from_ms(s),
+            end: from_ms(e),
+        },
         ("now", _, _) => Timing::Now,
         _ => return Err(corrupt("timing")),
     };
@@ -245,11 +266,16 @@ pub fn get(tx: &Transaction<'_>, id: JobId) -> rusqlite::Result<Option<JobRow>> 
 }
 
 /// A customer's jobs, newest first.
-pub fn for_customer(tx: &Transaction<'_>, customer: AccountId, limit: u32) -> rusqlite::Result<Vec<JobRow>> {
+pub fn for_customer(
+    tx: &Transaction<'_>,
+    customer: AccountId,
+    limit: u32,
+) -> rusqlite::Result<Vec<JobRow>> {
     let mut stmt = tx.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM {FROM} WHERE j.customer_id = ?1 ORDER BY j.seq DESC LIMIT ?2"
     ))?;
-    stmt.query_map(params![customer.to_string(), limit], from_row)?.collect()
+    stmt.query_map(params![customer.to_string(), limit], from_row)?
+        .collect()
 }
 
 /// Slot jobs a Friend currently holds.
@@ -258,15 +284,23 @@ pub fn held_slots(tx: &Transaction<'_>, friend: AccountId) -> rusqlite::Result<V
         "SELECT {COLUMNS} FROM {FROM} WHERE j.friend_id = ?1 AND j.timing_kind = 'slot'
          AND j.state IN ('assigned', 'on_site', 'agreed')"
     ))?;
-    stmt.query_map(params![friend.to_string()], from_row)?.collect()
+    stmt.query_map(params![friend.to_string()], from_row)?
+        .collect()
 }
 
 /// Open jobs whose expiry is due.
-pub fn due_for_expiry(tx: &Transaction<'_>, now: DateTime<Utc>, limit: u32) -> rusqlite::Result<Vec<JobId>> {
+pub fn due_for_expiry(
+    tx: &Transaction<'_>,
+    now: DateTime<Utc>,
+    limit: u32,
+) -> rusqlite::Result<Vec<JobId>> {
     let mut stmt = tx.prepare_cached(
         "SELECT id FROM jobs WHERE state = 'open' AND expires_at <= ?1 ORDER BY expires_at LIMIT ?2",
     )?;
-    stmt.query_map(params![to_ms(now), limit], |r| parse_id(&r.get::<_, String>(0)?))?.collect()
+    stmt.query_map(params![to_ms(now), limit], |r| {
+        parse_id(&r.get::<_, String>(0)?)
+    })?
+    .collect()
 }
 
 /// A page of the jobs a snapshot may contain for a Friend, after rowid `after`: open jobs in the
@@ -291,7 +325,17 @@ pub fn snapshot_candidates_friend(
          ORDER BY j.seq LIMIT ?9"
     ))?;
     stmt.query_map(
-        params![after, friend.to_string(), bbox.min_lat, bbox.max_lat, lo1, hi1, lo2, hi2, limit],
+        params![
+            after,
+            friend.to_string(),
+            bbox.min_lat,
+            bbox.max_lat,
+            lo1,
+            hi1,
+            lo2,
+            hi2,
+            limit
+        ],
         from_row,
     )?
     .collect()
@@ -307,7 +351,8 @@ pub fn snapshot_candidates_customer(
     let mut stmt = tx.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM {FROM} WHERE j.customer_id = ?1 AND j.seq > ?2 ORDER BY j.seq LIMIT ?3"
     ))?;
-    stmt.query_map(params![customer.to_string(), after, limit], from_row)?.collect()
+    stmt.query_map(params![customer.to_string(), after, limit], from_row)?
+        .collect()
 }
 
 /// Stores a new job.
@@ -415,6 +460,8 @@ pub fn delete_decline(tx: &Transaction<'_>, job: JobId, friend: AccountId) -> ru
 
 /// Whether a Friend declined a job.
 pub fn declined(tx: &Transaction<'_>, job: JobId, friend: AccountId) -> rusqlite::Result<bool> {
-    let mut stmt = tx.prepare_cached("SELECT EXISTS (SELECT 1 FROM declines WHERE job_id = ?1 AND friend_id = ?2)")?;
+    let mut stmt = tx.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM declines WHERE job_id = ?1 AND friend_id = ?2)",
+    )?;
     stmt.query_row(params![job.to_string(), friend.to_string()], |r| r.get(0))
 }

@@ -11,8 +11,9 @@ use friend_protocol::AccountId;
 
 /// Parses a stored id. Ids are written only by this backend, so a bad one is corruption.
 pub(crate) fn parse_id<T: std::str::FromStr>(s: &str) -> rusqlite::Result<T> {
-    s.parse()
-        .map_err(|_| rusqlite::Error::InvalidColumnType(0, format!("bad id {s}"), rusqlite::types::Type::Text))
+    s.parse().map_err(|_| {
+        rusqlite::Error::InvalidColumnType(0, format!("bad id {s}"), rusqlite::types::Type::Text)
+    })
 }
 
 /// What a committed write must do afterwards: wake these accounts' long-polls.

@@ -1,0 +1,218 @@
+//! The accept race: exactly one winner whatever the concurrency, and idempotent retries.
+
+use friend_protocol::{AcceptOutcome, ErrorCode};
+use friend_tests::{TestBackend, booking_at, friend_at, places};
+use std::collections::HashMap;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_concurrent_accepts_have_exactly_one_winner_every_round() {
+    let tb = TestBackend::start().await;
+    let customer = tb.customer("Heidi").await;
+    let mut friends = Vec::new();
+    for i in 0..200 {
+        friends.push(
+            tb.friend(friend_at(&format!("Friend {i}"), places::ZURICH))
+                .await,
+        );
+    }
+    let http = tb.http();
+    for round in 0..50 {
+        let job = tb.book(&customer, &booking_at(places::OERLIKON)).await;
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(friends.len()));
+        let mut tasks = Vec::new();
+        for f in &friends {
+            let (http, f, barrier) = (http.clone(), f.clone(), barrier.clone());
+            tasks.push(tokio::spawn(async move {
+                barrier.wait().await;
+                let r = http
+                    .accept(&f, job.id, &uuid::Uuid::new_v4().to_string())
+                    .await;
+                assert_eq!(r.status, 200, "{}", r.text());
+                (f.id, r.json::<AcceptOutcome>())
+            }));
+        }
+        let mut counts: HashMap<&'static str, usize> = HashMap::new();
+        let mut winner = None;
+        for t in tasks {
+            let (id, outcome) = t.await.unwrap();
+            let kind = match outcome {
+                AcceptOutcome::Won { job: won } => {
+                    assert_eq!(won.friend.as_ref().map(|f| f.id), Some(id));
+                    winner = Some(id);
+                    "won"
+                }
+                AcceptOutcome::Taken => "taken",
+                other => panic!("round {round}: unexpected outcome {other:?}"),
+            };
+            *counts.entry(kind).or_default() += 1;
+        }
+        assert_eq!(counts.get("won"), Some(&1), "round {round}: {counts:?}");
+        assert_eq!(counts.get("taken"), Some(&199), "round {round}: {counts:?}");
+        // The customer sees the same winner.
+        let view = http
+            .get(&format!("/v1/customer/jobs/{}", job.id), &customer.token)
+            .await;
+        let details: friend_protocol::JobDetails = view.json();
+        assert_eq!(details.friend.map(|f| f.id), winner);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_a_lost_response_still_wins() {
+    let tb = TestBackend::start().await;
+    let customer = tb.customer("Heidi").await;
+    let anna = tb.friend(friend_at("Anna", places::ZURICH)).await;
+    let luca = tb.friend(friend_at("Luca", places::ZURICH)).await;
+    let http = tb.http();
+    let job = tb.book(&customer, &booking_at(places::OERLIKON)).await;
+
+    // Anna's accept is applied but she never reads the answer (the response was lost).
+    let _lost = http.accept(&anna, job.id, "anna-key-1").await;
+    // Luca is later and loses.
+    assert_eq!(
+        http.accept(&luca, job.id, "luca-key-1")
+            .await
+            .json::<AcceptOutcome>(),
+        AcceptOutcome::Taken
+    );
+    // Anna retries with the same key: she learns she won, never "taken".
+    let retry = http
+        .accept(&anna, job.id, "anna-key-1")
+        .await
+        .json::<AcceptOutcome>();
+    assert!(matches!(retry, AcceptOutcome::Won { .. }), "{retry:?}");
+    // Luca's retry with his key keeps his original outcome too.
+    assert_eq!(
+        http.accept(&luca, job.id, "luca-key-1")
+            .await
+            .json::<AcceptOutcome>(),
+        AcceptOutcome::Taken
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_key_for_a_different_request_is_refused() {
+    let tb = TestBackend::start().await;
+    let customer = tb.customer("Heidi").await;
+    let anna = tb.friend(friend_at("Anna", places::ZURICH)).await;
+    let http = tb.http();
+    let first = tb.book(&customer, &booking_at(places::OERLIKON)).await;
+    let second = tb.book(&customer, &booking_at(places::OERLIKON)).await;
+    assert_eq!(http.accept(&anna, first.id, "k").await.status, 200);
+    let reused = http.accept(&anna, second.id, "k").await;
+    assert_eq!(reused.status, 422);
+    assert_eq!(reused.code(), ErrorCode::IdempotencyKeyReused.as_str());
+    // Without a key the accept is refused outright.
+    let no_key = http
+        .post(
+            &format!("/v1/friend/jobs/{}/accept", second.id),
+            &anna.token,
+            None,
+            &serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(no_key.code(), "idempotency_key_missing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_booking_retried_with_its_key_creates_one_job() {
+    let tb = TestBackend::start().await;
+    let customer = tb.customer("Heidi").await;
+    let http = tb.http();
+    let req = booking_at(places::OERLIKON);
+    let a = http
+        .post("/v1/customer/jobs", &customer.token, Some("book-1"), &req)
+        .await;
+    let b = http
+        .post("/v1/customer/jobs", &customer.token, Some("book-1"), &req)
+        .await;
+    assert_eq!((a.status, b.status), (200, 200));
+    assert_eq!(a.body, b.body, "a retry returns the original booking");
+    let list: friend_protocol::JobList =
+        http.get("/v1/customer/jobs", &customer.token).await.json();
+    assert_eq!(list.jobs.len(), 1);
+    let mut other = req.clone();
+    other.description = "Something else".into();
+    let c = http
+        .post("/v1/customer/jobs", &customer.token, Some("book-1"), &other)
+        .await;
+    assert_eq!(c.code(), "idempotency_key_reused");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_and_expired_jobs_give_typed_outcomes() {
+    let tb = TestBackend::start().await;
+    let customer = tb.customer("Heidi").await;
+    let anna = tb.friend(friend_at("Anna", places::ZURICH)).await;
+    let http = tb.http();
+
+    let job = tb.book(&customer, &booking_at(places::OERLIKON)).await;
+    let r = http
+        .post(
+            &format!("/v1/customer/jobs/{}/cancel", job.id),
+            &customer.token,
+            None,
+            &serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        http.accept(&anna, job.id, "a1")
+            .await
+            .json::<AcceptOutcome>(),
+        AcceptOutcome::Cancelled
+    );
+
+    let job = tb.book(&customer, &booking_at(places::OERLIKON)).await;
+    tb.clock
+        .advance(chrono::Duration::hours(3) + chrono::Duration::seconds(1));
+    // Not swept yet: the accept itself notices the expiry.
+    assert_eq!(
+        http.accept(&anna, job.id, "a2")
+            .await
+            .json::<AcceptOutcome>(),
+        AcceptOutcome::Expired
+    );
+    let details: friend_protocol::JobDetails = http
+        .get(&format!("/v1/customer/jobs/{}", job.id), &customer.token)
+        .await
+        .json();
+    assert_eq!(details.state, friend_protocol::JobState::Expired);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlapping_slot_jobs_cannot_both_be_held() {
+    let tb = TestBackend::start().await;
+    let customer = tb.customer("Heidi").await;
+    let anna = tb.friend(friend_at("Anna", places::ZURICH)).await;
+    let http = tb.http();
+    let start = chrono::Utc::now() + chrono::Duration::days(1);
+    let slot = |offset_h: i64, at| {
+        let mut b = booking_at(at);
+        b.timing = friend_protocol::Timing::Slot {
+            start: start + chrono::Duration::hours(offset_h),
+            end: start + chrono::Duration::hours(offset_h + 2),
+        };
+        b
+    };
+    let first = tb.book(&customer, &slot(0, places::OERLIKON)).await;
+    let overlapping = tb.book(&customer, &slot(1, places::ZURICH)).await;
+    // Starts an hour after the first ends, ~17 km away: ~35 minutes of travel fit in the gap.
+    let later = tb.book(&customer, &slot(3, places::WINTERTHUR)).await;
+    assert!(matches!(
+        http.accept(&anna, first.id, "s1").await.json(),
+        AcceptOutcome::Won { .. }
+    ));
+    assert_eq!(
+        http.accept(&anna, overlapping.id, "s2")
+            .await
+            .json::<AcceptOutcome>(),
+        AcceptOutcome::NotEligible {
+            reason: friend_protocol::NotEligibleReason::OverlappingJob
+        }
+    );
+    assert!(matches!(
+        http.accept(&anna, later.id, "s3").await.json(),
+        AcceptOutcome::Won { .. }
+    ));
+}

@@ -1,0 +1,285 @@
+//! Delta sync: long-poll wake-ups, removals with reasons, paging, snapshots and stale cursors.
+
+use friend_protocol::{
+    AcceptOutcome, Change, DeclineReason, DeclineRequest, RemovalReason, SyncPage,
+};
+use friend_tests::{Http, TestAccount, TestBackend, booking_at, friend_at, places, wait_until};
+use std::time::Duration;
+
+/// Syncs from `cursor` until no more pages; returns all changes and the final cursor.
+async fn drain(http: &Http, who: &TestAccount, cursor: Option<&str>) -> (Vec<Change>, String) {
+    let mut cursor = cursor.map(str::to_owned);
+    let mut all = Vec::new();
+    loop {
+        let r = http.sync(who, cursor.as_deref(), 0).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let page: SyncPage = r.json();
+        all.extend(page.changes);
+        cursor = Some(page.cursor);
+        if !page.more {
+            return (all, cursor.unwrap_or_default());
+        }
+    }
+}
+
+fn removal(changes: &[Change], job: friend_protocol::JobId) -> Option<RemovalReason> {
+    changes.iter().find_map(|c| match c {
+        Change::Removed { job_id, reason } if *job_id == job => Some(*reason),
+        _ => None,
+    })
+}
+
+fn has_offer(changes: &[Change], job: friend_protocol::JobId) -> bool {
+    changes
+        .iter()
+        .any(|c| matches!(c, Change::Offer { offer } if offer.id == job))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_booking_wakes_only_the_long_polls_it_concerns() {
+    let tb = TestBackend::start().await;
+    let customer = tb.customer("Heidi").await;
+    let anna = tb.friend(friend_at("Anna", places::ZURICH)).await;
+    let bern = tb.friend(friend_at("Bernhard", places::BERN)).await;
+    let http = tb.http();
+    let (_, anna_cursor) = drain(&http, &anna, None).await;
+    let (_, bern_cursor) = drain(&http, &bern, None).await;
+
+    let anna_poll = {
+        let (http, anna) = (http.clone(), anna.clone());
+        tokio::spawn(async move { http.sync(&anna, Some(&anna_cursor), 30).await })
+    };
+    let bern_poll = {
+        let (http, bern) = (http.clone(), bern.clone());
+        tokio::spawn(async move { http.sync(&bern, Some(&bern_cursor), 30).await })
+    };
+    let backend = tb.backend.clone();
+    wait_until(
+        "both long-polls to be waiting",
+        Duration::from_secs(10),
+        || {
+            let n = backend.waiting_accounts();
+            async move { n == 2 }
+        },
+    )
+    .await;
+
+    let job = tb.book(&customer, &booking_at(places::OERLIKON)).await;
+    let reply = tokio::time::timeout(Duration::from_secs(10), anna_poll)
+        .await
+        .expect("the long-poll was not answered within 10 s of the booking (it waits up to 30 s)")
+        .unwrap();
+    let page: SyncPage = reply.json();
+    assert!(has_offer(&page.changes, job.id), "{page:?}");
+    assert!(tb.backend.wake_count(anna.id) >= 1);
+    assert_eq!(
+        tb.backend.wake_count(bern.id),
+        0,
+        "a Friend 95 km away was woken"
+    );
+    bern_poll.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removals_carry_their_reason() {
+    let tb = TestBackend::start().await;
+    let customer = tb.customer("Heidi").await;
+    let anna = tb.friend(friend_at("Anna", places::ZURICH)).await;
+    let luca = tb.friend(friend_at("Luca", places::ZURICH)).await;
+    let http = tb.http();
+    let (_, mut luca_cursor) = drain(&http, &luca, None).await;
+
+    let taken = tb.book(&customer, &booking_at(places::OERLIKON)).await;
+    let cancelled = tb.book(&customer, &booking_at(places::OERLIKON)).await;
+    let expired = tb.book(&customer, &booking_at(places::OERLIKON)).await;
+    let declined = tb.book(&customer, &booking_at(places::OERLIKON)).await;
+    let (changes, c) = drain(&http, &luca, Some(&luca_cursor)).await;
+    luca_cursor = c;
+    for j in [&taken, &cancelled, &expired, &declined] {
+        assert!(has_offer(&changes, j.id));
+    }
+
+    assert!(matches!(
+        http.accept(&anna, taken.id, "k").await.json(),
+        AcceptOutcome::Won { .. }
+    ));
+    let cancel = format!("/v1/customer/jobs/{}/cancel", cancelled.id);
+    assert_eq!(
+        http.post(&cancel, &customer.token, None, &serde_json::json!({}))
+            .await
+            .status,
+        200
+    );
+    let decline = format!("/v1/friend/jobs/{}/decline", declined.id);
+    let body = DeclineRequest {
+        reason: DeclineReason::NoTime,
+    };
+    assert_eq!(
+        http.post(&decline, &luca.token, None, &body).await.status,
+        200
+    );
+    tb.clock.advance(chrono::Duration::hours(4));
+    // Two were still open: the one nobody touched and the one only Luca declined.
+    assert_eq!(tb.backend.expire_due().await.unwrap(), 2);
+
+    let (changes, _) = drain(&http, &luca, Some(&luca_cursor)).await;
+    assert_eq!(removal(&changes, taken.id), Some(RemovalReason::Taken));
+    assert_eq!(
+        removal(&changes, cancelled.id),
+        Some(RemovalReason::Cancelled)
+    );
+    assert_eq!(removal(&changes, expired.id), Some(RemovalReason::Expired));
+    // The decline removed it for Luca; its later expiry is what he sees now.
+    assert_eq!(removal(&changes, declined.id), Some(RemovalReason::Expired));
+    assert_eq!(changes.len(), 4, "one change per job: {changes:?}");
+
+    // Anna holds the taken job with full details.
+    let (changes, _) = drain(&http, &anna, None).await;
+    assert!(
+        changes.iter().any(
+            |c| matches!(c, Change::Job { job } if job.id == taken.id && job.address.is_some())
+        )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_released_job_returns_to_the_others_but_not_to_the_releaser() {
+    let tb = TestBackend::start().await;
+    let customer = tb.customer("Heidi").await;
+    let anna = tb.friend(friend_at("Anna", places::ZURICH)).await;
+    let luca = tb.friend(friend_at("Luca", places::ZURICH)).await;
+    let http = tb.http();
+    let job = tb.book(&customer, &booking_at(places::OERLIKON)).await;
+    assert!(matches!(
+        http.accept(&anna, job.id, "k").await.json(),
+        AcceptOutcome::Won { .. }
+    ));
+    let (_, anna_cursor) = drain(&http, &anna, None).await;
+    let (_, luca_cursor) = drain(&http, &luca, None).await;
+
+    let release = format!("/v1/friend/jobs/{}/release", job.id);
+    assert_eq!(
+        http.post(&release, &anna.token, None, &serde_json::json!({}))
+            .await
+            .status,
+        200
+    );
+
+    let (changes, _) = drain(&http, &luca, Some(&luca_cursor)).await;
+    assert!(has_offer(&changes, job.id), "{changes:?}");
+    let (changes, _) = drain(&http, &anna, Some(&anna_cursor)).await;
+    assert_eq!(removal(&changes, job.id), Some(RemovalReason::Declined));
+    assert!(matches!(
+        http.accept(&luca, job.id, "k").await.json(),
+        AcceptOutcome::Won { .. }
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deltas_and_snapshots_are_paged() {
+    let tb = TestBackend::start().await;
+    let customer = tb.customer("Heidi").await;
+    let anna = tb.friend(friend_at("Anna", places::ZURICH)).await;
+    let http = tb.http();
+    let (_, cursor) = drain(&http, &anna, None).await;
+    let mut booked = Vec::new();
+    for _ in 0..25 {
+        booked.push(tb.book(&customer, &booking_at(places::OERLIKON)).await.id);
+    }
+
+    let mut pages = Vec::new();
+    let mut cursor = cursor;
+    loop {
+        let page: SyncPage = http
+            .get(&format!("/v1/sync?cursor={cursor}&limit=10"), &anna.token)
+            .await
+            .json();
+        assert!(!page.reset);
+        pages.push(page.changes.len());
+        cursor = page.cursor;
+        if !page.more {
+            break;
+        }
+    }
+    assert_eq!(pages, vec![10, 10, 5]);
+
+    // A newcomer's snapshot, paged the same way, holds every open offer exactly once.
+    let luca = tb.friend(friend_at("Luca", places::ZURICH)).await;
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/v1/sync?cursor={c}&limit=10"),
+            None => "/v1/sync?limit=10".to_owned(),
+        };
+        let page: SyncPage = http.get(&path, &luca.token).await.json();
+        assert!(page.reset);
+        for c in page.changes {
+            if let Change::Offer { offer } = c {
+                seen.push(offer.id);
+            }
+        }
+        cursor = Some(page.cursor);
+        if !page.more {
+            break;
+        }
+    }
+    seen.sort();
+    booked.sort();
+    assert_eq!(seen, booked);
+    // The snapshot's final cursor continues as a delta: nothing new.
+    let page: SyncPage = http.sync(&luca, cursor.as_deref(), 0).await.json();
+    assert!(page.changes.is_empty() && !page.reset);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cursor_older_than_the_feed_asks_for_a_full_resync() {
+    let tb = TestBackend::start().await;
+    let customer = tb.customer("Heidi").await;
+    let anna = tb.friend(friend_at("Anna", places::ZURICH)).await;
+    let http = tb.http();
+    let (_, old) = drain(&http, &anna, None).await;
+    let job = tb.book(&customer, &booking_at(places::OERLIKON)).await;
+    tb.clock.advance(chrono::Duration::days(8));
+    tb.backend
+        .prune_feed(tb.clock_now() - chrono::Duration::days(7))
+        .await
+        .unwrap();
+
+    let r = http.sync(&anna, Some(&old), 0).await;
+    assert_eq!(r.status, 410);
+    assert_eq!(r.code(), "cursor_too_old");
+    let (changes, _) = drain(&http, &anna, None).await;
+    // The job's time ran out meanwhile (not yet swept): the snapshot leaves it out.
+    assert!(!has_offer(&changes, job.id));
+    let fresh = tb.book(&customer, &booking_at(places::OERLIKON)).await;
+    let (changes, _) = drain(&http, &anna, None).await;
+    assert!(has_offer(&changes, fresh.id));
+    for bad in ["abc", "-3", "s1", "999999"] {
+        let r = http.sync(&anna, Some(bad), 0).await;
+        assert!(r.status == 400 || r.status == 410, "{bad}: {}", r.status);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_sync_is_small_and_carries_the_server_clock() {
+    let tb = TestBackend::start().await;
+    let anna = tb.friend(friend_at("Anna", places::ZURICH)).await;
+    let http = tb.http();
+    let (_, cursor) = drain(&http, &anna, None).await;
+    tb.clock.advance(chrono::Duration::minutes(10));
+    let r = http.sync(&anna, Some(&cursor), 0).await;
+    assert!(
+        r.body.len() <= 256,
+        "idle sync is {} bytes: {}",
+        r.body.len(),
+        r.text()
+    );
+    let page: SyncPage = r.json();
+    let skew = page.server_time - chrono::Utc::now();
+    assert!(
+        skew > chrono::Duration::minutes(9),
+        "server_time does not follow the server clock: {skew}"
+    );
+    assert!(r.headers.contains_key("x-server-time"));
+}
