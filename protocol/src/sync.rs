@@ -56,6 +56,8 @@ pub enum Change {
     Removed {
         /// Which job.
         job_id: JobId,
+        /// The job's version at removal, so a client can ignore it when it already knows newer data.
+        version: u64,
         /// Why.
         reason: RemovalReason,
     },

@@ -24,7 +24,7 @@ async fn drain(http: &Http, who: &TestAccount, cursor: Option<&str>) -> (Vec<Cha
 
 fn removal(changes: &[Change], job: friend_protocol::JobId) -> Option<RemovalReason> {
     changes.iter().find_map(|c| match c {
-        Change::Removed { job_id, reason } if *job_id == job => Some(*reason),
+        Change::Removed { job_id, reason, .. } if *job_id == job => Some(*reason),
         _ => None,
     })
 }
