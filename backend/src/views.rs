@@ -37,6 +37,7 @@ pub fn for_friend(
     };
     Ok(Change::Removed {
         job_id: job.id,
+        version: job.version,
         reason,
     })
 }
