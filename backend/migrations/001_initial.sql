@@ -111,6 +111,7 @@ CREATE TABLE feed (
 CREATE TABLE idempotency (
     account_id  TEXT NOT NULL,
     key         TEXT NOT NULL,
+    route       TEXT NOT NULL,   -- which route stored it (accept, book, ...)
     fingerprint BLOB NOT NULL,   -- SHA-256 of route and canonical body
     status      INTEGER NOT NULL,
     body        TEXT NOT NULL,

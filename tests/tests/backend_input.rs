@@ -278,6 +278,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/customer/jobs/{id}/cancel"),
     ("get", "/v1/friend/jobs/{id}"),
     ("post", "/v1/friend/jobs/{id}/accept"),
+    ("get", "/v1/friend/accepts/{key}"),
     ("post", "/v1/friend/jobs/{id}/decline"),
     ("post", "/v1/friend/jobs/{id}/release"),
     ("post", "/v1/friend/jobs/{id}/check-in"),
@@ -305,7 +306,9 @@ async fn the_openapi_document_covers_every_route() {
         );
         documented += 1;
         // The route exists in the router: anything but 404-no-such-route / 405.
-        let concrete = path.replace("{id}", &uuid::Uuid::new_v4().to_string());
+        let concrete = path
+            .replace("{id}", &uuid::Uuid::new_v4().to_string())
+            .replace("{key}", "some-key");
         let m = if *method == "get" {
             Method::GET
         } else {

@@ -81,6 +81,28 @@ async fn a_retry_after_a_lost_response_still_wins() {
         .await
         .json::<AcceptOutcome>();
     assert!(matches!(retry, AcceptOutcome::Won { .. }), "{retry:?}");
+    // Or she looks the outcome up without accepting again; an unknown key was never applied.
+    let looked_up = http
+        .get("/v1/friend/accepts/anna-key-1", &anna.token)
+        .await
+        .json::<AcceptOutcome>();
+    assert!(
+        matches!(looked_up, AcceptOutcome::Won { .. }),
+        "{looked_up:?}"
+    );
+    assert_eq!(
+        http.get("/v1/friend/accepts/never-sent", &anna.token)
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        http.get("/v1/friend/accepts/anna-key-1", &luca.token)
+            .await
+            .status,
+        404,
+        "keys are per account"
+    );
     // Luca's retry with his key keeps his original outcome too.
     assert_eq!(
         http.accept(&luca, job.id, "luca-key-1")

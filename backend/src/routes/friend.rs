@@ -80,6 +80,29 @@ pub async fn accept(
     .map(Json)
 }
 
+/// The stored outcome of an earlier accept, by its `Idempotency-Key`, without side effects: how a
+/// device that lost an accept's answer (app killed, connection dropped) learns what happened without
+/// accepting again. 404 means no accept with this key was ever applied.
+#[utoipa::path(get, path = "/v1/friend/accepts/{key}", tag = "friend", security(("bearer" = [])),
+    params(("key" = String, Path, description = "The Idempotency-Key the accept was sent with")),
+    responses((status = 200, body = AcceptOutcome), (status = 401, body = ApiError), (status = 403, body = ApiError),
+        (status = 404, body = ApiError, description = "no accept with this key was applied")))]
+pub async fn accept_outcome(
+    State(state): State<Arc<AppState>>,
+    FriendCaller(me): FriendCaller,
+    ApiPath(key): ApiPath<String>,
+) -> Result<Json<AcceptOutcome>, AppError> {
+    let stored = state
+        .db
+        .read(move |tx| {
+            crate::store::idempotency::stored(tx, me, &key, "accept").map_err(AppError::from)
+        })
+        .await?;
+    let body =
+        stored.ok_or_else(|| AppError::new(ErrorCode::NotFound, "no accept with this key"))?;
+    Ok(Json(serde_json::from_str(&body)?))
+}
+
 /// Acknowledgement of a decline.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Declined {

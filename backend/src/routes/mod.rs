@@ -45,6 +45,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/v1/customer/jobs/{id}/cancel", post(customer::cancel))
         .route("/v1/friend/jobs/{id}", get(friend::get_job))
         .route("/v1/friend/jobs/{id}/accept", post(friend::accept))
+        .route("/v1/friend/accepts/{key}", get(friend::accept_outcome))
         .route("/v1/friend/jobs/{id}/decline", post(friend::decline))
         .route("/v1/friend/jobs/{id}/release", post(friend::release))
         .route("/v1/friend/jobs/{id}/check-in", post(friend::check_in))
@@ -124,15 +125,8 @@ where
             let now = clock.now();
             let (value, effects) = work(tx, now)?;
             if let (Some(k), Some(fp)) = (&key, &fingerprint) {
-                idempotency::store(
-                    tx,
-                    account,
-                    k,
-                    fp,
-                    200,
-                    &serde_json::to_string(&value)?,
-                    now,
-                )?;
+                let body = serde_json::to_string(&value)?;
+                idempotency::store(tx, account, k, &route, fp, &body, now)?;
             }
             Ok::<_, AppError>((value, effects))
         })
@@ -192,6 +186,7 @@ impl utoipa::Modify for BearerAuth {
         customer::cancel,
         friend::get_job,
         friend::accept,
+        friend::accept_outcome,
         friend::decline,
         friend::release,
         friend::check_in,

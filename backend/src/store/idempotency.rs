@@ -41,24 +41,42 @@ pub fn lookup(
     }
 }
 
-/// Stores a response under its key.
+/// The stored response body for `key` if it was stored by `route` (fingerprints start with the
+/// route, so another route's entry under the same key is not returned).
+pub fn stored(
+    tx: &Transaction<'_>,
+    account: AccountId,
+    key: &str,
+    route: &str,
+) -> rusqlite::Result<Option<String>> {
+    let found: Option<(String, String)> = tx
+        .query_row(
+            "SELECT route, body FROM idempotency WHERE account_id = ?1 AND key = ?2",
+            params![account.to_string(), key],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    Ok(found.filter(|(r, _)| r == route).map(|(_, body)| body))
+}
+
+/// Stores a successful (200) response under its key.
 pub fn store(
     tx: &Transaction<'_>,
     account: AccountId,
     key: &str,
+    route: &str,
     fingerprint: &[u8],
-    status: u16,
     body: &str,
     now: DateTime<Utc>,
 ) -> rusqlite::Result<()> {
     tx.execute(
-        "INSERT INTO idempotency (account_id, key, fingerprint, status, body, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO idempotency (account_id, key, route, fingerprint, status, body, created_at)
+         VALUES (?1, ?2, ?3, ?4, 200, ?5, ?6)",
         params![
             account.to_string(),
             key,
+            route,
             fingerprint,
-            status,
             body,
             to_ms(now)
         ],
