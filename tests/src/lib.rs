@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod proxy;
+
 use friend_backend::clock::ManualClock;
 use friend_backend::{Backend, Config};
 use friend_protocol::{

@@ -1,0 +1,342 @@
+//! The backend client: reqwest over rustls/ring ([`tls`]), plain HTTP only to loopback, gzip,
+//! connect and read timeouts, the bearer token read from the host's provider for every request
+//! (never stored, never logged), and every transport, status and JSON failure mapped to a typed
+//! [`CoreError`].
+
+pub mod tls;
+
+use crate::error::{CoreError, CoreResult};
+use crate::secrets::SecretsProvider;
+use friend_protocol::{AcceptOutcome, ApiError, Catalog, ErrorCode, JobId, Me, SyncPage};
+use reqwest::{Method, StatusCode, Url};
+use serde::de::DeserializeOwned;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// How to reach the backend.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Base URL, e.g. `https://api.example.ch` (plain `http://` only for loopback hosts).
+    pub base_url: String,
+    /// Optional SPKI SHA-256 pins (base64) of the backend's key; empty: the root store alone decides.
+    pub pins: Vec<String>,
+    /// TCP + TLS connect timeout.
+    pub connect_timeout: Duration,
+    /// Timeout of an ordinary request (long-polls add their wait to it).
+    pub request_timeout: Duration,
+}
+
+impl ApiConfig {
+    /// Defaults: 5 s to connect, 15 s per request, no pins.
+    pub fn new(base_url: impl Into<String>) -> ApiConfig {
+        ApiConfig {
+            base_url: base_url.into(),
+            pins: Vec::new(),
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(15),
+        }
+    }
+}
+
+/// The HTTP client of one session.
+pub struct Api {
+    client: reqwest::Client,
+    base: Url,
+    secrets: Arc<dyn SecretsProvider>,
+    request_timeout: Duration,
+    bytes_received: AtomicU64,
+}
+
+fn is_loopback(url: &Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+impl Api {
+    /// A client for `config`, refusing plain HTTP to anything but loopback.
+    pub fn new(config: &ApiConfig, secrets: Arc<dyn SecretsProvider>) -> CoreResult<Api> {
+        let mut base = Url::parse(&config.base_url)
+            .map_err(|e| CoreError::InvalidUrl(format!("{}: {e}", config.base_url)))?;
+        match base.scheme() {
+            "https" => {}
+            "http" if is_loopback(&base) => {}
+            "http" => {
+                return Err(CoreError::InvalidUrl(format!(
+                    "plain http is only allowed to loopback, not {}",
+                    base.host_str().unwrap_or("?")
+                )));
+            }
+            other => return Err(CoreError::InvalidUrl(format!("unsupported scheme {other}"))),
+        }
+        if !base.path().ends_with('/') {
+            let path = format!("{}/", base.path());
+            base.set_path(&path);
+        }
+        let client = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls::client_config(&config.pins)?)
+            .connect_timeout(config.connect_timeout)
+            .read_timeout(config.request_timeout)
+            .gzip(true)
+            .user_agent(concat!("friendcore/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| CoreError::Tls(e.to_string()))?;
+        Ok(Api {
+            client,
+            base,
+            secrets,
+            request_timeout: config.request_timeout,
+            bytes_received: AtomicU64::new(0),
+        })
+    }
+
+    /// Response body bytes received so far (sync traffic accounting).
+    pub fn bytes_received(&self) -> u64 {
+        self.bytes_received.load(Ordering::Relaxed)
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        key: Option<&str>,
+        extra_wait: Duration,
+    ) -> CoreResult<T> {
+        let url = self
+            .base
+            .join(path.trim_start_matches('/'))
+            .map_err(|e| CoreError::InvalidUrl(e.to_string()))?;
+        let token = self.secrets.access_token()?;
+        let mut req = self
+            .client
+            .request(method, url)
+            .bearer_auth(token)
+            .timeout(self.request_timeout + extra_wait);
+        if let Some(k) = key {
+            req = req.header("Idempotency-Key", k);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.map_err(transport)?;
+        let status = resp.status();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| CoreError::offline(format!("reading the answer: {e}"), true))?;
+        self.bytes_received
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        if status.is_success() {
+            return serde_json::from_slice(&bytes)
+                .map_err(|e| CoreError::InvalidResponse(e.to_string()));
+        }
+        Err(status_error(status, &bytes))
+    }
+
+    /// One sync page after `cursor` (none: a snapshot), long-polling up to `wait_secs`.
+    pub async fn sync(
+        &self,
+        cursor: Option<&str>,
+        wait_secs: u32,
+        limit: u32,
+    ) -> CoreResult<SyncPage> {
+        let mut path = format!("v1/sync?wait={wait_secs}&limit={limit}");
+        if let Some(c) = cursor {
+            path.push_str("&cursor=");
+            path.push_str(&percent_encode(c));
+        }
+        self.call(
+            Method::GET,
+            &path,
+            None,
+            None,
+            Duration::from_secs(u64::from(wait_secs)),
+        )
+        .await
+    }
+
+    /// Accepts a job under an idempotency key.
+    pub async fn accept(&self, job: JobId, key: &str) -> CoreResult<AcceptOutcome> {
+        let empty = serde_json::json!({});
+        self.call(
+            Method::POST,
+            &format!("v1/friend/jobs/{job}/accept"),
+            Some(&empty),
+            Some(key),
+            Duration::ZERO,
+        )
+        .await
+    }
+
+    /// The stored outcome of an accept sent with `key`; `None` when it was never applied.
+    pub async fn accept_outcome(&self, key: &str) -> CoreResult<Option<AcceptOutcome>> {
+        match self
+            .call(
+                Method::GET,
+                &format!("v1/friend/accepts/{}", percent_encode(key)),
+                None,
+                None,
+                Duration::ZERO,
+            )
+            .await
+        {
+            Ok(o) => Ok(Some(o)),
+            Err(CoreError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// POSTs an action (outbox delivery) and returns the JSON answer.
+    pub async fn post(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+        key: &str,
+    ) -> CoreResult<serde_json::Value> {
+        self.call(Method::POST, path, Some(body), Some(key), Duration::ZERO)
+            .await
+    }
+
+    /// The service catalog.
+    pub async fn catalog(&self) -> CoreResult<Catalog> {
+        self.call(Method::GET, "v1/catalog", None, None, Duration::ZERO)
+            .await
+    }
+
+    /// The account's own profile.
+    pub async fn me(&self) -> CoreResult<Me> {
+        self.call(Method::GET, "v1/me", None, None, Duration::ZERO)
+            .await
+    }
+}
+
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn transport(e: reqwest::Error) -> CoreError {
+    // A failed connect means the request never left; anything later may have reached the server.
+    let maybe_delivered = !e.is_connect();
+    let what = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "cannot connect"
+    } else {
+        "transport"
+    };
+    // reqwest's Display includes the URL but never headers, so the token cannot leak here.
+    CoreError::offline(format!("{what}: {e}"), maybe_delivered)
+}
+
+fn status_error(status: StatusCode, body: &[u8]) -> CoreError {
+    let parsed: Option<ApiError> = serde_json::from_slice(body).ok();
+    let message = parsed
+        .as_ref()
+        .map(|e| e.message.clone())
+        .unwrap_or_else(|| format!("HTTP {status}"));
+    match status {
+        StatusCode::UNAUTHORIZED => CoreError::Unauthorized(message),
+        StatusCode::FORBIDDEN => CoreError::Forbidden(message),
+        StatusCode::NOT_FOUND => CoreError::NotFound(message),
+        s if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS => {
+            CoreError::ServerUnavailable(message)
+        }
+        _ => match parsed {
+            Some(e) => CoreError::Refused {
+                code: e.code,
+                message: e.message,
+            },
+            None => CoreError::InvalidResponse(format!("HTTP {status} without an error body")),
+        },
+    }
+}
+
+impl CoreError {
+    /// The server's error code for refusals.
+    pub fn server_code(&self) -> Option<ErrorCode> {
+        match self {
+            CoreError::Refused { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secrets::StaticSecrets;
+
+    fn api(url: &str) -> CoreResult<Api> {
+        Api::new(
+            &ApiConfig::new(url),
+            Arc::new(StaticSecrets::new("t", [0; 32])),
+        )
+    }
+
+    #[test]
+    fn plain_http_only_to_loopback() {
+        for ok in [
+            "http://127.0.0.1:8080",
+            "http://localhost:1",
+            "http://[::1]:9",
+            "https://api.example.ch",
+        ] {
+            assert!(api(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://api.example.ch",
+            "http://10.0.0.1:8080",
+            "ftp://127.0.0.1",
+            "not a url",
+        ] {
+            assert_eq!(
+                api(bad).err().map(|e| e.code()),
+                Some("invalid_url"),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn statuses_map_to_typed_errors() {
+        let body = br#"{"code":"invalid_transition","message":"no"}"#;
+        assert!(matches!(
+            status_error(StatusCode::CONFLICT, body),
+            CoreError::Refused {
+                code: ErrorCode::InvalidTransition,
+                ..
+            }
+        ));
+        assert!(matches!(
+            status_error(StatusCode::UNAUTHORIZED, b""),
+            CoreError::Unauthorized(_)
+        ));
+        assert!(matches!(
+            status_error(StatusCode::BAD_GATEWAY, b"<html>"),
+            CoreError::ServerUnavailable(_)
+        ));
+        assert!(matches!(
+            status_error(StatusCode::BAD_REQUEST, b"<html>"),
+            CoreError::InvalidResponse(_)
+        ));
+        let gone = br#"{"code":"cursor_too_old","message":"resync"}"#;
+        assert_eq!(
+            status_error(StatusCode::GONE, gone).server_code(),
+            Some(ErrorCode::CursorTooOld)
+        );
+    }
+}

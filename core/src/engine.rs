@@ -1,0 +1,775 @@
+//! The machinery every session shares: store, API client, sync rounds, outbox delivery, pending
+//! accepts, listeners and background tasks. Friend and customer sessions are thin layers on top.
+
+use crate::api::{Api, ApiConfig};
+use crate::crypto::FieldCipher;
+use crate::error::{CoreError, CoreResult};
+use crate::listeners::Listeners;
+use crate::outbox::{Action, backoff};
+use crate::secrets::SecretsProvider;
+use crate::store::cache::{self, Applied};
+use crate::store::{Store, meta, outbox as rows};
+use friend_protocol::{AcceptOutcome, ErrorCode, JobDetails, JobId, JobResponse};
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+/// Personal fields of a finished job are forgotten this long after it ended.
+pub const PURGE_PERSONAL_AFTER: chrono::Duration = chrono::Duration::days(14);
+/// Page size asked for in sync requests.
+pub const SYNC_PAGE_LIMIT: u32 = 500;
+/// How long a foreground long-poll waits on the server.
+pub const LONG_POLL_SECS: u32 = 25;
+
+/// Where a session keeps its data and how it reaches the backend.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// The account database file, chosen by the host app (one per account).
+    pub db_path: PathBuf,
+    /// The backend.
+    pub api: ApiConfig,
+}
+
+impl SessionConfig {
+    /// A config with default timeouts and no pins.
+    pub fn new(db_path: impl Into<PathBuf>, base_url: impl Into<String>) -> SessionConfig {
+        SessionConfig {
+            db_path: db_path.into(),
+            api: ApiConfig::new(base_url),
+        }
+    }
+}
+
+/// The observable sync state (SPEC §5).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SyncStatus {
+    /// The last request reached the backend.
+    pub connected: bool,
+    /// Device time (ms) of the last successful sync.
+    pub last_success_ms: Option<i64>,
+    /// Outbox items waiting for delivery.
+    pub pending_outbox: u32,
+    /// Outbox items the server refused (set aside; the app can show them).
+    pub refused_outbox: u32,
+    /// The last failure: code and message.
+    pub last_error: Option<(String, String)>,
+    /// A snapshot (first sync or full resync) is in progress.
+    pub snapshot_in_progress: bool,
+    /// Items received by the snapshot in progress so far.
+    pub snapshot_items: u64,
+    /// Server clock minus device clock, ms.
+    pub clock_offset_ms: i64,
+}
+
+/// What a sync run did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SyncReport {
+    /// Pages applied.
+    pub pages: u32,
+    /// Changes applied.
+    pub changes: u64,
+    /// The run ended with a full snapshot replacing the cache.
+    pub replaced_cache: bool,
+}
+
+/// How an accept ended (SPEC §4).
+#[derive(Debug, Clone, PartialEq)]
+pub enum AcceptResult {
+    /// The caller won; the job with full details is now in their jobs.
+    Won(Box<JobDetails>),
+    /// Another Friend was first.
+    Lost,
+    /// The job is gone.
+    Gone(GoneReason),
+    /// The caller may not take it.
+    NotEligible(friend_protocol::NotEligibleReason),
+    /// The backend could not be reached. Never queued: the Friend must not believe they hold a job
+    /// they do not. If the request may have arrived, the outcome is looked up at the next sync and
+    /// reported through the job and inbox listeners.
+    Offline,
+}
+
+/// Why a job is gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GoneReason {
+    /// The customer cancelled.
+    Cancelled,
+    /// Nobody accepted in time.
+    Expired,
+}
+
+pub(crate) fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// The shared session machinery.
+pub(crate) struct Engine {
+    pub store: Store,
+    pub api: Api,
+    pub cipher: Arc<FieldCipher>,
+    pub listeners: Listeners,
+    status: Mutex<SyncStatus>,
+    outbox_kick: Arc<Notify>,
+    shutdown: watch::Sender<bool>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    foreground: Mutex<Option<JoinHandle<()>>>,
+    sync_lock: tokio::sync::Mutex<()>,
+    outbox_lock: tokio::sync::Mutex<()>,
+    inflight_accepts: Mutex<HashSet<String>>,
+}
+
+const KEY_CHECK_PLAINTEXT: &[u8] = b"friendcore key check v1";
+
+impl Engine {
+    /// Opens the database (checking the data key), builds the client and starts the outbox timer.
+    pub async fn open(
+        config: SessionConfig,
+        secrets: Arc<dyn SecretsProvider>,
+    ) -> CoreResult<Arc<Engine>> {
+        let cipher = Arc::new(FieldCipher::new(&secrets.data_key()?)?);
+        let api = Api::new(&config.api, secrets)?;
+        let path = config.db_path.clone();
+        let check = cipher.clone();
+        let store = crate::store::blocking(move || {
+            let store = Store::open(&path)?;
+            store.write(|tx| {
+                match meta::get_blob(tx, meta::KEY_CHECK)? {
+                    Some(sealed) => {
+                        check.open("meta", "key_check", &sealed)?;
+                    }
+                    None => meta::set_blob(
+                        tx,
+                        meta::KEY_CHECK,
+                        &check.seal("meta", "key_check", KEY_CHECK_PLAINTEXT)?,
+                    )?,
+                }
+                let before = now_ms() - PURGE_PERSONAL_AFTER.num_milliseconds();
+                cache::purge_personal(tx, before)?;
+                Ok(())
+            })?;
+            Ok(store)
+        })
+        .await?;
+        let (shutdown, _) = watch::channel(false);
+        let engine = Arc::new(Engine {
+            store,
+            api,
+            cipher,
+            listeners: Listeners::default(),
+            status: Mutex::new(SyncStatus::default()),
+            outbox_kick: Arc::new(Notify::new()),
+            shutdown,
+            tasks: Mutex::new(Vec::new()),
+            foreground: Mutex::new(None),
+            sync_lock: tokio::sync::Mutex::new(()),
+            outbox_lock: tokio::sync::Mutex::new(()),
+            inflight_accepts: Mutex::new(HashSet::new()),
+        });
+        engine.refresh_status(|_| {}).await;
+        let timer = tokio::spawn(outbox_timer(
+            Arc::downgrade(&engine),
+            engine.outbox_kick.clone(),
+            engine.shutdown.subscribe(),
+        ));
+        if let Ok(mut t) = engine.tasks.lock() {
+            t.push(timer);
+        }
+        Ok(engine)
+    }
+
+    fn closed(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    /// Stops background work; later calls that need the network fail with [`CoreError::Closed`].
+    pub fn shutdown(&self) {
+        self.shutdown.send_replace(true);
+        if let Ok(mut f) = self.foreground.lock()
+            && let Some(h) = f.take()
+        {
+            h.abort();
+        }
+        if let Ok(mut t) = self.tasks.lock() {
+            for h in t.drain(..) {
+                h.abort();
+            }
+        }
+    }
+
+    /// Server time now, from the last measured clock offset.
+    pub fn server_now_ms(&self) -> i64 {
+        now_ms() + self.status().clock_offset_ms
+    }
+
+    /// The current sync status.
+    pub fn status(&self) -> SyncStatus {
+        self.status.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Updates the status (outbox counts and stored sync times are re-read) and tells listeners.
+    async fn refresh_status(&self, change: impl FnOnce(&mut SyncStatus)) {
+        let counts = self
+            .store
+            .read_async(|c| {
+                Ok((
+                    rows::counts(c)?,
+                    meta::get_i64(c, meta::LAST_SYNC_MS)?,
+                    meta::get_i64(c, meta::CLOCK_OFFSET_MS)?,
+                    meta::get_text(c, meta::SNAPSHOT_CURSOR)?.is_some(),
+                ))
+            })
+            .await;
+        let snapshot = {
+            let Ok(mut s) = self.status.lock() else {
+                return;
+            };
+            if let Ok(((pending, refused), last, offset, in_snapshot)) = counts {
+                s.pending_outbox = pending;
+                s.refused_outbox = refused;
+                s.last_success_ms = last;
+                s.clock_offset_ms = offset.unwrap_or(0);
+                s.snapshot_in_progress = in_snapshot;
+            }
+            change(&mut s);
+            s.clone()
+        };
+        for l in self.listeners.status.current() {
+            l.on_sync_status(snapshot.clone());
+        }
+    }
+
+    fn notify(&self, applied: &Applied) {
+        if applied.inbox_changed {
+            for l in self.listeners.inbox.current() {
+                l.on_inbox_changed();
+            }
+        }
+        for job in &applied.jobs_changed {
+            for l in self.listeners.jobs.current() {
+                l.on_job_changed(*job);
+            }
+        }
+    }
+
+    async fn record_error(&self, e: &CoreError) {
+        let offline = matches!(e, CoreError::Offline { .. });
+        let (code, message) = (e.code().to_owned(), e.to_string());
+        self.refresh_status(|s| {
+            if offline {
+                s.connected = false;
+            }
+            s.last_error = Some((code, message));
+        })
+        .await;
+    }
+
+    /// Pulls every page of changes (the first one long-polling up to `wait_secs`) and applies each
+    /// page together with its cursor in one transaction.
+    pub async fn sync_pages(&self, wait_secs: u32) -> CoreResult<SyncReport> {
+        if self.closed() {
+            return Err(CoreError::Closed);
+        }
+        let _one_at_a_time = self.sync_lock.lock().await;
+        let mut report = SyncReport::default();
+        let mut wait = wait_secs;
+        let mut resets = 0;
+        loop {
+            let (cursor, snapshot_cursor) = self
+                .store
+                .read_async(|c| {
+                    Ok((
+                        meta::get_text(c, meta::CURSOR)?,
+                        meta::get_text(c, meta::SNAPSHOT_CURSOR)?,
+                    ))
+                })
+                .await?;
+            let sent_cursor = snapshot_cursor.clone().or(cursor);
+            let started = now_ms();
+            let page = match self
+                .api
+                .sync(sent_cursor.as_deref(), wait, SYNC_PAGE_LIMIT)
+                .await
+            {
+                Ok(p) => p,
+                Err(e) if e.server_code() == Some(ErrorCode::CursorTooOld) && resets == 0 => {
+                    // The server no longer serves our cursor: start a snapshot that will replace the cache.
+                    resets += 1;
+                    self.store
+                        .write_async(|tx| {
+                            meta::delete(tx, meta::CURSOR)?;
+                            meta::delete(tx, meta::SNAPSHOT_CURSOR)
+                        })
+                        .await?;
+                    continue;
+                }
+                Err(e) => {
+                    self.record_error(&e).await;
+                    return Err(e);
+                }
+            };
+            let arrived = now_ms();
+            // A long-poll's answer left the server just before it arrived; a short request's midway.
+            let local_at = if wait > 0 {
+                arrived
+            } else {
+                (started + arrived) / 2
+            };
+            let offset = page.server_time.timestamp_millis() - local_at;
+            let cipher = self.cipher.clone();
+            let page_changes = page.changes.len() as u64;
+            let starts_snapshot = page.reset && sent_cursor.is_none();
+            let (applied, finished_snapshot) = self
+                .store
+                .write_async(move |tx| {
+                    let staged = page.reset;
+                    if starts_snapshot {
+                        cache::begin_snapshot(tx)?;
+                    }
+                    let applied =
+                        cache::apply_changes(tx, &cipher, &page.changes, staged, arrived)?;
+                    let mut finished = false;
+                    if staged && page.more {
+                        meta::set_text(tx, meta::SNAPSHOT_CURSOR, &page.cursor)?;
+                    } else {
+                        if staged {
+                            cache::finish_snapshot(tx)?;
+                            meta::delete(tx, meta::SNAPSHOT_CURSOR)?;
+                            finished = true;
+                        }
+                        meta::set_text(tx, meta::CURSOR, &page.cursor)?;
+                    }
+                    meta::set_text(tx, meta::CLOCK_OFFSET_MS, &offset.to_string())?;
+                    meta::set_text(tx, meta::LAST_SYNC_MS, &arrived.to_string())?;
+                    Ok((applied, finished))
+                })
+                .await?;
+            report.pages += 1;
+            report.changes += page_changes;
+            if finished_snapshot {
+                report.replaced_cache = true;
+                // A replaced cache changes everything the app shows.
+                let all_jobs = self.store.read_async(|c| Ok(cache::jobs_ids(c)?)).await?;
+                self.notify(&Applied {
+                    inbox_changed: true,
+                    jobs_changed: all_jobs,
+                });
+            } else {
+                self.notify(&applied);
+            }
+            let more = page.more;
+            self.refresh_status(|s| {
+                s.connected = true;
+                s.last_error = None;
+                if s.snapshot_in_progress {
+                    s.snapshot_items += page_changes;
+                } else {
+                    s.snapshot_items = 0;
+                }
+            })
+            .await;
+            wait = 0;
+            if !more {
+                return Ok(report);
+            }
+        }
+    }
+
+    /// Queues an action for `job` and wakes the delivery timer.
+    pub async fn enqueue(&self, job: JobId, action: Action) -> CoreResult<i64> {
+        let payload = action.to_payload()?;
+        let key = uuid::Uuid::new_v4().to_string();
+        let id = self
+            .store
+            .write_async(move |tx| rows::enqueue(tx, job, action.kind(), &payload, &key, now_ms()))
+            .await?;
+        self.notify(&Applied {
+            inbox_changed: true,
+            jobs_changed: vec![job],
+        });
+        self.refresh_status(|_| {}).await;
+        self.outbox_kick.notify_one();
+        Ok(id)
+    }
+
+    /// Delivers every due outbox item: in order per job, each with its own idempotency key. A
+    /// refused item is set aside and the job's next item goes on; a transient failure schedules a
+    /// retry with backoff and holds back that job's later items.
+    pub async fn deliver_outbox(&self) -> CoreResult<u32> {
+        if self.closed() {
+            return Err(CoreError::Closed);
+        }
+        let _one_at_a_time = self.outbox_lock.lock().await;
+        let mut delivered = 0;
+        loop {
+            let now = now_ms();
+            let due: Vec<_> = self
+                .store
+                .read_async(|c| rows::heads(c))
+                .await?
+                .into_iter()
+                .filter(|i| i.next_attempt_at_ms <= now)
+                .collect();
+            if due.is_empty() {
+                break;
+            }
+            let mut progressed = false;
+            for item in due {
+                let action = Action::from_payload(&item.payload)?;
+                let body: serde_json::Value = serde_json::from_str(&item.payload)?;
+                let result = self
+                    .api
+                    .post(&action.path(item.job_id), &body, &item.key)
+                    .await;
+                let id = item.id;
+                match result {
+                    Ok(answer) => {
+                        let job = serde_json::from_value::<JobResponse>(answer)
+                            .ok()
+                            .map(|r| r.job);
+                        let cipher = self.cipher.clone();
+                        self.store
+                            .write_async(move |tx| {
+                                rows::mark_applied(tx, id, now_ms())?;
+                                if let Some(job) = job {
+                                    cache::store_job(tx, &cipher, &job, now_ms())?;
+                                }
+                                Ok(())
+                            })
+                            .await?;
+                        delivered += 1;
+                        progressed = true;
+                    }
+                    Err(e)
+                        if e.is_transient()
+                            || matches!(e, CoreError::Unauthorized(_) | CoreError::Secrets(_)) =>
+                    {
+                        let next = now_ms() + backoff(item.attempts + 1).as_millis() as i64;
+                        let error = format!("{}: {e}", e.code());
+                        self.store
+                            .write_async(move |tx| rows::mark_retry(tx, id, next, &error, now_ms()))
+                            .await?;
+                        self.record_error(&e).await;
+                        self.notify(&Applied {
+                            inbox_changed: false,
+                            jobs_changed: vec![item.job_id],
+                        });
+                        if matches!(e, CoreError::Offline { .. } | CoreError::Unauthorized(_)) {
+                            // Nothing else will get through now; the timer retries when due.
+                            return Ok(delivered);
+                        }
+                        continue;
+                    }
+                    Err(e) => {
+                        let code = e
+                            .server_code()
+                            .map(|c| c.as_str().to_owned())
+                            .unwrap_or_else(|| e.code().to_owned());
+                        let message = e.to_string();
+                        self.store
+                            .write_async(move |tx| {
+                                rows::mark_refused(tx, id, &code, &message, now_ms())
+                            })
+                            .await?;
+                        progressed = true;
+                    }
+                }
+                self.notify(&Applied {
+                    inbox_changed: true,
+                    jobs_changed: vec![item.job_id],
+                });
+            }
+            self.refresh_status(|s| s.connected = true).await;
+            if !progressed {
+                break;
+            }
+        }
+        Ok(delivered)
+    }
+
+    /// One push wake-up: deliver the outbox, then pull.
+    pub async fn on_push(&self) -> CoreResult<SyncReport> {
+        self.deliver_outbox().await?;
+        self.resolve_pending_accepts().await?;
+        self.sync_pages(0).await
+    }
+
+    /// Starts the foreground loop: deliver, long-poll, repeat; backoff with jitter on failure.
+    pub fn start_foreground(self: &Arc<Self>) {
+        let Ok(mut slot) = self.foreground.lock() else {
+            return;
+        };
+        if slot.as_ref().is_some_and(|h| !h.is_finished()) {
+            return;
+        }
+        let weak = Arc::downgrade(self);
+        let mut shutdown = self.shutdown.subscribe();
+        *slot = Some(tokio::spawn(async move {
+            let mut failures = 0u32;
+            loop {
+                let Some(engine) = weak.upgrade() else { return };
+                if engine.closed() {
+                    return;
+                }
+                let round = async {
+                    let _ = engine.deliver_outbox().await;
+                    engine.resolve_pending_accepts().await?;
+                    engine.sync_pages(LONG_POLL_SECS).await
+                };
+                let pause = match round.await {
+                    Ok(_) => {
+                        failures = 0;
+                        None
+                    }
+                    Err(_) => {
+                        failures += 1;
+                        Some(backoff(failures).min(Duration::from_secs(60)))
+                    }
+                };
+                drop(engine);
+                if let Some(p) = pause {
+                    tokio::select! {
+                        _ = tokio::time::sleep(p) => {}
+                        _ = shutdown.changed() => return,
+                    }
+                }
+            }
+        }));
+    }
+
+    /// Stops the foreground loop (an in-flight long-poll is abandoned; nothing durable is lost).
+    pub fn stop_foreground(&self) {
+        if let Ok(mut slot) = self.foreground.lock()
+            && let Some(h) = slot.take()
+        {
+            h.abort();
+        }
+    }
+
+    /// Accepts a job: the pending accept and its key are written before the request leaves; a
+    /// double tap reuses the key; transport failures are retried with the same key for a few
+    /// seconds; the outcome is applied to the cache in one transaction.
+    pub async fn accept(&self, job: JobId) -> CoreResult<AcceptResult> {
+        if self.closed() {
+            return Err(CoreError::Closed);
+        }
+        let key = self
+            .store
+            .write_async(move |tx| {
+                let existing: Option<String> = tx
+                    .query_row(
+                        "SELECT key FROM pending_accepts WHERE job_id = ?1",
+                        [job.to_string()],
+                        |r| r.get(0),
+                    )
+                    .ok();
+                if let Some(k) = existing {
+                    return Ok(k);
+                }
+                let k = uuid::Uuid::new_v4().to_string();
+                tx.execute(
+                    "INSERT INTO pending_accepts (job_id, key, created_at) VALUES (?1, ?2, ?3)",
+                    rusqlite::params![job.to_string(), k, now_ms()],
+                )?;
+                Ok(k)
+            })
+            .await?;
+        let _inflight = Inflight::new(&self.inflight_accepts, &key);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(8);
+        let mut maybe_delivered = false;
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            match self.api.accept(job, &key).await {
+                Ok(outcome) => return self.resolve_accept(job, outcome).await,
+                Err(CoreError::Offline {
+                    maybe_delivered: false,
+                    ..
+                }) if !maybe_delivered => {
+                    // It never left: nothing to resolve later, and an accept is never queued.
+                    self.store
+                        .write_async(move |tx| {
+                            tx.execute(
+                                "DELETE FROM pending_accepts WHERE job_id = ?1",
+                                [job.to_string()],
+                            )?;
+                            Ok(())
+                        })
+                        .await?;
+                    self.refresh_status(|s| s.connected = false).await;
+                    return Ok(AcceptResult::Offline);
+                }
+                Err(e) if e.is_transient() => {
+                    maybe_delivered |= matches!(
+                        e,
+                        CoreError::Offline {
+                            maybe_delivered: true,
+                            ..
+                        }
+                    ) || matches!(
+                        e,
+                        CoreError::ServerUnavailable(_) | CoreError::InvalidResponse(_)
+                    );
+                    let pause = Duration::from_millis(100u64 << attempt.min(5));
+                    if tokio::time::Instant::now() + pause >= deadline {
+                        // Keep the pending accept: the next sync looks its outcome up.
+                        self.record_error(&e).await;
+                        return Ok(AcceptResult::Offline);
+                    }
+                    tokio::time::sleep(pause).await;
+                }
+                Err(e) => {
+                    self.store
+                        .write_async(move |tx| {
+                            tx.execute(
+                                "DELETE FROM pending_accepts WHERE job_id = ?1",
+                                [job.to_string()],
+                            )?;
+                            Ok(())
+                        })
+                        .await?;
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    async fn resolve_accept(&self, job: JobId, outcome: AcceptOutcome) -> CoreResult<AcceptResult> {
+        let cipher = self.cipher.clone();
+        let stored = outcome.clone();
+        let applied = self
+            .store
+            .write_async(move |tx| {
+                tx.execute(
+                    "DELETE FROM pending_accepts WHERE job_id = ?1",
+                    [job.to_string()],
+                )?;
+                let mut applied = Applied::default();
+                if let AcceptOutcome::Won { job: details } = &stored {
+                    cache::store_job(tx, &cipher, details, now_ms())?;
+                    applied.jobs_changed.push(job);
+                }
+                applied.inbox_changed = cache::remove_offer(tx, job, None)?;
+                Ok(applied)
+            })
+            .await?;
+        self.notify(&applied);
+        Ok(match outcome {
+            AcceptOutcome::Won { job } => AcceptResult::Won(job),
+            AcceptOutcome::Taken => AcceptResult::Lost,
+            AcceptOutcome::Cancelled => AcceptResult::Gone(GoneReason::Cancelled),
+            AcceptOutcome::Expired => AcceptResult::Gone(GoneReason::Expired),
+            AcceptOutcome::NotEligible { reason } => AcceptResult::NotEligible(reason),
+            AcceptOutcome::Unknown => {
+                return Err(CoreError::InvalidResponse(
+                    "accept outcome unknown to this version".into(),
+                ));
+            }
+        })
+    }
+
+    /// Looks up accepts whose outcome was never learned (app killed, answer lost) and applies it.
+    pub async fn resolve_pending_accepts(&self) -> CoreResult<u32> {
+        let pending: Vec<(String, String)> = self
+            .store
+            .read_async(|c| {
+                let mut stmt =
+                    c.prepare("SELECT job_id, key FROM pending_accepts ORDER BY created_at")?;
+                let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            })
+            .await?;
+        let mut resolved = 0;
+        for (job, key) in pending {
+            if self
+                .inflight_accepts
+                .lock()
+                .map(|s| s.contains(&key))
+                .unwrap_or(true)
+            {
+                continue; // this process is still waiting for it
+            }
+            let job: JobId = job
+                .parse()
+                .map_err(|_| CoreError::Corrupt("pending accept id".into()))?;
+            match self.api.accept_outcome(&key).await? {
+                Some(outcome) => {
+                    self.resolve_accept(job, outcome).await?;
+                }
+                None => {
+                    // Never applied on the server: the Friend did not get the job.
+                    self.store
+                        .write_async(move |tx| {
+                            tx.execute("DELETE FROM pending_accepts WHERE key = ?1", [key])?;
+                            Ok(())
+                        })
+                        .await?;
+                }
+            }
+            resolved += 1;
+        }
+        Ok(resolved)
+    }
+}
+
+/// Marks an accept key as in flight in this process for as long as the accept future lives, so a
+/// concurrent resolution does not race it; an abandoned future unmarks it on drop.
+struct Inflight<'a> {
+    set: &'a Mutex<HashSet<String>>,
+    key: String,
+}
+
+impl<'a> Inflight<'a> {
+    fn new(set: &'a Mutex<HashSet<String>>, key: &str) -> Inflight<'a> {
+        if let Ok(mut s) = set.lock() {
+            s.insert(key.to_owned());
+        }
+        Inflight {
+            set,
+            key: key.to_owned(),
+        }
+    }
+}
+
+impl Drop for Inflight<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.set.lock() {
+            s.remove(&self.key);
+        }
+    }
+}
+
+/// Delivers the outbox whenever an item is due or one was queued, until shutdown. Holds the engine
+/// only while working, so a dropped session is not kept alive by its timer.
+async fn outbox_timer(
+    engine: std::sync::Weak<Engine>,
+    kick: Arc<Notify>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let next_due = {
+            let Some(e) = engine.upgrade() else { return };
+            e.store
+                .read_async(|c| rows::next_due_ms(c))
+                .await
+                .ok()
+                .flatten()
+        };
+        let wait = match next_due {
+            Some(t) => Duration::from_millis((t - now_ms()).max(0) as u64),
+            None => Duration::from_secs(3600),
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = kick.notified() => {}
+            _ = shutdown.changed() => return,
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+        let Some(e) = engine.upgrade() else { return };
+        let _ = e.deliver_outbox().await;
+    }
+}

@@ -1,0 +1,131 @@
+//! The core's error type. One enum, each variant with a stable machine code; the FFI layer maps
+//! these codes to what an app acts on. Messages are for developers and never contain personal data
+//! or tokens.
+
+use friend_protocol::ErrorCode;
+use thiserror::Error;
+
+/// Everything that can go wrong in the core.
+#[derive(Debug, Error)]
+pub enum CoreError {
+    /// The backend could not be reached (or the answer was lost). `maybe_delivered` is true when
+    /// the request may have reached the server before the failure (timeouts, dropped responses).
+    #[error("offline: {message}")]
+    Offline {
+        /// What failed.
+        message: String,
+        /// Whether the server may have processed the request.
+        maybe_delivered: bool,
+    },
+    /// The backend answered 5xx or is overloaded; retry later.
+    #[error("server unavailable: {0}")]
+    ServerUnavailable(String),
+    /// The token was refused (401).
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    /// The account may not do this (403).
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// The job (or route) does not exist for this account (404).
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The server refused the request with a typed reason.
+    #[error("refused ({}): {message}", code.as_str())]
+    Refused {
+        /// The server's stable code.
+        code: ErrorCode,
+        /// The server's explanation.
+        message: String,
+    },
+    /// The server's answer could not be understood.
+    #[error("invalid response: {0}")]
+    InvalidResponse(String),
+    /// The backend URL is not acceptable (plain HTTP to a non-loopback host, or malformed).
+    #[error("invalid backend url: {0}")]
+    InvalidUrl(String),
+    /// TLS could not be set up, or the server's key does not match a pin.
+    #[error("tls: {0}")]
+    Tls(String),
+    /// The local database failed.
+    #[error("storage: {0}")]
+    Storage(String),
+    /// The local database was written by a newer version of the library.
+    #[error("cache schema {0} is newer than this library supports")]
+    SchemaTooNew(i64),
+    /// The data-encryption key does not open this database's encrypted fields.
+    #[error("the data key does not match this database")]
+    WrongKey,
+    /// Stored data failed validation (the cache may be rebuilt from the server).
+    #[error("corrupt cache: {0}")]
+    Corrupt(String),
+    /// The host app's secrets provider failed.
+    #[error("secrets unavailable: {0}")]
+    Secrets(String),
+    /// An argument from the host app is invalid.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// The item is not in the local cache.
+    #[error("not in the cache: {0}")]
+    NotCached(String),
+    /// The session was shut down.
+    #[error("session closed")]
+    Closed,
+}
+
+impl CoreError {
+    /// Stable machine code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            CoreError::Offline { .. } => "offline",
+            CoreError::ServerUnavailable(_) => "server_unavailable",
+            CoreError::Unauthorized(_) => "unauthorized",
+            CoreError::Forbidden(_) => "forbidden",
+            CoreError::NotFound(_) => "not_found",
+            CoreError::Refused { .. } => "refused",
+            CoreError::InvalidResponse(_) => "invalid_response",
+            CoreError::InvalidUrl(_) => "invalid_url",
+            CoreError::Tls(_) => "tls",
+            CoreError::Storage(_) => "storage",
+            CoreError::SchemaTooNew(_) => "schema_too_new",
+            CoreError::WrongKey => "wrong_key",
+            CoreError::Corrupt(_) => "corrupt_cache",
+            CoreError::Secrets(_) => "secrets_unavailable",
+            CoreError::InvalidInput(_) => "invalid_input",
+            CoreError::NotCached(_) => "not_cached",
+            CoreError::Closed => "session_closed",
+        }
+    }
+
+    /// Whether retrying the same request later may succeed (transport and server trouble), as
+    /// opposed to a definite answer.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            CoreError::Offline { .. }
+                | CoreError::ServerUnavailable(_)
+                | CoreError::InvalidResponse(_)
+        )
+    }
+
+    pub(crate) fn offline(message: impl Into<String>, maybe_delivered: bool) -> CoreError {
+        CoreError::Offline {
+            message: message.into(),
+            maybe_delivered,
+        }
+    }
+}
+
+impl From<rusqlite::Error> for CoreError {
+    fn from(e: rusqlite::Error) -> CoreError {
+        CoreError::Storage(e.to_string())
+    }
+}
+
+impl From<serde_json::Error> for CoreError {
+    fn from(e: serde_json::Error) -> CoreError {
+        CoreError::Corrupt(format!("stored JSON: {e}"))
+    }
+}
+
+/// Result with [`CoreError`].
+pub type CoreResult<T> = Result<T, CoreError>;

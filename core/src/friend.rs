@@ -1,0 +1,295 @@
+//! [`FriendSession`]: the long-lived object a Friend's app holds for one account.
+
+use crate::engine::{AcceptResult, Engine, SessionConfig, SyncReport, SyncStatus};
+use crate::error::{CoreError, CoreResult};
+use crate::inbox::{self, Inbox, InboxFilter};
+use crate::listeners::{InboxListener, JobListener, Subscription, SyncStatusListener};
+use crate::outbox::{Action, OutboxItem};
+use crate::secrets::SecretsProvider;
+use crate::store::{cache, meta, outbox as rows};
+use friend_protocol::{Catalog, DeclineReason, GeoPoint, JobDetails, JobId, JobState, Me, Offer};
+use std::collections::HashSet;
+use std::sync::Arc;
+
+/// A cached job of the Friend with what is still waiting in the outbox for it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MyJob {
+    /// Full details as last known, with pending local actions already shown (e.g. a queued
+    /// check-in shows the job on site).
+    pub details: JobDetails,
+    /// Kinds of the outbox items not yet acknowledged for this job, oldest first.
+    pub pending_actions: Vec<String>,
+}
+
+/// One Friend account on this device: offline cache, sync, inbox, accept and outbox.
+///
+/// Works fully offline after the first sync. Drop it or call [`FriendSession::shutdown`] to stop
+/// background work. All methods are safe to abandon midway: durable state is written before any
+/// request leaves.
+pub struct FriendSession {
+    engine: Arc<Engine>,
+}
+
+impl FriendSession {
+    /// Opens the account database at `config.db_path` (creating it), checks the data key, and starts
+    /// the outbox timer. Accepts whose outcome was lost are looked up at the next sync.
+    pub async fn open(
+        config: SessionConfig,
+        secrets: Arc<dyn SecretsProvider>,
+    ) -> CoreResult<FriendSession> {
+        Ok(FriendSession {
+            engine: Engine::open(config, secrets).await?,
+        })
+    }
+
+    /// Delivers the outbox, resolves pending accepts and pulls every page of changes.
+    pub async fn sync_once(&self) -> CoreResult<SyncReport> {
+        self.engine.on_push().await
+    }
+
+    /// A platform push woke the app: one batched round (deliver the outbox, then pull). The payload
+    /// is not needed; it may be empty.
+    pub async fn on_push(&self, _payload: &str) -> CoreResult<SyncReport> {
+        self.engine.on_push().await
+    }
+
+    /// Starts the foreground loop (long-poll) while the app is visible.
+    pub fn start_foreground_sync(&self) {
+        self.engine.start_foreground();
+    }
+
+    /// Stops the foreground loop (when the app goes to the background).
+    pub fn stop_foreground_sync(&self) {
+        self.engine.stop_foreground();
+    }
+
+    /// Open offers near `position` within `radius_km`, sorted by distance, from the cache only.
+    pub async fn inbox(
+        &self,
+        position: GeoPoint,
+        radius_km: f64,
+        filter: InboxFilter,
+    ) -> CoreResult<Inbox> {
+        let server_now = self.engine.server_now_ms();
+        let items = self
+            .engine
+            .store
+            .read_async(move |c| {
+                let hidden: HashSet<JobId> = rows::pending(c)?
+                    .into_iter()
+                    .filter(|i| i.kind == "decline")
+                    .map(|i| i.job_id)
+                    .collect();
+                inbox::query(c, &position, radius_km, &filter, server_now, &hidden)
+            })
+            .await?;
+        Ok(Inbox {
+            items,
+            cache_age_secs: self.cache_age_secs(),
+        })
+    }
+
+    /// One cached offer.
+    pub async fn offer(&self, job: JobId) -> CoreResult<Option<Offer>> {
+        self.engine
+            .store
+            .read_async(move |c| cache::offer(c, job))
+            .await
+    }
+
+    fn cache_age_secs(&self) -> Option<i64> {
+        self.engine
+            .status()
+            .last_success_ms
+            .map(|t| (crate::engine::now_ms() - t) / 1000)
+    }
+
+    /// Races to accept an open offer (SPEC §4). Never queued: offline answers [`AcceptResult::Offline`].
+    pub async fn accept(&self, job: JobId) -> CoreResult<AcceptResult> {
+        self.engine.accept(job).await
+    }
+
+    /// The Friend's jobs with full details, from the cache, with pending actions shown.
+    pub async fn my_jobs(&self) -> CoreResult<Vec<MyJob>> {
+        let cipher = self.engine.cipher.clone();
+        self.engine
+            .store
+            .read_async(move |c| {
+                let pending = rows::pending(c)?;
+                let mut out = Vec::new();
+                for details in cache::jobs(c, &cipher)? {
+                    let mine: Vec<_> = pending.iter().filter(|i| i.job_id == details.id).collect();
+                    if let Some(job) = with_local_echo(details, &mine) {
+                        out.push(job);
+                    }
+                }
+                Ok(out)
+            })
+            .await
+    }
+
+    /// One of the Friend's jobs, from the cache.
+    pub async fn job(&self, job: JobId) -> CoreResult<MyJob> {
+        let cipher = self.engine.cipher.clone();
+        self.engine
+            .store
+            .read_async(move |c| {
+                let details = cache::job(c, &cipher, job)?
+                    .ok_or_else(|| CoreError::NotCached(job.to_string()))?;
+                let pending = rows::pending_for_job(c, job)?;
+                with_local_echo(details, &pending.iter().collect::<Vec<_>>())
+                    .ok_or_else(|| CoreError::NotCached(format!("{job} is being released")))
+            })
+            .await
+    }
+
+    /// Declines an open offer with a reason (queued; it leaves the inbox at once).
+    pub async fn decline(&self, job: JobId, reason: DeclineReason) -> CoreResult<i64> {
+        if reason == DeclineReason::Unknown {
+            return Err(CoreError::InvalidInput("decline reason".into()));
+        }
+        self.engine.enqueue(job, Action::Decline { reason }).await
+    }
+
+    /// Gives a job back before arriving (queued).
+    pub async fn release(&self, job: JobId) -> CoreResult<i64> {
+        self.require_state(job, &[JobState::Assigned]).await?;
+        self.engine.enqueue(job, Action::Release).await
+    }
+
+    /// Checks in on site (queued; works offline).
+    pub async fn check_in(&self, job: JobId) -> CoreResult<i64> {
+        self.require_state(job, &[JobState::Assigned]).await?;
+        self.engine.enqueue(job, Action::CheckIn).await
+    }
+
+    async fn require_state(&self, job: JobId, allowed: &[JobState]) -> CoreResult<()> {
+        let current = self.job(job).await?.details.state;
+        if allowed.contains(&current) {
+            Ok(())
+        } else {
+            Err(CoreError::InvalidInput(format!(
+                "the job is {}",
+                current.as_str()
+            )))
+        }
+    }
+
+    /// Every outbox item with its outcome (pending, applied, or refused with the server's reason).
+    pub async fn outbox(&self) -> CoreResult<Vec<OutboxItem>> {
+        self.engine
+            .store
+            .read_async(|c| {
+                rows::all(c)?
+                    .into_iter()
+                    .map(OutboxItem::from_row)
+                    .collect()
+            })
+            .await
+    }
+
+    /// Delivers due outbox items now (the timer does this by itself).
+    pub async fn deliver_outbox(&self) -> CoreResult<u32> {
+        self.engine.deliver_outbox().await
+    }
+
+    /// The catalog: fetched when online, the cached copy otherwise.
+    pub async fn catalog(&self) -> CoreResult<Catalog> {
+        match self.engine.api.catalog().await {
+            Ok(c) => {
+                let json = serde_json::to_string(&c).map_err(CoreError::from)?;
+                self.engine
+                    .store
+                    .write_async(move |tx| meta::set_text(tx, meta::CATALOG, &json))
+                    .await?;
+                Ok(c)
+            }
+            Err(e) if e.is_transient() => self.cached_json(meta::CATALOG).await?.ok_or(e),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The Friend's own profile: fetched when online, the cached copy otherwise.
+    pub async fn profile(&self) -> CoreResult<Me> {
+        match self.engine.api.me().await {
+            Ok(me) => {
+                let json = serde_json::to_string(&me).map_err(CoreError::from)?;
+                self.engine
+                    .store
+                    .write_async(move |tx| meta::set_text(tx, meta::PROFILE, &json))
+                    .await?;
+                Ok(me)
+            }
+            Err(e) if e.is_transient() => self.cached_json(meta::PROFILE).await?.ok_or(e),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn cached_json<T: serde::de::DeserializeOwned + Send + 'static>(
+        &self,
+        key: &'static str,
+    ) -> CoreResult<Option<T>> {
+        self.engine
+            .store
+            .read_async(move |c| {
+                meta::get_text(c, key)?
+                    .map(|j| serde_json::from_str(&j).map_err(CoreError::from))
+                    .transpose()
+            })
+            .await
+    }
+
+    /// The current sync status.
+    pub fn sync_status(&self) -> SyncStatus {
+        self.engine.status()
+    }
+
+    /// Server time now (device clock corrected by the offset measured at the last sync), ms.
+    pub fn server_now_ms(&self) -> i64 {
+        self.engine.server_now_ms()
+    }
+
+    /// Subscribes to inbox changes.
+    pub fn subscribe_inbox(&self, l: Arc<dyn InboxListener>) -> Subscription {
+        self.engine.listeners.inbox.add(l)
+    }
+
+    /// Subscribes to job changes.
+    pub fn subscribe_jobs(&self, l: Arc<dyn JobListener>) -> Subscription {
+        self.engine.listeners.jobs.add(l)
+    }
+
+    /// Subscribes to sync-status changes.
+    pub fn subscribe_sync_status(&self, l: Arc<dyn SyncStatusListener>) -> Subscription {
+        self.engine.listeners.status.add(l)
+    }
+
+    /// Stops background work. Pending outbox items stay queued for the next session.
+    pub fn shutdown(&self) {
+        self.engine.shutdown();
+    }
+}
+
+impl Drop for FriendSession {
+    fn drop(&mut self) {
+        self.engine.shutdown();
+    }
+}
+
+/// Shows queued actions on top of the server's data, which itself is never overwritten by them.
+/// A queued release hides the job.
+fn with_local_echo(mut details: JobDetails, pending: &[&rows::ItemRow]) -> Option<MyJob> {
+    let mut kinds = Vec::new();
+    for item in pending {
+        match item.kind.as_str() {
+            "check_in" if details.state == JobState::Assigned => details.state = JobState::OnSite,
+            "release" => return None,
+            _ => {}
+        }
+        kinds.push(item.kind.clone());
+    }
+    Some(MyJob {
+        details,
+        pending_actions: kinds,
+    })
+}

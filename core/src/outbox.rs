@@ -1,0 +1,123 @@
+//! Actions that go through the durable outbox: what each one sends, and what it shows locally while
+//! the server has not acknowledged it (the local echo). Delivery itself is in the engine.
+
+use crate::error::{CoreError, CoreResult};
+use friend_protocol::{DeclineReason, JobId};
+use serde::{Deserialize, Serialize};
+
+/// An on-site action queued for delivery.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Action {
+    /// Decline an open offer.
+    Decline {
+        /// Why.
+        reason: DeclineReason,
+    },
+    /// Give an assigned job back.
+    Release,
+    /// Arrive on site.
+    CheckIn,
+}
+
+impl Action {
+    /// Stable kind name stored in the outbox.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Action::Decline { .. } => "decline",
+            Action::Release => "release",
+            Action::CheckIn => "check_in",
+        }
+    }
+
+    /// The route the action is sent to.
+    pub fn path(&self, job: JobId) -> String {
+        match self {
+            Action::Decline { .. } => format!("v1/friend/jobs/{job}/decline"),
+            Action::Release => format!("v1/friend/jobs/{job}/release"),
+            Action::CheckIn => format!("v1/friend/jobs/{job}/check-in"),
+        }
+    }
+
+    /// The stored payload: the action itself as JSON (it is also the request body).
+    pub fn to_payload(&self) -> CoreResult<String> {
+        Ok(serde_json::to_string(self)?)
+    }
+
+    /// Reads a stored payload back.
+    pub fn from_payload(payload: &str) -> CoreResult<Action> {
+        serde_json::from_str(payload)
+            .map_err(|e| CoreError::Corrupt(format!("outbox payload: {e}")))
+    }
+}
+
+/// An outbox item as the app sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxItem {
+    /// Queue position.
+    pub id: i64,
+    /// The job.
+    pub job_id: JobId,
+    /// The action.
+    pub action: Action,
+    /// Delivery state.
+    pub status: crate::store::outbox::ItemStatus,
+    /// Failed attempts so far.
+    pub attempts: u32,
+    /// Last transient failure.
+    pub last_error: Option<String>,
+    /// The server's refusal code, for refused items.
+    pub refusal_code: Option<String>,
+    /// The server's refusal message, for refused items.
+    pub refusal_message: Option<String>,
+}
+
+impl OutboxItem {
+    pub(crate) fn from_row(row: crate::store::outbox::ItemRow) -> CoreResult<OutboxItem> {
+        Ok(OutboxItem {
+            id: row.id,
+            job_id: row.job_id,
+            action: Action::from_payload(&row.payload)?,
+            status: row.status,
+            attempts: row.attempts,
+            last_error: row.last_error,
+            refusal_code: row.outcome_code,
+            refusal_message: row.outcome_message,
+        })
+    }
+}
+
+/// Delay before retry number `attempt` (1-based): 1 s doubling to 5 min, with ±50 % jitter so a
+/// crowd of devices coming back online does not retry in lockstep.
+pub fn backoff(attempt: u32) -> std::time::Duration {
+    let base_ms = 1000u64
+        .saturating_mul(1u64 << attempt.saturating_sub(1).min(9))
+        .min(300_000);
+    let jitter = 0.5 + fastrand::f64();
+    std::time::Duration::from_millis((base_ms as f64 * jitter) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_round_trip() {
+        for a in [
+            Action::Decline {
+                reason: DeclineReason::NoTime,
+            },
+            Action::Release,
+            Action::CheckIn,
+        ] {
+            assert_eq!(Action::from_payload(&a.to_payload().unwrap()).unwrap(), a);
+        }
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert!(backoff(1) <= std::time::Duration::from_millis(1500));
+        assert!(backoff(30) <= std::time::Duration::from_secs(450));
+        assert!(backoff(30) >= std::time::Duration::from_secs(150));
+    }
+}

@@ -1,0 +1,66 @@
+//! Typed access to the `meta` table.
+
+use crate::error::CoreResult;
+use rusqlite::{Connection, OptionalExtension, params};
+
+/// Delta cursor of the last applied page.
+pub const CURSOR: &str = "cursor";
+/// Continuation of a snapshot in progress.
+pub const SNAPSHOT_CURSOR: &str = "snapshot_cursor";
+/// Server clock minus device clock, in milliseconds.
+pub const CLOCK_OFFSET_MS: &str = "clock_offset_ms";
+/// Device time of the last successful sync, in milliseconds.
+pub const LAST_SYNC_MS: &str = "last_sync_ms";
+/// Sealed constant that proves the data key.
+pub const KEY_CHECK: &str = "key_check";
+/// Cached catalog JSON.
+pub const CATALOG: &str = "catalog";
+/// Cached own profile JSON.
+pub const PROFILE: &str = "profile";
+
+/// Reads a text value.
+pub fn get_text(conn: &Connection, key: &str) -> CoreResult<Option<String>> {
+    Ok(conn
+        .query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| {
+            r.get(0)
+        })
+        .optional()?)
+}
+
+/// Reads a blob value.
+pub fn get_blob(conn: &Connection, key: &str) -> CoreResult<Option<Vec<u8>>> {
+    Ok(conn
+        .query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| {
+            r.get(0)
+        })
+        .optional()?)
+}
+
+/// Reads an integer value stored as text.
+pub fn get_i64(conn: &Connection, key: &str) -> CoreResult<Option<i64>> {
+    Ok(get_text(conn, key)?.and_then(|v| v.parse().ok()))
+}
+
+/// Writes a text value.
+pub fn set_text(conn: &Connection, key: &str, value: &str) -> CoreResult<()> {
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        params![key, value],
+    )?;
+    Ok(())
+}
+
+/// Writes a blob value.
+pub fn set_blob(conn: &Connection, key: &str, value: &[u8]) -> CoreResult<()> {
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        params![key, value],
+    )?;
+    Ok(())
+}
+
+/// Deletes a value.
+pub fn delete(conn: &Connection, key: &str) -> CoreResult<()> {
+    conn.execute("DELETE FROM meta WHERE key = ?1", params![key])?;
+    Ok(())
+}
