@@ -31,6 +31,8 @@ pub struct SessionConfig {
     pub db_path: PathBuf,
     /// The backend.
     pub api: ApiConfig,
+    /// Most changes per sync page (1…1000).
+    pub sync_page_limit: u32,
 }
 
 impl SessionConfig {
@@ -39,6 +41,7 @@ impl SessionConfig {
         SessionConfig {
             db_path: db_path.into(),
             api: ApiConfig::new(base_url),
+            sync_page_limit: SYNC_PAGE_LIMIT,
         }
     }
 }
@@ -119,6 +122,7 @@ pub(crate) struct Engine {
     sync_lock: tokio::sync::Mutex<()>,
     outbox_lock: tokio::sync::Mutex<()>,
     inflight_accepts: Mutex<HashSet<String>>,
+    page_limit: u32,
 }
 
 const KEY_CHECK_PLAINTEXT: &[u8] = b"friendcore key check v1";
@@ -167,6 +171,9 @@ impl Engine {
             sync_lock: tokio::sync::Mutex::new(()),
             outbox_lock: tokio::sync::Mutex::new(()),
             inflight_accepts: Mutex::new(HashSet::new()),
+            page_limit: config
+                .sync_page_limit
+                .clamp(1, friend_protocol::MAX_PAGE_LIMIT),
         });
         engine.refresh_status(|_| {}).await;
         let timer = tokio::spawn(outbox_timer(
@@ -290,7 +297,7 @@ impl Engine {
             let started = now_ms();
             let page = match self
                 .api
-                .sync(sent_cursor.as_deref(), wait, SYNC_PAGE_LIMIT)
+                .sync(sent_cursor.as_deref(), wait, self.page_limit)
                 .await
             {
                 Ok(p) => p,
@@ -351,7 +358,7 @@ impl Engine {
             if finished_snapshot {
                 report.replaced_cache = true;
                 // A replaced cache changes everything the app shows.
-                let all_jobs = self.store.read_async(|c| Ok(cache::jobs_ids(c)?)).await?;
+                let all_jobs = self.store.read_async(cache::jobs_ids).await?;
                 self.notify(&Applied {
                     inbox_changed: true,
                     jobs_changed: all_jobs,
@@ -407,7 +414,7 @@ impl Engine {
             let now = now_ms();
             let due: Vec<_> = self
                 .store
-                .read_async(|c| rows::heads(c))
+                .read_async(rows::heads)
                 .await?
                 .into_iter()
                 .filter(|i| i.next_attempt_at_ms <= now)
@@ -752,7 +759,7 @@ async fn outbox_timer(
         let next_due = {
             let Some(e) = engine.upgrade() else { return };
             e.store
-                .read_async(|c| rows::next_due_ms(c))
+                .read_async(rows::next_due_ms)
                 .await
                 .ok()
                 .flatten()

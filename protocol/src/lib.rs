@@ -12,6 +12,7 @@
 pub mod accept;
 pub mod account;
 pub mod catalog;
+pub mod consent;
 pub mod eligibility;
 pub mod error;
 pub mod geo;
@@ -19,6 +20,8 @@ pub mod ids;
 pub mod job;
 pub mod lifecycle;
 pub mod money;
+pub mod negotiation;
+pub mod quote;
 pub mod sync;
 pub mod validate;
 
@@ -30,4 +33,9 @@ pub use geo::GeoPoint;
 pub use ids::*;
 pub use job::*;
 pub use money::{Currency, Money, MoneyError};
+pub use negotiation::{Negotiation, NegotiationError, NegotiationEvent, Party};
+pub use quote::{
+    LineItem, LineItemKind, PaymentMethod, Quote, QuoteError, QuotePolicy, Settlement,
+    validate_quote,
+};
 pub use sync::*;

@@ -205,6 +205,33 @@ pub fn booking_at(at: (f64, f64)) -> BookRequest {
     }
 }
 
+/// The data key test devices use.
+pub const TEST_KEY: [u8; 32] = [42u8; 32];
+
+/// Opens a Friend session on `db` against `base_url` with the test key.
+pub async fn open_friend(
+    base_url: &str,
+    account: &TestAccount,
+    db: &std::path::Path,
+) -> friend_core::FriendSession {
+    open_friend_with(friend_core::SessionConfig::new(db, base_url), account).await
+}
+
+/// Opens a Friend session with a custom configuration.
+pub async fn open_friend_with(
+    config: friend_core::SessionConfig,
+    account: &TestAccount,
+) -> friend_core::FriendSession {
+    install_crypto_provider();
+    let secrets = Arc::new(friend_core::StaticSecrets::new(
+        account.token.clone(),
+        TEST_KEY,
+    ));
+    friend_core::FriendSession::open(config, secrets)
+        .await
+        .unwrap_or_else(|e| panic!("open session: {e}"))
+}
+
 /// A response: status, headers and raw body.
 #[derive(Debug)]
 pub struct Reply {

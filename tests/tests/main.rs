@@ -7,3 +7,5 @@ mod backend_access;
 mod backend_input;
 mod backend_race;
 mod backend_sync;
+mod core_accept;
+mod core_sync;

@@ -1,0 +1,151 @@
+//! The Friend core's accept: one winner among many devices, a lost answer never turns into a loss,
+//! and an abandoned accept resolves to the truth when the app comes back.
+
+use friend_core::AcceptResult;
+use friend_tests::proxy::FaultProxy;
+use friend_tests::{TestBackend, booking_at, friend_at, open_friend, places, wait_until};
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_devices_race_and_exactly_one_wins() {
+    let tb = TestBackend::start().await;
+    let customer = tb.customer("Heidi").await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut sessions = Vec::new();
+    for i in 0..50 {
+        let account = tb.friend(friend_at(&format!("F{i}"), places::ZURICH)).await;
+        let s = open_friend(&tb.base_url, &account, &dir.path().join(format!("f{i}.db"))).await;
+        sessions.push(std::sync::Arc::new(s));
+    }
+    let job = tb.book(&customer, &booking_at(places::OERLIKON)).await;
+    for s in &sessions {
+        s.sync_once().await.unwrap();
+        assert!(
+            s.offer(job.id).await.unwrap().is_some(),
+            "every device has the offer"
+        );
+    }
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(sessions.len()));
+    let tasks: Vec<_> = sessions
+        .iter()
+        .map(|s| {
+            let (s, b) = (s.clone(), barrier.clone());
+            tokio::spawn(async move {
+                b.wait().await;
+                s.accept(job.id).await.unwrap()
+            })
+        })
+        .collect();
+    let mut won = 0;
+    for (t, s) in tasks.into_iter().zip(&sessions) {
+        match t.await.unwrap() {
+            AcceptResult::Won(details) => {
+                won += 1;
+                assert_eq!(
+                    details.address.as_ref().map(|a| a.street.as_str()),
+                    Some("Geheimweg 42")
+                );
+                assert_eq!(s.my_jobs().await.unwrap().len(), 1);
+            }
+            AcceptResult::Lost => {
+                assert!(
+                    s.offer(job.id).await.unwrap().is_none(),
+                    "a loser's inbox drops the job at once"
+                );
+                assert!(s.my_jobs().await.unwrap().is_empty());
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(won, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_answer_is_retried_with_the_same_key_and_wins() {
+    let tb = TestBackend::start().await;
+    let customer = tb.customer("Heidi").await;
+    let anna = tb.friend(friend_at("Anna", places::ZURICH)).await;
+    let proxy = FaultProxy::start(tb.base_url.trim_start_matches("http://").parse().unwrap()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let session = open_friend(&proxy.url(), &anna, &dir.path().join("anna.db")).await;
+    let job = tb.book(&customer, &booking_at(places::OERLIKON)).await;
+    session.sync_once().await.unwrap();
+
+    proxy.drop_next_responses(1);
+    let outcome = session.accept(job.id).await.unwrap();
+    assert!(matches!(outcome, AcceptResult::Won(_)), "{outcome:?}");
+    assert_eq!(
+        proxy.dropped_responses(),
+        1,
+        "the first answer really was lost"
+    );
+    assert_eq!(session.my_jobs().await.unwrap()[0].details.id, job.id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_accept_resolves_to_the_true_outcome_after_reopening() {
+    let tb = TestBackend::start().await;
+    let customer = tb.customer("Heidi").await;
+    let anna = tb.friend(friend_at("Anna", places::ZURICH)).await;
+    let proxy = FaultProxy::start(tb.base_url.trim_start_matches("http://").parse().unwrap()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("anna.db");
+    let job = tb.book(&customer, &booking_at(places::OERLIKON)).await;
+    {
+        let session = std::sync::Arc::new(open_friend(&proxy.url(), &anna, &db).await);
+        session.sync_once().await.unwrap();
+        // The request reaches the server, the answer is lost, and the device goes dark.
+        proxy.drop_next_responses(1);
+        let s = session.clone();
+        let accepting = tokio::spawn(async move { s.accept(job.id).await });
+        let http = tb.http();
+        let customer_view = format!("/v1/customer/jobs/{}", job.id);
+        wait_until(
+            "the server to assign the job",
+            Duration::from_secs(10),
+            || {
+                let (http, path, token) =
+                    (http.clone(), customer_view.clone(), customer.token.clone());
+                async move {
+                    http.get(&path, &token)
+                        .await
+                        .json::<friend_protocol::JobDetails>()
+                        .friend
+                        .is_some()
+                }
+            },
+        )
+        .await;
+        proxy.go_offline();
+        accepting.abort(); // the app is killed mid-accept
+        let _ = accepting.await;
+        session.shutdown();
+    }
+    proxy.go_online();
+    let session = open_friend(&proxy.url(), &anna, &db).await;
+    assert!(session.my_jobs().await.unwrap().is_empty(), "not known yet");
+    session.sync_once().await.unwrap();
+    let jobs = session.my_jobs().await.unwrap();
+    assert_eq!(jobs.len(), 1, "the pending accept resolved to the win");
+    assert_eq!(jobs[0].details.contact.name, "Hildegard Vertraulich");
+    assert!(session.offer(job.id).await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_accept_while_offline_fails_fast_and_is_not_queued() {
+    let tb = TestBackend::start().await;
+    let customer = tb.customer("Heidi").await;
+    let anna = tb.friend(friend_at("Anna", places::ZURICH)).await;
+    let proxy = FaultProxy::start(tb.base_url.trim_start_matches("http://").parse().unwrap()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let session = open_friend(&proxy.url(), &anna, &dir.path().join("anna.db")).await;
+    let job = tb.book(&customer, &booking_at(places::OERLIKON)).await;
+    session.sync_once().await.unwrap();
+    proxy.go_offline();
+    assert_eq!(session.accept(job.id).await.unwrap(), AcceptResult::Offline);
+    proxy.go_online();
+    session.sync_once().await.unwrap();
+    // Nothing was queued: the job is still open and still in the inbox.
+    assert!(session.offer(job.id).await.unwrap().is_some());
+    assert!(session.outbox().await.unwrap().is_empty());
+}
