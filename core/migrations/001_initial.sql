@@ -44,8 +44,29 @@ CREATE TABLE jobs (
 );
 
 -- A snapshot in progress: pages land here and replace offers/jobs in one transaction at its end.
-CREATE TABLE staged_offers AS SELECT * FROM offers WHERE 0;
-CREATE TABLE staged_jobs AS SELECT * FROM jobs WHERE 0;
+-- Same columns as offers and jobs.
+CREATE TABLE staged_offers (
+    id         TEXT PRIMARY KEY,
+    version    INTEGER NOT NULL,
+    category   TEXT NOT NULL,
+    place      TEXT NOT NULL,
+    lat        REAL,
+    lon        REAL,
+    expires_at INTEGER NOT NULL,
+    body       TEXT NOT NULL
+);
+CREATE TABLE staged_jobs (
+    id           TEXT PRIMARY KEY,
+    version      INTEGER NOT NULL,
+    state        TEXT NOT NULL,
+    body         TEXT NOT NULL,
+    location     BLOB,
+    address      BLOB,
+    contact      BLOB,
+    access_notes BLOB,
+    updated_at   INTEGER NOT NULL,
+    ended_at     INTEGER
+);
 
 -- The newest version seen per job, also for removed ones, so an older answer that arrives late
 -- never overwrites newer data.

@@ -138,7 +138,7 @@ impl Engine {
         let path = config.db_path.clone();
         let check = cipher.clone();
         let store = crate::store::blocking(move || {
-            let store = Store::open(&path)?;
+            let (store, _recovery) = Store::open_or_recover(&path)?;
             store.write(|tx| {
                 match meta::get_blob(tx, meta::KEY_CHECK)? {
                     Some(sealed) => {
@@ -463,8 +463,15 @@ impl Engine {
                             inbox_changed: false,
                             jobs_changed: vec![item.job_id],
                         });
-                        if matches!(e, CoreError::Offline { .. } | CoreError::Unauthorized(_)) {
-                            // Nothing else will get through now; the timer retries when due.
+                        if matches!(
+                            e,
+                            CoreError::Offline {
+                                maybe_delivered: false,
+                                ..
+                            } | CoreError::Unauthorized(_)
+                        ) {
+                            // Nothing else will get through now; the timer retries when due. (A lost
+                            // answer is different: other jobs' items may well get through.)
                             return Ok(delivered);
                         }
                         continue;
@@ -758,11 +765,7 @@ async fn outbox_timer(
     loop {
         let next_due = {
             let Some(e) = engine.upgrade() else { return };
-            e.store
-                .read_async(rows::next_due_ms)
-                .await
-                .ok()
-                .flatten()
+            e.store.read_async(rows::next_due_ms).await.ok().flatten()
         };
         let wait = match next_due {
             Some(t) => Duration::from_millis((t - now_ms()).max(0) as u64),

@@ -104,3 +104,183 @@ pub fn query(
     }
     Ok(items)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::FieldCipher;
+    use crate::store::Store;
+    use chrono::{TimeZone, Utc};
+    use friend_protocol::{Change, Money, Place, Tier, Timing};
+
+    const NOW_MS: i64 = 1_800_000_000_000;
+
+    fn offer(n: u128, lat: f64, lon: f64, place: Place, expires_in_min: i64) -> Offer {
+        let now = Utc.timestamp_millis_opt(NOW_MS).unwrap();
+        Offer {
+            id: JobId(uuid::Uuid::from_u128(n)),
+            version: 1,
+            service_id: "tv.setup".into(),
+            category: if n % 2 == 0 {
+                Category::Tv
+            } else {
+                Category::Network
+            },
+            title: "TV".into(),
+            description: "help".into(),
+            timing: Timing::Now,
+            place,
+            approx_location: (place == Place::OnSite).then(|| GeoPoint::new(lat, lon).unwrap()),
+            district: None,
+            orientation_price: Money::chf(8900),
+            brand: None,
+            min_tier: Tier::Friend,
+            radius_km: 30,
+            created_at: now,
+            expires_at: now + chrono::Duration::minutes(expires_in_min),
+        }
+    }
+
+    fn store_with(offers: Vec<Offer>) -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("c.db")).unwrap();
+        let cipher = FieldCipher::new(&[1u8; 32]).unwrap();
+        let changes: Vec<Change> = offers
+            .into_iter()
+            .map(|offer| Change::Offer { offer })
+            .collect();
+        store
+            .write(|tx| crate::store::cache::apply_changes(tx, &cipher, &changes, false, NOW_MS))
+            .unwrap();
+        (dir, store)
+    }
+
+    fn ids(store: &Store, at: (f64, f64), radius_km: f64, filter: &InboxFilter) -> Vec<u128> {
+        let p = GeoPoint::new(at.0, at.1).unwrap();
+        store
+            .read(|c| query(c, &p, radius_km, filter, NOW_MS, &HashSet::new()))
+            .unwrap()
+            .into_iter()
+            .map(|i| i.offer.id.0.as_u128())
+            .collect()
+    }
+
+    /// Latitude degrees for `km` kilometres along a meridian.
+    fn km_lat(km: f64) -> f64 {
+        km * 1000.0 / (std::f64::consts::PI * friend_protocol::geo::EARTH_RADIUS_M / 180.0)
+    }
+
+    #[test]
+    fn sorted_by_distance_with_remote_last_and_filters() {
+        let (_d, s) = store_with(vec![
+            offer(1, 47.0 + km_lat(20.0), 8.0, Place::OnSite, 60),
+            offer(2, 47.0 + km_lat(5.0), 8.0, Place::OnSite, 60),
+            offer(3, 47.0, 8.0, Place::Remote, 60),
+            offer(4, 47.0 + km_lat(10.0), 8.0, Place::OnSite, 60),
+        ]);
+        assert_eq!(
+            ids(&s, (47.0, 8.0), 30.0, &InboxFilter::default()),
+            vec![2, 4, 1, 3]
+        );
+        let tv_only = InboxFilter {
+            categories: vec![Category::Tv],
+            include_remote: false,
+            limit: None,
+        };
+        assert_eq!(ids(&s, (47.0, 8.0), 30.0, &tv_only), vec![2, 4]);
+        let two = InboxFilter {
+            limit: Some(2),
+            ..InboxFilter::default()
+        };
+        assert_eq!(ids(&s, (47.0, 8.0), 30.0, &two), vec![2, 4]);
+    }
+
+    #[test]
+    fn radius_edges() {
+        let (_d, s) = store_with(vec![
+            offer(1, 47.0, 8.0, Place::OnSite, 60),
+            offer(2, 47.0 + km_lat(29.99), 8.0, Place::OnSite, 60),
+            offer(3, 47.0 + km_lat(30.01), 8.0, Place::OnSite, 60),
+        ]);
+        let no_remote = InboxFilter {
+            include_remote: false,
+            ..InboxFilter::default()
+        };
+        assert_eq!(
+            ids(&s, (47.0, 8.0), 0.0, &no_remote),
+            vec![1],
+            "0 km: only the exact point"
+        );
+        assert_eq!(
+            ids(&s, (47.0, 8.0), 30.0, &no_remote),
+            vec![1, 2],
+            "30 km boundary"
+        );
+        assert!(matches!(
+            s.read(|c| query(
+                c,
+                &GeoPoint::new(0.0, 0.0).unwrap(),
+                -1.0,
+                &no_remote,
+                NOW_MS,
+                &HashSet::new()
+            )),
+            Err(CoreError::InvalidInput(_))
+        ));
+        assert!(
+            s.read(|c| query(
+                c,
+                &GeoPoint::new(0.0, 0.0).unwrap(),
+                f64::NAN,
+                &no_remote,
+                NOW_MS,
+                &HashSet::new()
+            ))
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn antimeridian_and_poles() {
+        let (_d, s) = store_with(vec![
+            offer(1, 0.0, -179.95, Place::OnSite, 60), // ~11 km east across the antimeridian
+            offer(2, 0.0, 179.6, Place::OnSite, 60),   // ~39 km west
+            offer(3, 89.9, 100.0, Place::OnSite, 60),  // near the pole, other side
+            offer(4, 89.95, -80.0, Place::OnSite, 60),
+        ]);
+        let f = InboxFilter {
+            include_remote: false,
+            ..InboxFilter::default()
+        };
+        assert_eq!(ids(&s, (0.0, 179.95), 30.0, &f), vec![1]);
+        assert_eq!(ids(&s, (0.0, 179.95), 40.0, &f), vec![1, 2]);
+        // From the pole every offer within 30 km qualifies, whatever its longitude.
+        assert_eq!(ids(&s, (90.0, 0.0), 30.0, &f), vec![4, 3]);
+    }
+
+    #[test]
+    fn expired_and_hidden_offers_are_not_shown() {
+        let (_d, s) = store_with(vec![
+            offer(1, 47.0, 8.0, Place::OnSite, 60),
+            offer(2, 47.0, 8.0, Place::OnSite, -1),
+        ]);
+        let p = GeoPoint::new(47.0, 8.0).unwrap();
+        let f = InboxFilter::default();
+        let items = s
+            .read(|c| query(c, &p, 10.0, &f, NOW_MS, &HashSet::new()))
+            .unwrap();
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0].expires_in_secs, 3600);
+        // The server clock decides: 61 minutes later by the server, the first one is gone too.
+        let later = s
+            .read(|c| query(c, &p, 10.0, &f, NOW_MS + 61 * 60_000, &HashSet::new()))
+            .unwrap();
+        assert!(later.is_empty());
+        let hidden = HashSet::from([JobId(uuid::Uuid::from_u128(1))]);
+        assert!(
+            s.read(|c| query(c, &p, 10.0, &f, NOW_MS, &hidden))
+                .unwrap()
+                .is_empty()
+        );
+    }
+}

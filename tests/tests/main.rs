@@ -8,4 +8,6 @@ mod backend_input;
 mod backend_race;
 mod backend_sync;
 mod core_accept;
+mod core_crash;
+mod core_outbox;
 mod core_sync;

@@ -8,7 +8,7 @@ pub mod outbox;
 
 use crate::error::{CoreError, CoreResult};
 use rusqlite::{Connection, Transaction, TransactionBehavior};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 /// Numbered migrations; `user_version` is the number applied.
@@ -34,6 +34,62 @@ impl Store {
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),
         })
+    }
+
+    /// Opens the database; when it is corrupt, keeps the damaged file aside (never deleted), rescues
+    /// what it can of the outbox and pending accepts into a fresh database, and lets the next sync
+    /// rebuild the cache from the server (SPEC: the cache is a cache, the outbox is not).
+    pub fn open_or_recover(path: &Path) -> CoreResult<(Store, Option<Recovery>)> {
+        let corrupt = match Store::open(path) {
+            Ok(store) => match store
+                .read(|c| Ok(c.query_row("PRAGMA quick_check", [], |r| r.get::<_, String>(0))?))
+            {
+                Ok(ok) if ok == "ok" => return Ok((store, None)),
+                Ok(problem) => problem,
+                Err(e) => e.to_string(),
+            },
+            Err(CoreError::Storage(e)) => e,
+            Err(other) => return Err(other),
+        };
+        let rescued = rescue(path).unwrap_or_default();
+        let aside =
+            path.with_extension(format!("corrupt-{}", chrono::Utc::now().timestamp_millis()));
+        std::fs::rename(path, &aside)
+            .map_err(|e| CoreError::Storage(format!("moving the corrupt cache aside: {e}")))?;
+        for suffix in ["-wal", "-shm"] {
+            let side = PathBuf::from(format!("{}{suffix}", path.display()));
+            if side.exists() {
+                let _ =
+                    std::fs::rename(&side, PathBuf::from(format!("{}{suffix}", aside.display())));
+            }
+        }
+        let store = Store::open(path)?;
+        let restored = rescued.outbox.len();
+        store.write(|tx| {
+            for r in &rescued.outbox {
+                tx.execute(
+                    "INSERT INTO outbox (job_id, kind, payload, idempotency_key, status, attempts, next_attempt_at,
+                        created_at, updated_at) VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?5, ?5)",
+                    rusqlite::params![r.0, r.1, r.2, r.3, r.4],
+                )?;
+            }
+            for (job, key, at) in &rescued.pending_accepts {
+                tx.execute(
+                    "INSERT INTO pending_accepts (job_id, key, created_at) VALUES (?1, ?2, ?3)",
+                    rusqlite::params![job, key, at],
+                )?;
+            }
+            Ok(())
+        })?;
+        tracing::warn!(problem = %corrupt, restored, "cache was corrupt; rebuilt, damaged file kept aside");
+        Ok((
+            store,
+            Some(Recovery {
+                problem: corrupt,
+                kept_at: aside,
+                outbox_items_restored: restored,
+            }),
+        ))
     }
 
     fn lock(&self) -> CoreResult<std::sync::MutexGuard<'_, Connection>> {
@@ -74,6 +130,48 @@ impl Store {
         let store = self.clone();
         blocking(move || store.write(f)).await
     }
+}
+
+/// What a recovery from a corrupt cache did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recovery {
+    /// What SQLite reported.
+    pub problem: String,
+    /// Where the damaged file was kept.
+    pub kept_at: PathBuf,
+    /// Pending outbox items carried over.
+    pub outbox_items_restored: usize,
+}
+
+type RescuedItem = (String, String, String, String, i64);
+
+#[derive(Default)]
+struct Rescued {
+    outbox: Vec<RescuedItem>,
+    pending_accepts: Vec<(String, String, i64)>,
+}
+
+/// Reads what can be read of the undelivered outbox and pending accepts from a damaged file.
+fn rescue(path: &Path) -> CoreResult<Rescued> {
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let mut out = Rescued::default();
+    let mut stmt = conn.prepare(
+        "SELECT job_id, kind, payload, idempotency_key, created_at FROM outbox WHERE status = 'pending' ORDER BY id",
+    )?;
+    for row in stmt.query_map([], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+    })? {
+        match row {
+            Ok(r) => out.outbox.push(r),
+            Err(_) => break,
+        }
+    }
+    if let Ok(mut stmt) = conn.prepare("SELECT job_id, key, created_at FROM pending_accepts")
+        && let Ok(rows) = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+    {
+        out.pending_accepts.extend(rows.map_while(Result::ok));
+    }
+    Ok(out)
 }
 
 /// Runs blocking work on tokio's blocking pool.
@@ -129,6 +227,65 @@ mod tests {
                 .unwrap();
             assert_eq!(v, MIGRATIONS.len() as i64);
         }
+    }
+
+    #[test]
+    fn a_garbage_file_is_kept_aside_and_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.db");
+        std::fs::write(&path, vec![0x5a; 64 * 1024]).unwrap();
+        let (store, recovery) = Store::open_or_recover(&path).unwrap();
+        let recovery = recovery.expect("recovered");
+        assert!(
+            recovery.kept_at.exists(),
+            "the damaged file is never deleted"
+        );
+        assert_eq!(std::fs::read(&recovery.kept_at).unwrap().len(), 64 * 1024);
+        store
+            .read(|c| Ok(assert_eq!(crate::store::cache::offer_count(c)?, 0)))
+            .unwrap();
+    }
+
+    #[test]
+    fn a_damaged_cache_keeps_its_undelivered_outbox() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.db");
+        let job = friend_protocol::JobId::random();
+        {
+            let store = Store::open(&path).unwrap();
+            store
+                .write(|tx| {
+                    crate::store::outbox::enqueue(
+                        tx,
+                        job,
+                        "check_in",
+                        r#"{"kind":"check_in"}"#,
+                        "key-1",
+                        1,
+                    )?;
+                    tx.execute_batch("CREATE TABLE filler (x BLOB);")?;
+                    for _ in 0..50 {
+                        tx.execute("INSERT INTO filler VALUES (zeroblob(4000))", [])?;
+                    }
+                    Ok(())
+                })
+                .unwrap();
+            store
+                .read(|c| Ok(c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?))
+                .unwrap();
+        }
+        // Damage the last pages (the filler table), leaving the outbox's page readable.
+        let mut bytes = std::fs::read(&path).unwrap();
+        let n = bytes.len();
+        for b in &mut bytes[n - 20_000..n - 100] {
+            *b = 0xff;
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        let (store, recovery) = Store::open_or_recover(&path).unwrap();
+        let recovery = recovery.expect("the damage was noticed");
+        assert_eq!(recovery.outbox_items_restored, 1);
+        let items = store.read(crate::store::outbox::pending).unwrap();
+        assert_eq!((items[0].job_id, items[0].key.as_str()), (job, "key-1"));
     }
 
     #[test]
