@@ -13,7 +13,8 @@ use friend_protocol::{
 };
 use rusqlite::Transaction;
 
-fn load(tx: &Transaction<'_>, id: JobId) -> Result<JobRow, AppError> {
+/// A job by id, or 404.
+pub(crate) fn load(tx: &Transaction<'_>, id: JobId) -> Result<JobRow, AppError> {
     jobs::get(tx, id)?.ok_or_else(AppError::job_not_found)
 }
 
@@ -60,6 +61,7 @@ pub fn book(
         created_at: now,
         expires_at: req.timing.expires_at(now),
         updated_at: now,
+        onsite: Default::default(),
     };
     jobs::insert(tx, &row)?;
     let effects = feed::record(tx, &row, None, true, now)?;

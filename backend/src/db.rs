@@ -8,7 +8,10 @@ use std::sync::{Arc, Mutex};
 use thiserror::Error;
 
 /// Numbered migrations; the database's `user_version` is the number applied.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/001_initial.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/001_initial.sql"),
+    include_str!("../migrations/002_negotiation.sql"),
+];
 
 /// Most idle reader connections kept open.
 const MAX_IDLE_READERS: usize = 8;

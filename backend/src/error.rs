@@ -4,9 +4,11 @@ use crate::db::DbError;
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use friend_protocol::consent::ConsentError;
 use friend_protocol::lifecycle::Refusal;
 use friend_protocol::validate::Invalid;
 use friend_protocol::{ApiError, ErrorCode};
+use friend_protocol::{NegotiationError, QuoteError};
 
 /// A failed request: status, stable code and message.
 #[derive(Debug)]
@@ -30,7 +32,12 @@ impl AppError {
             ErrorCode::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::CursorTooOld => StatusCode::GONE,
-            ErrorCode::InvalidTransition | ErrorCode::NotAssignedToYou => StatusCode::CONFLICT,
+            ErrorCode::InvalidTransition
+            | ErrorCode::NotAssignedToYou
+            | ErrorCode::JobClosed
+            | ErrorCode::NegotiationRefused
+            | ErrorCode::AlreadyRated => StatusCode::CONFLICT,
+            ErrorCode::InvalidQuote | ErrorCode::InvalidConsent => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::Internal | ErrorCode::Unknown => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorCode::InvalidJson
@@ -112,5 +119,46 @@ impl From<Refusal> for AppError {
 impl From<serde_json::Error> for AppError {
     fn from(e: serde_json::Error) -> AppError {
         AppError::new(ErrorCode::Internal, format!("stored JSON: {e}"))
+    }
+}
+
+/// A quote that breaks the guardrails: `invalid_quote`, the rule's code first in the message.
+impl From<QuoteError> for AppError {
+    fn from(e: QuoteError) -> AppError {
+        AppError::new(ErrorCode::InvalidQuote, format!("{}: {e}", e.code()))
+    }
+}
+
+/// A step the negotiation does not allow now: `negotiation_refused`, the rule's code first.
+impl From<NegotiationError> for AppError {
+    fn from(e: NegotiationError) -> AppError {
+        AppError::new(ErrorCode::NegotiationRefused, format!("{}: {e}", e.code()))
+    }
+}
+
+/// A consent that does not verify: `invalid_consent`, the reason's code first — except a payload
+/// superseded by a newer version, which is authentic but too late (`negotiation_refused`).
+impl From<ConsentError> for AppError {
+    fn from(e: ConsentError) -> AppError {
+        let code = match e {
+            ConsentError::StaleVersion { .. } => ErrorCode::NegotiationRefused,
+            _ => ErrorCode::InvalidConsent,
+        };
+        AppError::new(code, format!("{}: {e}", e.code()))
+    }
+}
+
+impl AppError {
+    /// An `invalid_consent` refusal for a reason the consent rules do not name themselves.
+    pub fn consent(code: &str, message: impl std::fmt::Display) -> AppError {
+        AppError::new(ErrorCode::InvalidConsent, format!("{code}: {message}"))
+    }
+
+    /// `job_closed`: the job has ended, so nothing more can change on it.
+    pub fn job_closed(state: friend_protocol::JobState) -> AppError {
+        AppError::new(
+            ErrorCode::JobClosed,
+            format!("the job is {}: nothing more can change", state.as_str()),
+        )
     }
 }

@@ -20,6 +20,8 @@ pub mod clock;
 mod db;
 mod error;
 mod extract;
+mod finish;
+mod negotiate;
 mod notify;
 mod routes;
 pub mod seed;

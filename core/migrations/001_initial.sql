@@ -8,6 +8,8 @@
 --   last_sync_ms      device time of the last successful sync
 --   key_check         a sealed constant proving the data key opens this database
 --   catalog, profile  cached JSON of the catalog and the account's own profile
+--   device_key        the device's Ed25519 key (PKCS#8), sealed like personal data
+--   key_registered    the device key's public half was registered with the backend
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
     value BLOB NOT NULL
@@ -98,6 +100,7 @@ CREATE TABLE outbox (
     updated_at      INTEGER NOT NULL,
     last_error      TEXT,            -- last transient failure (code: message)
     outcome_code    TEXT,            -- refusal code for refused items
-    outcome_message TEXT
+    outcome_message TEXT,
+    result          TEXT             -- the server's answer for applied items (JSON)
 );
 CREATE INDEX outbox_pending ON outbox(status, job_id, id);

@@ -280,6 +280,12 @@ impl Engine {
             return Err(CoreError::Closed);
         }
         let _one_at_a_time = self.sync_lock.lock().await;
+        // The other party verifies our signatures offline with this key: register it early.
+        if let Err(e) = self.ensure_key_registered().await
+            && !e.is_transient()
+        {
+            tracing::warn!(code = e.code(), "device key registration failed");
+        }
         let mut report = SyncReport::default();
         let mut wait = wait_secs;
         let mut resets = 0;
@@ -405,6 +411,12 @@ impl Engine {
     /// refused item is set aside and the job's next item goes on; a transient failure schedules a
     /// retry with backoff and holds back that job's later items.
     pub async fn deliver_outbox(&self) -> CoreResult<u32> {
+        self.deliver(false).await
+    }
+
+    /// Delivers pending items; `now_all` ignores their backoff (an explicit sync or a push: the app
+    /// has a reason to believe the network is back).
+    async fn deliver(&self, mut now_all: bool) -> CoreResult<u32> {
         if self.closed() {
             return Err(CoreError::Closed);
         }
@@ -417,7 +429,7 @@ impl Engine {
                 .read_async(rows::heads)
                 .await?
                 .into_iter()
-                .filter(|i| i.next_attempt_at_ms <= now)
+                .filter(|i| now_all || i.next_attempt_at_ms <= now)
                 .collect();
             if due.is_empty() {
                 break;
@@ -425,7 +437,7 @@ impl Engine {
             let mut progressed = false;
             for item in due {
                 let action = Action::from_payload(&item.payload)?;
-                let body: serde_json::Value = serde_json::from_str(&item.payload)?;
+                let body = action.body();
                 let result = self
                     .api
                     .post(&action.path(item.job_id), &body, &item.key)
@@ -433,19 +445,31 @@ impl Engine {
                 let id = item.id;
                 match result {
                     Ok(answer) => {
-                        let job = serde_json::from_value::<JobResponse>(answer)
+                        let job = serde_json::from_value::<JobResponse>(answer.clone())
                             .ok()
                             .map(|r| r.job);
+                        let result = answer.to_string();
                         let cipher = self.cipher.clone();
-                        self.store
+                        let changed = self
+                            .store
                             .write_async(move |tx| {
-                                rows::mark_applied(tx, id, now_ms())?;
-                                if let Some(job) = job {
-                                    cache::store_job(tx, &cipher, &job, now_ms())?;
+                                rows::mark_applied(tx, id, &result, now_ms())?;
+                                match job {
+                                    Some(job) => {
+                                        cache::store_job(tx, &cipher, &job, now_ms())?;
+                                        Ok(Some(job.id))
+                                    }
+                                    None => Ok(None),
                                 }
-                                Ok(())
                             })
                             .await?;
+                        if let Some(server_id) = changed.filter(|j| *j != item.job_id) {
+                            // A booking: the server named the job.
+                            self.notify(&Applied {
+                                inbox_changed: false,
+                                jobs_changed: vec![server_id],
+                            });
+                        }
                         delivered += 1;
                         progressed = true;
                     }
@@ -496,6 +520,8 @@ impl Engine {
                 });
             }
             self.refresh_status(|s| s.connected = true).await;
+            // Forcing applies to the first pass; a failure in it is retried by the timer.
+            now_all = false;
             if !progressed {
                 break;
             }
@@ -503,9 +529,49 @@ impl Engine {
         Ok(delivered)
     }
 
+    /// The catalog: fetched when online (and cached), the cached copy otherwise.
+    pub async fn catalog(&self) -> CoreResult<friend_protocol::Catalog> {
+        self.fetch_or_cached(meta::CATALOG, self.api.catalog())
+            .await
+    }
+
+    /// The account's profile: fetched when online (and cached), the cached copy otherwise.
+    pub async fn profile(&self) -> CoreResult<friend_protocol::Me> {
+        self.fetch_or_cached(meta::PROFILE, self.api.me()).await
+    }
+
+    async fn fetch_or_cached<T>(
+        &self,
+        key: &'static str,
+        fetch: impl std::future::Future<Output = CoreResult<T>>,
+    ) -> CoreResult<T>
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
+    {
+        match fetch.await {
+            Ok(value) => {
+                let json = serde_json::to_string(&value)?;
+                self.store
+                    .write_async(move |tx| meta::set_text(tx, key, &json))
+                    .await?;
+                Ok(value)
+            }
+            Err(e) if e.is_transient() => {
+                let cached = self
+                    .store
+                    .read_async(move |c| meta::get_text(c, key))
+                    .await?
+                    .map(|j| serde_json::from_str(&j))
+                    .transpose()?;
+                cached.ok_or(e)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// One push wake-up: deliver the outbox, then pull.
     pub async fn on_push(&self) -> CoreResult<SyncReport> {
-        self.deliver_outbox().await?;
+        self.deliver(true).await?;
         self.resolve_pending_accepts().await?;
         self.sync_pages(0).await
     }

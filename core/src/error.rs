@@ -67,6 +67,32 @@ pub enum CoreError {
     /// The item is not in the local cache.
     #[error("not in the cache: {0}")]
     NotCached(String),
+    /// A quote breaks the shared quote rules (code from `friend_protocol::quote::QuoteError`).
+    #[error("invalid quote ({code}): {message}")]
+    InvalidQuote {
+        /// The rule's stable code.
+        code: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// A consent payload failed verification (code from `friend_protocol::consent::ConsentError`):
+    /// tampered, for another job, superseded, signed by the wrong key or party.
+    #[error("invalid consent ({code}): {message}")]
+    InvalidConsent {
+        /// The check's stable code.
+        code: &'static str,
+        /// What failed.
+        message: String,
+    },
+    /// The negotiation does not allow this step (code from `NegotiationError`), e.g. accepting
+    /// one's own proposal or completing at a total that was not agreed.
+    #[error("negotiation refused ({code}): {message}")]
+    Negotiation {
+        /// The rule's stable code.
+        code: &'static str,
+        /// Why.
+        message: String,
+    },
     /// The session was shut down.
     #[error("session closed")]
     Closed,
@@ -92,6 +118,9 @@ impl CoreError {
             CoreError::Secrets(_) => "secrets_unavailable",
             CoreError::InvalidInput(_) => "invalid_input",
             CoreError::NotCached(_) => "not_cached",
+            CoreError::InvalidQuote { .. } => "invalid_quote",
+            CoreError::InvalidConsent { .. } => "invalid_consent",
+            CoreError::Negotiation { .. } => "negotiation_refused",
             CoreError::Closed => "session_closed",
         }
     }
@@ -124,6 +153,33 @@ impl From<rusqlite::Error> for CoreError {
 impl From<serde_json::Error> for CoreError {
     fn from(e: serde_json::Error) -> CoreError {
         CoreError::Corrupt(format!("stored JSON: {e}"))
+    }
+}
+
+impl From<friend_protocol::quote::QuoteError> for CoreError {
+    fn from(e: friend_protocol::quote::QuoteError) -> CoreError {
+        CoreError::InvalidQuote {
+            code: e.code(),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<friend_protocol::consent::ConsentError> for CoreError {
+    fn from(e: friend_protocol::consent::ConsentError) -> CoreError {
+        CoreError::InvalidConsent {
+            code: e.code(),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<friend_protocol::negotiation::NegotiationError> for CoreError {
+    fn from(e: friend_protocol::negotiation::NegotiationError) -> CoreError {
+        CoreError::Negotiation {
+            code: e.code(),
+            message: e.to_string(),
+        }
     }
 }
 

@@ -4,10 +4,16 @@ use crate::engine::{AcceptResult, Engine, SessionConfig, SyncReport, SyncStatus}
 use crate::error::{CoreError, CoreResult};
 use crate::inbox::{self, Inbox, InboxFilter};
 use crate::listeners::{InboxListener, JobListener, Subscription, SyncStatusListener};
+use crate::negotiation::LocalNegotiation;
 use crate::outbox::{Action, OutboxItem};
 use crate::secrets::SecretsProvider;
-use crate::store::{cache, meta, outbox as rows};
-use friend_protocol::{Catalog, DeclineReason, GeoPoint, JobDetails, JobId, JobState, Me, Offer};
+use crate::store::{cache, outbox as rows};
+use friend_protocol::negotiation::Party;
+use friend_protocol::quote::{LineItem, PaymentMethod, Settlement};
+use friend_protocol::{
+    Catalog, DeclineReason, GeoPoint, JobDetails, JobId, JobState, Ledger, Me, Money, Offer,
+    UnsuccessfulReason,
+};
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -195,48 +201,89 @@ impl FriendSession {
 
     /// The catalog: fetched when online, the cached copy otherwise.
     pub async fn catalog(&self) -> CoreResult<Catalog> {
-        match self.engine.api.catalog().await {
-            Ok(c) => {
-                let json = serde_json::to_string(&c).map_err(CoreError::from)?;
-                self.engine
-                    .store
-                    .write_async(move |tx| meta::set_text(tx, meta::CATALOG, &json))
-                    .await?;
-                Ok(c)
-            }
-            Err(e) if e.is_transient() => self.cached_json(meta::CATALOG).await?.ok_or(e),
-            Err(e) => Err(e),
-        }
+        self.engine.catalog().await
     }
 
     /// The Friend's own profile: fetched when online, the cached copy otherwise.
     pub async fn profile(&self) -> CoreResult<Me> {
-        match self.engine.api.me().await {
-            Ok(me) => {
-                let json = serde_json::to_string(&me).map_err(CoreError::from)?;
-                self.engine
-                    .store
-                    .write_async(move |tx| meta::set_text(tx, meta::PROFILE, &json))
-                    .await?;
-                Ok(me)
-            }
-            Err(e) if e.is_transient() => self.cached_json(meta::PROFILE).await?.ok_or(e),
-            Err(e) => Err(e),
-        }
+        self.engine.profile().await
     }
 
-    async fn cached_json<T: serde::de::DeserializeOwned + Send + 'static>(
+    /// The job's price negotiation as this device knows it (pending local steps included).
+    pub async fn negotiation(&self, job: JobId) -> CoreResult<LocalNegotiation> {
+        self.engine.negotiation(job).await
+    }
+
+    /// Proposes a quote (first one, counter-proposal or amendment): validated by the shared rules,
+    /// signed and queued. Returns the payload to show as a QR code to the customer's device.
+    pub async fn propose(
         &self,
-        key: &'static str,
-    ) -> CoreResult<Option<T>> {
+        job: JobId,
+        items: Vec<LineItem>,
+        reason: Option<String>,
+    ) -> CoreResult<String> {
+        self.engine.propose(job, Party::Friend, items, reason).await
+    }
+
+    /// Accepts the customer's pending proposal `version`; returns the signed payload.
+    pub async fn accept_quote(&self, job: JobId, version: u32) -> CoreResult<String> {
+        self.engine.accept_quote(job, Party::Friend, version).await
+    }
+
+    /// Rejects the customer's pending proposal `version` (queued).
+    pub async fn reject_quote(&self, job: JobId, version: u32) -> CoreResult<i64> {
+        self.engine.reject_quote(job, Party::Friend, version).await
+    }
+
+    /// Imports a payload from the customer's device, verified offline (see `LocalNegotiation`).
+    pub async fn import_consent(&self, job: JobId, payload: &str) -> CoreResult<LocalNegotiation> {
         self.engine
-            .store
-            .read_async(move |c| {
-                meta::get_text(c, key)?
-                    .map(|j| serde_json::from_str(&j).map_err(CoreError::from))
-                    .transpose()
-            })
+            .import_consent(job, Party::Friend, payload)
             .await
+    }
+
+    /// Fee and payout for any total before proposing it.
+    pub fn settlement_preview(
+        &self,
+        total: Money,
+        payment: PaymentMethod,
+    ) -> CoreResult<Settlement> {
+        crate::negotiation::settlement(total, payment)
+    }
+
+    /// Completes the job at the agreed total (queued; works offline). Returns what is charged, the
+    /// platform fee and the payout.
+    pub async fn complete(&self, job: JobId, payment: PaymentMethod) -> CoreResult<Settlement> {
+        self.engine.complete(job, payment).await
+    }
+
+    /// Hands the job to the company's field service (queued).
+    pub async fn escalate(&self, job: JobId, note: Option<String>) -> CoreResult<i64> {
+        self.require_state(job, &[JobState::OnSite, JobState::Agreed])
+            .await?;
+        self.engine.enqueue(job, Action::Escalate { note }).await
+    }
+
+    /// Checks out without success, e.g. the customer is absent (queued).
+    pub async fn check_out_unsuccessful(
+        &self,
+        job: JobId,
+        reason: UnsuccessfulReason,
+        note: Option<String>,
+    ) -> CoreResult<i64> {
+        if reason == UnsuccessfulReason::Unknown {
+            return Err(CoreError::InvalidInput("unsuccessful reason".into()));
+        }
+        self.require_state(job, &[JobState::OnSite, JobState::Agreed])
+            .await?;
+        self.engine
+            .enqueue(job, Action::Unsuccessful { reason, note })
+            .await
+    }
+
+    /// The Friend's commission ledger (online).
+    pub async fn ledger(&self) -> CoreResult<Ledger> {
+        self.engine.api.get("v1/friend/ledger").await
     }
 
     /// The current sync status.

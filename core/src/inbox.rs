@@ -121,7 +121,7 @@ mod tests {
             id: JobId(uuid::Uuid::from_u128(n)),
             version: 1,
             service_id: "tv.setup".into(),
-            category: if n % 2 == 0 {
+            category: if n.is_multiple_of(2) {
                 Category::Tv
             } else {
                 Category::Network

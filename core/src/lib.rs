@@ -25,16 +25,19 @@
 
 pub mod api;
 pub mod crypto;
+mod customer;
 mod engine;
 pub mod error;
 mod friend;
 pub mod inbox;
 pub mod listeners;
+pub mod negotiation;
 pub mod outbox;
 pub mod secrets;
 pub mod store;
 
 pub use api::ApiConfig;
+pub use customer::{BOOKING_DEDUP_WINDOW_MS, CustomerJob, CustomerSession, LiveStatus};
 pub use engine::{
     AcceptResult, GoneReason, PURGE_PERSONAL_AFTER, SessionConfig, SyncReport, SyncStatus,
 };
@@ -42,5 +45,6 @@ pub use error::{CoreError, CoreResult};
 pub use friend::{FriendSession, MyJob};
 pub use inbox::{Inbox, InboxFilter, InboxItem};
 pub use listeners::{InboxListener, JobListener, Subscription, SyncStatusListener};
+pub use negotiation::{LocalNegotiation, LocalQuote};
 pub use outbox::{Action, OutboxItem};
 pub use secrets::{SecretsProvider, StaticSecrets};

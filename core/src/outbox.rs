@@ -2,7 +2,9 @@
 //! the server has not acknowledged it (the local echo). Delivery itself is in the engine.
 
 use crate::error::{CoreError, CoreResult};
-use friend_protocol::{DeclineReason, JobId};
+use friend_protocol::{
+    BookRequest, DeclineReason, JobId, Money, PaymentMethod, UnsuccessfulReason,
+};
 use serde::{Deserialize, Serialize};
 
 /// An on-site action queued for delivery.
@@ -18,6 +20,49 @@ pub enum Action {
     Release,
     /// Arrive on site.
     CheckIn,
+    /// Upload a signed proposal or acceptance (either party's; the server verifies it).
+    Consent {
+        /// The base64url consent payload.
+        payload: String,
+    },
+    /// Reject the pending proposal.
+    Reject {
+        /// Its version.
+        version: u32,
+    },
+    /// Complete at the agreed total.
+    Complete {
+        /// Online or cash.
+        payment: PaymentMethod,
+        /// The agreed total.
+        total: Money,
+    },
+    /// Hand the job to the field service.
+    Escalate {
+        /// Note for the field service.
+        note: Option<String>,
+    },
+    /// Check out without success.
+    Unsuccessful {
+        /// Why.
+        reason: UnsuccessfulReason,
+        /// Note.
+        note: Option<String>,
+    },
+    /// Book a job (customer). The outbox item's job id is a local id until the server answers.
+    Book {
+        /// The booking.
+        request: Box<BookRequest>,
+    },
+    /// Cancel a job (customer).
+    Cancel,
+    /// Rate a completed job (customer).
+    Rate {
+        /// 1–5.
+        stars: u8,
+        /// Optional comment.
+        comment: Option<String>,
+    },
 }
 
 impl Action {
@@ -27,6 +72,14 @@ impl Action {
             Action::Decline { .. } => "decline",
             Action::Release => "release",
             Action::CheckIn => "check_in",
+            Action::Consent { .. } => "consent",
+            Action::Reject { .. } => "reject",
+            Action::Complete { .. } => "complete",
+            Action::Escalate { .. } => "escalate",
+            Action::Unsuccessful { .. } => "unsuccessful",
+            Action::Book { .. } => "book",
+            Action::Cancel => "cancel",
+            Action::Rate { .. } => "rate",
         }
     }
 
@@ -36,6 +89,32 @@ impl Action {
             Action::Decline { .. } => format!("v1/friend/jobs/{job}/decline"),
             Action::Release => format!("v1/friend/jobs/{job}/release"),
             Action::CheckIn => format!("v1/friend/jobs/{job}/check-in"),
+            Action::Consent { .. } => format!("v1/jobs/{job}/consent"),
+            Action::Reject { .. } => format!("v1/jobs/{job}/reject"),
+            Action::Complete { .. } => format!("v1/friend/jobs/{job}/complete"),
+            Action::Escalate { .. } => format!("v1/friend/jobs/{job}/escalate"),
+            Action::Unsuccessful { .. } => format!("v1/friend/jobs/{job}/unsuccessful"),
+            Action::Book { .. } => "v1/customer/jobs".to_owned(),
+            Action::Cancel => format!("v1/customer/jobs/{job}/cancel"),
+            Action::Rate { .. } => format!("v1/customer/jobs/{job}/rate"),
+        }
+    }
+
+    /// The request body.
+    pub fn body(&self) -> serde_json::Value {
+        use serde_json::json;
+        match self {
+            Action::Decline { reason } => json!({ "reason": reason }),
+            Action::Release | Action::CheckIn | Action::Cancel => json!({}),
+            Action::Consent { payload } => json!({ "payload": payload }),
+            Action::Reject { version } => json!({ "version": version }),
+            Action::Complete { payment, total } => json!({ "payment": payment, "total": total }),
+            Action::Escalate { note } => json!({ "note": note }),
+            Action::Unsuccessful { reason, note } => json!({ "reason": reason, "note": note }),
+            Action::Book { request } => {
+                serde_json::to_value(request).unwrap_or(serde_json::Value::Null)
+            }
+            Action::Rate { stars, comment } => json!({ "stars": stars, "comment": comment }),
         }
     }
 

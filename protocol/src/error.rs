@@ -35,6 +35,21 @@ pub enum ErrorCode {
     NotAssignedToYou,
     /// The catalog has no such service (400).
     UnknownService,
+    /// The job has ended (cancelled, completed, expired, escalated, unsuccessful): nothing more can
+    /// change on it (409). The job's state says how it ended, e.g. the customer cancelled meanwhile.
+    JobClosed,
+    /// A quote breaks the guardrails of SPEC §7; the message starts with the quote rule's code (422).
+    InvalidQuote,
+    /// A signed consent is malformed, not signed by a key registered for the signing party, altered,
+    /// for another job, or does not match the stored proposal; the message starts with the reason
+    /// (422).
+    InvalidConsent,
+    /// The negotiation does not allow this step now (stale or skipped version, nothing pending, own
+    /// proposal, completion without agreement or at another total); the message starts with the
+    /// negotiation rule's code (409).
+    NegotiationRefused,
+    /// The job was already rated (409).
+    AlreadyRated,
     /// The server is overloaded or its storage is unavailable; retry later (503).
     Unavailable,
     /// An unexpected server fault (500); never caused by input.
@@ -62,6 +77,11 @@ impl ErrorCode {
             ErrorCode::InvalidTransition => "invalid_transition",
             ErrorCode::NotAssignedToYou => "not_assigned_to_you",
             ErrorCode::UnknownService => "unknown_service",
+            ErrorCode::JobClosed => "job_closed",
+            ErrorCode::InvalidQuote => "invalid_quote",
+            ErrorCode::InvalidConsent => "invalid_consent",
+            ErrorCode::NegotiationRefused => "negotiation_refused",
+            ErrorCode::AlreadyRated => "already_rated",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
             ErrorCode::Unknown => "unknown",

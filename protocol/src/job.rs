@@ -1,6 +1,8 @@
 //! Jobs as they travel: the booking request, the approximate offer a Friend sees before accepting,
 //! and the full details only the job's customer and assigned Friend receive.
 
+use crate::onsite::{JobOutcome, NegotiationView, PartyKeys};
+use crate::quote::{PaymentMethod, Settlement};
 use crate::{AccountId, Category, GeoPoint, JobId, Money, Role, Tier};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -323,6 +325,27 @@ pub struct JobDetails {
     pub expires_at: DateTime<Utc>,
     /// Last change (server clock).
     pub updated_at: DateTime<Utc>,
+    /// The device keys both parties registered, to verify each other's signed consent offline.
+    #[serde(default)]
+    pub keys: PartyKeys,
+    /// The price negotiation, once a first quote was proposed.
+    #[serde(default)]
+    pub negotiation: Option<NegotiationView>,
+    /// How the customer paid, once completed.
+    #[serde(default)]
+    pub payment: Option<PaymentMethod>,
+    /// The agreed total the job was completed at.
+    #[serde(default)]
+    pub final_total: Option<Money>,
+    /// What the total settled at: charged (cash rounded to the smallest coin), fee and payout.
+    #[serde(default)]
+    pub settlement: Option<Settlement>,
+    /// The customer's rating (1–5 stars), once given.
+    #[serde(default)]
+    pub rating: Option<u8>,
+    /// How an escalated or unsuccessful job ended, with the Friend's note.
+    #[serde(default)]
+    pub outcome: Option<JobOutcome>,
 }
 
 /// Why a Friend declines an offer.

@@ -21,6 +21,7 @@ pub mod job;
 pub mod lifecycle;
 pub mod money;
 pub mod negotiation;
+pub mod onsite;
 pub mod quote;
 pub mod sync;
 pub mod validate;
@@ -34,6 +35,7 @@ pub use ids::*;
 pub use job::*;
 pub use money::{Currency, Money, MoneyError};
 pub use negotiation::{Negotiation, NegotiationError, NegotiationEvent, Party};
+pub use onsite::*;
 pub use quote::{
     LineItem, LineItemKind, PaymentMethod, Quote, QuoteError, QuotePolicy, Settlement,
     validate_quote,

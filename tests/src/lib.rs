@@ -232,6 +232,22 @@ pub async fn open_friend_with(
         .unwrap_or_else(|e| panic!("open session: {e}"))
 }
 
+/// Opens a customer session on `db` against `base_url` with the test key.
+pub async fn open_customer(
+    base_url: &str,
+    account: &TestAccount,
+    db: &std::path::Path,
+) -> friend_core::CustomerSession {
+    install_crypto_provider();
+    let secrets = Arc::new(friend_core::StaticSecrets::new(
+        account.token.clone(),
+        TEST_KEY,
+    ));
+    friend_core::CustomerSession::open(friend_core::SessionConfig::new(db, base_url), secrets)
+        .await
+        .unwrap_or_else(|e| panic!("open customer session: {e}"))
+}
+
 /// A response: status, headers and raw body.
 #[derive(Debug)]
 pub struct Reply {

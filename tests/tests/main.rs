@@ -5,9 +5,11 @@
 
 mod backend_access;
 mod backend_input;
+mod backend_negotiation;
 mod backend_race;
 mod backend_sync;
 mod core_accept;
 mod core_crash;
+mod core_negotiation;
 mod core_outbox;
 mod core_sync;

@@ -2,9 +2,12 @@
 //! typed fallbacks and the server-time header.
 
 pub(crate) mod admin;
+mod closing;
 mod customer;
 mod friend;
+mod ledger;
 mod meta;
+mod negotiation;
 mod sync;
 
 use crate::AppState;
@@ -49,6 +52,18 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/v1/friend/jobs/{id}/decline", post(friend::decline))
         .route("/v1/friend/jobs/{id}/release", post(friend::release))
         .route("/v1/friend/jobs/{id}/check-in", post(friend::check_in))
+        .route("/v1/friend/jobs/{id}/complete", post(closing::complete))
+        .route("/v1/friend/jobs/{id}/escalate", post(closing::escalate))
+        .route(
+            "/v1/friend/jobs/{id}/unsuccessful",
+            post(closing::unsuccessful),
+        )
+        .route("/v1/friend/ledger", get(ledger::friend_ledger))
+        .route("/v1/customer/jobs/{id}/rate", post(closing::rate))
+        .route("/v1/keys", post(negotiation::register_key))
+        .route("/v1/jobs/{id}/consent", post(negotiation::consent))
+        .route("/v1/jobs/{id}/reject", post(negotiation::reject))
+        .route("/v1/admin/ledger/{id}", post(ledger::move_entry))
         .route("/v1/admin/friends", post(admin::create_friend))
         .route("/v1/admin/customers", post(admin::create_customer))
         .route("/v1/admin/expire-due", post(admin::expire_due))
@@ -170,7 +185,8 @@ impl utoipa::Modify for BearerAuth {
     info(
         title = "FriendCore reference backend",
         version = "1",
-        description = "Booking, delta inbox sync with long-poll, and the first-accept-wins race. \
+        description = "Booking, delta inbox sync with long-poll, the first-accept-wins race, and on-site \
+            price negotiation with signed offline consent, completion, payment, ledger and rating. \
             Every error is a JSON `ApiError` with a stable `code`; every response carries the server \
             clock in the `x-server-time` header (ms since the epoch)."
     ),
@@ -190,6 +206,15 @@ impl utoipa::Modify for BearerAuth {
         friend::decline,
         friend::release,
         friend::check_in,
+        closing::complete,
+        closing::escalate,
+        closing::unsuccessful,
+        ledger::friend_ledger,
+        closing::rate,
+        negotiation::register_key,
+        negotiation::consent,
+        negotiation::reject,
+        ledger::move_entry,
         admin::create_friend,
         admin::create_customer,
         admin::expire_due,
@@ -201,6 +226,7 @@ impl utoipa::Modify for BearerAuth {
         (name = "sync", description = "Delta sync of inbox and jobs, with long-poll"),
         (name = "customer", description = "Booking and the customer's jobs"),
         (name = "friend", description = "Offers, the accept race and held jobs"),
+        (name = "negotiation", description = "Device keys and signed price consent, for both parties"),
         (name = "admin", description = "Accounts and operations (admin token)"),
     )
 )]

@@ -1,14 +1,15 @@
 //! Jobs: the row type, its two projections (the approximate [`Offer`] and the full [`JobDetails`])
 //! and the state update that decides the accept race.
 
+use super::onsite::{self, OnSite, onsite_columns, onsite_joins};
 use super::parse_id;
 use crate::clock::{from_ms, to_ms};
 use chrono::{DateTime, Utc};
 use friend_protocol::eligibility::JobReach;
 use friend_protocol::lifecycle::JobFacts;
 use friend_protocol::{
-    AccountId, Address, Category, Contact, Currency, FriendSummary, GeoPoint, JobDetails, JobId,
-    JobState, Money, Offer, Place, Role, SlotUse, Tier, Timing,
+    AccountId, Address, Category, Contact, FriendSummary, GeoPoint, JobDetails, JobId, JobState,
+    Money, Negotiation, Offer, Place, Role, SlotUse, Tier, Timing,
 };
 use rusqlite::{OptionalExtension, Row, Transaction, params};
 
@@ -67,6 +68,8 @@ pub struct JobRow {
     pub expires_at: DateTime<Utc>,
     /// Last change.
     pub updated_at: DateTime<Utc>,
+    /// Keys, negotiation, completion, rating and outcome.
+    pub onsite: OnSite,
 }
 
 impl JobRow {
@@ -77,6 +80,15 @@ impl JobRow {
             customer: self.customer_id,
             friend: self.friend.as_ref().map(|f| f.id),
         }
+    }
+
+    /// The negotiation's state (the default before any proposal).
+    pub fn negotiation(&self) -> Negotiation {
+        self.onsite
+            .negotiation
+            .as_ref()
+            .map(|n| n.state)
+            .unwrap_or_default()
     }
 
     /// The id of the Friend holding (or who last held) the job.
@@ -157,17 +169,33 @@ impl JobRow {
             created_at: self.created_at,
             expires_at: self.expires_at,
             updated_at: self.updated_at,
+            keys: self.onsite.keys.clone(),
+            negotiation: self.onsite.negotiation.clone(),
+            payment: self.onsite.payment,
+            final_total: self.onsite.final_total,
+            settlement: self.onsite.settlement,
+            rating: self.onsite.rating,
+            outcome: self.onsite.outcome.clone(),
         }
     }
 }
 
-const COLUMNS: &str = "j.seq, j.id, j.version, j.state, j.customer_id, j.friend_id, fa.name, ff.tier,
+const COLUMNS: &str = concat!(
+    "j.seq, j.id, j.version, j.state, j.customer_id, j.friend_id, fa.name, ff.tier,
     j.service_id, j.category, j.title, j.description, j.timing_kind, j.slot_start, j.slot_end, j.place,
     j.lat, j.lon, j.approx_lat, j.approx_lon, j.district, j.address, j.contact, j.access_notes,
     j.price_minor, j.currency, j.brand, j.min_tier, j.radius_km, j.cancelled_by,
-    j.created_at, j.expires_at, j.updated_at";
+    j.created_at, j.expires_at, j.updated_at, ",
+    onsite_columns!()
+);
 
-const FROM: &str = "jobs j LEFT JOIN accounts fa ON fa.id = j.friend_id LEFT JOIN friends ff ON ff.account_id = j.friend_id";
+/// Where the on-site columns start.
+const ONSITE_AT: usize = 33;
+
+const FROM: &str = concat!(
+    "jobs j LEFT JOIN accounts fa ON fa.id = j.friend_id LEFT JOIN friends ff ON ff.account_id = j.friend_id",
+    onsite_joins!()
+);
 
 fn corrupt(what: &str) -> rusqlite::Error {
     rusqlite::Error::InvalidColumnType(0, format!("corrupt {what}"), rusqlite::types::Type::Text)
@@ -236,14 +264,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<JobRow> {
         address: json(r.get(21)?, "address")?,
         contact: json(Some(r.get(22)?), "contact")?.ok_or_else(|| corrupt("contact"))?,
         access_notes: r.get(23)?,
-        orientation_price: Money::new(
-            r.get(24)?,
-            match currency.as_str() {
-                "CHF" => Currency::Chf,
-                "EUR" => Currency::Eur,
-                _ => Currency::Unknown,
-            },
-        ),
+        orientation_price: Money::new(r.get(24)?, onsite::currency(&currency)),
         brand: r.get(26)?,
         min_tier: Tier::parse(&r.get::<_, String>(27)?),
         radius_km: r.get(28)?,
@@ -256,6 +277,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<JobRow> {
         created_at: from_ms(r.get(30)?),
         expires_at: from_ms(r.get(31)?),
         updated_at: from_ms(r.get(32)?),
+        onsite: onsite::from_row(r, ONSITE_AT)?,
     })
 }
 
@@ -431,6 +453,27 @@ pub fn update_state(
         ],
     )?;
     Ok(n == 1)
+}
+
+/// Records a change that is not a state change (a quote, a rating, a new device key): the job's
+/// version grows so clients replace what they cached.
+pub fn touch(tx: &Transaction<'_>, id: JobId, now: DateTime<Utc>) -> rusqlite::Result<()> {
+    tx.execute(
+        "UPDATE jobs SET version = version + 1, updated_at = ?1 WHERE id = ?2",
+        params![to_ms(now), id.to_string()],
+    )?;
+    Ok(())
+}
+
+/// Jobs an account is a party of that a Friend currently holds (the ones whose parties exchange
+/// signed consent).
+pub fn held_with(tx: &Transaction<'_>, account: AccountId) -> rusqlite::Result<Vec<JobRow>> {
+    let mut stmt = tx.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM {FROM} WHERE (j.customer_id = ?1 OR j.friend_id = ?1)
+         AND j.state IN ('assigned', 'on_site', 'agreed')"
+    ))?;
+    stmt.query_map(params![account.to_string()], from_row)?
+        .collect()
 }
 
 /// Records that a Friend declined (or released) a job.

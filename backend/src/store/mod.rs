@@ -6,6 +6,12 @@ pub mod catalog;
 pub mod feed;
 pub mod idempotency;
 pub mod jobs;
+pub mod keys;
+pub mod ledger;
+pub mod onsite;
+pub mod outcomes;
+pub mod quotes;
+pub mod ratings;
 
 use friend_protocol::AccountId;
 

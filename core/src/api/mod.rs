@@ -203,6 +203,12 @@ impl Api {
             .await
     }
 
+    /// GETs `path` and parses the answer.
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> CoreResult<T> {
+        self.call(Method::GET, path, None, None, Duration::ZERO)
+            .await
+    }
+
     /// The service catalog.
     pub async fn catalog(&self) -> CoreResult<Catalog> {
         self.call(Method::GET, "v1/catalog", None, None, Duration::ZERO)

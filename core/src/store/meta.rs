@@ -17,6 +17,10 @@ pub const KEY_CHECK: &str = "key_check";
 pub const CATALOG: &str = "catalog";
 /// Cached own profile JSON.
 pub const PROFILE: &str = "profile";
+/// The device's Ed25519 key (PKCS#8), sealed.
+pub const DEVICE_KEY: &str = "device_key";
+/// Set once the device key was registered with the backend.
+pub const KEY_REGISTERED: &str = "key_registered";
 
 /// Reads a text value.
 pub fn get_text(conn: &Connection, key: &str) -> CoreResult<Option<String>> {

@@ -241,9 +241,7 @@ mod tests {
             "the damaged file is never deleted"
         );
         assert_eq!(std::fs::read(&recovery.kept_at).unwrap().len(), 64 * 1024);
-        store
-            .read(|c| Ok(assert_eq!(crate::store::cache::offer_count(c)?, 0)))
-            .unwrap();
+        assert_eq!(store.read(crate::store::cache::offer_count).unwrap(), 0);
     }
 
     #[test]

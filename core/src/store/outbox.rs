@@ -52,11 +52,13 @@ pub struct ItemRow {
     pub outcome_code: Option<String>,
     /// Refusal message (refused items).
     pub outcome_message: Option<String>,
+    /// The server's answer (applied items).
+    pub result: Option<String>,
 }
 
 const COLUMNS: &str =
     "id, job_id, kind, payload, idempotency_key, status, attempts, next_attempt_at, created_at,
-    last_error, outcome_code, outcome_message";
+    last_error, outcome_code, outcome_message, result";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<ItemRow> {
     let job: String = r.get(1)?;
@@ -76,6 +78,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<ItemRow> {
         last_error: r.get(9)?,
         outcome_code: r.get(10)?,
         outcome_message: r.get(11)?,
+        result: r.get(12)?,
     })
 }
 
@@ -154,14 +157,33 @@ pub fn counts(conn: &Connection) -> CoreResult<(u32, u32)> {
     )?)
 }
 
-/// Marks an item applied.
-pub fn mark_applied(tx: &Transaction<'_>, id: i64, now_ms: i64) -> CoreResult<()> {
-    set(
-        tx,
-        "UPDATE outbox SET status = 'applied', updated_at = ?2, last_error = NULL WHERE id = ?1",
-        id,
-        now_ms,
-    )
+/// Marks an item applied, keeping the server's answer.
+pub fn mark_applied(tx: &Transaction<'_>, id: i64, result: &str, now_ms: i64) -> CoreResult<()> {
+    let n = tx.execute(
+        "UPDATE outbox SET status = 'applied', updated_at = ?2, last_error = NULL, result = ?3 WHERE id = ?1",
+        params![id, now_ms, result],
+    )?;
+    if n == 0 {
+        return Err(CoreError::NotCached(format!("outbox item {id}")));
+    }
+    Ok(())
+}
+
+/// The newest item of `kind` whose payload equals `payload` and that is pending, or applied after
+/// `since_ms` (a double tap or a retried call finds the first one).
+pub fn find_recent(
+    conn: &Connection,
+    kind: &str,
+    payload: &str,
+    since_ms: i64,
+) -> CoreResult<Option<ItemRow>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM outbox WHERE kind = ?1 AND payload = ?2
+            AND (status = 'pending' OR (status = 'applied' AND updated_at >= ?3))
+         ORDER BY id DESC LIMIT 1"
+    ))?;
+    let mut rows = stmt.query_map(params![kind, payload, since_ms], from_row)?;
+    Ok(rows.next().transpose()?)
 }
 
 /// Sets an item aside with the server's refusal.
@@ -192,13 +214,5 @@ pub fn mark_retry(
          WHERE id = ?1",
         params![id, next_ms, error, now_ms],
     )?;
-    Ok(())
-}
-
-fn set(tx: &Transaction<'_>, sql: &str, id: i64, now_ms: i64) -> CoreResult<()> {
-    let n = tx.execute(sql, params![id, now_ms])?;
-    if n == 0 {
-        return Err(CoreError::NotCached(format!("outbox item {id}")));
-    }
     Ok(())
 }

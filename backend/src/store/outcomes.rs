@@ -1,0 +1,27 @@
+//! How escalated and unsuccessful jobs ended, with the Friend's note.
+
+use crate::clock::to_ms;
+use chrono::{DateTime, Utc};
+use friend_protocol::{JobId, JobOutcome};
+use rusqlite::{Transaction, params};
+
+/// Records a job's outcome. [`JobOutcome::Unknown`] is never stored (the caller builds the outcome).
+pub fn insert(
+    tx: &Transaction<'_>,
+    job: JobId,
+    outcome: &JobOutcome,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<()> {
+    let (kind, reason, note) = match outcome {
+        JobOutcome::Escalated { note } => ("escalated", None, note.as_deref()),
+        JobOutcome::Unsuccessful { reason, note } => {
+            ("unsuccessful", Some(reason.as_str()), note.as_deref())
+        }
+        JobOutcome::Unknown => return Ok(()),
+    };
+    tx.execute(
+        "INSERT INTO outcomes (job_id, kind, reason, note, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![job.to_string(), kind, reason, note, to_ms(now)],
+    )?;
+    Ok(())
+}

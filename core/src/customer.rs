@@ -1,0 +1,375 @@
+//! [`CustomerSession`]: the customer's app on the same store, sync and outbox machinery as the
+//! Friend's — book (offline too, never twice), follow the job live, negotiate the price, cancel, rate.
+
+use crate::engine::{Engine, SessionConfig, SyncReport, SyncStatus, now_ms};
+use crate::error::{CoreError, CoreResult};
+use crate::listeners::{JobListener, Subscription, SyncStatusListener};
+use crate::negotiation::{LocalNegotiation, local_view};
+use crate::outbox::{Action, OutboxItem};
+use crate::secrets::SecretsProvider;
+use crate::store::outbox::ItemStatus;
+use crate::store::{cache, outbox as rows};
+use friend_protocol::negotiation::{Answer, Party};
+use friend_protocol::quote::LineItem;
+use friend_protocol::{
+    BookRequest, Catalog, JobDetails, JobId, JobResponse, JobState, Me, validate,
+};
+use std::sync::Arc;
+
+/// A double tap or a repeated call with the same booking within this window returns the first one.
+pub const BOOKING_DEDUP_WINDOW_MS: i64 = 10 * 60 * 1000;
+
+/// Where a customer's job stands, in the words the app shows.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LiveStatus {
+    /// Booked on this device, not yet received by the server (offline).
+    Queued,
+    /// Broadcast; waiting for a Friend.
+    Searching,
+    /// A Friend accepted and is on the way.
+    Accepted {
+        /// The Friend's name.
+        friend: String,
+    },
+    /// The Friend is on site.
+    OnSite,
+    /// A quote waits for an answer.
+    QuotePending {
+        /// Who proposed it.
+        by: Party,
+    },
+    /// The price is agreed.
+    Agreed,
+    /// Done (and paid).
+    Completed,
+    /// Cancelled.
+    Cancelled,
+    /// Nobody accepted in time.
+    Expired,
+    /// Handed to the field service.
+    Escalated,
+    /// The Friend checked out without success.
+    Unsuccessful,
+}
+
+/// A customer's job: the server's details once known, the live status, and pending actions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CustomerJob {
+    /// The job id (a local id while the booking is queued; see [`CustomerSession::booking`]).
+    pub id: JobId,
+    /// Where it stands.
+    pub status: LiveStatus,
+    /// The server's details (none while the booking is queued).
+    pub details: Option<JobDetails>,
+    /// The negotiation as this device knows it.
+    pub negotiation: LocalNegotiation,
+    /// Kinds of outbox items not yet acknowledged for this job.
+    pub pending_actions: Vec<String>,
+}
+
+/// One customer account on this device.
+pub struct CustomerSession {
+    engine: Arc<Engine>,
+}
+
+fn live_status(details: &JobDetails, negotiation: &LocalNegotiation) -> LiveStatus {
+    match details.state {
+        JobState::Open | JobState::Unknown => LiveStatus::Searching,
+        JobState::Assigned => LiveStatus::Accepted {
+            friend: details
+                .friend
+                .as_ref()
+                .map(|f| f.name.clone())
+                .unwrap_or_default(),
+        },
+        JobState::OnSite | JobState::Agreed => match negotiation.latest.as_ref() {
+            Some(q) if q.answer == Answer::Pending => {
+                LiveStatus::QuotePending { by: q.proposed_by }
+            }
+            _ if negotiation.agreed.is_some() => LiveStatus::Agreed,
+            _ => LiveStatus::OnSite,
+        },
+        JobState::Completed => LiveStatus::Completed,
+        JobState::Cancelled => LiveStatus::Cancelled,
+        JobState::Expired => LiveStatus::Expired,
+        JobState::Escalated => LiveStatus::Escalated,
+        JobState::Unsuccessful => LiveStatus::Unsuccessful,
+    }
+}
+
+impl CustomerSession {
+    /// Opens the account database at `config.db_path` and starts the outbox timer.
+    pub async fn open(
+        config: SessionConfig,
+        secrets: Arc<dyn SecretsProvider>,
+    ) -> CoreResult<CustomerSession> {
+        Ok(CustomerSession {
+            engine: Engine::open(config, secrets).await?,
+        })
+    }
+
+    /// Delivers the outbox and pulls every page of changes.
+    pub async fn sync_once(&self) -> CoreResult<SyncReport> {
+        self.engine.on_push().await
+    }
+
+    /// A platform push woke the app: one batched round.
+    pub async fn on_push(&self, _payload: &str) -> CoreResult<SyncReport> {
+        self.engine.on_push().await
+    }
+
+    /// Starts the foreground long-poll loop.
+    pub fn start_foreground_sync(&self) {
+        self.engine.start_foreground();
+    }
+
+    /// Stops the foreground loop.
+    pub fn stop_foreground_sync(&self) {
+        self.engine.stop_foreground();
+    }
+
+    /// The catalog: fetched when online, the cached copy otherwise.
+    pub async fn catalog(&self) -> CoreResult<Catalog> {
+        self.engine.catalog().await
+    }
+
+    /// The customer's profile.
+    pub async fn profile(&self) -> CoreResult<Me> {
+        self.engine.profile().await
+    }
+
+    /// Books a job: validated now by the shared rules, queued, sent when online. Returns the local
+    /// id of the booking; the same booking again (a double tap, a retry) within
+    /// [`BOOKING_DEDUP_WINDOW_MS`] returns the first one instead of booking twice.
+    pub async fn book(&self, request: BookRequest) -> CoreResult<JobId> {
+        validate::book_request(&request, chrono::Utc::now())
+            .map_err(|e| CoreError::InvalidInput(e.to_string()))?;
+        let action = Action::Book {
+            request: Box::new(request),
+        };
+        let payload = action.to_payload()?;
+        let since = now_ms() - BOOKING_DEDUP_WINDOW_MS;
+        let existing = self
+            .engine
+            .store
+            .read_async(move |c| rows::find_recent(c, "book", &payload, since))
+            .await?;
+        if let Some(first) = existing {
+            return Ok(first.job_id);
+        }
+        let local = JobId::random();
+        self.engine.enqueue(local, action).await?;
+        Ok(local)
+    }
+
+    /// The server's job id for a booking's local id, once the server has it.
+    pub async fn booking(&self, local: JobId) -> CoreResult<Option<JobId>> {
+        self.engine
+            .store
+            .read_async(move |c| {
+                let items = rows::all(c)?;
+                let Some(item) = items
+                    .into_iter()
+                    .find(|i| i.job_id == local && i.kind == "book")
+                else {
+                    return Ok(None);
+                };
+                match (item.status, item.result) {
+                    (ItemStatus::Applied, Some(result)) => {
+                        let r: JobResponse = serde_json::from_str(&result)?;
+                        Ok(Some(r.job.id))
+                    }
+                    (ItemStatus::Refused, _) => Err(CoreError::Refused {
+                        code: friend_protocol::ErrorCode::InvalidInput,
+                        message: item.outcome_message.unwrap_or_default(),
+                    }),
+                    _ => Ok(None),
+                }
+            })
+            .await
+    }
+
+    /// The customer's jobs with live status, from the cache; queued bookings first.
+    pub async fn my_jobs(&self) -> CoreResult<Vec<CustomerJob>> {
+        let cipher = self.engine.cipher.clone();
+        self.engine
+            .store
+            .read_async(move |c| {
+                let pending = rows::pending(c)?;
+                let mut out: Vec<CustomerJob> = pending
+                    .iter()
+                    .filter(|i| i.kind == "book")
+                    .map(|i| CustomerJob {
+                        id: i.job_id,
+                        status: LiveStatus::Queued,
+                        details: None,
+                        negotiation: LocalNegotiation::default(),
+                        pending_actions: vec!["book".into()],
+                    })
+                    .collect();
+                for details in cache::jobs(c, &cipher)? {
+                    let mine: Vec<_> = pending
+                        .iter()
+                        .filter(|i| i.job_id == details.id)
+                        .cloned()
+                        .collect();
+                    out.push(customer_job(details, &mine));
+                }
+                Ok(out)
+            })
+            .await
+    }
+
+    /// One job by its server id, from the cache.
+    pub async fn job(&self, job: JobId) -> CoreResult<CustomerJob> {
+        let cipher = self.engine.cipher.clone();
+        self.engine
+            .store
+            .read_async(move |c| {
+                let details = cache::job(c, &cipher, job)?
+                    .ok_or_else(|| CoreError::NotCached(job.to_string()))?;
+                Ok(customer_job(details, &rows::pending_for_job(c, job)?))
+            })
+            .await
+    }
+
+    /// Cancels a job before the Friend is on site (queued).
+    pub async fn cancel(&self, job: JobId) -> CoreResult<i64> {
+        let current = self.job(job).await?;
+        match current.details.as_ref().map(|d| d.state) {
+            Some(JobState::Open | JobState::Assigned) => {
+                self.engine.enqueue(job, Action::Cancel).await
+            }
+            Some(other) => Err(CoreError::InvalidInput(format!(
+                "a job that is {} cannot be cancelled",
+                other.as_str()
+            ))),
+            None => Err(CoreError::NotCached(job.to_string())),
+        }
+    }
+
+    /// Rates a completed job, 1–5 stars, once (queued).
+    pub async fn rate(&self, job: JobId, stars: u8, comment: Option<String>) -> CoreResult<i64> {
+        let request = friend_protocol::RateRequest {
+            stars,
+            comment: comment.clone(),
+        };
+        request
+            .validate()
+            .map_err(|e| CoreError::InvalidInput(e.to_string()))?;
+        let current = self.job(job).await?;
+        if current.details.as_ref().map(|d| d.state) != Some(JobState::Completed) {
+            return Err(CoreError::InvalidInput(
+                "only completed jobs can be rated".into(),
+            ));
+        }
+        if current.details.as_ref().and_then(|d| d.rating).is_some()
+            || current.pending_actions.iter().any(|k| k == "rate")
+        {
+            return Err(CoreError::InvalidInput("this job is already rated".into()));
+        }
+        self.engine
+            .enqueue(job, Action::Rate { stars, comment })
+            .await
+    }
+
+    /// The job's negotiation as this device knows it.
+    pub async fn negotiation(&self, job: JobId) -> CoreResult<LocalNegotiation> {
+        self.engine.negotiation(job).await
+    }
+
+    /// Accepts the Friend's pending proposal `version`: signed, queued; returns the payload to show
+    /// to the Friend's device as a QR code when it is offline.
+    pub async fn accept_quote(&self, job: JobId, version: u32) -> CoreResult<String> {
+        self.engine
+            .accept_quote(job, Party::Customer, version)
+            .await
+    }
+
+    /// Rejects the Friend's pending proposal `version` (queued).
+    pub async fn reject_quote(&self, job: JobId, version: u32) -> CoreResult<i64> {
+        self.engine
+            .reject_quote(job, Party::Customer, version)
+            .await
+    }
+
+    /// Counter-proposes a quote: validated, signed, queued; returns the payload.
+    pub async fn counter(
+        &self,
+        job: JobId,
+        items: Vec<LineItem>,
+        reason: Option<String>,
+    ) -> CoreResult<String> {
+        self.engine
+            .propose(job, Party::Customer, items, reason)
+            .await
+    }
+
+    /// Imports a payload from the Friend's device, verified offline.
+    pub async fn import_consent(&self, job: JobId, payload: &str) -> CoreResult<LocalNegotiation> {
+        self.engine
+            .import_consent(job, Party::Customer, payload)
+            .await
+    }
+
+    /// Every outbox item with its outcome.
+    pub async fn outbox(&self) -> CoreResult<Vec<OutboxItem>> {
+        self.engine
+            .store
+            .read_async(|c| {
+                rows::all(c)?
+                    .into_iter()
+                    .map(OutboxItem::from_row)
+                    .collect()
+            })
+            .await
+    }
+
+    /// Delivers due outbox items now.
+    pub async fn deliver_outbox(&self) -> CoreResult<u32> {
+        self.engine.deliver_outbox().await
+    }
+
+    /// The current sync status.
+    pub fn sync_status(&self) -> SyncStatus {
+        self.engine.status()
+    }
+
+    /// Subscribes to job changes.
+    pub fn subscribe_jobs(&self, l: Arc<dyn JobListener>) -> Subscription {
+        self.engine.listeners.jobs.add(l)
+    }
+
+    /// Subscribes to sync-status changes.
+    pub fn subscribe_sync_status(&self, l: Arc<dyn SyncStatusListener>) -> Subscription {
+        self.engine.listeners.status.add(l)
+    }
+
+    /// Stops background work.
+    pub fn shutdown(&self) {
+        self.engine.shutdown();
+    }
+}
+
+impl Drop for CustomerSession {
+    fn drop(&mut self) {
+        self.engine.shutdown();
+    }
+}
+
+fn customer_job(mut details: JobDetails, pending: &[rows::ItemRow]) -> CustomerJob {
+    let negotiation = local_view(&details, pending);
+    if pending.iter().any(|i| i.kind == "cancel")
+        && matches!(details.state, JobState::Open | JobState::Assigned)
+    {
+        details.state = JobState::Cancelled;
+    }
+    let status = live_status(&details, &negotiation);
+    CustomerJob {
+        id: details.id,
+        status,
+        details: Some(details),
+        negotiation,
+        pending_actions: pending.iter().map(|i| i.kind.clone()).collect(),
+    }
+}
