@@ -123,6 +123,15 @@ pub(crate) struct Engine {
     outbox_lock: tokio::sync::Mutex<()>,
     inflight_accepts: Mutex<HashSet<String>>,
     page_limit: u32,
+    inbox: Mutex<InboxCache>,
+}
+
+/// The in-memory inbox index and a counter of offer changes, so an index loaded while a change
+/// was being applied is not kept.
+#[derive(Default)]
+struct InboxCache {
+    index: Option<crate::inbox::InboxIndex>,
+    generation: u64,
 }
 
 const KEY_CHECK_PLAINTEXT: &[u8] = b"friendcore key check v1";
@@ -174,6 +183,7 @@ impl Engine {
             page_limit: config
                 .sync_page_limit
                 .clamp(1, friend_protocol::MAX_PAGE_LIMIT),
+            inbox: Mutex::new(InboxCache::default()),
         });
         engine.refresh_status(|_| {}).await;
         let timer = tokio::spawn(outbox_timer(
@@ -249,6 +259,23 @@ impl Engine {
     }
 
     fn notify(&self, applied: &Applied) {
+        if (applied.inbox_replaced
+            || !applied.offers_upserted.is_empty()
+            || !applied.offers_removed.is_empty())
+            && let Ok(mut cache) = self.inbox.lock()
+        {
+            cache.generation += 1;
+            if applied.inbox_replaced {
+                cache.index = None;
+            } else if let Some(index) = cache.index.as_mut() {
+                for o in &applied.offers_upserted {
+                    index.upsert(o.clone());
+                }
+                for id in &applied.offers_removed {
+                    index.remove(*id);
+                }
+            }
+        }
         if applied.inbox_changed {
             for l in self.listeners.inbox.current() {
                 l.on_inbox_changed();
@@ -368,6 +395,8 @@ impl Engine {
                 self.notify(&Applied {
                     inbox_changed: true,
                     jobs_changed: all_jobs,
+                    inbox_replaced: true,
+                    ..Applied::default()
                 });
             } else {
                 self.notify(&applied);
@@ -390,6 +419,36 @@ impl Engine {
         }
     }
 
+    /// The inbox query on the in-memory index, loading it from the cache first when needed.
+    pub async fn inbox_items(
+        &self,
+        position: friend_protocol::GeoPoint,
+        radius_km: f64,
+        filter: crate::inbox::InboxFilter,
+        hidden: HashSet<JobId>,
+    ) -> CoreResult<Vec<crate::inbox::InboxItem>> {
+        let server_now = self.server_now_ms();
+        let generation = {
+            let cache = self
+                .inbox
+                .lock()
+                .map_err(|_| CoreError::Storage("inbox lock poisoned".into()))?;
+            if let Some(index) = &cache.index {
+                return index.query(&position, radius_km, &filter, server_now, &hidden);
+            }
+            cache.generation
+        };
+        let index = crate::inbox::InboxIndex::new(self.store.read_async(cache::all_offers).await?);
+        let items = index.query(&position, radius_km, &filter, server_now, &hidden);
+        if let Ok(mut cache) = self.inbox.lock()
+            && cache.generation == generation
+            && cache.index.is_none()
+        {
+            cache.index = Some(index);
+        }
+        items
+    }
+
     /// Queues an action for `job` and wakes the delivery timer.
     pub async fn enqueue(&self, job: JobId, action: Action) -> CoreResult<i64> {
         let payload = action.to_payload()?;
@@ -401,6 +460,7 @@ impl Engine {
         self.notify(&Applied {
             inbox_changed: true,
             jobs_changed: vec![job],
+            ..Applied::default()
         });
         self.refresh_status(|_| {}).await;
         self.outbox_kick.notify_one();
@@ -450,24 +510,25 @@ impl Engine {
                             .map(|r| r.job);
                         let result = answer.to_string();
                         let cipher = self.cipher.clone();
-                        let changed = self
+                        let (server_id, applied) = self
                             .store
                             .write_async(move |tx| {
                                 rows::mark_applied(tx, id, &result, now_ms())?;
                                 match job {
-                                    Some(job) => {
-                                        cache::store_job(tx, &cipher, &job, now_ms())?;
-                                        Ok(Some(job.id))
-                                    }
-                                    None => Ok(None),
+                                    Some(job) => Ok((
+                                        Some(job.id),
+                                        cache::store_job(tx, &cipher, &job, now_ms())?,
+                                    )),
+                                    None => Ok((None, Applied::default())),
                                 }
                             })
                             .await?;
-                        if let Some(server_id) = changed.filter(|j| *j != item.job_id) {
+                        self.notify(&applied);
+                        if let Some(server_id) = server_id.filter(|j| *j != item.job_id) {
                             // A booking: the server named the job.
                             self.notify(&Applied {
-                                inbox_changed: false,
                                 jobs_changed: vec![server_id],
+                                ..Applied::default()
                             });
                         }
                         delivered += 1;
@@ -486,6 +547,7 @@ impl Engine {
                         self.notify(&Applied {
                             inbox_changed: false,
                             jobs_changed: vec![item.job_id],
+                            ..Applied::default()
                         });
                         if matches!(
                             e,
@@ -517,6 +579,7 @@ impl Engine {
                 self.notify(&Applied {
                     inbox_changed: true,
                     jobs_changed: vec![item.job_id],
+                    ..Applied::default()
                 });
             }
             self.refresh_status(|s| s.connected = true).await;
@@ -728,10 +791,10 @@ impl Engine {
                 )?;
                 let mut applied = Applied::default();
                 if let AcceptOutcome::Won { job: details } = &stored {
-                    cache::store_job(tx, &cipher, details, now_ms())?;
+                    applied.merge(cache::store_job(tx, &cipher, details, now_ms())?);
                     applied.jobs_changed.push(job);
                 }
-                applied.inbox_changed = cache::remove_offer(tx, job, None)?;
+                cache::remove_offer(tx, job, &mut applied)?;
                 Ok(applied)
             })
             .await?;

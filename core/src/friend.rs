@@ -2,7 +2,7 @@
 
 use crate::engine::{AcceptResult, Engine, SessionConfig, SyncReport, SyncStatus};
 use crate::error::{CoreError, CoreResult};
-use crate::inbox::{self, Inbox, InboxFilter};
+use crate::inbox::{Inbox, InboxFilter};
 use crate::listeners::{InboxListener, JobListener, Subscription, SyncStatusListener};
 use crate::negotiation::LocalNegotiation;
 use crate::outbox::{Action, OutboxItem};
@@ -76,18 +76,21 @@ impl FriendSession {
         radius_km: f64,
         filter: InboxFilter,
     ) -> CoreResult<Inbox> {
-        let server_now = self.engine.server_now_ms();
-        let items = self
+        // Offers with a queued decline are hidden at once.
+        let hidden: HashSet<JobId> = self
             .engine
             .store
-            .read_async(move |c| {
-                let hidden: HashSet<JobId> = rows::pending(c)?
+            .read_async(|c| {
+                Ok(rows::pending(c)?
                     .into_iter()
                     .filter(|i| i.kind == "decline")
                     .map(|i| i.job_id)
-                    .collect();
-                inbox::query(c, &position, radius_km, &filter, server_now, &hidden)
+                    .collect())
             })
+            .await?;
+        let items = self
+            .engine
+            .inbox_items(position, radius_km, filter, hidden)
             .await?;
         Ok(Inbox {
             items,

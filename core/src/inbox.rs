@@ -1,14 +1,17 @@
-//! The inbox query: open offers near the device's current position, from the cache only. A
-//! bounding box on the indexed approximate coordinates narrows the rows in SQL; the exact
-//! great-circle distance is computed in Rust, and only offers within the radius are parsed. The
-//! live position is an argument of this query and nothing else: it never leaves the device.
+//! The inbox query: open offers near the device's current position, from the cache only. The live
+//! position is an argument of this query and nothing else: it never leaves the device.
+//!
+//! The query runs on an in-memory index mirrored from the SQLite cache (loaded once, then updated by
+//! every applied change): a bounding box on the approximate coordinates, the exact great-circle
+//! distance, then the sort. Measured (BENCHMARKS.md, P2): the same query in SQL with a bounding box
+//! on an indexed column took 16.7 ms for 10,000 cached offers (2,030 within 30 km) — decoding each
+//! hit's stored JSON dominates — against 0.76 ms for a plain in-memory scan; the target is ≤ 2 ms.
 
 use crate::error::{CoreError, CoreResult};
-use crate::store::cache;
 use friend_protocol::geo::BoundingBox;
-use friend_protocol::{Category, GeoPoint, JobId, Offer};
-use rusqlite::Connection;
-use std::collections::HashSet;
+use friend_protocol::{Category, GeoPoint, JobId, Offer, Place};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 /// Narrows the inbox.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,8 +37,8 @@ impl Default for InboxFilter {
 /// One offer in the inbox.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InboxItem {
-    /// The offer (approximate location, no personal data).
-    pub offer: Offer,
+    /// The offer (approximate location, no personal data), shared with the index.
+    pub offer: Arc<Offer>,
     /// Great-circle distance from the given position to the approximate point, metres; none for
     /// remote offers.
     pub distance_m: Option<f64>,
@@ -55,54 +58,116 @@ pub struct Inbox {
 /// Largest radius the inbox accepts, km (larger than any Friend's travel radius, for dense lists).
 pub const MAX_INBOX_RADIUS_KM: f64 = 500.0;
 
-/// Runs the inbox query. `hidden` are offers with a pending local decline.
-pub fn query(
-    conn: &Connection,
-    position: &GeoPoint,
-    radius_km: f64,
-    filter: &InboxFilter,
-    server_now_ms: i64,
-    hidden: &HashSet<JobId>,
-) -> CoreResult<Vec<InboxItem>> {
-    if !radius_km.is_finite() || !(0.0..=MAX_INBOX_RADIUS_KM).contains(&radius_km) {
-        return Err(CoreError::InvalidInput(format!(
-            "radius must be 0…{MAX_INBOX_RADIUS_KM} km"
-        )));
+struct Entry {
+    point: Option<GeoPoint>,
+    expires_ms: i64,
+    offer: Arc<Offer>,
+}
+
+/// The cached offers in memory, keyed by job.
+#[derive(Default)]
+pub struct InboxIndex {
+    entries: HashMap<JobId, Entry>,
+}
+
+impl InboxIndex {
+    /// An index over these offers.
+    pub fn new(offers: Vec<Offer>) -> InboxIndex {
+        let mut index = InboxIndex {
+            entries: HashMap::with_capacity(offers.len()),
+        };
+        for o in offers {
+            index.upsert(o);
+        }
+        index
     }
-    let radius_m = radius_km * 1000.0;
-    let bbox = BoundingBox::around(position, radius_m);
-    let offers = cache::offers_near(
-        conn,
-        &bbox,
-        filter.include_remote,
-        server_now_ms,
-        |lat, lon| GeoPoint::new(lat, lon).is_ok_and(|p| position.distance_m(&p) <= radius_m),
-    )?;
-    let mut items: Vec<InboxItem> = offers
-        .into_iter()
-        .filter(|o| !hidden.contains(&o.id))
-        .filter(|o| filter.categories.is_empty() || filter.categories.contains(&o.category))
-        .map(|offer| {
-            let distance_m = offer.approx_location.map(|p| position.distance_m(&p));
-            let expires_in_secs = (offer.expires_at.timestamp_millis() - server_now_ms) / 1000;
-            InboxItem {
-                offer,
+
+    /// Adds or replaces an offer.
+    pub fn upsert(&mut self, offer: Offer) {
+        let entry = Entry {
+            point: if offer.place == Place::Remote {
+                None
+            } else {
+                offer.approx_location
+            },
+            expires_ms: offer.expires_at.timestamp_millis(),
+            offer: Arc::new(offer),
+        };
+        self.entries.insert(entry.offer.id, entry);
+    }
+
+    /// Removes an offer.
+    pub fn remove(&mut self, id: JobId) {
+        self.entries.remove(&id);
+    }
+
+    /// How many offers the index holds.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the index is empty.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Open offers within `radius_km` of `position`, not expired by the server clock and not
+    /// `hidden` (pending local declines), sorted by distance with remote offers last.
+    pub fn query(
+        &self,
+        position: &GeoPoint,
+        radius_km: f64,
+        filter: &InboxFilter,
+        server_now_ms: i64,
+        hidden: &HashSet<JobId>,
+    ) -> CoreResult<Vec<InboxItem>> {
+        if !radius_km.is_finite() || !(0.0..=MAX_INBOX_RADIUS_KM).contains(&radius_km) {
+            return Err(CoreError::InvalidInput(format!(
+                "radius must be 0…{MAX_INBOX_RADIUS_KM} km"
+            )));
+        }
+        let radius_m = radius_km * 1000.0;
+        let bbox = BoundingBox::around(position, radius_m);
+        let mut items: Vec<InboxItem> = Vec::new();
+        for e in self.entries.values() {
+            if e.expires_ms <= server_now_ms
+                || hidden.contains(&e.offer.id)
+                || !(filter.categories.is_empty() || filter.categories.contains(&e.offer.category))
+            {
+                continue;
+            }
+            let distance_m = match e.point {
+                Some(p) => {
+                    if !bbox.contains(&p) {
+                        continue;
+                    }
+                    let d = position.distance_m(&p);
+                    if d > radius_m {
+                        continue;
+                    }
+                    Some(d)
+                }
+                None if filter.include_remote && e.offer.place == Place::Remote => None,
+                None => continue,
+            };
+            let expires_in_secs = (e.expires_ms - server_now_ms) / 1000;
+            items.push(InboxItem {
+                offer: e.offer.clone(),
                 distance_m,
                 expires_in_secs,
-            }
-        })
-        .collect();
-    items.sort_by(|a, b| match (a.distance_m, b.distance_m) {
-        (Some(x), Some(y)) => x.total_cmp(&y),
-        (Some(_), None) => std::cmp::Ordering::Less,
-        (None, Some(_)) => std::cmp::Ordering::Greater,
-        (None, None) => a.offer.expires_at.cmp(&b.offer.expires_at),
-    });
-    items.dedup_by(|a, b| a.offer.id == b.offer.id);
-    if let Some(limit) = filter.limit {
-        items.truncate(limit as usize);
+            });
+        }
+        items.sort_by(|a, b| match (a.distance_m, b.distance_m) {
+            (Some(x), Some(y)) => x.total_cmp(&y),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => a.offer.expires_at.cmp(&b.offer.expires_at),
+        });
+        if let Some(limit) = filter.limit {
+            items.truncate(limit as usize);
+        }
+        Ok(items)
     }
-    Ok(items)
 }
 
 #[cfg(test)]
@@ -141,7 +206,8 @@ mod tests {
         }
     }
 
-    fn store_with(offers: Vec<Offer>) -> (tempfile::TempDir, Store) {
+    /// Offers stored in a real cache and the index loaded from it, as a session does.
+    fn store_with(offers: Vec<Offer>) -> (tempfile::TempDir, InboxIndex) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("c.db")).unwrap();
         let cipher = FieldCipher::new(&[1u8; 32]).unwrap();
@@ -152,13 +218,14 @@ mod tests {
         store
             .write(|tx| crate::store::cache::apply_changes(tx, &cipher, &changes, false, NOW_MS))
             .unwrap();
-        (dir, store)
+        let index = InboxIndex::new(store.read(crate::store::cache::all_offers).unwrap());
+        (dir, index)
     }
 
-    fn ids(store: &Store, at: (f64, f64), radius_km: f64, filter: &InboxFilter) -> Vec<u128> {
+    fn ids(index: &InboxIndex, at: (f64, f64), radius_km: f64, filter: &InboxFilter) -> Vec<u128> {
         let p = GeoPoint::new(at.0, at.1).unwrap();
-        store
-            .read(|c| query(c, &p, radius_km, filter, NOW_MS, &HashSet::new()))
+        index
+            .query(&p, radius_km, filter, NOW_MS, &HashSet::new())
             .unwrap()
             .into_iter()
             .map(|i| i.offer.id.0.as_u128())
@@ -217,25 +284,23 @@ mod tests {
             "30 km boundary"
         );
         assert!(matches!(
-            s.read(|c| query(
-                c,
+            s.query(
                 &GeoPoint::new(0.0, 0.0).unwrap(),
                 -1.0,
                 &no_remote,
                 NOW_MS,
                 &HashSet::new()
-            )),
+            ),
             Err(CoreError::InvalidInput(_))
         ));
         assert!(
-            s.read(|c| query(
-                c,
+            s.query(
                 &GeoPoint::new(0.0, 0.0).unwrap(),
                 f64::NAN,
                 &no_remote,
                 NOW_MS,
                 &HashSet::new()
-            ))
+            )
             .is_err()
         );
     }
@@ -266,21 +331,15 @@ mod tests {
         ]);
         let p = GeoPoint::new(47.0, 8.0).unwrap();
         let f = InboxFilter::default();
-        let items = s
-            .read(|c| query(c, &p, 10.0, &f, NOW_MS, &HashSet::new()))
-            .unwrap();
+        let items = s.query(&p, 10.0, &f, NOW_MS, &HashSet::new()).unwrap();
         assert_eq!(items.len(), 1);
         assert_eq!(items[0].expires_in_secs, 3600);
         // The server clock decides: 61 minutes later by the server, the first one is gone too.
         let later = s
-            .read(|c| query(c, &p, 10.0, &f, NOW_MS + 61 * 60_000, &HashSet::new()))
+            .query(&p, 10.0, &f, NOW_MS + 61 * 60_000, &HashSet::new())
             .unwrap();
         assert!(later.is_empty());
         let hidden = HashSet::from([JobId(uuid::Uuid::from_u128(1))]);
-        assert!(
-            s.read(|c| query(c, &p, 10.0, &f, NOW_MS, &hidden))
-                .unwrap()
-                .is_empty()
-        );
+        assert!(s.query(&p, 10.0, &f, NOW_MS, &hidden).unwrap().is_empty());
     }
 }

@@ -3,23 +3,31 @@
 
 use crate::crypto::FieldCipher;
 use crate::error::{CoreError, CoreResult};
-use friend_protocol::geo::BoundingBox;
 use friend_protocol::{Address, Change, Contact, GeoPoint, JobDetails, JobId, Offer};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-/// What applying a batch of changes did, for listeners.
+/// What applying a batch of changes did: for listeners and the in-memory inbox index.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Applied {
     /// The inbox changed (an offer added, updated or removed).
     pub inbox_changed: bool,
     /// Jobs of the account that changed.
     pub jobs_changed: Vec<JobId>,
+    /// Offers stored (new or newer versions).
+    pub offers_upserted: Vec<Offer>,
+    /// Offers that left the inbox.
+    pub offers_removed: Vec<JobId>,
+    /// The whole inbox was replaced (a snapshot finished).
+    pub inbox_replaced: bool,
 }
 
 impl Applied {
     /// Merges another batch's result.
     pub fn merge(&mut self, other: Applied) {
         self.inbox_changed |= other.inbox_changed;
+        self.inbox_replaced |= other.inbox_replaced;
+        self.offers_upserted.extend(other.offers_upserted);
+        self.offers_removed.extend(other.offers_removed);
         for j in other.jobs_changed {
             if !self.jobs_changed.contains(&j) {
                 self.jobs_changed.push(j);
@@ -94,17 +102,26 @@ pub fn apply_changes(
                 }
                 insert_offer(tx, offers, offer)?;
                 applied.inbox_changed = true;
+                if !staged {
+                    applied.offers_upserted.push(offer.clone());
+                }
             }
             Change::Job { job } => {
                 upsert_job(tx, jobs, cipher, job, now_ms)?;
                 applied.inbox_changed |= in_offers;
                 applied.jobs_changed.push(id);
+                if in_offers && !staged {
+                    applied.offers_removed.push(id);
+                }
             }
             _ => {
                 if delete_job()? {
                     applied.jobs_changed.push(id);
                 }
                 applied.inbox_changed |= in_offers;
+                if in_offers && !staged {
+                    applied.offers_removed.push(id);
+                }
             }
         }
     }
@@ -130,15 +147,15 @@ fn insert_offer(tx: &Transaction<'_>, table: &str, offer: &Offer) -> CoreResult<
     Ok(())
 }
 
-/// Stores a job with its personal fields sealed (used for sync changes and for direct answers such
-/// as a won accept). Returns false when the cache already knows a newer version.
+/// Stores a job with its personal fields sealed (used for direct answers such as a won accept or an
+/// applied outbox item). Nothing changes when the cache already knows a newer version.
 pub fn store_job(
     tx: &Transaction<'_>,
     cipher: &FieldCipher,
     job: &JobDetails,
     now_ms: i64,
-) -> CoreResult<bool> {
-    let applied = apply_changes(
+) -> CoreResult<Applied> {
+    apply_changes(
         tx,
         cipher,
         &[Change::Job {
@@ -146,8 +163,7 @@ pub fn store_job(
         }],
         false,
         now_ms,
-    )?;
-    Ok(!applied.jobs_changed.is_empty())
+    )
 }
 
 fn upsert_job(
@@ -224,12 +240,24 @@ mod erased {
     }
 }
 
-/// Removes an offer from the inbox (after a lost race, a decline). Returns whether it was there.
-pub fn remove_offer(tx: &Transaction<'_>, id: JobId, version: Option<u64>) -> CoreResult<bool> {
-    if let Some(v) = version {
-        set_version(tx, &id.to_string(), v)?;
+/// Removes an offer from the inbox (after a lost race). Records it in `applied` when it was there.
+pub fn remove_offer(tx: &Transaction<'_>, id: JobId, applied: &mut Applied) -> CoreResult<()> {
+    if tx.execute("DELETE FROM offers WHERE id = ?1", params![id.to_string()])? > 0 {
+        applied.inbox_changed = true;
+        applied.offers_removed.push(id);
     }
-    Ok(tx.execute("DELETE FROM offers WHERE id = ?1", params![id.to_string()])? > 0)
+    Ok(())
+}
+
+/// Every cached offer (to build the in-memory inbox index).
+pub fn all_offers(conn: &Connection) -> CoreResult<Vec<Offer>> {
+    let mut stmt = conn.prepare_cached("SELECT body FROM offers")?;
+    let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+    let mut out = Vec::new();
+    for body in rows {
+        out.push(serde_json::from_str(&body?)?);
+    }
+    Ok(out)
 }
 
 /// Starts a snapshot: empties the staging tables.
@@ -243,46 +271,15 @@ pub fn finish_snapshot(tx: &Transaction<'_>) -> CoreResult<()> {
     tx.execute_batch(
         "DELETE FROM offers; INSERT INTO offers SELECT * FROM staged_offers;
          DELETE FROM jobs; INSERT INTO jobs SELECT * FROM staged_jobs;
+         -- A job that changed while the snapshot was paged may sit in both: the newer version wins.
+         DELETE FROM offers WHERE EXISTS (SELECT 1 FROM jobs j WHERE j.id = offers.id AND j.version >= offers.version);
+         DELETE FROM jobs WHERE EXISTS (SELECT 1 FROM offers o WHERE o.id = jobs.id AND o.version > jobs.version);
          DELETE FROM staged_offers; DELETE FROM staged_jobs;
          DELETE FROM job_versions WHERE job_id IN (SELECT id FROM offers UNION ALL SELECT id FROM jobs);
          INSERT INTO job_versions (job_id, version) SELECT id, version FROM offers;
          INSERT OR REPLACE INTO job_versions (job_id, version) SELECT id, version FROM jobs;",
     )?;
     Ok(())
-}
-
-/// Offers whose approximate point lies in `bbox` (plus remote ones when asked), not yet expired by
-/// the server clock.
-pub fn offers_near(
-    conn: &Connection,
-    bbox: &BoundingBox,
-    include_remote: bool,
-    server_now_ms: i64,
-    mut keep: impl FnMut(f64, f64) -> bool,
-) -> CoreResult<Vec<Offer>> {
-    let mut out = Vec::new();
-    let mut stmt = conn.prepare_cached(
-        "SELECT lat, lon, body FROM offers WHERE lat BETWEEN ?1 AND ?2 AND lon BETWEEN ?3 AND ?4 AND expires_at > ?5",
-    )?;
-    for (lo, hi) in &bbox.lon_ranges {
-        let mut rows = stmt.query(params![bbox.min_lat, bbox.max_lat, lo, hi, server_now_ms])?;
-        while let Some(r) = rows.next()? {
-            // Exact distance first; only offers within the radius are parsed.
-            if keep(r.get(0)?, r.get(1)?) {
-                let body: String = r.get(2)?;
-                out.push(serde_json::from_str(&body)?);
-            }
-        }
-    }
-    if include_remote {
-        let mut stmt = conn
-            .prepare_cached("SELECT body FROM offers WHERE place = 'remote' AND expires_at > ?1")?;
-        let rows = stmt.query_map(params![server_now_ms], |r| r.get::<_, String>(0))?;
-        for body in rows {
-            out.push(serde_json::from_str(&body?)?);
-        }
-    }
-    Ok(out)
 }
 
 /// One offer by id.
