@@ -3,6 +3,7 @@
 //! and appends the change-log entries — so the accept race is decided by the database.
 
 use crate::error::AppError;
+use crate::store::Cached as _;
 use crate::store::jobs::{self, JobRow};
 use crate::store::{Effects, accounts, catalog, feed};
 use chrono::{DateTime, Utc};
@@ -11,16 +12,16 @@ use friend_protocol::{
     AcceptOutcome, AccountId, BookRequest, ErrorCode, JobDetails, JobId, JobState,
     NotEligibleReason, Role, eligibility, slots_conflict, validate,
 };
-use rusqlite::Transaction;
+use rusqlite::Connection;
 
 /// A job by id, or 404.
-pub(crate) fn load(tx: &Transaction<'_>, id: JobId) -> Result<JobRow, AppError> {
+pub(crate) fn load(tx: &Connection, id: JobId) -> Result<JobRow, AppError> {
     jobs::get(tx, id)?.ok_or_else(AppError::job_not_found)
 }
 
 /// Books a job for `customer` and offers it to every eligible Friend.
 pub fn book(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     customer: AccountId,
     req: &BookRequest,
     now: DateTime<Utc>,
@@ -71,7 +72,7 @@ pub fn book(
 /// A Friend's accept: the first one wins. Every outcome is typed; refusals that depend on the job's
 /// state are outcomes, not errors, so they can be stored under the idempotency key.
 pub fn accept(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     friend: AccountId,
     job_id: JobId,
     now: DateTime<Utc>,
@@ -125,7 +126,7 @@ pub fn accept(
 
 /// Applies one state-machine event to a job and records the change.
 pub fn apply(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     job_id: JobId,
     actor: Actor,
     event: Event,
@@ -160,7 +161,7 @@ pub fn apply(
 
 /// A Friend declines an open offer: it leaves their inbox (and only theirs).
 pub fn decline(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     friend: AccountId,
     job_id: JobId,
     reason: &str,
@@ -178,12 +179,12 @@ pub fn decline(
     }
     jobs::insert_decline(tx, job_id, friend, reason, now)?;
     // Only the decliner's feed gets the change; the job itself did not change for anyone else.
-    tx.execute(
+    tx.exec(
         "INSERT INTO changes (job_id, at) VALUES (?1, ?2)",
         rusqlite::params![job_id.to_string(), crate::clock::to_ms(now)],
     )?;
     let seq = tx.last_insert_rowid();
-    tx.execute(
+    tx.exec(
         "INSERT INTO feed (account_id, seq, job_id) VALUES (?1, ?2, ?3)",
         rusqlite::params![friend.to_string(), seq, job_id.to_string()],
     )?;
@@ -195,7 +196,7 @@ pub fn decline(
 
 /// Expires up to `limit` open jobs whose time is up. Returns how many and what to wake.
 pub fn expire_due(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     now: DateTime<Utc>,
     limit: u32,
 ) -> Result<(usize, Effects), AppError> {

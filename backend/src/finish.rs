@@ -14,10 +14,10 @@ use friend_protocol::{
     AccountId, CompleteRequest, ErrorCode, JobId, JobOutcome, JobState, LedgerEntry, LedgerStatus,
     QuotePolicy, RateRequest, Settlement,
 };
-use rusqlite::Transaction;
+use rusqlite::Connection;
 
 /// The job if `friend` holds (or last held) it; 404 otherwise, whether or not it exists.
-fn friend_job(tx: &Transaction<'_>, id: JobId, friend: AccountId) -> Result<JobRow, AppError> {
+fn friend_job(tx: &Connection, id: JobId, friend: AccountId) -> Result<JobRow, AppError> {
     match jobs::get(tx, id)? {
         Some(job) if job.friend_id() == Some(friend) => Ok(job),
         _ => Err(AppError::job_not_found()),
@@ -27,7 +27,7 @@ fn friend_job(tx: &Transaction<'_>, id: JobId, friend: AccountId) -> Result<JobR
 /// Completes an agreed job at the agreed total and records its settlement in the ledger. The same
 /// completion again is answered like the first time.
 pub fn complete(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     friend: AccountId,
     job_id: JobId,
     req: &CompleteRequest,
@@ -53,7 +53,7 @@ pub fn complete(
 /// Ends the job unhappily (`Escalate` or `CheckOutUnsuccessful`) with the Friend's outcome. The
 /// same request again is answered like the first time.
 pub fn end_unhappily(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     friend: AccountId,
     job_id: JobId,
     event: Event,
@@ -77,7 +77,7 @@ pub fn end_unhappily(
 
 /// The customer rates a completed job, once.
 pub fn rate(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     customer: AccountId,
     job_id: JobId,
     req: &RateRequest,
@@ -119,7 +119,7 @@ pub fn rate(
 
 /// The admin moves a job's ledger entry forward (staying put is a no-op; backwards is refused).
 pub fn move_ledger(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     job_id: JobId,
     status: LedgerStatus,
     now: DateTime<Utc>,

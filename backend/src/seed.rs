@@ -273,7 +273,7 @@ fn dev_friends() -> Result<Vec<(&'static str, NewFriend)>, GeoError> {
 /// accounts yet. Returns the dev accounts created now.
 pub(crate) fn ensure(state: &AppState, dev: bool) -> Result<Option<Vec<DevAccount>>, AppError> {
     let now = state.clock.now();
-    state.db.write_now(|tx| {
+    state.db.write_now(move |tx| {
         if catalog::catalog(tx)?.services.is_empty() {
             catalog::replace(tx, &default_catalog())?;
         }

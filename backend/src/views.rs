@@ -5,12 +5,12 @@
 use crate::store::jobs::{self, JobRow};
 use chrono::{DateTime, Utc};
 use friend_protocol::{Change, FriendProfile, JobState, RemovalReason, eligibility};
-use rusqlite::Transaction;
+use rusqlite::Connection;
 
 /// The change a Friend receives for a job.
 /// An open job past its expiry counts as expired even before the sweep reaches it.
 pub fn for_friend(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     job: &JobRow,
     me: &FriendProfile,
     now: DateTime<Utc>,

@@ -20,7 +20,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use friend_protocol::{AccountId, ErrorCode};
-use rusqlite::Transaction;
+use rusqlite::Connection;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
@@ -122,7 +122,7 @@ pub(crate) async fn idempotent<T, F>(
 ) -> Result<T, AppError>
 where
     T: Serialize + DeserializeOwned + Send + 'static,
-    F: FnOnce(&Transaction<'_>, DateTime<Utc>) -> Result<(T, Effects), AppError> + Send + 'static,
+    F: FnOnce(&Connection, DateTime<Utc>) -> Result<(T, Effects), AppError> + Send + 'static,
 {
     let clock = state.clock.clone();
     let (value, effects) = state

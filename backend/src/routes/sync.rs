@@ -18,7 +18,7 @@ use friend_protocol::{
     ApiError, Change, DEFAULT_PAGE_LIMIT, ErrorCode, JobId, MAX_PAGE_LIMIT, MAX_WAIT_SECS, Role,
     SyncPage,
 };
-use rusqlite::Transaction;
+use rusqlite::Connection;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -121,7 +121,7 @@ pub async fn sync(
 }
 
 fn build_page(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     caller: Caller,
     cursor: Cursor,
     limit: u32,

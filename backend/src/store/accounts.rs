@@ -3,17 +3,18 @@
 use super::parse_id;
 use crate::auth::{Caller, TokenHash};
 use crate::clock::to_ms;
+use crate::store::Cached as _;
 use chrono::{DateTime, Utc};
 use friend_protocol::geo::BoundingBox;
 use friend_protocol::{
     AccountId, Category, CustomerProfile, FriendProfile, GeoPoint, NewCustomer, NewFriend, Role,
     Tier,
 };
-use rusqlite::{OptionalExtension, Row, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 
 /// The caller owning a token hash.
-pub fn by_token_hash(tx: &Transaction<'_>, hash: &TokenHash) -> rusqlite::Result<Option<Caller>> {
-    tx.query_row(
+pub fn by_token_hash(tx: &Connection, hash: &TokenHash) -> rusqlite::Result<Option<Caller>> {
+    tx.row(
         "SELECT id, role FROM accounts WHERE token_hash = ?1",
         params![&hash[..]],
         |r| {
@@ -34,18 +35,18 @@ pub fn by_token_hash(tx: &Transaction<'_>, hash: &TokenHash) -> rusqlite::Result
 
 /// Creates a Friend account.
 pub fn insert_friend(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     id: AccountId,
     f: &NewFriend,
     token: &TokenHash,
     now: DateTime<Utc>,
 ) -> rusqlite::Result<()> {
-    tx.execute(
+    tx.exec(
         "INSERT INTO accounts (id, role, name, token_hash, created_at) VALUES (?1, 'friend', ?2, ?3, ?4)",
         params![id.to_string(), f.name, &token[..], to_ms(now)],
     )?;
     let categories: Vec<&str> = f.categories.iter().map(|c| c.as_str()).collect();
-    tx.execute(
+    tx.exec(
         "INSERT INTO friends (account_id, home_lat, home_lon, radius_km, categories, communities, tier)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![
@@ -63,13 +64,13 @@ pub fn insert_friend(
 
 /// Creates a customer account.
 pub fn insert_customer(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     id: AccountId,
     c: &NewCustomer,
     token: &TokenHash,
     now: DateTime<Utc>,
 ) -> rusqlite::Result<()> {
-    tx.execute(
+    tx.exec(
         "INSERT INTO accounts (id, role, name, token_hash, created_at) VALUES (?1, 'customer', ?2, ?3, ?4)",
         params![id.to_string(), c.name, &token[..], to_ms(now)],
     )?;
@@ -100,8 +101,8 @@ fn friend_from_row(r: &Row<'_>) -> rusqlite::Result<FriendProfile> {
 }
 
 /// A Friend's profile.
-pub fn friend(tx: &Transaction<'_>, id: AccountId) -> rusqlite::Result<Option<FriendProfile>> {
-    tx.query_row(
+pub fn friend(tx: &Connection, id: AccountId) -> rusqlite::Result<Option<FriendProfile>> {
+    tx.row(
         &format!("SELECT {FRIEND_COLUMNS} FROM friends f JOIN accounts a ON a.id = f.account_id WHERE a.id = ?1"),
         params![id.to_string()],
         friend_from_row,
@@ -111,7 +112,7 @@ pub fn friend(tx: &Transaction<'_>, id: AccountId) -> rusqlite::Result<Option<Fr
 
 /// Friends whose home lies in the box around `center` (the caller applies the exact rule).
 pub fn friends_near(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     center: &GeoPoint,
     radius_m: f64,
 ) -> rusqlite::Result<Vec<FriendProfile>> {
@@ -131,7 +132,7 @@ pub fn friends_near(
 }
 
 /// Every Friend (remote jobs have no distance rule).
-pub fn all_friends(tx: &Transaction<'_>) -> rusqlite::Result<Vec<FriendProfile>> {
+pub fn all_friends(tx: &Connection) -> rusqlite::Result<Vec<FriendProfile>> {
     let mut stmt = tx.prepare_cached(&format!(
         "SELECT {FRIEND_COLUMNS} FROM friends f JOIN accounts a ON a.id = f.account_id"
     ))?;
@@ -139,8 +140,8 @@ pub fn all_friends(tx: &Transaction<'_>) -> rusqlite::Result<Vec<FriendProfile>>
 }
 
 /// A customer's profile.
-pub fn customer(tx: &Transaction<'_>, id: AccountId) -> rusqlite::Result<Option<CustomerProfile>> {
-    tx.query_row(
+pub fn customer(tx: &Connection, id: AccountId) -> rusqlite::Result<Option<CustomerProfile>> {
+    tx.row(
         "SELECT name FROM accounts WHERE id = ?1 AND role = 'customer'",
         params![id.to_string()],
         |r| {
@@ -154,8 +155,8 @@ pub fn customer(tx: &Transaction<'_>, id: AccountId) -> rusqlite::Result<Option<
 }
 
 /// Whether any account exists (a fresh database gets the dev seed).
-pub fn is_empty(tx: &Transaction<'_>) -> rusqlite::Result<bool> {
-    tx.query_row("SELECT NOT EXISTS (SELECT 1 FROM accounts)", [], |r| {
+pub fn is_empty(tx: &Connection) -> rusqlite::Result<bool> {
+    tx.row("SELECT NOT EXISTS (SELECT 1 FROM accounts)", [], |r| {
         r.get(0)
     })
 }

@@ -1,7 +1,8 @@
 //! The service catalog.
 
+use crate::store::Cached as _;
 use friend_protocol::{Catalog, Category, Currency, Money, Service, Tier};
-use rusqlite::{OptionalExtension, Row, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 
 fn service_from_row(r: &Row<'_>) -> rusqlite::Result<Service> {
     let category: String = r.get(1)?;
@@ -31,8 +32,8 @@ const COLUMNS: &str =
     "id, category, title, description, price_minor, currency, duration_minutes, min_tier";
 
 /// One service.
-pub fn service(tx: &Transaction<'_>, id: &str) -> rusqlite::Result<Option<Service>> {
-    tx.query_row(
+pub fn service(tx: &Connection, id: &str) -> rusqlite::Result<Option<Service>> {
+    tx.row(
         &format!("SELECT {COLUMNS} FROM services WHERE id = ?1"),
         params![id],
         service_from_row,
@@ -41,14 +42,14 @@ pub fn service(tx: &Transaction<'_>, id: &str) -> rusqlite::Result<Option<Servic
 }
 
 /// The whole catalog.
-pub fn catalog(tx: &Transaction<'_>) -> rusqlite::Result<Catalog> {
+pub fn catalog(tx: &Connection) -> rusqlite::Result<Catalog> {
     let mut stmt =
         tx.prepare_cached(&format!("SELECT {COLUMNS} FROM services ORDER BY position"))?;
     let services = stmt
         .query_map([], service_from_row)?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let version: Option<String> = tx
-        .query_row(
+        .row(
             "SELECT value FROM meta WHERE key = 'catalog_version'",
             [],
             |r| r.get(0),
@@ -61,10 +62,10 @@ pub fn catalog(tx: &Transaction<'_>) -> rusqlite::Result<Catalog> {
 }
 
 /// Replaces the catalog and bumps its version.
-pub fn replace(tx: &Transaction<'_>, services: &[Service]) -> rusqlite::Result<()> {
-    tx.execute("DELETE FROM services", [])?;
+pub fn replace(tx: &Connection, services: &[Service]) -> rusqlite::Result<()> {
+    tx.exec("DELETE FROM services", [])?;
     for (i, s) in services.iter().enumerate() {
-        tx.execute(
+        tx.exec(
             &format!("INSERT INTO services ({COLUMNS}, position) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
             params![
                 s.id,
@@ -79,7 +80,7 @@ pub fn replace(tx: &Transaction<'_>, services: &[Service]) -> rusqlite::Result<(
             ],
         )?;
     }
-    tx.execute(
+    tx.exec(
         "INSERT INTO meta (key, value) VALUES ('catalog_version', '1')
          ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1",
         [],

@@ -6,20 +6,21 @@
 use super::jobs::JobRow;
 use super::{Effects, accounts, parse_id};
 use crate::clock::to_ms;
+use crate::store::Cached as _;
 use chrono::{DateTime, Utc};
 use friend_protocol::{AccountId, JobId, JobState, Place, eligibility};
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 /// Appends a change of `job` (its state after the change) and fans it out. `previous_holder` is the
 /// Friend who held it before the change (for releases), `was_open` whether it was open before.
 pub fn record(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     job: &JobRow,
     previous_holder: Option<AccountId>,
     was_open: bool,
     now: DateTime<Utc>,
 ) -> rusqlite::Result<Effects> {
-    tx.execute(
+    tx.exec(
         "INSERT INTO changes (job_id, at) VALUES (?1, ?2)",
         params![job.id.to_string(), to_ms(now)],
     )?;
@@ -59,16 +60,16 @@ pub fn record(
 }
 
 /// The newest change sequence number (0 when nothing happened yet).
-pub fn head(tx: &Transaction<'_>) -> rusqlite::Result<i64> {
-    tx.query_row("SELECT COALESCE(MAX(seq), 0) FROM changes", [], |r| {
+pub fn head(tx: &Connection) -> rusqlite::Result<i64> {
+    tx.row("SELECT COALESCE(MAX(seq), 0) FROM changes", [], |r| {
         r.get(0)
     })
 }
 
 /// The oldest cursor still served: changes at or below it may have been pruned.
-pub fn floor(tx: &Transaction<'_>) -> rusqlite::Result<i64> {
+pub fn floor(tx: &Connection) -> rusqlite::Result<i64> {
     let v: Option<String> = tx
-        .query_row("SELECT value FROM meta WHERE key = 'feed_floor'", [], |r| {
+        .row("SELECT value FROM meta WHERE key = 'feed_floor'", [], |r| {
             r.get(0)
         })
         .optional()?;
@@ -77,7 +78,7 @@ pub fn floor(tx: &Transaction<'_>) -> rusqlite::Result<i64> {
 
 /// Feed rows of `account` after `cursor`: up to `limit` (seq, job) pairs, and whether more follow.
 pub fn after(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     account: AccountId,
     cursor: i64,
     limit: u32,
@@ -97,8 +98,8 @@ pub fn after(
 }
 
 /// Drops changes older than `before` and raises the floor: cursors below it get "cursor too old".
-pub fn prune_before(tx: &Transaction<'_>, before: DateTime<Utc>) -> rusqlite::Result<i64> {
-    let cut: i64 = tx.query_row(
+pub fn prune_before(tx: &Connection, before: DateTime<Utc>) -> rusqlite::Result<i64> {
+    let cut: i64 = tx.row(
         "SELECT COALESCE(MAX(seq), 0) FROM changes WHERE at < ?1",
         params![to_ms(before)],
         |r| r.get(0),
@@ -106,9 +107,9 @@ pub fn prune_before(tx: &Transaction<'_>, before: DateTime<Utc>) -> rusqlite::Re
     if cut == 0 {
         return Ok(0);
     }
-    tx.execute("DELETE FROM feed WHERE seq <= ?1", params![cut])?;
-    let n = tx.execute("DELETE FROM changes WHERE seq <= ?1", params![cut])?;
-    tx.execute(
+    tx.exec("DELETE FROM feed WHERE seq <= ?1", params![cut])?;
+    let n = tx.exec("DELETE FROM changes WHERE seq <= ?1", params![cut])?;
+    tx.exec(
         "INSERT INTO meta (key, value) VALUES ('feed_floor', ?1)
          ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         params![cut.to_string()],

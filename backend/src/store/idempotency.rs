@@ -4,9 +4,10 @@
 
 use crate::clock::to_ms;
 use crate::error::AppError;
+use crate::store::Cached as _;
 use chrono::{DateTime, Utc};
 use friend_protocol::{AccountId, ErrorCode};
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 /// SHA-256 over the route and the canonical (key-sorted) JSON body.
 pub fn fingerprint(route: &str, body: &serde_json::Value) -> Vec<u8> {
@@ -19,13 +20,13 @@ pub fn fingerprint(route: &str, body: &serde_json::Value) -> Vec<u8> {
 
 /// The stored response for this key, if any. A different request under the same key is an error.
 pub fn lookup(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     account: AccountId,
     key: &str,
     fingerprint: &[u8],
 ) -> Result<Option<(u16, String)>, AppError> {
     let found: Option<(Vec<u8>, u16, String)> = tx
-        .query_row(
+        .row(
             "SELECT fingerprint, status, body FROM idempotency WHERE account_id = ?1 AND key = ?2",
             params![account.to_string(), key],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
@@ -44,13 +45,13 @@ pub fn lookup(
 /// The stored response body for `key` if it was stored by `route` (fingerprints start with the
 /// route, so another route's entry under the same key is not returned).
 pub fn stored(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     account: AccountId,
     key: &str,
     route: &str,
 ) -> rusqlite::Result<Option<String>> {
     let found: Option<(String, String)> = tx
-        .query_row(
+        .row(
             "SELECT route, body FROM idempotency WHERE account_id = ?1 AND key = ?2",
             params![account.to_string(), key],
             |r| Ok((r.get(0)?, r.get(1)?)),
@@ -61,7 +62,7 @@ pub fn stored(
 
 /// Stores a successful (200) response under its key.
 pub fn store(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     account: AccountId,
     key: &str,
     route: &str,
@@ -69,7 +70,7 @@ pub fn store(
     body: &str,
     now: DateTime<Utc>,
 ) -> rusqlite::Result<()> {
-    tx.execute(
+    tx.exec(
         "INSERT INTO idempotency (account_id, key, route, fingerprint, status, body, created_at)
          VALUES (?1, ?2, ?3, ?4, 200, ?5, ?6)",
         params![

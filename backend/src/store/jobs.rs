@@ -4,6 +4,7 @@
 use super::onsite::{self, OnSite, onsite_columns, onsite_joins};
 use super::parse_id;
 use crate::clock::{from_ms, to_ms};
+use crate::store::Cached as _;
 use chrono::{DateTime, Utc};
 use friend_protocol::eligibility::JobReach;
 use friend_protocol::lifecycle::JobFacts;
@@ -11,7 +12,7 @@ use friend_protocol::{
     AccountId, Address, Category, Contact, FriendSummary, GeoPoint, JobDetails, JobId, JobState,
     Money, Negotiation, Offer, Place, Role, SlotUse, Tier, Timing,
 };
-use rusqlite::{OptionalExtension, Row, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 
 /// A job as stored, decoded.
 #[derive(Debug, Clone)]
@@ -282,14 +283,14 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<JobRow> {
 }
 
 /// One job by id.
-pub fn get(tx: &Transaction<'_>, id: JobId) -> rusqlite::Result<Option<JobRow>> {
+pub fn get(tx: &Connection, id: JobId) -> rusqlite::Result<Option<JobRow>> {
     let mut stmt = tx.prepare_cached(&format!("SELECT {COLUMNS} FROM {FROM} WHERE j.id = ?1"))?;
     stmt.query_row(params![id.to_string()], from_row).optional()
 }
 
 /// A customer's jobs, newest first.
 pub fn for_customer(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     customer: AccountId,
     limit: u32,
 ) -> rusqlite::Result<Vec<JobRow>> {
@@ -301,7 +302,7 @@ pub fn for_customer(
 }
 
 /// Slot jobs a Friend currently holds.
-pub fn held_slots(tx: &Transaction<'_>, friend: AccountId) -> rusqlite::Result<Vec<JobRow>> {
+pub fn held_slots(tx: &Connection, friend: AccountId) -> rusqlite::Result<Vec<JobRow>> {
     let mut stmt = tx.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM {FROM} WHERE j.friend_id = ?1 AND j.timing_kind = 'slot'
          AND j.state IN ('assigned', 'on_site', 'agreed')"
@@ -312,7 +313,7 @@ pub fn held_slots(tx: &Transaction<'_>, friend: AccountId) -> rusqlite::Result<V
 
 /// Open jobs whose expiry is due.
 pub fn due_for_expiry(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     now: DateTime<Utc>,
     limit: u32,
 ) -> rusqlite::Result<Vec<JobId>> {
@@ -329,7 +330,7 @@ pub fn due_for_expiry(
 /// box around their home (or remote), and jobs they hold or held. The caller applies the exact
 /// eligibility rule.
 pub fn snapshot_candidates_friend(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     friend: AccountId,
     bbox: &friend_protocol::geo::BoundingBox,
     after: i64,
@@ -365,7 +366,7 @@ pub fn snapshot_candidates_friend(
 
 /// A page of a customer's jobs after rowid `after`, for a snapshot.
 pub fn snapshot_candidates_customer(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     customer: AccountId,
     after: i64,
     limit: u32,
@@ -378,12 +379,12 @@ pub fn snapshot_candidates_customer(
 }
 
 /// Stores a new job.
-pub fn insert(tx: &Transaction<'_>, j: &JobRow) -> rusqlite::Result<()> {
+pub fn insert(tx: &Connection, j: &JobRow) -> rusqlite::Result<()> {
     let (kind, start, end) = match j.timing {
         Timing::Slot { start, end } => ("slot", Some(to_ms(start)), Some(to_ms(end))),
         _ => ("now", None, None),
     };
-    tx.execute(
+    tx.exec(
         "INSERT INTO jobs (id, version, state, customer_id, friend_id, service_id, category, title, description,
             timing_kind, slot_start, slot_end, place, lat, lon, approx_lat, approx_lon, district, address, contact,
             access_notes, price_minor, currency, brand, min_tier, radius_km, cancelled_by, created_at, expires_at,
@@ -427,7 +428,7 @@ pub fn insert(tx: &Transaction<'_>, j: &JobRow) -> rusqlite::Result<()> {
 /// Moves a job from `from` to the facts in `to`, only if it is still in `from` (the conditional
 /// update that makes the accept race safe even without the writer lock). Returns whether it moved.
 pub fn update_state(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     id: JobId,
     from: JobState,
     to: &JobFacts,
@@ -439,7 +440,7 @@ pub fn update_state(
         Role::Friend => "friend",
         Role::Unknown => "unknown",
     });
-    let n = tx.execute(
+    let n = tx.exec(
         "UPDATE jobs SET state = ?1, friend_id = ?2, cancelled_by = COALESCE(?3, cancelled_by),
             version = version + 1, updated_at = ?4
          WHERE id = ?5 AND state = ?6",
@@ -457,8 +458,8 @@ pub fn update_state(
 
 /// Records a change that is not a state change (a quote, a rating, a new device key): the job's
 /// version grows so clients replace what they cached.
-pub fn touch(tx: &Transaction<'_>, id: JobId, now: DateTime<Utc>) -> rusqlite::Result<()> {
-    tx.execute(
+pub fn touch(tx: &Connection, id: JobId, now: DateTime<Utc>) -> rusqlite::Result<()> {
+    tx.exec(
         "UPDATE jobs SET version = version + 1, updated_at = ?1 WHERE id = ?2",
         params![to_ms(now), id.to_string()],
     )?;
@@ -467,7 +468,7 @@ pub fn touch(tx: &Transaction<'_>, id: JobId, now: DateTime<Utc>) -> rusqlite::R
 
 /// Jobs an account is a party of that a Friend currently holds (the ones whose parties exchange
 /// signed consent).
-pub fn held_with(tx: &Transaction<'_>, account: AccountId) -> rusqlite::Result<Vec<JobRow>> {
+pub fn held_with(tx: &Connection, account: AccountId) -> rusqlite::Result<Vec<JobRow>> {
     let mut stmt = tx.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM {FROM} WHERE (j.customer_id = ?1 OR j.friend_id = ?1)
          AND j.state IN ('assigned', 'on_site', 'agreed')"
@@ -478,13 +479,13 @@ pub fn held_with(tx: &Transaction<'_>, account: AccountId) -> rusqlite::Result<V
 
 /// Records that a Friend declined (or released) a job.
 pub fn insert_decline(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     job: JobId,
     friend: AccountId,
     reason: &str,
     now: DateTime<Utc>,
 ) -> rusqlite::Result<()> {
-    tx.execute(
+    tx.exec(
         "INSERT INTO declines (job_id, friend_id, reason, at) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (job_id, friend_id) DO UPDATE SET reason = excluded.reason, at = excluded.at",
         params![job.to_string(), friend.to_string(), reason, to_ms(now)],
@@ -493,8 +494,8 @@ pub fn insert_decline(
 }
 
 /// Forgets a decline (the Friend accepted after all).
-pub fn delete_decline(tx: &Transaction<'_>, job: JobId, friend: AccountId) -> rusqlite::Result<()> {
-    tx.execute(
+pub fn delete_decline(tx: &Connection, job: JobId, friend: AccountId) -> rusqlite::Result<()> {
+    tx.exec(
         "DELETE FROM declines WHERE job_id = ?1 AND friend_id = ?2",
         params![job.to_string(), friend.to_string()],
     )?;
@@ -502,7 +503,7 @@ pub fn delete_decline(tx: &Transaction<'_>, job: JobId, friend: AccountId) -> ru
 }
 
 /// Whether a Friend declined a job.
-pub fn declined(tx: &Transaction<'_>, job: JobId, friend: AccountId) -> rusqlite::Result<bool> {
+pub fn declined(tx: &Connection, job: JobId, friend: AccountId) -> rusqlite::Result<bool> {
     let mut stmt = tx.prepare_cached(
         "SELECT EXISTS (SELECT 1 FROM declines WHERE job_id = ?1 AND friend_id = ?2)",
     )?;

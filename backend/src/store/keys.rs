@@ -1,18 +1,19 @@
 //! Device keys: the Ed25519 public keys each account registered, in canonical base64.
 
 use crate::clock::to_ms;
+use crate::store::Cached as _;
 use chrono::{DateTime, Utc};
 use friend_protocol::AccountId;
-use rusqlite::{Transaction, params};
+use rusqlite::{Connection, params};
 
 /// Registers `key` for `account`. Returns whether it was new (a second registration changes nothing).
 pub fn register(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     account: AccountId,
     key: &str,
     now: DateTime<Utc>,
 ) -> rusqlite::Result<bool> {
-    let n = tx.execute(
+    let n = tx.exec(
         "INSERT INTO device_keys (account_id, public_key, created_at) VALUES (?1, ?2, ?3)
          ON CONFLICT (account_id, public_key) DO NOTHING",
         params![account.to_string(), key, to_ms(now)],
@@ -21,7 +22,7 @@ pub fn register(
 }
 
 /// The keys `account` registered, oldest first.
-pub fn list(tx: &Transaction<'_>, account: AccountId) -> rusqlite::Result<Vec<String>> {
+pub fn list(tx: &Connection, account: AccountId) -> rusqlite::Result<Vec<String>> {
     let mut stmt = tx.prepare_cached(
         "SELECT public_key FROM device_keys WHERE account_id = ?1 ORDER BY created_at, public_key",
     )?;
@@ -30,11 +31,7 @@ pub fn list(tx: &Transaction<'_>, account: AccountId) -> rusqlite::Result<Vec<St
 }
 
 /// Whether `account` registered `key`.
-pub fn is_registered(
-    tx: &Transaction<'_>,
-    account: AccountId,
-    key: &str,
-) -> rusqlite::Result<bool> {
+pub fn is_registered(tx: &Connection, account: AccountId, key: &str) -> rusqlite::Result<bool> {
     let mut stmt = tx.prepare_cached(
         "SELECT EXISTS (SELECT 1 FROM device_keys WHERE account_id = ?1 AND public_key = ?2)",
     )?;

@@ -4,15 +4,16 @@
 use super::onsite::{currency, payment, payment_name};
 use super::parse_id;
 use crate::clock::{from_ms, to_ms};
+use crate::store::Cached as _;
 use chrono::{DateTime, Utc};
 use friend_protocol::{
     AccountId, JobId, LedgerDirection, LedgerEntry, LedgerStatus, Money, PaymentMethod, Settlement,
 };
-use rusqlite::{OptionalExtension, Row, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 
 /// Records a completed job.
 pub fn insert(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     job: JobId,
     friend: AccountId,
     method: PaymentMethod,
@@ -20,7 +21,7 @@ pub fn insert(
     s: &Settlement,
     now: DateTime<Utc>,
 ) -> rusqlite::Result<()> {
-    tx.execute(
+    tx.exec(
         "INSERT INTO ledger (job_id, friend_id, method, currency, total_minor, charged_minor, fee_minor,
             payout_minor, status, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending', ?9, ?9)",
@@ -65,7 +66,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<LedgerEntry> {
 
 /// A Friend's entries, newest first.
 pub fn for_friend(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     friend: AccountId,
     limit: u32,
 ) -> rusqlite::Result<Vec<LedgerEntry>> {
@@ -77,8 +78,8 @@ pub fn for_friend(
 }
 
 /// One job's entry.
-pub fn get(tx: &Transaction<'_>, job: JobId) -> rusqlite::Result<Option<LedgerEntry>> {
-    tx.query_row(
+pub fn get(tx: &Connection, job: JobId) -> rusqlite::Result<Option<LedgerEntry>> {
+    tx.row(
         &format!("SELECT {COLUMNS} FROM ledger WHERE job_id = ?1"),
         params![job.to_string()],
         from_row,
@@ -88,13 +89,13 @@ pub fn get(tx: &Transaction<'_>, job: JobId) -> rusqlite::Result<Option<LedgerEn
 
 /// Sets an entry's status (the caller checked the move), stamping when it became due or paid.
 pub fn set_status(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     job: JobId,
     status: LedgerStatus,
     now: DateTime<Utc>,
 ) -> rusqlite::Result<()> {
     let now = to_ms(now);
-    tx.execute(
+    tx.exec(
         "UPDATE ledger SET status = ?1, updated_at = ?2,
             to_pay_at = CASE WHEN ?1 IN ('to_pay', 'paid') THEN COALESCE(to_pay_at, ?2) END,
             paid_at = CASE WHEN ?1 = 'paid' THEN COALESCE(paid_at, ?2) END

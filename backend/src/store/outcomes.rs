@@ -1,13 +1,14 @@
 //! How escalated and unsuccessful jobs ended, with the Friend's note.
 
 use crate::clock::to_ms;
+use crate::store::Cached as _;
 use chrono::{DateTime, Utc};
 use friend_protocol::{JobId, JobOutcome};
-use rusqlite::{Transaction, params};
+use rusqlite::{Connection, params};
 
 /// Records a job's outcome. [`JobOutcome::Unknown`] is never stored (the caller builds the outcome).
 pub fn insert(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     job: JobId,
     outcome: &JobOutcome,
     now: DateTime<Utc>,
@@ -19,7 +20,7 @@ pub fn insert(
         }
         JobOutcome::Unknown => return Ok(()),
     };
-    tx.execute(
+    tx.exec(
         "INSERT INTO outcomes (job_id, kind, reason, note, at) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![job.to_string(), kind, reason, note, to_ms(now)],
     )?;

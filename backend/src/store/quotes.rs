@@ -3,9 +3,10 @@
 //! protocol's ([`friend_protocol::negotiation::apply`]), taken before anything is written here.
 
 use crate::clock::to_ms;
+use crate::store::Cached as _;
 use chrono::{DateTime, Utc};
 use friend_protocol::{JobId, Party, Quote};
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 fn party_name(p: Party) -> &'static str {
     match p {
@@ -16,7 +17,7 @@ fn party_name(p: Party) -> &'static str {
 }
 
 /// Whether `payload` was already stored for `job`, as a proposal or an acceptance.
-pub fn has_payload(tx: &Transaction<'_>, job: JobId, payload: &str) -> rusqlite::Result<bool> {
+pub fn has_payload(tx: &Connection, job: JobId, payload: &str) -> rusqlite::Result<bool> {
     let mut stmt = tx.prepare_cached(
         "SELECT EXISTS (SELECT 1 FROM quotes WHERE job_id = ?1 AND (proposal = ?2 OR acceptance = ?2))",
     )?;
@@ -24,9 +25,9 @@ pub fn has_payload(tx: &Transaction<'_>, job: JobId, payload: &str) -> rusqlite:
 }
 
 /// The quote stored for `version`, if any.
-pub fn quote(tx: &Transaction<'_>, job: JobId, version: u32) -> rusqlite::Result<Option<Quote>> {
+pub fn quote(tx: &Connection, job: JobId, version: u32) -> rusqlite::Result<Option<Quote>> {
     let json: Option<String> = tx
-        .query_row(
+        .row(
             "SELECT quote FROM quotes WHERE job_id = ?1 AND version = ?2",
             params![job.to_string(), version],
             |r| r.get(0),
@@ -46,20 +47,20 @@ pub fn quote(tx: &Transaction<'_>, job: JobId, version: u32) -> rusqlite::Result
 
 /// Stores a new proposal; a proposal still pending is superseded by it.
 pub fn propose(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     quote: &Quote,
     by: Party,
     payload: &str,
     now: DateTime<Utc>,
 ) -> rusqlite::Result<()> {
     let job = quote.job_id.to_string();
-    tx.execute(
+    tx.exec(
         "UPDATE quotes SET answer = 'superseded', answered_at = ?1 WHERE job_id = ?2 AND answer = 'pending'",
         params![to_ms(now), job],
     )?;
     let json = serde_json::to_string(quote)
         .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-    tx.execute(
+    tx.exec(
         "INSERT INTO quotes (job_id, version, proposed_by, quote, total_minor, currency, proposal, answer, proposed_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8)",
         params![
@@ -78,13 +79,13 @@ pub fn propose(
 
 /// Records the acceptance of `version` with its signed payload.
 pub fn accept(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     job: JobId,
     version: u32,
     payload: &str,
     now: DateTime<Utc>,
 ) -> rusqlite::Result<()> {
-    tx.execute(
+    tx.exec(
         "UPDATE quotes SET answer = 'accepted', acceptance = ?1, answered_at = ?2
          WHERE job_id = ?3 AND version = ?4 AND answer = 'pending'",
         params![payload, to_ms(now), job.to_string(), version],
@@ -94,12 +95,12 @@ pub fn accept(
 
 /// Records the rejection of `version`.
 pub fn reject(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     job: JobId,
     version: u32,
     now: DateTime<Utc>,
 ) -> rusqlite::Result<()> {
-    tx.execute(
+    tx.exec(
         "UPDATE quotes SET answer = 'rejected', answered_at = ?1
          WHERE job_id = ?2 AND version = ?3 AND answer = 'pending'",
         params![to_ms(now), job.to_string(), version],
