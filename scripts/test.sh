@@ -1,5 +1,16 @@
 #!/usr/bin/env bash
-# Runs every test of the project: unit, property and end-to-end suites of the Rust workspace.
+# Runs every test of the project: unit, property and end-to-end suites of the Rust workspace, then
+# the host JVM tests of the Kotlin bindings (android/jvm-tests: generated Kotlin + JNA against the
+# debug libfriend_ffi.so, talking to a friend-backend the tests start).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo test --workspace --locked
+
+if ! command -v mvn >/dev/null 2>&1 || ! command -v java >/dev/null 2>&1; then
+  echo "scripts/test.sh: the Kotlin binding tests need a JDK (17+) and Maven:" >&2
+  echo "  apt-get install -y openjdk-17-jdk-headless maven   (or run .ci/run, which installs them)" >&2
+  exit 1
+fi
+bash bindings/generate.sh
+cargo build --locked -p friend-backend
+mvn -B -ntp -f android/jvm-tests/pom.xml test

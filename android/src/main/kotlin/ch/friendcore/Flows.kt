@@ -1,0 +1,60 @@
+// The thin idiomatic layer over the generated bindings: Flows instead of listener objects and
+// subscription handles. Pure Kotlin + kotlinx.coroutines (no Android API), so the host JVM tests in
+// android/jvm-tests compile and test this very file.
+package ch.friendcore
+
+import kotlinx.coroutines.channels.awaitClose
+import kotlinx.coroutines.flow.Flow
+import kotlinx.coroutines.flow.buffer
+import kotlinx.coroutines.flow.callbackFlow
+import kotlinx.coroutines.flow.conflate
+import kotlinx.coroutines.flow.map
+
+/**
+ * Emits each time the cached inbox changed, for as long as it is collected. The listener is
+ * registered when collection starts and cancelled when it stops. Conflated: a slow collector sees
+ * one signal for a burst of changes.
+ */
+fun FriendSession.inboxChanges(): Flow<Unit> = inboxSignals(initial = false)
+
+/**
+ * The inbox near [position]: read once at once, and again after every change. For a moving device,
+ * `locationFlow.flatMapLatest { session.inboxUpdates(it, radiusKm) }`.
+ */
+fun FriendSession.inboxUpdates(
+    position: GeoPoint,
+    radiusKm: Double,
+    filter: InboxFilter = InboxFilter(),
+): Flow<Inbox> = inboxSignals(initial = true).map { inbox(position, radiusKm, filter) }
+
+/** Subscribes first, then (if [initial]) signals once, so no change between the two is missed. */
+private fun FriendSession.inboxSignals(initial: Boolean): Flow<Unit> = callbackFlow {
+    val subscription = subscribeInbox(object : InboxListener {
+        override fun onInboxChanged() {
+            trySend(Unit)
+        }
+    })
+    if (initial) trySend(Unit)
+    awaitClose { subscription.cancel(); subscription.close() }
+}.conflate()
+
+/** Ids of the jobs that changed, for as long as it is collected (buffered: no id is dropped). */
+fun FriendSession.jobChanges(): Flow<String> = callbackFlow {
+    val subscription = subscribeJobs(object : JobListener {
+        override fun onJobChanged(jobId: String) {
+            trySend(jobId)
+        }
+    })
+    awaitClose { subscription.cancel(); subscription.close() }
+}.buffer(capacity = 256)
+
+/** The sync status now and after every change, conflated to the latest. */
+fun FriendSession.syncStatusUpdates(): Flow<SyncStatus> = callbackFlow {
+    trySend(syncStatus())
+    val subscription = subscribeSyncStatus(object : SyncStatusListener {
+        override fun onSyncStatus(status: SyncStatus) {
+            trySend(status)
+        }
+    })
+    awaitClose { subscription.cancel(); subscription.close() }
+}.conflate()

@@ -1,0 +1,608 @@
+//! FFI mirrors of the `friend-protocol` types an app shows or passes in, with `From` conversions.
+//! The protocol crate stays free of uniffi; these are plain data (records and enums) shared by the
+//! Friend session and, later, the customer session.
+//!
+//! Conventions: ids are strings (UUIDs); times are `SystemTime` (Kotlin `java.time.Instant`, Swift
+//! `Date`); money is integer minor units with a currency, never floating point. Every wire enum keeps
+//! its `Unknown` variant, so an older app survives values a newer backend sends.
+
+use crate::error::FriendCoreError;
+use friend_protocol as p;
+use std::time::SystemTime;
+
+/// Parses a job id passed in by the app.
+pub(crate) fn parse_job_id(id: &str) -> Result<p::JobId, FriendCoreError> {
+    id.parse()
+        .map_err(|_| FriendCoreError::invalid_input(format!("job id {id:?} is not a UUID")))
+}
+
+/// Defines an FFI enum of unit variants mirroring a protocol enum, with conversions both ways.
+macro_rules! mirror_enum {
+    ($(#[$doc:meta])* $name:ident => $core:path { $($(#[$vdoc:meta])* $variant:ident),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, uniffi::Enum)]
+        pub enum $name {
+            $($(#[$vdoc])* $variant,)+
+        }
+
+        impl From<$core> for $name {
+            fn from(v: $core) -> $name {
+                use $core as C;
+                match v {
+                    $(C::$variant => $name::$variant,)+
+                }
+            }
+        }
+
+        impl From<$name> for $core {
+            fn from(v: $name) -> $core {
+                use $core as C;
+                match v {
+                    $($name::$variant => C::$variant,)+
+                }
+            }
+        }
+    };
+}
+
+mirror_enum!(
+    /// Service category.
+    Category => p::Category {
+        /// TV, receivers, streaming boxes.
+        Tv,
+        /// Computers and notebooks.
+        Computer,
+        /// Internet and home network.
+        Network,
+        /// Smartphones and tablets.
+        Mobile,
+        /// Audio and hi-fi.
+        Audio,
+        /// Smart-home devices.
+        SmartHome,
+        /// A category this version does not know.
+        Unknown,
+    }
+);
+
+mirror_enum!(
+    /// Provider tier.
+    Tier => p::Tier {
+        /// A vetted tech-savvy local.
+        Friend,
+        /// A professional provider.
+        Pro,
+        /// A tier this version does not know.
+        Unknown,
+    }
+);
+
+mirror_enum!(
+    /// Where the service happens.
+    Place => p::Place {
+        /// At the customer's home or a place they pick.
+        OnSite,
+        /// By phone, video or messenger: no travel.
+        Remote,
+        /// A place this version does not know.
+        Unknown,
+    }
+);
+
+mirror_enum!(
+    /// Lifecycle state of a job.
+    JobState => p::JobState {
+        /// Booked, waiting for the first accept.
+        Open,
+        /// A Friend won the race and is on the way.
+        Assigned,
+        /// The Friend checked in on site.
+        OnSite,
+        /// Friend and customer agreed the final price.
+        Agreed,
+        /// Done and paid.
+        Completed,
+        /// Nobody accepted in time.
+        Expired,
+        /// The customer cancelled.
+        Cancelled,
+        /// Handed to the company's own field service.
+        Escalated,
+        /// Checked out without success.
+        Unsuccessful,
+        /// A state this version does not know.
+        Unknown,
+    }
+);
+
+mirror_enum!(
+    /// Why a Friend declines an offer.
+    DeclineReason => p::DeclineReason {
+        /// Too far away right now.
+        TooFar,
+        /// No time.
+        NoTime,
+        /// Outside the Friend's skills.
+        NotMySkill,
+        /// Anything else.
+        Other,
+        /// A reason this version does not know (refused as input).
+        Unknown,
+    }
+);
+
+mirror_enum!(
+    /// Why a Friend may not take a job.
+    NotEligibleReason => p::NotEligibleReason {
+        /// The job lies outside the Friend's reach.
+        Distance,
+        /// Not qualified for the category.
+        Category,
+        /// The job belongs to another brand community.
+        Community,
+        /// The service requires a higher tier.
+        Tier,
+        /// Overlaps a slot job the Friend already holds (travel included).
+        OverlappingJob,
+        /// A reason this version does not know.
+        Unknown,
+    }
+);
+
+mirror_enum!(
+    /// ISO 4217 currency.
+    Currency => p::Currency {
+        /// Swiss franc (minor unit: Rappen).
+        Chf,
+        /// Euro (minor unit: cent).
+        Eur,
+        /// A currency this version does not know.
+        Unknown,
+    }
+);
+
+mirror_enum!(
+    /// Kind of account.
+    Role => p::Role {
+        /// A provider (Friend or Pro).
+        Friend,
+        /// A customer.
+        Customer,
+        /// A role this version does not know.
+        Unknown,
+    }
+);
+
+/// A WGS84 point in decimal degrees. Checked when passed in (latitude −90…90, longitude −180…180).
+#[derive(Debug, Clone, Copy, PartialEq, uniffi::Record)]
+pub struct GeoPoint {
+    /// Latitude in degrees.
+    pub lat: f64,
+    /// Longitude in degrees.
+    pub lon: f64,
+}
+
+impl From<p::GeoPoint> for GeoPoint {
+    fn from(g: p::GeoPoint) -> GeoPoint {
+        GeoPoint {
+            lat: g.lat(),
+            lon: g.lon(),
+        }
+    }
+}
+
+impl TryFrom<GeoPoint> for p::GeoPoint {
+    type Error = FriendCoreError;
+    fn try_from(g: GeoPoint) -> Result<p::GeoPoint, FriendCoreError> {
+        p::GeoPoint::new(g.lat, g.lon).map_err(|e| FriendCoreError::invalid_input(e.to_string()))
+    }
+}
+
+/// An amount in minor units (Rappen, cents) and its currency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Record)]
+pub struct Money {
+    /// Amount in minor units; negative for discounts.
+    pub minor: i64,
+    /// Currency.
+    pub currency: Currency,
+}
+
+impl From<p::Money> for Money {
+    fn from(m: p::Money) -> Money {
+        Money {
+            minor: m.minor,
+            currency: m.currency.into(),
+        }
+    }
+}
+
+/// When the customer wants help.
+#[derive(Debug, Clone, PartialEq, uniffi::Enum)]
+pub enum Timing {
+    /// On demand: help arrives within 10–60 minutes.
+    Now,
+    /// A requested slot.
+    Slot {
+        /// Slot start.
+        start: SystemTime,
+        /// Slot end.
+        end: SystemTime,
+    },
+    /// A timing this version does not know.
+    Unknown,
+}
+
+impl From<p::Timing> for Timing {
+    fn from(t: p::Timing) -> Timing {
+        match t {
+            p::Timing::Now => Timing::Now,
+            p::Timing::Slot { start, end } => Timing::Slot {
+                start: start.into(),
+                end: end.into(),
+            },
+            p::Timing::Unknown => Timing::Unknown,
+        }
+    }
+}
+
+/// A postal address (personal data: only for the customer and the assigned Friend).
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct Address {
+    /// Street and number.
+    pub street: String,
+    /// Postal code.
+    pub postal_code: String,
+    /// City or town.
+    pub city: String,
+}
+
+impl From<p::Address> for Address {
+    fn from(a: p::Address) -> Address {
+        Address {
+            street: a.street,
+            postal_code: a.postal_code,
+            city: a.city,
+        }
+    }
+}
+
+/// How to reach the customer (personal data).
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct Contact {
+    /// Customer's name.
+    pub name: String,
+    /// Customer's phone number.
+    pub phone: String,
+}
+
+impl From<p::Contact> for Contact {
+    fn from(c: p::Contact) -> Contact {
+        Contact {
+            name: c.name,
+            phone: c.phone,
+        }
+    }
+}
+
+/// The Friend holding a job, as the customer sees them.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct FriendSummary {
+    /// Account id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Friend or Pro.
+    pub tier: Tier,
+}
+
+impl From<p::FriendSummary> for FriendSummary {
+    fn from(f: p::FriendSummary) -> FriendSummary {
+        FriendSummary {
+            id: f.id.to_string(),
+            name: f.name,
+            tier: f.tier.into(),
+        }
+    }
+}
+
+/// An open job as a Friend sees it before winning it: no personal data, approximate location.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct Offer {
+    /// Job id.
+    pub id: String,
+    /// Increases with every change of the job.
+    pub version: u64,
+    /// Catalog service id.
+    pub service_id: String,
+    /// Service category.
+    pub category: Category,
+    /// Service title.
+    pub title: String,
+    /// The customer's description.
+    pub description: String,
+    /// Now or a slot.
+    pub timing: Timing,
+    /// On site or remote.
+    pub place: Place,
+    /// Coarse, stable point 0.5–2 km from the true location; none for remote jobs.
+    pub approx_location: Option<GeoPoint>,
+    /// Postal code and city.
+    pub district: Option<String>,
+    /// Orientation price of the service.
+    pub orientation_price: Money,
+    /// Brand community, if any.
+    pub brand: Option<String>,
+    /// Lowest tier allowed.
+    pub min_tier: Tier,
+    /// Broadcast radius in km.
+    pub radius_km: u32,
+    /// Booking time (server clock).
+    pub created_at: SystemTime,
+    /// When the offer expires (server clock; see `FriendSession.serverNowMs`).
+    pub expires_at: SystemTime,
+}
+
+impl From<p::Offer> for Offer {
+    fn from(o: p::Offer) -> Offer {
+        Offer {
+            id: o.id.to_string(),
+            version: o.version,
+            service_id: o.service_id,
+            category: o.category.into(),
+            title: o.title,
+            description: o.description,
+            timing: o.timing.into(),
+            place: o.place.into(),
+            approx_location: o.approx_location.map(Into::into),
+            district: o.district,
+            orientation_price: o.orientation_price.into(),
+            brand: o.brand,
+            min_tier: o.min_tier.into(),
+            radius_km: o.radius_km,
+            created_at: o.created_at.into(),
+            expires_at: o.expires_at.into(),
+        }
+    }
+}
+
+/// Full job details: only for the job's customer and the Friend holding it.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct JobDetails {
+    /// Job id.
+    pub id: String,
+    /// Increases with every change of the job.
+    pub version: u64,
+    /// Lifecycle state.
+    pub state: JobState,
+    /// The booking customer's account id.
+    pub customer_id: String,
+    /// Catalog service id.
+    pub service_id: String,
+    /// Service category.
+    pub category: Category,
+    /// Service title.
+    pub title: String,
+    /// The customer's description.
+    pub description: String,
+    /// Now or a slot.
+    pub timing: Timing,
+    /// On site or remote.
+    pub place: Place,
+    /// Exact location.
+    pub location: Option<GeoPoint>,
+    /// Exact address.
+    pub address: Option<Address>,
+    /// Postal code and city.
+    pub district: Option<String>,
+    /// Customer contact.
+    pub contact: Contact,
+    /// Access notes (door code, floor).
+    pub access_notes: Option<String>,
+    /// Orientation price of the service.
+    pub orientation_price: Money,
+    /// Brand community, if any.
+    pub brand: Option<String>,
+    /// Lowest tier allowed.
+    pub min_tier: Tier,
+    /// Broadcast radius in km.
+    pub radius_km: u32,
+    /// The Friend holding (or who last held) the job.
+    pub friend: Option<FriendSummary>,
+    /// Who cancelled, for cancelled jobs.
+    pub cancelled_by: Option<Role>,
+    /// Booking time (server clock).
+    pub created_at: SystemTime,
+    /// When an open job expires (server clock).
+    pub expires_at: SystemTime,
+    /// Last change (server clock).
+    pub updated_at: SystemTime,
+}
+
+impl From<p::JobDetails> for JobDetails {
+    fn from(j: p::JobDetails) -> JobDetails {
+        JobDetails {
+            id: j.id.to_string(),
+            version: j.version,
+            state: j.state.into(),
+            customer_id: j.customer_id.to_string(),
+            service_id: j.service_id,
+            category: j.category.into(),
+            title: j.title,
+            description: j.description,
+            timing: j.timing.into(),
+            place: j.place.into(),
+            location: j.location.map(Into::into),
+            address: j.address.map(Into::into),
+            district: j.district,
+            contact: j.contact.into(),
+            access_notes: j.access_notes,
+            orientation_price: j.orientation_price.into(),
+            brand: j.brand,
+            min_tier: j.min_tier.into(),
+            radius_km: j.radius_km,
+            friend: j.friend.map(Into::into),
+            cancelled_by: j.cancelled_by.map(Into::into),
+            created_at: j.created_at.into(),
+            expires_at: j.expires_at.into(),
+            updated_at: j.updated_at.into(),
+        }
+    }
+}
+
+/// One bookable service with its orientation price.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct Service {
+    /// Stable identifier, e.g. `network.router_setup`.
+    pub id: String,
+    /// Category.
+    pub category: Category,
+    /// Short title.
+    pub title: String,
+    /// What is included.
+    pub description: String,
+    /// Published orientation price; the final price is agreed on site.
+    pub orientation_price: Money,
+    /// Typical duration in minutes.
+    pub duration_minutes: u32,
+    /// Lowest tier allowed to take the job.
+    pub min_tier: Tier,
+}
+
+/// The service catalog (cached for offline use).
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct Catalog {
+    /// Changes whenever the catalog changes.
+    pub version: u32,
+    /// All services.
+    pub services: Vec<Service>,
+}
+
+impl From<p::Catalog> for Catalog {
+    fn from(c: p::Catalog) -> Catalog {
+        Catalog {
+            version: c.version,
+            services: c
+                .services
+                .into_iter()
+                .map(|s| Service {
+                    id: s.id,
+                    category: s.category.into(),
+                    title: s.title,
+                    description: s.description,
+                    orientation_price: s.orientation_price.into(),
+                    duration_minutes: s.duration_minutes,
+                    min_tier: s.min_tier.into(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A provider's profile as the backend knows it.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct FriendProfile {
+    /// Account id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Registered home area (eligibility is measured from here, never from the live position).
+    pub home: GeoPoint,
+    /// Registered travel radius in km.
+    pub radius_km: u32,
+    /// Qualified categories.
+    pub categories: Vec<Category>,
+    /// Brand communities.
+    pub communities: Vec<String>,
+    /// Friend or Pro.
+    pub tier: Tier,
+}
+
+/// A customer's profile.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct CustomerProfile {
+    /// Account id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+}
+
+/// Who the signed-in account is.
+#[derive(Debug, Clone, PartialEq, uniffi::Enum)]
+pub enum Me {
+    /// A provider.
+    Friend {
+        /// The profile.
+        profile: FriendProfile,
+    },
+    /// A customer.
+    Customer {
+        /// The profile.
+        profile: CustomerProfile,
+    },
+    /// A role this version does not know.
+    Unknown,
+}
+
+impl From<p::Me> for Me {
+    fn from(m: p::Me) -> Me {
+        match m {
+            p::Me::Friend(f) => Me::Friend {
+                profile: FriendProfile {
+                    id: f.id.to_string(),
+                    name: f.name,
+                    home: f.home.into(),
+                    radius_km: f.radius_km,
+                    categories: f.categories.into_iter().map(Into::into).collect(),
+                    communities: f.communities,
+                    tier: f.tier.into(),
+                },
+            },
+            p::Me::Customer(c) => Me::Customer {
+                profile: CustomerProfile {
+                    id: c.id.to_string(),
+                    name: c.name,
+                },
+            },
+            p::Me::Unknown => Me::Unknown,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn points_are_checked_when_passed_in() {
+        let ok = p::GeoPoint::try_from(GeoPoint {
+            lat: 47.37,
+            lon: 8.54,
+        })
+        .unwrap();
+        assert_eq!(GeoPoint::from(ok).lat, 47.37);
+        for bad in [(91.0, 0.0), (0.0, f64::NAN), (0.0, 181.0)] {
+            let e = p::GeoPoint::try_from(GeoPoint {
+                lat: bad.0,
+                lon: bad.1,
+            })
+            .unwrap_err();
+            assert_eq!(e.code(), "invalid_input");
+        }
+    }
+
+    #[test]
+    fn job_ids_are_checked() {
+        assert!(parse_job_id("0b7f3c1e-3c59-4a55-9d3e-8d4c7c0e1a2b").is_ok());
+        assert_eq!(parse_job_id("42").unwrap_err().code(), "invalid_input");
+    }
+
+    #[test]
+    fn enums_round_trip() {
+        for c in p::Category::ALL {
+            assert_eq!(p::Category::from(Category::from(c)), c);
+        }
+        for s in p::JobState::ALL {
+            assert_eq!(p::JobState::from(JobState::from(s)), s);
+        }
+    }
+}
