@@ -4,42 +4,38 @@ use crate::report::Row;
 use std::path::Path;
 use std::process::Command;
 
-/// Builds the FFI library in release mode, strips a copy and measures it.
+/// Builds the phone library exactly as the packaging scripts do (`bindings/size.sh`: profile
+/// `mobile`, trimmed SQLite), strips a copy and measures it.
 pub fn p6_library_size(workspace: &Path) -> Row {
-    let built = Command::new("cargo")
-        .args(["build", "--release", "-p", "friend-ffi", "--lib"])
+    let out = Command::new("bash")
+        .arg("bindings/size.sh")
         .current_dir(workspace)
-        .status();
-    let lib = workspace.join("target/release/libfriend_ffi.so");
-    if !matches!(built, Ok(s) if s.success()) || !lib.exists() {
-        return Row::info(
+        .output();
+    let bytes = out.ok().and_then(|o| {
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .last()
+            .and_then(|l| {
+                l.split_whitespace()
+                    .rev()
+                    .nth(1)
+                    .and_then(|n| n.parse::<u64>().ok())
+            })
+    });
+    match bytes {
+        Some(b) => Row::absolute(
             "P6",
-            "stripped release FFI library",
-            "not measured: the friend-ffi build failed".into(),
-        );
-    }
-    let stripped = std::env::temp_dir().join("libfriend_ffi.stripped.so");
-    let ok = std::fs::copy(&lib, &stripped).is_ok()
-        && Command::new("strip")
-            .arg("--strip-all")
-            .arg(&stripped)
-            .status()
-            .is_ok_and(|s| s.success());
-    if !ok {
-        return Row::info(
+            "FFI library for phones (x86_64 host build, profile mobile, stripped)",
+            b as f64 / 1_000_000.0,
+            "MB",
+            5.0,
+        ),
+        None => Row::info(
             "P6",
-            "stripped release FFI library",
-            "not measured: strip failed".into(),
-        );
+            "stripped FFI library",
+            "not measured: bindings/size.sh failed".into(),
+        ),
     }
-    let mb = std::fs::metadata(&stripped).map(|m| m.len()).unwrap_or(0) as f64 / 1_000_000.0;
-    Row::absolute(
-        "P6",
-        "release FFI library (x86_64, stripped)",
-        mb,
-        "MB",
-        5.0,
-    )
 }
 
 fn status_kb(field: &str) -> u64 {
