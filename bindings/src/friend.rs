@@ -6,12 +6,13 @@
 use crate::config::SessionConfig;
 use crate::error::FriendCoreError;
 use crate::listeners::{Forward, InboxListener, JobListener, Subscription, SyncStatusListener};
+use crate::negotiation::LocalNegotiation;
 use crate::rt;
 use crate::secrets::{ForeignSecrets, SecretsProvider};
 use crate::status::{SyncReport, SyncStatus};
 use crate::types::{
-    Catalog, Category, DeclineReason, GeoPoint, JobDetails, Me, NotEligibleReason, Offer,
-    parse_job_id,
+    Catalog, Category, DeclineReason, GeoPoint, JobDetails, LineItem, Me, Money, NotEligibleReason,
+    Offer, PaymentMethod, Settlement, UnsuccessfulReason, parse_job_id,
 };
 use friend_core::store::outbox::ItemStatus;
 use std::borrow::Borrow;
@@ -388,6 +389,120 @@ impl FriendSession {
     pub async fn profile(&self) -> Result<Me, FriendCoreError> {
         self.run("profile", |s| async move { Ok(s.profile().await?.into()) })
             .await
+    }
+
+    /// The job's price negotiation as this device knows it (pending local steps included).
+    pub async fn negotiation(&self, job_id: String) -> Result<LocalNegotiation, FriendCoreError> {
+        self.run("negotiation", |s| async move {
+            Ok(s.negotiation(parse_job_id(&job_id)?).await?.into())
+        })
+        .await
+    }
+
+    /// Proposes a quote (first one, counter-proposal or amendment): validated by the shared rules,
+    /// signed and queued. Returns the payload to show as a QR code to the customer's device.
+    pub async fn propose(
+        &self,
+        job_id: String,
+        items: Vec<LineItem>,
+        reason: Option<String>,
+    ) -> Result<String, FriendCoreError> {
+        self.run("propose", |s| async move {
+            let items = items.into_iter().map(Into::into).collect();
+            Ok(s.propose(parse_job_id(&job_id)?, items, reason).await?)
+        })
+        .await
+    }
+
+    /// Accepts the customer's pending proposal `version` (queued); returns the signed payload.
+    pub async fn accept_quote(
+        &self,
+        job_id: String,
+        version: u32,
+    ) -> Result<String, FriendCoreError> {
+        self.run("accept_quote", |s| async move {
+            Ok(s.accept_quote(parse_job_id(&job_id)?, version).await?)
+        })
+        .await
+    }
+
+    /// Rejects the customer's pending proposal `version` (queued). Returns the outbox item id.
+    pub async fn reject_quote(&self, job_id: String, version: u32) -> Result<i64, FriendCoreError> {
+        self.run("reject_quote", |s| async move {
+            Ok(s.reject_quote(parse_job_id(&job_id)?, version).await?)
+        })
+        .await
+    }
+
+    /// Imports a payload from the customer's device, verified offline: a tampered, foreign or
+    /// superseded payload fails with `invalid_consent` and nothing is stored.
+    pub async fn import_consent(
+        &self,
+        job_id: String,
+        payload: String,
+    ) -> Result<LocalNegotiation, FriendCoreError> {
+        self.run("import_consent", |s| async move {
+            Ok(s.import_consent(parse_job_id(&job_id)?, &payload)
+                .await?
+                .into())
+        })
+        .await
+    }
+
+    /// Fee and payout for any total before proposing it (computed locally).
+    pub fn settlement_preview(
+        &self,
+        total: Money,
+        payment: PaymentMethod,
+    ) -> Result<Settlement, FriendCoreError> {
+        Ok(self
+            .inner
+            .settlement_preview(total.into(), payment.into())?
+            .into())
+    }
+
+    /// Completes the job at the agreed total (queued; works offline). Returns what is charged, the
+    /// platform fee and the payout.
+    pub async fn complete(
+        &self,
+        job_id: String,
+        payment: PaymentMethod,
+    ) -> Result<Settlement, FriendCoreError> {
+        self.run("complete", |s| async move {
+            Ok(s.complete(parse_job_id(&job_id)?, payment.into())
+                .await?
+                .into())
+        })
+        .await
+    }
+
+    /// Hands the job to the company's field service (queued). Returns the outbox item id.
+    pub async fn escalate(
+        &self,
+        job_id: String,
+        note: Option<String>,
+    ) -> Result<i64, FriendCoreError> {
+        self.run("escalate", |s| async move {
+            Ok(s.escalate(parse_job_id(&job_id)?, note).await?)
+        })
+        .await
+    }
+
+    /// Checks out without success, e.g. the customer is absent (queued). Returns the outbox item
+    /// id.
+    pub async fn check_out_unsuccessful(
+        &self,
+        job_id: String,
+        reason: UnsuccessfulReason,
+        note: Option<String>,
+    ) -> Result<i64, FriendCoreError> {
+        self.run("check_out_unsuccessful", |s| async move {
+            Ok(
+                s.check_out_unsuccessful(parse_job_id(&job_id)?, reason.into(), note)
+                    .await?,
+            )
+        })
+        .await
     }
 
     /// The current sync status (in memory).

@@ -9,24 +9,28 @@
 //!   (those crates stay free of uniffi);
 //! - [`secrets`], [`listeners`], [`logging`]: the foreign traits the app implements (keystore,
 //!   change listeners, log sink) and their adapters, which contain foreign failures;
-//! - [`friend`]: [`FriendSession`], the object a Friend's app holds. A customer session will sit
-//!   beside it in its own module, reusing everything above.
+//! - [`negotiation`]: the price negotiation as a device knows it, shared by both sessions;
+//! - [`friend`]: [`FriendSession`], the object a Friend's app holds;
+//! - [`customer`]: [`CustomerSession`], the object a customer's app holds, reusing everything above.
 //!
 //! Generate the bindings with `bash bindings/generate.sh` (see the README's Bindings section).
 
 uniffi::setup_scaffolding!();
 
 pub mod config;
+pub mod customer;
 pub mod error;
 pub mod friend;
 pub mod listeners;
 pub mod logging;
+pub mod negotiation;
 mod rt;
 pub mod secrets;
 pub mod status;
 pub mod types;
 
 pub use config::SessionConfig;
+pub use customer::CustomerSession;
 pub use error::FriendCoreError;
 pub use friend::FriendSession;
 

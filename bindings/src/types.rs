@@ -173,6 +173,78 @@ mirror_enum!(
     }
 );
 
+mirror_enum!(
+    /// A side of a price negotiation.
+    Party => p::negotiation::Party {
+        /// The Friend (or Pro) holding the job.
+        Friend,
+        /// The customer who booked it.
+        Customer,
+        /// A party this version does not know.
+        Unknown,
+    }
+);
+
+mirror_enum!(
+    /// What became of a proposal.
+    Answer => p::negotiation::Answer {
+        /// Waiting for the other party.
+        Pending,
+        /// Accepted by the other party.
+        Accepted,
+        /// Rejected by the other party.
+        Rejected,
+        /// An answer this version does not know (treated as not pending).
+        Unknown,
+    }
+);
+
+mirror_enum!(
+    /// How the customer pays.
+    PaymentMethod => p::quote::PaymentMethod {
+        /// Through the platform; the exact total is charged.
+        Online,
+        /// In cash to the Friend; rounded to the smallest coin, and the Friend owes the fee.
+        Cash,
+        /// A method this version does not know (refused as input).
+        Unknown,
+    }
+);
+
+mirror_enum!(
+    /// What a quote's line item stands for.
+    LineItemKind => p::quote::LineItemKind {
+        /// The booked service, normally at its orientation price.
+        Service,
+        /// A change to the service price agreed on site (not negative).
+        Adjustment,
+        /// A further service agreed on the spot.
+        ExtraService,
+        /// Additional working time, priced per unit.
+        TimeUnit,
+        /// Material the Friend supplies.
+        Material,
+        /// A reduction; its total is zero or negative.
+        Discount,
+        /// A kind this version does not know (refused as input).
+        Unknown,
+    }
+);
+
+mirror_enum!(
+    /// Why a Friend checks out without success.
+    UnsuccessfulReason => p::UnsuccessfulReason {
+        /// Nobody there after waiting and calling.
+        CustomerAbsent,
+        /// The Friend cannot help with this.
+        CannotHelp,
+        /// Anything else (a note is required).
+        Other,
+        /// A reason this version does not know (refused as input).
+        Unknown,
+    }
+);
+
 /// A WGS84 point in decimal degrees. Checked when passed in (latitude −90…90, longitude −180…180).
 #[derive(Debug, Clone, Copy, PartialEq, uniffi::Record)]
 pub struct GeoPoint {
@@ -216,6 +288,95 @@ impl From<p::Money> for Money {
     }
 }
 
+impl From<Money> for p::Money {
+    fn from(m: Money) -> p::Money {
+        p::Money::new(m.minor, m.currency.into())
+    }
+}
+
+/// One line of a quote: `quantity × unit_price`.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct LineItem {
+    /// What the line stands for.
+    pub kind: LineItemKind,
+    /// Short single-line text shown to both parties.
+    pub description: String,
+    /// How many units (at least 1).
+    pub quantity: u32,
+    /// Price of one unit; negative only for discounts.
+    pub unit_price: Money,
+}
+
+impl From<p::quote::LineItem> for LineItem {
+    fn from(i: p::quote::LineItem) -> LineItem {
+        LineItem {
+            kind: i.kind.into(),
+            description: i.description,
+            quantity: i.quantity,
+            unit_price: i.unit_price.into(),
+        }
+    }
+}
+
+impl From<LineItem> for p::quote::LineItem {
+    fn from(i: LineItem) -> p::quote::LineItem {
+        p::quote::LineItem {
+            kind: i.kind.into(),
+            description: i.description,
+            quantity: i.quantity,
+            unit_price: i.unit_price.into(),
+        }
+    }
+}
+
+/// A versioned price proposal for a job.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct Quote {
+    /// The job this quote prices.
+    pub job_id: String,
+    /// Proposal version within the job (1, 2, …).
+    pub version: u32,
+    /// The line items, in display order.
+    pub items: Vec<LineItem>,
+    /// The sum of the item totals.
+    pub total: Money,
+    /// Why the price deviates from the orientation price.
+    pub reason: Option<String>,
+}
+
+impl From<p::quote::Quote> for Quote {
+    fn from(q: p::quote::Quote) -> Quote {
+        Quote {
+            job_id: q.job_id.to_string(),
+            version: q.version,
+            items: q.items.into_iter().map(Into::into).collect(),
+            total: q.total.into(),
+            reason: q.reason,
+        }
+    }
+}
+
+/// What a total means in money: what the customer pays, the platform's fee and the Friend's payout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Record)]
+pub struct Settlement {
+    /// What the customer pays (cash is rounded to the smallest coin).
+    pub charged: Money,
+    /// The platform's commission on `charged`.
+    pub fee: Money,
+    /// What the Friend keeps: `charged - fee`.
+    pub payout: Money,
+}
+
+impl From<p::quote::Settlement> for Settlement {
+    fn from(s: p::quote::Settlement) -> Settlement {
+        Settlement {
+            charged: s.charged.into(),
+            fee: s.fee.into(),
+            payout: s.payout.into(),
+        }
+    }
+}
+
 /// When the customer wants help.
 #[derive(Debug, Clone, PartialEq, uniffi::Enum)]
 pub enum Timing {
@@ -245,6 +406,19 @@ impl From<p::Timing> for Timing {
     }
 }
 
+impl From<Timing> for p::Timing {
+    fn from(t: Timing) -> p::Timing {
+        match t {
+            Timing::Now => p::Timing::Now,
+            Timing::Slot { start, end } => p::Timing::Slot {
+                start: start.into(),
+                end: end.into(),
+            },
+            Timing::Unknown => p::Timing::Unknown,
+        }
+    }
+}
+
 /// A postal address (personal data: only for the customer and the assigned Friend).
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
 pub struct Address {
@@ -259,6 +433,16 @@ pub struct Address {
 impl From<p::Address> for Address {
     fn from(a: p::Address) -> Address {
         Address {
+            street: a.street,
+            postal_code: a.postal_code,
+            city: a.city,
+        }
+    }
+}
+
+impl From<Address> for p::Address {
+    fn from(a: Address) -> p::Address {
+        p::Address {
             street: a.street,
             postal_code: a.postal_code,
             city: a.city,
@@ -281,6 +465,64 @@ impl From<p::Contact> for Contact {
             name: c.name,
             phone: c.phone,
         }
+    }
+}
+
+impl From<Contact> for p::Contact {
+    fn from(c: Contact) -> p::Contact {
+        p::Contact {
+            name: c.name,
+            phone: c.phone,
+        }
+    }
+}
+
+/// A customer's booking.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct BookRequest {
+    /// Catalog service id; sets category, orientation price and minimum tier.
+    pub service_id: String,
+    /// What the customer needs, in their words.
+    pub description: String,
+    /// Now or a slot.
+    pub timing: Timing,
+    /// On site or remote.
+    pub place: Place,
+    /// Exact location; required on site, optional for remote jobs.
+    #[uniffi(default = None)]
+    pub location: Option<GeoPoint>,
+    /// Address; required on site.
+    #[uniffi(default = None)]
+    pub address: Option<Address>,
+    /// How the Friend reaches the customer.
+    pub contact: Contact,
+    /// Access notes (door code, floor); personal data.
+    #[uniffi(default = None)]
+    pub access_notes: Option<String>,
+    /// Brand community the job belongs to; only that community's Friends see it.
+    #[uniffi(default = None)]
+    pub brand: Option<String>,
+    /// Broadcast radius in km (1…50; none: the default, 30).
+    #[uniffi(default = None)]
+    pub radius_km: Option<u32>,
+}
+
+impl TryFrom<BookRequest> for p::BookRequest {
+    type Error = FriendCoreError;
+
+    fn try_from(b: BookRequest) -> Result<p::BookRequest, FriendCoreError> {
+        Ok(p::BookRequest {
+            service_id: b.service_id,
+            description: b.description,
+            timing: b.timing.into(),
+            place: b.place.into(),
+            location: b.location.map(TryInto::try_into).transpose()?,
+            address: b.address.map(Into::into),
+            contact: b.contact.into(),
+            access_notes: b.access_notes,
+            brand: b.brand,
+            radius_km: b.radius_km,
+        })
     }
 }
 
