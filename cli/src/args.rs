@@ -1,0 +1,619 @@
+//! The command line: every command, flag and example `--help` shows.
+
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+use friend_protocol::quote::{LineItem, LineItemKind};
+use friend_protocol::{DeclineReason, GeoPoint, JobId, Money, PaymentMethod, UnsuccessfulReason};
+use std::path::PathBuf;
+
+const TOP_EXAMPLES: &str = "\
+Examples:
+  friendctl simulate                          # the whole marketplace on this machine, with a report
+  friendctl simulate --seed 7 --json > report.json
+  friendctl serve                             # backend on http://127.0.0.1:8080, friendcore.db
+  friendctl customer --token dev-customer-heidi book --service network.router_setup
+  friendctl friend --token dev-friend-anna inbox
+
+Exit codes: 0 ok, 1 other failure, 2 usage, 3 backend unreachable, 4 token refused,
+5 action refused, 6 accept not won, 7 simulation invariant broken, 8 wait timed out.";
+
+/// FriendCore's command line: run the reference backend, simulate a whole marketplace on one
+/// machine, or act as one Friend's or customer's device against a running backend.
+#[derive(Debug, Parser)]
+#[command(name = "friendctl", version, after_help = TOP_EXAMPLES)]
+pub struct Cli {
+    /// More logs on stderr: -v info, -vv debug, -vvv trace (RUST_LOG overrides).
+    #[arg(short, long, action = ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the reference backend on an embedded SQLite file (zero configuration).
+    #[command(after_help = "\
+Examples:
+  friendctl serve
+  friendctl serve --addr 127.0.0.1:0 --db /tmp/demo.db     # any free port; the address is printed
+  friendctl serve --addr 0.0.0.0:8080                      # for a phone emulator on this host
+
+A new database is seeded with the service catalog and development accounts (five Friends around
+Zürich and Bern, two customers) whose tokens are printed. Ctrl-C stops it cleanly.")]
+    Serve(ServeArgs),
+    /// Simulate the marketplace for a compressed day: an embedded backend, many Friend and customer
+    /// devices on the real core, real HTTP over loopback, and a report.
+    #[command(after_help = "\
+Examples:
+  friendctl simulate
+  friendctl simulate --seed 42 --friends 400 --customers 200 --jobs 1000
+  friendctl simulate --friends 2000 --jobs 20000            # takes a while; memory stays bounded
+  friendctl simulate --json > report.json                   # the report as JSON on stdout
+
+Writes report.txt, report.json and time_to_accept.svg into --out. Exit code 7 when an invariant
+(no double assignment, no lost write, every job ends terminal or assigned) is broken.")]
+    Simulate(SimulateArgs),
+    /// Act as a Friend's device against a running backend.
+    #[command(after_help = "\
+Examples:
+  friendctl friend --token dev-friend-anna inbox --at 47.3769,8.5417 --radius 10
+  friendctl friend --token dev-friend-anna accept JOB_ID
+  friendctl friend --token dev-friend-anna check-in JOB_ID
+  friendctl friend --token dev-friend-anna propose JOB_ID --item 'service:1:89.00:Router installation'
+  friendctl friend --token dev-friend-anna --offline import JOB_ID PAYLOAD
+  friendctl friend --token dev-friend-anna complete JOB_ID --payment cash")]
+    Friend(FriendArgs),
+    /// Act as a customer's device against a running backend.
+    #[command(after_help = "\
+Examples:
+  friendctl customer --token dev-customer-heidi book --service network.router_setup
+  friendctl customer --token dev-customer-heidi watch JOB_ID --timeout 600
+  friendctl customer --token dev-customer-heidi accept-quote JOB_ID
+  friendctl customer --token dev-customer-heidi import JOB_ID PAYLOAD      # a Friend's QR payload
+  friendctl customer --token dev-customer-heidi rate JOB_ID --stars 5")]
+    Customer(CustomerArgs),
+}
+
+/// `friendctl serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0: any free port). Plain HTTP: keep it on loopback or behind TLS.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub addr: String,
+    /// SQLite database file (created when missing).
+    #[arg(long, default_value = "friendcore.db")]
+    pub db: PathBuf,
+    /// Admin token for /v1/admin/*; a random one is generated and printed when omitted.
+    #[arg(long, env = "FRIEND_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Do not seed development accounts into a new database.
+    #[arg(long)]
+    pub no_dev_seed: bool,
+}
+
+/// `friendctl simulate`.
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// Simulated Friend devices.
+    #[arg(long, default_value_t = 200)]
+    pub friends: usize,
+    /// Simulated customer devices.
+    #[arg(long, default_value_t = 100)]
+    pub customers: usize,
+    /// Jobs booked over the day.
+    #[arg(long, default_value_t = 400)]
+    pub jobs: usize,
+    /// Seed of every random draw (a random one is chosen and printed when omitted). Wall-clock
+    /// figures (latencies, who wins a same-instant race) still vary between runs.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Print the report as JSON on stdout (the text report is still written to --out).
+    #[arg(long)]
+    pub json: bool,
+    /// Directory for report.txt, report.json and time_to_accept.svg (created when missing).
+    #[arg(long, default_value = "target/friendctl-sim")]
+    pub out: PathBuf,
+    /// Share of Friends with the app in the foreground all day (long-polling).
+    #[arg(long, default_value_t = 0.15)]
+    pub foreground_share: f64,
+    /// At most this many long-polling Friends.
+    #[arg(long, default_value_t = 32)]
+    pub foreground_max: usize,
+    /// Share of Friends with flaky connectivity (tunnels: offline spells during the day).
+    #[arg(long, default_value_t = 0.25)]
+    pub flaky_share: f64,
+    /// Keep the devices' and the backend's SQLite files in --out/data for inspection.
+    #[arg(long)]
+    pub keep_data: bool,
+    /// No progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+/// How a device command reaches the backend and where the device keeps its data.
+#[derive(Debug, Args, Clone)]
+pub struct DeviceArgs {
+    /// Backend base URL (plain http only to loopback).
+    #[arg(
+        long,
+        env = "FRIENDCTL_URL",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    pub url: String,
+    /// The account's bearer token (e.g. a dev token printed by `friendctl serve`).
+    #[arg(long, env = "FRIENDCTL_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+    /// The device's SQLite database (default: friendctl-<role>-<token hash>.db in the current
+    /// directory). Its data key is kept next to it in <db>.key.
+    #[arg(long, env = "FRIENDCTL_DB", global = true)]
+    pub db: Option<PathBuf>,
+    /// Do not talk to the backend: read the cache, queue actions in the outbox (sent by a later
+    /// command without --offline), exchange consent payloads by hand.
+    #[arg(long, global = true)]
+    pub offline: bool,
+    /// Machine-readable JSON output.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// `friendctl friend`.
+#[derive(Debug, Args)]
+pub struct FriendArgs {
+    /// Backend, token, database.
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: FriendCommand,
+}
+
+/// What a Friend's device does.
+#[derive(Debug, Subcommand)]
+pub enum FriendCommand {
+    /// Sync, then show the sync status, the outbox counts and the profile.
+    Status,
+    /// Open offers near a point, sorted by distance (from the cache after a sync).
+    #[command(
+        after_help = "Example: friendctl friend --token dev-friend-anna inbox --at 47.3769,8.5417 --radius 10"
+    )]
+    Inbox {
+        /// Current position as LAT,LON (default: the registered home).
+        #[arg(long, value_parser = parse_point)]
+        at: Option<GeoPoint>,
+        /// Radius in km (default: the registered travel radius).
+        #[arg(long)]
+        radius: Option<f64>,
+        /// At most this many offers.
+        #[arg(long)]
+        limit: Option<u32>,
+    },
+    /// Race to accept an offer. Exit code 6 when another Friend was first or it is gone.
+    #[command(after_help = "Example: friendctl friend --token dev-friend-anna accept 0d6c3f1e-…")]
+    Accept {
+        /// The job id.
+        #[arg(value_parser = parse_job)]
+        job: JobId,
+    },
+    /// Decline an offer with a reason, so it can go to others.
+    Decline {
+        /// The job id.
+        #[arg(value_parser = parse_job)]
+        job: JobId,
+        /// Why.
+        #[arg(long, value_enum, default_value_t = DeclineArg::NoTime)]
+        reason: DeclineArg,
+    },
+    /// The Friend's jobs (from the cache after a sync).
+    Jobs,
+    /// One job with full details (address and contact once won).
+    Show {
+        /// The job id.
+        #[arg(value_parser = parse_job)]
+        job: JobId,
+    },
+    /// Check in on site (queued; works offline).
+    CheckIn {
+        /// The job id.
+        #[arg(value_parser = parse_job)]
+        job: JobId,
+    },
+    /// Propose a quote; prints the signed payload to show the customer (as a QR code).
+    #[command(after_help = "\
+Items are KIND:QUANTITY:UNIT_PRICE:TEXT with KIND one of service, adjustment, extra_service,
+time_unit, material, discount and the price in francs (a discount is negative).
+
+Example:
+  friendctl friend --token dev-friend-anna propose JOB_ID \\
+    --item 'service:1:89.00:Router installation' --item 'material:1:12.50:LAN cable 5 m'")]
+    Propose {
+        /// The job id.
+        #[arg(value_parser = parse_job)]
+        job: JobId,
+        /// A line item, KIND:QUANTITY:UNIT_PRICE:TEXT (repeat for more).
+        #[arg(long = "item", required = true, value_parser = parse_item)]
+        items: Vec<LineItem>,
+        /// Why the price deviates from the orientation price (needed beyond 20 % above it).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// The job's negotiation as this device knows it.
+    Quote {
+        /// The job id.
+        #[arg(value_parser = parse_job)]
+        job: JobId,
+    },
+    /// Accept the customer's pending proposal; prints the signed payload for the customer.
+    AcceptQuote {
+        /// The job id.
+        #[arg(value_parser = parse_job)]
+        job: JobId,
+        /// The proposal's version (default: the pending one).
+        #[arg(long)]
+        version: Option<u32>,
+    },
+    /// Reject the customer's pending proposal.
+    RejectQuote {
+        /// The job id.
+        #[arg(value_parser = parse_job)]
+        job: JobId,
+        /// The proposal's version (default: the pending one).
+        #[arg(long)]
+        version: Option<u32>,
+    },
+    /// Import a payload from the customer's device (verified offline); "-" reads it from stdin.
+    Import {
+        /// The job id.
+        #[arg(value_parser = parse_job)]
+        job: JobId,
+        /// The payload text.
+        payload: String,
+    },
+    /// Complete at the agreed total (queued; works offline).
+    Complete {
+        /// The job id.
+        #[arg(value_parser = parse_job)]
+        job: JobId,
+        /// How the customer pays.
+        #[arg(long, value_enum, default_value_t = PaymentArg::Online)]
+        payment: PaymentArg,
+    },
+    /// Hand the job to the company's field service.
+    Escalate {
+        /// The job id.
+        #[arg(value_parser = parse_job)]
+        job: JobId,
+        /// A note for the field service.
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Check out without success (e.g. the customer is absent).
+    Unsuccessful {
+        /// The job id.
+        #[arg(value_parser = parse_job)]
+        job: JobId,
+        /// Why.
+        #[arg(long, value_enum, default_value_t = UnsuccessfulArg::CustomerAbsent)]
+        reason: UnsuccessfulArg,
+        /// A note.
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Every outbox item with its outcome.
+    Outbox,
+    /// The commission ledger (online).
+    Ledger,
+}
+
+/// `friendctl customer`.
+#[derive(Debug, Args)]
+pub struct CustomerArgs {
+    /// Backend, token, database.
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: CustomerCommand,
+}
+
+/// What a customer's device does.
+#[derive(Debug, Subcommand)]
+pub enum CustomerCommand {
+    /// Sync, then show the sync status and the outbox counts.
+    Status,
+    /// The service catalog with orientation prices.
+    Catalog,
+    /// Book a job (now, or a slot); prints the job id once the backend has it.
+    #[command(after_help = "\
+Examples:
+  friendctl customer --token dev-customer-heidi book --service network.router_setup
+  friendctl customer --token dev-customer-heidi book --service tv.setup --at 46.948,7.4474 \\
+    --street 'Bundesgasse 3' --postal-code 3011 --city Bern --slot-start 2030-05-01T14:00:00Z
+  friendctl customer --token dev-customer-heidi book --service mobile.lesson --remote")]
+    Book {
+        /// Catalog service id (see `catalog`).
+        #[arg(long)]
+        service: String,
+        /// Where, as LAT,LON (default: Zürich main station).
+        #[arg(long, value_parser = parse_point)]
+        at: Option<GeoPoint>,
+        /// Street and number.
+        #[arg(long, default_value = "Bahnhofplatz 1")]
+        street: String,
+        /// Postal code.
+        #[arg(long, default_value = "8001")]
+        postal_code: String,
+        /// City.
+        #[arg(long, default_value = "Zürich")]
+        city: String,
+        /// Contact name (default: the account's name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Contact phone.
+        #[arg(long, default_value = "+41 79 000 00 00")]
+        phone: String,
+        /// What you need, in your words.
+        #[arg(long, default_value = "Please help me set this up")]
+        description: String,
+        /// Book a slot starting then (RFC 3339) instead of now.
+        #[arg(long)]
+        slot_start: Option<chrono::DateTime<chrono::Utc>>,
+        /// Slot length in hours.
+        #[arg(long, default_value_t = 1)]
+        slot_hours: u32,
+        /// Remote help (phone, video) instead of on site.
+        #[arg(long)]
+        remote: bool,
+        /// Brand community (only its Friends see the job).
+        #[arg(long)]
+        brand: Option<String>,
+        /// Access notes (door code, floor).
+        #[arg(long)]
+        access_notes: Option<String>,
+    },
+    /// The customer's jobs with live status.
+    Jobs,
+    /// One job with live status and details.
+    Show {
+        /// The job id.
+        #[arg(value_parser = parse_job)]
+        job: JobId,
+    },
+    /// Follow a job live (long-poll) and print every status change until it ends.
+    Watch {
+        /// The job id.
+        #[arg(value_parser = parse_job)]
+        job: JobId,
+        /// Give up after this many seconds (exit code 8).
+        #[arg(long)]
+        timeout: Option<u64>,
+    },
+    /// The job's negotiation as this device knows it.
+    Quote {
+        /// The job id.
+        #[arg(value_parser = parse_job)]
+        job: JobId,
+    },
+    /// Accept the Friend's pending proposal; prints the signed payload for the Friend's device.
+    AcceptQuote {
+        /// The job id.
+        #[arg(value_parser = parse_job)]
+        job: JobId,
+        /// The proposal's version (default: the pending one).
+        #[arg(long)]
+        version: Option<u32>,
+    },
+    /// Reject the Friend's pending proposal.
+    RejectQuote {
+        /// The job id.
+        #[arg(value_parser = parse_job)]
+        job: JobId,
+        /// The proposal's version (default: the pending one).
+        #[arg(long)]
+        version: Option<u32>,
+    },
+    /// Counter-propose a quote; prints the signed payload.
+    Counter {
+        /// The job id.
+        #[arg(value_parser = parse_job)]
+        job: JobId,
+        /// A line item, KIND:QUANTITY:UNIT_PRICE:TEXT (repeat for more).
+        #[arg(long = "item", required = true, value_parser = parse_item)]
+        items: Vec<LineItem>,
+        /// Why.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Import a payload from the Friend's device (verified offline); "-" reads it from stdin.
+    Import {
+        /// The job id.
+        #[arg(value_parser = parse_job)]
+        job: JobId,
+        /// The payload text.
+        payload: String,
+    },
+    /// Cancel a job before the Friend is on site.
+    Cancel {
+        /// The job id.
+        #[arg(value_parser = parse_job)]
+        job: JobId,
+    },
+    /// Rate a completed job, once.
+    Rate {
+        /// The job id.
+        #[arg(value_parser = parse_job)]
+        job: JobId,
+        /// 1 to 5.
+        #[arg(long, value_parser = clap::value_parser!(u8).range(1..=5))]
+        stars: u8,
+        /// A comment.
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Every outbox item with its outcome.
+    Outbox,
+}
+
+/// Why a Friend declines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DeclineArg {
+    /// Too far away right now.
+    TooFar,
+    /// No time.
+    NoTime,
+    /// Outside the Friend's skills.
+    NotMySkill,
+    /// Anything else.
+    Other,
+}
+
+impl From<DeclineArg> for DeclineReason {
+    fn from(a: DeclineArg) -> DeclineReason {
+        match a {
+            DeclineArg::TooFar => DeclineReason::TooFar,
+            DeclineArg::NoTime => DeclineReason::NoTime,
+            DeclineArg::NotMySkill => DeclineReason::NotMySkill,
+            DeclineArg::Other => DeclineReason::Other,
+        }
+    }
+}
+
+/// How the customer pays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PaymentArg {
+    /// Through the platform.
+    Online,
+    /// In cash to the Friend.
+    Cash,
+}
+
+impl From<PaymentArg> for PaymentMethod {
+    fn from(a: PaymentArg) -> PaymentMethod {
+        match a {
+            PaymentArg::Online => PaymentMethod::Online,
+            PaymentArg::Cash => PaymentMethod::Cash,
+        }
+    }
+}
+
+/// Why a Friend checks out without success.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum UnsuccessfulArg {
+    /// Nobody there after waiting and calling.
+    CustomerAbsent,
+    /// The Friend cannot help with this.
+    CannotHelp,
+    /// Anything else (a note is required).
+    Other,
+}
+
+impl From<UnsuccessfulArg> for UnsuccessfulReason {
+    fn from(a: UnsuccessfulArg) -> UnsuccessfulReason {
+        match a {
+            UnsuccessfulArg::CustomerAbsent => UnsuccessfulReason::CustomerAbsent,
+            UnsuccessfulArg::CannotHelp => UnsuccessfulReason::CannotHelp,
+            UnsuccessfulArg::Other => UnsuccessfulReason::Other,
+        }
+    }
+}
+
+/// Parses `LAT,LON`.
+pub fn parse_point(s: &str) -> Result<GeoPoint, String> {
+    let (lat, lon) = s
+        .split_once(',')
+        .ok_or_else(|| format!("expected LAT,LON, got {s:?}"))?;
+    let lat: f64 = lat
+        .trim()
+        .parse()
+        .map_err(|e| format!("latitude {lat:?}: {e}"))?;
+    let lon: f64 = lon
+        .trim()
+        .parse()
+        .map_err(|e| format!("longitude {lon:?}: {e}"))?;
+    GeoPoint::new(lat, lon).map_err(|e| e.to_string())
+}
+
+/// Parses a job id (a UUID).
+pub fn parse_job(s: &str) -> Result<JobId, String> {
+    s.trim()
+        .parse()
+        .map_err(|e| format!("not a job id ({e}): {s:?}"))
+}
+
+/// Parses an amount in francs ("89", "89.5", "-12.50") into Rappen.
+pub fn parse_chf(s: &str) -> Result<Money, String> {
+    let s = s.trim();
+    let (negative, digits) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s),
+    };
+    let (whole, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    if whole.is_empty() || frac.len() > 2 || !frac.chars().all(|c| c.is_ascii_digit()) {
+        return Err(format!("not an amount in francs: {s:?}"));
+    }
+    let whole: i64 = whole
+        .parse()
+        .map_err(|_| format!("not an amount in francs: {s:?}"))?;
+    let frac: i64 = format!("{frac:0<2}")
+        .parse()
+        .map_err(|_| format!("not an amount in francs: {s:?}"))?;
+    let minor = whole
+        .checked_mul(100)
+        .and_then(|w| w.checked_add(frac))
+        .ok_or_else(|| format!("amount too large: {s:?}"))?;
+    Ok(Money::chf(if negative { -minor } else { minor }))
+}
+
+/// Parses a line item `KIND:QUANTITY:UNIT_PRICE:TEXT` (the text may contain colons).
+pub fn parse_item(s: &str) -> Result<LineItem, String> {
+    let mut parts = s.splitn(4, ':');
+    let (Some(kind), Some(quantity), Some(price), Some(text)) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(format!("expected KIND:QUANTITY:UNIT_PRICE:TEXT, got {s:?}"));
+    };
+    let kind = LineItemKind::ALL
+        .into_iter()
+        .find(|k| k.as_str() == kind.trim())
+        .ok_or_else(|| {
+            let known: Vec<_> = LineItemKind::ALL.iter().map(|k| k.as_str()).collect();
+            format!("unknown item kind {kind:?} (one of {})", known.join(", "))
+        })?;
+    let quantity: u32 = quantity
+        .trim()
+        .parse()
+        .map_err(|e| format!("quantity {quantity:?}: {e}"))?;
+    Ok(LineItem {
+        kind,
+        description: text.trim().to_owned(),
+        quantity,
+        unit_price: parse_chf(price)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn items_and_amounts_parse() {
+        let item = parse_item("material:2:12.5:LAN cable: 5 m").unwrap();
+        assert_eq!(item.kind, LineItemKind::Material);
+        assert_eq!(item.quantity, 2);
+        assert_eq!(item.unit_price, Money::chf(1250));
+        assert_eq!(item.description, "LAN cable: 5 m");
+        assert_eq!(parse_chf("-5").unwrap(), Money::chf(-500));
+        assert_eq!(parse_chf("89.05").unwrap(), Money::chf(8905));
+        assert!(parse_chf("1.234").is_err());
+        assert!(parse_item("gift:1:1:x").is_err());
+        assert!(parse_point("47.37,8.54").is_ok());
+        assert!(parse_point("95,8").is_err());
+    }
+}

@@ -1,0 +1,260 @@
+//! `friendctl simulate` as a library: the whole marketplace on one machine for a compressed day.
+//!
+//! An embedded reference backend (in-process, 127.0.0.1:0, SQLite in the run's directory, a manual
+//! clock), N Friend and M customer devices each on the real core with its own SQLite file, real
+//! HTTP over loopback (every Friend through its own fault-injecting proxy), around the real town
+//! centres of the Zürich and Bern regions. It runs as a discrete-event simulation over a virtual
+//! clock: customers book, the push service wakes the Friends a job concerns, Friends react after a
+//! documented human reaction time ([`model`]) and race to accept, go on site, lose their signal in
+//! basements and tunnels, negotiate (also by payload exchange offline), complete, get rated — and
+//! every step is a real call on a real session at its virtual instant.
+//!
+//! [`run`] returns the [`Report`]; [`write_files`] writes it with the chart.
+
+pub mod audit;
+pub mod backend;
+pub mod chart;
+pub mod devices;
+pub(crate) mod driver;
+pub mod events;
+pub mod metrics;
+pub mod model;
+mod playbook;
+pub mod quotes;
+pub mod report;
+pub mod traffic;
+pub mod world;
+
+pub use report::Report;
+
+use std::path::{Path, PathBuf};
+
+/// What to simulate.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Seed of every random draw.
+    pub seed: u64,
+    /// Friend devices.
+    pub friends: usize,
+    /// Customer devices.
+    pub customers: usize,
+    /// Jobs booked over the day.
+    pub jobs: usize,
+    /// Share of long-polling Friends…
+    pub foreground_share: f64,
+    /// …at most this many.
+    pub foreground_max: usize,
+    /// Share of Friends with offline spells.
+    pub flaky_share: f64,
+    /// Events running at once.
+    pub max_in_flight: usize,
+    /// Device sessions open at once (idle ones are closed beyond it).
+    pub max_open_sessions: usize,
+    /// The push service collapses wake-ups of one device within this many virtual seconds.
+    pub push_coalesce_secs: i64,
+    /// Keep the databases here (none: a temporary directory, removed at the end).
+    pub data_dir: Option<PathBuf>,
+}
+
+impl SimConfig {
+    /// The defaults of `friendctl simulate` (under a minute on two cores in release mode).
+    pub fn new(seed: u64) -> SimConfig {
+        SimConfig {
+            seed,
+            friends: 200,
+            customers: 100,
+            jobs: 400,
+            foreground_share: 0.15,
+            foreground_max: 32,
+            flaky_share: 0.25,
+            max_in_flight: 24,
+            max_open_sessions: session_budget(),
+            push_coalesce_secs: 300,
+            data_dir: None,
+        }
+    }
+
+    /// A small world for tests.
+    pub fn small(seed: u64) -> SimConfig {
+        SimConfig {
+            friends: 30,
+            customers: 12,
+            jobs: 40,
+            max_in_flight: 16,
+            max_open_sessions: 24,
+            ..SimConfig::new(seed)
+        }
+    }
+}
+
+/// The process's soft limit of open files (Linux: `/proc/self/limits`).
+fn open_files_limit() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// How many device sessions may be open at once: each holds about six file descriptors (its
+/// SQLite files and a pooled connection through its proxy); stay well inside the limit.
+fn session_budget() -> usize {
+    (open_files_limit().unwrap_or(1024) / 16).clamp(32, 500)
+}
+
+/// Refuses a world that cannot fit the open-files limit: every Friend's proxy listens on a port,
+/// every open session holds about six descriptors.
+fn check_open_files(config: &SimConfig) -> Result<(), SimError> {
+    let Some(limit) = open_files_limit() else {
+        return Ok(());
+    };
+    let needed = config.friends
+        + 6 * config
+            .max_open_sessions
+            .min(config.friends + config.customers)
+        + 256;
+    if needed > limit {
+        return Err(SimError::Setup(format!(
+            "{} Friends need about {needed} open files but the limit is {limit}: raise it (ulimit -n {needed}) or simulate fewer Friends",
+            config.friends
+        )));
+    }
+    Ok(())
+}
+
+/// Why a simulation could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// Setting up the backend, the accounts or the devices failed.
+    #[error("setup: {0}")]
+    Setup(String),
+    /// Writing the report failed.
+    #[error("writing the report: {0}")]
+    Io(String),
+}
+
+/// Where a run stands, for a progress display.
+#[derive(Debug, Clone)]
+pub struct ProgressInfo {
+    /// What it is doing.
+    pub phase: &'static str,
+    /// Virtual seconds since 07:00.
+    pub virtual_secs: i64,
+    /// Jobs of the day.
+    pub jobs: usize,
+    /// Booked so far.
+    pub booked: usize,
+    /// Accepted so far.
+    pub accepted: usize,
+    /// Events running.
+    pub in_flight: usize,
+    /// HTTP requests so far.
+    pub requests: u64,
+}
+
+impl ProgressInfo {
+    /// A phase without numbers yet.
+    pub fn phase(phase: &'static str, jobs: usize) -> ProgressInfo {
+        ProgressInfo {
+            phase,
+            virtual_secs: 0,
+            jobs,
+            booked: 0,
+            accepted: 0,
+            in_flight: 0,
+            requests: 0,
+        }
+    }
+}
+
+/// Receives progress while a simulation runs.
+pub trait Progress: Send + Sync {
+    /// Where the run stands now.
+    fn update(&self, info: &ProgressInfo);
+}
+
+/// Shows nothing.
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn update(&self, _info: &ProgressInfo) {}
+}
+
+/// Where a run keeps its files: the backend's database, and the devices' databases.
+struct Dirs {
+    backend: PathBuf,
+    devices: PathBuf,
+    _temp: Vec<tempfile::TempDir>,
+}
+
+/// Most devices whose databases go to the RAM disk; each open session's write-ahead log grows to
+/// about 4 MB, so larger worlds stay on disk.
+const RAM_DISK_DEVICES: usize = 1000;
+
+/// The devices' databases go to a RAM disk when there is one (`/dev/shm`) and the world is not
+/// too large: every outbox write of the core is a full fsync, which measures the host's disk, not
+/// the product; the backend's database (large at scale) stays on disk. With `data_dir`, both go
+/// there and are kept.
+fn dirs(config: &SimConfig) -> Result<Dirs, SimError> {
+    if let Some(d) = &config.data_dir {
+        std::fs::create_dir_all(d).map_err(|e| SimError::Setup(format!("{}: {e}", d.display())))?;
+        return Ok(Dirs {
+            backend: d.clone(),
+            devices: d.clone(),
+            _temp: Vec::new(),
+        });
+    }
+    let backend = tempfile::tempdir().map_err(|e| SimError::Setup(format!("temp dir: {e}")))?;
+    let shm = Path::new("/dev/shm");
+    let devices = if shm.is_dir() && config.friends + config.customers <= RAM_DISK_DEVICES {
+        tempfile::Builder::new()
+            .prefix("friendctl-sim")
+            .tempdir_in(shm)
+            .ok()
+    } else {
+        None
+    };
+    Ok(match devices {
+        Some(devices) => Dirs {
+            backend: backend.path().to_owned(),
+            devices: devices.path().to_owned(),
+            _temp: vec![backend, devices],
+        },
+        None => Dirs {
+            backend: backend.path().to_owned(),
+            devices: backend.path().to_owned(),
+            _temp: vec![backend],
+        },
+    })
+}
+
+/// Runs a simulation and returns its report.
+pub async fn run(config: SimConfig, progress: &dyn Progress) -> Result<Report, SimError> {
+    check_open_files(&config)?;
+    let dirs = dirs(&config)?;
+    let mut outcome = driver::run(config, &dirs.backend, &dirs.devices, progress).await?;
+    let report = report::build(&outcome);
+    if let Some(sim) = std::sync::Arc::get_mut(&mut outcome.sim) {
+        sim.backend.stop().await;
+    }
+    drop(outcome);
+    drop(dirs);
+    Ok(report)
+}
+
+/// Writes `report.txt`, `report.json` and `time_to_accept.svg` into `dir`; returns their paths.
+pub fn write_files(report: &Report, dir: &Path) -> Result<Vec<PathBuf>, SimError> {
+    std::fs::create_dir_all(dir).map_err(|e| SimError::Io(format!("{}: {e}", dir.display())))?;
+    let json = serde_json::to_string_pretty(report).map_err(|e| SimError::Io(e.to_string()))?;
+    let files = [
+        ("report.txt", report.text()),
+        ("report.json", json),
+        ("time_to_accept.svg", chart::time_to_accept_svg(report)),
+    ];
+    let mut paths = Vec::new();
+    for (name, body) in files {
+        let path = dir.join(name);
+        std::fs::write(&path, body)
+            .map_err(|e| SimError::Io(format!("{}: {e}", path.display())))?;
+        paths.push(path);
+    }
+    Ok(paths)
+}

@@ -1,0 +1,79 @@
+//! The simulation's invariants at small scale, run in-process as a library call.
+
+use friendctl::sim::{self, NoProgress, SimConfig};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_day_keeps_every_invariant_and_a_consistent_report() {
+    let report = sim::run(SimConfig::small(17), &NoProgress)
+        .await
+        .expect("the simulation runs");
+    eprintln!("{}", report.text());
+
+    // Given 40 booked jobs, when the day is over, then:
+    let i = &report.invariants;
+    assert_eq!(
+        i.double_assignments, 0,
+        "at most one Won per job, and it is the server's Friend"
+    );
+    assert_eq!(
+        i.lost_writes, 0,
+        "every queued action ended applied or refused"
+    );
+    assert_eq!(i.jobs_left_open, 0, "every job ends terminal or assigned");
+    assert_eq!(i.jobs_not_booked, 0, "every booking reached the server");
+    assert!(i.ok);
+
+    // The report is complete and adds up.
+    assert_eq!(report.setup.jobs, 40);
+    let states: u64 = report.final_states.values().sum();
+    assert_eq!(states, 40, "{:?}", report.final_states);
+    let t = &report.time_to_accept;
+    assert_eq!(t.considered, t.accepted + t.never_accepted);
+    assert_eq!(t.accepted, t.samples_secs.len());
+    assert_eq!(t.buckets.len(), 4);
+    assert!(
+        t.buckets
+            .windows(2)
+            .all(|w| w[0].simulated <= w[1].simulated),
+        "cumulative shares grow"
+    );
+    assert!(t.accepted > 0, "some jobs were accepted");
+    let won = report.race.accept_attempts
+        - report.race.race_losers
+        - report.race.gone
+        - report.race.not_eligible
+        - report.race.offline
+        - report.race.errors;
+    assert_eq!(won, t.accepted, "one Won per accepted job");
+    assert_eq!(report.race.checked_jobs, 40);
+    let o = &report.outbox;
+    assert!(o.queued > 0);
+    assert_eq!(o.applied + o.refused, o.queued, "{:?}", o.by_kind);
+    assert_eq!(o.pending, 0);
+    assert_eq!(o.unexpected_items, 0);
+    let by_kind: u64 = o.by_kind.values().map(|k| k.queued).sum();
+    assert_eq!(by_kind, o.queued);
+    assert!(o.by_kind.contains_key("customer book") && o.by_kind.contains_key("friend check_in"));
+    assert_eq!(report.sync_bytes.friends, 30);
+    assert!(report.sync_bytes.sync_requests > 0);
+    assert!(report.http.requests > 0);
+    let completed = report.final_states.get("completed").copied().unwrap_or(0) as usize;
+    assert_eq!(
+        report.negotiation.paid_online + report.negotiation.paid_cash,
+        completed,
+        "every completed job was paid one way"
+    );
+    assert_eq!(report.negotiation.deviation.jobs, completed);
+
+    // And the files are written.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let files = sim::write_files(&report, dir.path()).expect("files");
+    assert_eq!(files.len(), 3);
+    let svg = std::fs::read_to_string(dir.path().join("time_to_accept.svg")).expect("svg");
+    assert!(svg.starts_with("<svg") && svg.contains("polyline"));
+    let json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("report.json")).expect("json"),
+    )
+    .expect("valid JSON");
+    assert_eq!(json["invariants"]["ok"], true);
+}
