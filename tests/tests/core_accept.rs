@@ -123,7 +123,8 @@ async fn an_abandoned_accept_resolves_to_the_true_outcome_after_reopening() {
     }
     proxy.go_online();
     let session = open_friend(&proxy.url(), &anna, &db).await;
-    assert!(session.my_jobs().await.unwrap().is_empty(), "not known yet");
+    // (Whether the killed session had already learned the outcome depends on timing: its retry may
+    // have got through before the proxy went dark. Either way, after a sync the job is won.)
     session.sync_once().await.unwrap();
     let jobs = session.my_jobs().await.unwrap();
     assert_eq!(jobs.len(), 1, "the pending accept resolved to the win");
