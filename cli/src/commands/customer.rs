@@ -248,7 +248,7 @@ async fn dispatch(device: &Device, s: &CustomerSession, command: CustomerCommand
             let _ = s.sync_once().await;
             match s.booking(local).await.map_err(|e| device.err(e))? {
                 Some(job) => emit(device, json!({"job_id": job}), || {
-                    format!("booked: job {job}\n{job}")
+                    format!("booked: job {job}")
                 }),
                 None => {
                     return Err(CliError::new(

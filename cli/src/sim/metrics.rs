@@ -106,6 +106,8 @@ pub struct JobRun {
     pub candidates: Vec<(usize, f64)>,
     /// Friends who reacted (or stood in for a busy one).
     pub responded: Vec<usize>,
+    /// The winner gave the job back (released it) before arriving.
+    pub released: bool,
 }
 
 impl JobRun {

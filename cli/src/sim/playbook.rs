@@ -814,6 +814,7 @@ impl Sim {
         self.metrics.job(j, |r| {
             r.retries = 0;
             r.phase = Phase::Open;
+            r.released = true;
         });
         Vec::new()
     }
@@ -1132,6 +1133,15 @@ impl Sim {
             .unwrap_or(MAX_RETRIES + 1);
         if tries > MAX_RETRIES {
             self.metrics.count(&format!("{what}.gave_up"));
+            // A Friend stuck on site hands the job over rather than leaving it hanging.
+            let on_site = self
+                .metrics
+                .job(j, |r| r.phase == Phase::OnSite)
+                .unwrap_or(false);
+            if on_site && !matches!(event, Event::Rate { .. }) {
+                self.metrics.job(j, |r| r.retries = 0);
+                return vec![(at + 60, Event::Escalate { job: j })];
+            }
             return Vec::new();
         }
         self.metrics.count(what);
