@@ -111,10 +111,12 @@ pub fn heads(conn: &Connection) -> CoreResult<Vec<ItemRow>> {
         .collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
-/// When the earliest pending item is due, if any.
+/// When the earliest deliverable item is due, if any: only each job's first pending item counts
+/// (later ones wait for it), so a head in backoff does not make the timer spin.
 pub fn next_due_ms(conn: &Connection) -> CoreResult<Option<i64>> {
     Ok(conn.query_row(
-        "SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'pending'",
+        "SELECT MIN(next_attempt_at) FROM outbox WHERE id IN
+            (SELECT MIN(id) FROM outbox WHERE status = 'pending' GROUP BY job_id)",
         [],
         |r| r.get(0),
     )?)
