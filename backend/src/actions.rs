@@ -3,11 +3,10 @@
 //! and appends the change-log entries — so the accept race is decided by the database.
 
 use crate::error::AppError;
-use crate::store::Cached as _;
 use crate::store::jobs::{self, JobRow};
 use crate::store::{Effects, accounts, catalog, feed};
 use chrono::{DateTime, Utc};
-use friend_protocol::lifecycle::{Actor, Event, transition};
+use friend_protocol::lifecycle::{self, Actor, Event, transition};
 use friend_protocol::{
     AcceptOutcome, AccountId, BookRequest, ErrorCode, JobDetails, JobId, JobState,
     NotEligibleReason, Role, eligibility, slots_conflict, validate,
@@ -133,6 +132,9 @@ pub fn apply(
     now: DateTime<Utc>,
 ) -> Result<(JobRow, Effects), AppError> {
     let job = load(tx, job_id)?;
+    if lifecycle::already_done(&job.facts(), &actor, event) {
+        return Ok((job, Effects::default()));
+    }
     let next = transition(&job.facts(), &actor, event)?;
     let cancelled_by = match (event, actor) {
         (Event::Cancel, Actor::Customer(_)) => Some(Role::Customer),
@@ -179,19 +181,7 @@ pub fn decline(
     }
     jobs::insert_decline(tx, job_id, friend, reason, now)?;
     // Only the decliner's feed gets the change; the job itself did not change for anyone else.
-    tx.exec(
-        "INSERT INTO changes (job_id, at) VALUES (?1, ?2)",
-        rusqlite::params![job_id.to_string(), crate::clock::to_ms(now)],
-    )?;
-    let seq = tx.last_insert_rowid();
-    tx.exec(
-        "INSERT INTO feed (account_id, seq, job_id) VALUES (?1, ?2, ?3)",
-        rusqlite::params![friend.to_string(), seq, job_id.to_string()],
-    )?;
-    Ok(Effects {
-        wake: vec![friend],
-        seq: seq as u64,
-    })
+    Ok(feed::record_for(tx, job_id, friend, now)?)
 }
 
 /// Expires up to `limit` open jobs whose time is up. Returns how many and what to wake.

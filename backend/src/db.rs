@@ -19,6 +19,7 @@ use thiserror::Error;
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/001_initial.sql"),
     include_str!("../migrations/002_negotiation.sql"),
+    include_str!("../migrations/003_area_feed.sql"),
 ];
 
 /// Most idle reader connections kept open.

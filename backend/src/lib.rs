@@ -15,6 +15,7 @@
 //! ```
 
 mod actions;
+mod area;
 mod auth;
 pub mod clock;
 mod db;

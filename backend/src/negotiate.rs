@@ -15,8 +15,8 @@ use friend_protocol::consent::{self, ConsentAction, ConsentPayload};
 use friend_protocol::lifecycle::{Actor, Event, Refusal, transition};
 use friend_protocol::negotiation::{self, Answer};
 use friend_protocol::{
-    AccountId, DeviceKeys, ErrorCode, JobId, MAX_DEVICE_KEYS, NegotiationEvent, Party, QuotePolicy,
-    Role, encode_public_key, validate_quote,
+    AccountId, DeviceKeys, ErrorCode, JobId, JobState, MAX_DEVICE_KEYS, NegotiationEvent, Party,
+    QuotePolicy, Role, encode_public_key, validate_quote,
 };
 use rusqlite::Connection;
 
@@ -128,9 +128,20 @@ pub fn consent(
             ),
         ));
     }
-    let state = job.negotiation();
-    let latest = state.latest.map(|p| p.version);
+    let latest = job.negotiation().latest.map(|p| p.version);
     let verified = consent::verify(&payload, job_id, signer, payload.public_key(), latest)?;
+    let job = if job.state == JobState::Assigned
+        && caller.role == Role::Customer
+        && signer == Party::Friend
+        && verified.action == ConsentAction::Propose
+    {
+        // The holder signed a proposal on site while their check-in still waits in their offline
+        // outbox, and the customer, handed it on site, uploaded it first: both attest the arrival.
+        crate::actions::apply(tx, job_id, actor, Event::CheckIn, now)?.0
+    } else {
+        job
+    };
+    let state = job.negotiation();
     let quote = verified.quote;
     let stored = quotes::quote(tx, job_id, quote.version)?;
     if let (Some(p), Some(s)) = (state.latest, &stored)

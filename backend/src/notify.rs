@@ -1,8 +1,10 @@
 //! Targeted long-poll wake-ups. A waiting sync subscribes for its own account before it looks at
 //! the feed (so no wake-up is lost between the look and the wait); a committed change wakes only the
-//! accounts it added feed rows for. Idle waiters cost a channel each and no CPU.
+//! accounts it names and, for an open job's change, the waiting Friends the eligibility rule lets
+//! see it (a Friend subscribes with their profile). Idle waiters cost a channel each and no CPU.
 
-use friend_protocol::AccountId;
+use crate::store::Effects;
+use friend_protocol::{AccountId, FriendProfile, eligibility};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use tokio::sync::watch;
@@ -10,6 +12,8 @@ use tokio::sync::watch;
 #[derive(Default)]
 struct Slot {
     sender: Option<watch::Sender<u64>>,
+    /// The waiting Friend's profile (customers have none).
+    friend: Option<FriendProfile>,
     wakes: u64,
 }
 
@@ -27,10 +31,17 @@ pub struct Waiter<'a> {
 }
 
 impl Notifier {
-    /// Subscribes `account` to wake-ups from now on.
-    pub fn subscribe(&self, account: AccountId) -> Option<Waiter<'_>> {
+    /// Subscribes `account` (with its Friend profile, if a Friend) to wake-ups from now on.
+    pub fn subscribe(
+        &self,
+        account: AccountId,
+        friend: Option<&FriendProfile>,
+    ) -> Option<Waiter<'_>> {
         let mut slots = self.slots.lock().ok()?;
         let slot = slots.entry(account).or_default();
+        if let Some(f) = friend {
+            slot.friend = Some(f.clone());
+        }
         let rx = match &slot.sender {
             Some(tx) => tx.subscribe(),
             None => {
@@ -46,17 +57,30 @@ impl Notifier {
         })
     }
 
-    /// Wakes the waiting long-polls of these accounts.
-    pub fn wake(&self, accounts: &[AccountId], seq: u64) {
+    /// Wakes the waiting long-polls a committed write concerns.
+    pub fn wake(&self, effects: &Effects) {
         let Ok(mut slots) = self.slots.lock() else {
             return;
         };
-        for a in accounts {
-            if let Some(slot) = slots.get_mut(a)
-                && let Some(tx) = &slot.sender
-            {
-                tx.send_replace(seq);
-                slot.wakes += 1;
+        let seq = effects.seq;
+        if effects.broadcast.is_empty() {
+            for a in &effects.wake {
+                if let Some(slot) = slots.get_mut(a) {
+                    slot.ring(seq);
+                }
+            }
+            return;
+        }
+        // One pass over the waiting long-polls, so each is woken at most once.
+        let reaches: Vec<_> = effects.broadcast.iter().map(|j| j.reach()).collect();
+        for (account, slot) in slots.iter_mut().filter(|(_, s)| s.sender.is_some()) {
+            let concerned = effects.wake.contains(account)
+                || slot
+                    .friend
+                    .as_ref()
+                    .is_some_and(|f| reaches.iter().any(|r| eligibility::check(f, r).is_ok()));
+            if concerned {
+                slot.ring(seq);
             }
         }
     }
@@ -76,6 +100,15 @@ impl Notifier {
             .lock()
             .map(|s| s.values().filter(|s| s.sender.is_some()).count())
             .unwrap_or(0)
+    }
+}
+
+impl Slot {
+    fn ring(&mut self, seq: u64) {
+        if let Some(tx) = &self.sender {
+            tx.send_replace(seq);
+            self.wakes += 1;
+        }
     }
 }
 

@@ -48,7 +48,7 @@ pub fn check(friend: &FriendProfile, job: &JobReach<'_>) -> Result<(), NotEligib
 }
 
 /// The largest distance at which any Friend can be eligible for an on-site job, in metres — the
-/// radius of the backend's indexed prefilter when it looks for the Friends a job concerns.
+/// radius of any prefilter that looks for the Friends a job concerns.
 pub fn max_reach_m(job_radius_km: u32) -> f64 {
     f64::from(job_radius_km.min(crate::MAX_FRIEND_RADIUS_KM)) * 1000.0
 }

@@ -130,6 +130,19 @@ impl Refusal {
     }
 }
 
+/// Whether `event` by `actor` has already taken effect: the holding Friend's check-in arriving
+/// after the job moved past it without them. That happens when the Friend checked in and proposed
+/// a price offline, and the customer uploaded the signed proposal first (the signature proves the
+/// arrival, so the server applies the check-in then). Such a request changes nothing and is
+/// answered with the job as it is, so the Friend's replayed outbox is not refused.
+pub fn already_done(job: &JobFacts, actor: &Actor, event: Event) -> bool {
+    matches!(
+        (event, actor, job.state),
+        (Event::CheckIn, Actor::Friend(f), JobState::OnSite | JobState::Agreed)
+            if job.friend == Some(*f)
+    )
+}
+
 /// Decides one transition: the job's facts after `event` by `actor`, or why it is refused.
 ///
 /// Checks run in a fixed order — role, then ownership, then state — so a stranger learns nothing
@@ -226,6 +239,22 @@ mod tests {
         let j = transition(&j, &f, Event::AgreePrice).unwrap(); // amendment
         let j = transition(&j, &f, Event::Complete).unwrap();
         assert_eq!(j.state, JobState::Completed);
+    }
+
+    #[test]
+    fn a_late_check_in_is_already_done_only_for_the_holder() {
+        let f = Actor::Friend(id(10));
+        let assigned = transition(&open(), &f, Event::Accept).unwrap();
+        assert!(!already_done(&assigned, &f, Event::CheckIn));
+        let on_site = transition(&assigned, &f, Event::CheckIn).unwrap();
+        let agreed = transition(&on_site, &Actor::Customer(id(1)), Event::AgreePrice).unwrap();
+        for j in [&on_site, &agreed] {
+            assert!(already_done(j, &f, Event::CheckIn));
+            assert!(!already_done(j, &Actor::Friend(id(11)), Event::CheckIn));
+            assert!(!already_done(j, &f, Event::Complete));
+        }
+        let done = transition(&agreed, &f, Event::Complete).unwrap();
+        assert!(!already_done(&done, &f, Event::CheckIn));
     }
 
     #[test]

@@ -1073,6 +1073,85 @@ async fn a_cancelled_job_refuses_consent_and_completion() {
     assert!(ledger.entries.is_empty());
 }
 
+/// Anna is offline on site: her check-in and her signed proposal wait in her outbox, and Heidi,
+/// handed the proposal on site, uploads it first. The proposal checks Anna in; her check-in,
+/// replayed later, is answered with the job as it is, not refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proposal_the_customer_uploads_before_the_check_in_arrives_checks_the_friend_in() {
+    let tb = TestBackend::start().await;
+    let http = tb.http();
+    let heidi = tb.customer("Heidi").await;
+    let anna = tb.friend(friend_at("Anna", places::ZURICH)).await;
+    let (heidi_key, anna_key) = (device_key(), device_key());
+    register(&http, &heidi, &heidi_key).await;
+    register(&http, &anna, &anna_key).await;
+    let job = tb.book(&heidi, &booking_at(places::OERLIKON)).await.id;
+    assert_eq!(http.accept(&anna, job, "accept").await.status, 200);
+    let v1 = quote(
+        job,
+        1,
+        vec![item(LineItemKind::Service, "Router installation", 1, 8900)],
+    );
+    let p1 = sign(ConsentAction::Propose, Party::Friend, &v1, &anna_key);
+    // Anna herself cannot skip the check-in...
+    refused(
+        &upload(&http, &anna, job, &p1).await,
+        409,
+        "invalid_transition",
+        None,
+    );
+    // ...but the proposal Heidi was handed on site proves the arrival.
+    let after = job_of(&upload(&http, &heidi, job, &p1).await);
+    assert_eq!(after.state, JobState::OnSite);
+    assert_eq!(
+        after.negotiation.unwrap().state.status(),
+        Status::Pending {
+            version: 1,
+            by: Party::Friend
+        }
+    );
+    let a1 = sign(ConsentAction::Accept, Party::Customer, &v1, &heidi_key);
+    assert_eq!(
+        job_of(&upload(&http, &heidi, job, &a1).await).state,
+        JobState::Agreed
+    );
+
+    // Anna back online: her outbox replays the check-in, then the proposal.
+    let replayed = job_of(
+        &http
+            .post(
+                &path(job, "check-in"),
+                &anna.token,
+                Some("anna-check-in"),
+                &json!({}),
+            )
+            .await,
+    );
+    assert_eq!(
+        (replayed.state, replayed.version),
+        (JobState::Agreed, after.version + 1)
+    );
+    assert_eq!(
+        job_of(&upload(&http, &anna, job, &p1).await).state,
+        JobState::Agreed
+    );
+    // A customer's own proposal proves nothing about the Friend's arrival.
+    let other = tb.book(&heidi, &booking_at(places::OERLIKON)).await.id;
+    assert_eq!(http.accept(&anna, other, "accept-2").await.status, 200);
+    let v2 = quote(
+        other,
+        1,
+        vec![item(LineItemKind::Service, "Router installation", 1, 8900)],
+    );
+    let c1 = sign(ConsentAction::Propose, Party::Customer, &v2, &heidi_key);
+    refused(
+        &upload(&http, &heidi, other, &c1).await,
+        409,
+        "invalid_transition",
+        None,
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn money_edges_and_bad_input_are_typed_refusals_never_5xx() {
     let s = OnSite::start().await;

@@ -1,7 +1,8 @@
 //! Delta sync: long-poll wake-ups, removals with reasons, paging, snapshots and stale cursors.
 
 use friend_protocol::{
-    AcceptOutcome, Change, DeclineReason, DeclineRequest, RemovalReason, SyncPage,
+    AcceptOutcome, Category, Change, DeclineReason, DeclineRequest, NewFriend, RemovalReason,
+    SyncPage,
 };
 use friend_tests::{Http, TestAccount, TestBackend, booking_at, friend_at, places, wait_until};
 use std::time::Duration;
@@ -78,6 +79,72 @@ async fn a_booking_wakes_only_the_long_polls_it_concerns() {
         "a Friend 95 km away was woken"
     );
     bern_poll.abort();
+}
+
+/// Open-job changes are broadcast per area tile; Friends in the same tile the job is not for (other
+/// category, too small a radius) must neither be woken nor see it in their deltas.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn neighbours_the_job_is_not_for_hear_nothing_of_it() {
+    let tb = TestBackend::start().await;
+    let customer = tb.customer("Heidi").await;
+    let anna = tb.friend(friend_at("Anna", places::ZURICH)).await;
+    let beat = tb.friend(friend_at("Beat", places::ZURICH)).await;
+    let tina = tb
+        .friend(NewFriend {
+            categories: vec![Category::Tv],
+            ..friend_at("Tina", places::ZURICH)
+        })
+        .await;
+    let rolf = tb
+        .friend(NewFriend {
+            radius_km: 1,
+            ..friend_at("Rolf", places::ZURICH)
+        })
+        .await;
+    let http = tb.http();
+    let mut cursors = Vec::new();
+    for f in [&beat, &tina, &rolf] {
+        cursors.push(drain(&http, f, None).await.1);
+    }
+    let polls: Vec<_> = [&tina, &rolf]
+        .into_iter()
+        .zip(&cursors[1..])
+        .map(|(f, c)| {
+            let (http, f, c) = (http.clone(), f.clone(), c.clone());
+            tokio::spawn(async move { http.sync(&f, Some(&c), 30).await })
+        })
+        .collect();
+    let backend = tb.backend.clone();
+    wait_until(
+        "both long-polls to be waiting",
+        Duration::from_secs(10),
+        || {
+            let n = backend.waiting_accounts();
+            async move { n == 2 }
+        },
+    )
+    .await;
+
+    let job = tb.book(&customer, &booking_at(places::OERLIKON)).await;
+    assert!(matches!(
+        http.accept(&anna, job.id, "k").await.json(),
+        AcceptOutcome::Won { .. }
+    ));
+    for (f, name) in [(&tina, "Tina"), (&rolf, "Rolf")] {
+        assert_eq!(tb.backend.wake_count(f.id), 0, "{name} was woken");
+    }
+    for p in polls {
+        p.abort();
+    }
+    let (changes, _) = drain(&http, &beat, Some(&cursors[0])).await;
+    assert_eq!(removal(&changes, job.id), Some(RemovalReason::Taken));
+    for ((f, name), c) in [(&tina, "Tina"), (&rolf, "Rolf")]
+        .into_iter()
+        .zip(&cursors[1..])
+    {
+        let (changes, _) = drain(&http, f, Some(c)).await;
+        assert!(changes.is_empty(), "{name} saw {changes:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -146,7 +146,7 @@ where
             Ok::<_, AppError>((value, effects))
         })
         .await?;
-    state.notifier.wake(&effects.wake, effects.seq);
+    state.notifier.wake(&effects);
     Ok(value)
 }
 
@@ -159,7 +159,7 @@ pub(crate) async fn expire_due(state: &Arc<AppState>) -> Result<usize, AppError>
             .db
             .write(move |tx| crate::actions::expire_due(tx, clock.now(), 200))
             .await?;
-        state.notifier.wake(&effects.wake, effects.seq);
+        state.notifier.wake(&effects);
         total += n;
         if n < 200 {
             return Ok(total);

@@ -6,6 +6,7 @@
 //! `<head>`, so changes that happened while the snapshot was paged arrive as deltas afterwards.
 
 use crate::AppState;
+use crate::area;
 use crate::auth::Caller;
 use crate::error::AppError;
 use crate::store::{accounts, feed, jobs};
@@ -15,8 +16,8 @@ use axum::extract::State;
 use chrono::Utc;
 use friend_protocol::geo::BoundingBox;
 use friend_protocol::{
-    ApiError, Change, DEFAULT_PAGE_LIMIT, ErrorCode, JobId, MAX_PAGE_LIMIT, MAX_WAIT_SECS, Role,
-    SyncPage,
+    ApiError, Change, DEFAULT_PAGE_LIMIT, ErrorCode, FriendProfile, JobId, MAX_PAGE_LIMIT,
+    MAX_WAIT_SECS, Role, SyncPage, eligibility,
 };
 use rusqlite::Connection;
 use serde::Deserialize;
@@ -95,17 +96,28 @@ pub async fn sync(
         ));
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(u64::from(wait));
+    let friend = match caller.role {
+        Role::Friend => Some(Arc::new(
+            state
+                .db
+                .read(move |tx| Ok::<_, AppError>(accounts::friend(tx, caller.id)?))
+                .await?
+                .ok_or_else(|| AppError::new(ErrorCode::Unauthorized, "account gone"))?,
+        )),
+        _ => None,
+    };
     loop {
         // Subscribe before looking, so a change committed in between still wakes us.
         let mut waiter = if wait > 0 {
-            state.notifier.subscribe(caller.id)
+            state.notifier.subscribe(caller.id, friend.as_deref())
         } else {
             None
         };
         let clock = state.clock.clone();
+        let me = friend.clone();
         let page = state
             .db
-            .read(move |tx| build_page(tx, caller, cursor, limit, clock.now()))
+            .read(move |tx| build_page(tx, caller, me.as_deref(), cursor, limit, clock.now()))
             .await?;
         let idle = page.changes.is_empty() && !page.more && matches!(cursor, Cursor::Delta(_));
         let Some(w) = waiter.as_mut().filter(|_| idle) else {
@@ -120,22 +132,21 @@ pub async fn sync(
     }
 }
 
+/// The reach box a Friend's offers come from (the snapshot's job query and the delta's tiles).
+fn reach_m(me: &FriendProfile) -> f64 {
+    f64::from(me.radius_km.min(friend_protocol::MAX_FRIEND_RADIUS_KM)) * 1000.0
+}
+
 fn build_page(
     tx: &Connection,
     caller: Caller,
+    friend: Option<&FriendProfile>,
     cursor: Cursor,
     limit: u32,
     now: chrono::DateTime<Utc>,
 ) -> Result<SyncPage, AppError> {
-    let friend = match caller.role {
-        Role::Friend => Some(
-            accounts::friend(tx, caller.id)?
-                .ok_or_else(|| AppError::new(ErrorCode::Unauthorized, "account gone"))?,
-        ),
-        _ => None,
-    };
     let view = |job: &jobs::JobRow| -> rusqlite::Result<Change> {
-        match &friend {
+        match friend {
             Some(me) => views::for_friend(tx, job, me, now),
             None => Ok(views::for_customer(job)),
         }
@@ -149,22 +160,32 @@ fn build_page(
                     "cursor no longer served: sync without a cursor",
                 ));
             }
-            let (rows, more) = feed::after(tx, caller.id, after, limit)?;
-            // One change per job, in the order of each job's latest feed row.
-            let mut last: HashMap<JobId, i64> = HashMap::with_capacity(rows.len());
-            for (seq, job) in &rows {
-                last.insert(*job, *seq);
+            let tiles = friend
+                .map(|me| area::tiles_around(&me.home, reach_m(me)))
+                .unwrap_or_default();
+            let (rows, more) = feed::after(tx, caller.id, &tiles, after, limit)?;
+            // One change per job, in the order of each job's latest feed row; a job only ever
+            // broadcast to the caller's area must also pass the eligibility rule.
+            let mut last: HashMap<JobId, (i64, bool)> = HashMap::with_capacity(rows.len());
+            for row in &rows {
+                let named = last.get(&row.job).is_some_and(|(_, named)| *named);
+                last.insert(row.job, (row.seq, named || !row.broadcast));
             }
-            let mut ordered: Vec<(i64, JobId)> = last.into_iter().map(|(j, s)| (s, j)).collect();
+            let mut ordered: Vec<_> = last.into_iter().map(|(j, (s, n))| (s, j, n)).collect();
             ordered.sort_unstable();
             let mut changes = Vec::with_capacity(ordered.len());
-            for (_, id) in ordered {
-                if let Some(job) = jobs::get(tx, id)? {
+            for (_, id, named) in ordered {
+                let Some(job) = jobs::get(tx, id)? else {
+                    continue;
+                };
+                let concerned =
+                    named || friend.is_some_and(|me| eligibility::check(me, &job.reach()).is_ok());
+                if concerned {
                     changes.push(view(&job)?);
                 }
             }
             let next = if more {
-                rows.last().map(|(s, _)| *s).unwrap_or(after)
+                rows.last().map(|r| r.seq).unwrap_or(after)
             } else {
                 head
             };
@@ -181,11 +202,9 @@ fn build_page(
             after,
         } => {
             let snapshot_head = snapshot_head.unwrap_or(head);
-            let candidates = match &friend {
+            let candidates = match friend {
                 Some(me) => {
-                    let radius_m =
-                        f64::from(me.radius_km.min(friend_protocol::MAX_FRIEND_RADIUS_KM)) * 1000.0;
-                    let bbox = BoundingBox::around(&me.home, radius_m);
+                    let bbox = BoundingBox::around(&me.home, reach_m(me));
                     jobs::snapshot_candidates_friend(tx, me.id, &bbox, after, limit)?
                 }
                 None => jobs::snapshot_candidates_customer(tx, caller.id, after, limit)?,

@@ -5,7 +5,6 @@ use crate::auth::{Caller, TokenHash};
 use crate::clock::to_ms;
 use crate::store::Cached as _;
 use chrono::{DateTime, Utc};
-use friend_protocol::geo::BoundingBox;
 use friend_protocol::{
     AccountId, Category, CustomerProfile, FriendProfile, GeoPoint, NewCustomer, NewFriend, Role,
     Tier,
@@ -108,35 +107,6 @@ pub fn friend(tx: &Connection, id: AccountId) -> rusqlite::Result<Option<FriendP
         friend_from_row,
     )
     .optional()
-}
-
-/// Friends whose home lies in the box around `center` (the caller applies the exact rule).
-pub fn friends_near(
-    tx: &Connection,
-    center: &GeoPoint,
-    radius_m: f64,
-) -> rusqlite::Result<Vec<FriendProfile>> {
-    let bbox = BoundingBox::around(center, radius_m);
-    let mut stmt = tx.prepare_cached(&format!(
-        "SELECT {FRIEND_COLUMNS} FROM friends f JOIN accounts a ON a.id = f.account_id
-         WHERE f.home_lat BETWEEN ?1 AND ?2 AND f.home_lon BETWEEN ?3 AND ?4"
-    ))?;
-    let mut out = Vec::new();
-    for (lo, hi) in &bbox.lon_ranges {
-        let rows = stmt.query_map(params![bbox.min_lat, bbox.max_lat, lo, hi], friend_from_row)?;
-        for r in rows {
-            out.push(r?);
-        }
-    }
-    Ok(out)
-}
-
-/// Every Friend (remote jobs have no distance rule).
-pub fn all_friends(tx: &Connection) -> rusqlite::Result<Vec<FriendProfile>> {
-    let mut stmt = tx.prepare_cached(&format!(
-        "SELECT {FRIEND_COLUMNS} FROM friends f JOIN accounts a ON a.id = f.account_id"
-    ))?;
-    stmt.query_map([], friend_from_row)?.collect()
 }
 
 /// A customer's profile.

@@ -1,14 +1,17 @@
-//! The change log and its per-account fan-out. Every change of a job appends one `changes` row and
-//! one `feed` row per concerned account: the customer, the Friend holding it (and the one who held it
-//! before), and — while the job is or was open — every Friend eligible for it. A delta sync is then a
-//! range scan of the caller's feed rows, O(changes) and never O(inbox).
+//! The change log and its fan-out. Every change of a job appends one `changes` row, one `feed` row
+//! per account the job names (the customer, the Friend holding it and the one who held it before)
+//! and — while the job is or was open — one `area_feed` row in the job's area tile
+//! ([`crate::area`]). A delta sync is a range scan of the caller's own rows plus, for a Friend, of
+//! the tiles their reach touches: O(changes nearby), never O(inbox), and a write costs the same
+//! however many Friends are in reach.
 
 use super::jobs::JobRow;
-use super::{Effects, accounts, parse_id};
+use super::{Effects, parse_id};
+use crate::area;
 use crate::clock::to_ms;
 use crate::store::Cached as _;
 use chrono::{DateTime, Utc};
-use friend_protocol::{AccountId, JobId, JobState, Place, eligibility};
+use friend_protocol::{AccountId, JobId, JobState, Place};
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// Appends a change of `job` (its state after the change) and fans it out. `previous_holder` is the
@@ -25,38 +28,64 @@ pub fn record(
         params![job.id.to_string(), to_ms(now)],
     )?;
     let seq = tx.last_insert_rowid();
+    let job_id = job.id.to_string();
 
-    let mut concerned = vec![job.customer_id];
-    concerned.extend(job.friend_id());
-    concerned.extend(previous_holder);
-    if was_open || job.state == JobState::Open {
-        let candidates = match (job.place, job.location) {
-            (Place::OnSite, Some(at)) => {
-                accounts::friends_near(tx, &at, eligibility::max_reach_m(job.radius_km))?
-            }
-            _ => accounts::all_friends(tx)?,
-        };
-        let reach = job.reach();
-        concerned.extend(
-            candidates
-                .iter()
-                .filter(|f| eligibility::check(f, &reach).is_ok())
-                .map(|f| f.id),
-        );
-    }
-    concerned.sort();
-    concerned.dedup();
-
+    let mut named = vec![job.customer_id];
+    named.extend(job.friend_id());
+    named.extend(previous_holder);
+    named.sort();
+    named.dedup();
     let mut stmt =
         tx.prepare_cached("INSERT INTO feed (account_id, seq, job_id) VALUES (?1, ?2, ?3)")?;
-    let job_id = job.id.to_string();
-    for account in &concerned {
+    for account in &named {
         stmt.execute(params![account.to_string(), seq, job_id])?;
     }
+
+    let mut broadcast = Vec::new();
+    if was_open || job.state == JobState::Open {
+        tx.exec(
+            "INSERT INTO area_feed (tile, seq, job_id) VALUES (?1, ?2, ?3)",
+            params![tile(job), seq, job_id],
+        )?;
+        broadcast.push(job.clone());
+    }
     Ok(Effects {
-        wake: concerned,
+        wake: named,
+        broadcast,
         seq: seq as u64,
     })
+}
+
+/// Appends a change of `job_id` that only `account` hears of (a decline: the job itself did not
+/// change for anyone else).
+pub fn record_for(
+    tx: &Connection,
+    job_id: JobId,
+    account: AccountId,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<Effects> {
+    tx.exec(
+        "INSERT INTO changes (job_id, at) VALUES (?1, ?2)",
+        params![job_id.to_string(), to_ms(now)],
+    )?;
+    let seq = tx.last_insert_rowid();
+    tx.exec(
+        "INSERT INTO feed (account_id, seq, job_id) VALUES (?1, ?2, ?3)",
+        params![account.to_string(), seq, job_id.to_string()],
+    )?;
+    Ok(Effects {
+        wake: vec![account],
+        broadcast: Vec::new(),
+        seq: seq as u64,
+    })
+}
+
+/// The area tile a job's open-job changes go to.
+fn tile(job: &JobRow) -> i64 {
+    match (job.place, job.location) {
+        (Place::OnSite, Some(at)) => area::tile_of(&at),
+        _ => area::REMOTE,
+    }
 }
 
 /// The newest change sequence number (0 when nothing happened yet).
@@ -76,22 +105,55 @@ pub fn floor(tx: &Connection) -> rusqlite::Result<i64> {
     Ok(v.and_then(|v| v.parse().ok()).unwrap_or(0))
 }
 
-/// Feed rows of `account` after `cursor`: up to `limit` (seq, job) pairs, and whether more follow.
+/// One feed row: a change sequence number, the job it changed, and whether it came from an area
+/// tile (then the reader must still apply the eligibility rule).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct FeedRow {
+    /// Change sequence number.
+    pub seq: i64,
+    /// The job changed.
+    pub job: JobId,
+    /// Read from an area tile rather than the account's own rows.
+    pub broadcast: bool,
+}
+
+/// Feed rows of `account` after `cursor`, merged with the rows of `tiles` (a Friend's reach; empty
+/// for customers): up to `limit` rows in sequence order, and whether more follow.
 pub fn after(
     tx: &Connection,
     account: AccountId,
+    tiles: &[i64],
     cursor: i64,
     limit: u32,
-) -> rusqlite::Result<(Vec<(i64, JobId)>, bool)> {
+) -> rusqlite::Result<(Vec<FeedRow>, bool)> {
+    let take = i64::from(limit) + 1;
+    let decode = |broadcast: bool| {
+        move |r: &rusqlite::Row<'_>| {
+            Ok(FeedRow {
+                seq: r.get(0)?,
+                job: parse_id(&r.get::<_, String>(1)?)?,
+                broadcast,
+            })
+        }
+    };
     let mut stmt = tx.prepare_cached(
         "SELECT seq, job_id FROM feed WHERE account_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
     )?;
     let mut rows = stmt
-        .query_map(
-            params![account.to_string(), cursor, i64::from(limit) + 1],
-            |r| Ok((r.get::<_, i64>(0)?, parse_id(&r.get::<_, String>(1)?)?)),
-        )?
+        .query_map(params![account.to_string(), cursor, take], decode(false))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
+    // The first `take` rows of the union are among the first `take` rows of each source.
+    let mut stmt = tx.prepare_cached(
+        "SELECT seq, job_id FROM area_feed WHERE tile = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+    )?;
+    for t in tiles {
+        for r in stmt.query_map(params![t, cursor, take], decode(true))? {
+            rows.push(r?);
+        }
+    }
+    rows.sort_unstable();
+    // A change that names the account is read from its own rows; drop the tile's copy.
+    rows.dedup_by(|later, earlier| later.seq == earlier.seq);
     let more = rows.len() > limit as usize;
     rows.truncate(limit as usize);
     Ok((rows, more))
@@ -108,6 +170,7 @@ pub fn prune_before(tx: &Connection, before: DateTime<Utc>) -> rusqlite::Result<
         return Ok(0);
     }
     tx.exec("DELETE FROM feed WHERE seq <= ?1", params![cut])?;
+    tx.exec("DELETE FROM area_feed WHERE seq <= ?1", params![cut])?;
     let n = tx.exec("DELETE FROM changes WHERE seq <= ?1", params![cut])?;
     tx.exec(
         "INSERT INTO meta (key, value) VALUES ('feed_floor', ?1)

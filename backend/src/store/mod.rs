@@ -48,11 +48,13 @@ pub(crate) fn parse_id<T: std::str::FromStr>(s: &str) -> rusqlite::Result<T> {
     })
 }
 
-/// What a committed write must do afterwards: wake these accounts' long-polls.
+/// What a committed write must do afterwards: wake the long-polls it concerns.
 #[derive(Debug, Default)]
 pub struct Effects {
-    /// Accounts with new feed rows.
+    /// Accounts the changed jobs name (customer, holder, previous holder).
     pub wake: Vec<AccountId>,
+    /// Open (or just closed) jobs whose change every eligible Friend must hear of.
+    pub broadcast: Vec<jobs::JobRow>,
     /// The newest change sequence number written.
     pub seq: u64,
 }
@@ -61,6 +63,7 @@ impl Effects {
     /// Merges another write's effects into this one.
     pub fn merge(&mut self, other: Effects) {
         self.wake.extend(other.wake);
+        self.broadcast.extend(other.broadcast);
         self.seq = self.seq.max(other.seq);
     }
 }
