@@ -11,3 +11,4 @@ CREATE TABLE area_feed (
     job_id TEXT NOT NULL,
     PRIMARY KEY (tile, seq)
 ) WITHOUT ROWID;
+

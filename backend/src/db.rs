@@ -9,6 +9,7 @@
 //! commit each. Measured (BENCHMARKS.md, P7): accepts on distinct jobs went from 202/s with one
 //! transaction per request to the figure there.
 
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -113,6 +114,11 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
     // rusqlite keeps 16 prepared statements by default; a request path uses more than that.
     conn.set_prepared_statement_cache_capacity(256);
+    // Plans must not depend on bound values: otherwise SQLite marks statements whose plan looked
+    // at a parameter (`LIMIT ?`, STAT4 estimates) for re-preparation on every new binding, and
+    // the cache above saves nothing — profiling P7 showed the writer re-parsing `jobs::get` on
+    // every accept.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     Ok(())
 }
 

@@ -30,6 +30,12 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.pragma_update(None, "temp_store", "MEMORY")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // Plans independent of bound values, so cached statements are not re-prepared on every
+        // new binding (SQLite otherwise does that for `LIMIT ?` and STAT4 estimates).
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+            true,
+        )?;
         migrate(&mut conn, MIGRATIONS)?;
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),
