@@ -236,6 +236,12 @@ pub enum QuoteError {
     /// The total is below zero.
     #[error("the total must not be negative")]
     NegativeTotal,
+    /// The total is zero: a Friend who could not help checks out as unsuccessful instead, so no
+    /// CHF 0 completion (and payout) is ever signed.
+    #[error(
+        "the total must be above zero: check out as unsuccessful when there is nothing to charge"
+    )]
+    ZeroTotal,
     /// The total is not the sum of the items.
     #[error("total {found} is not the sum of the items ({expected})")]
     TotalMismatch {
@@ -295,6 +301,7 @@ impl QuoteError {
             QuoteError::WrongSign { .. } => "wrong_sign",
             QuoteError::AmountTooLarge { .. } => "amount_too_large",
             QuoteError::NegativeTotal => "negative_total",
+            QuoteError::ZeroTotal => "zero_total",
             QuoteError::TotalMismatch { .. } => "total_mismatch",
             QuoteError::EmptyDescription { .. } => "empty_description",
             QuoteError::TextTooLong { .. } => "text_too_long",
@@ -425,6 +432,9 @@ pub fn validate_quote(
     }
     if quote.total.minor < 0 {
         return Err(QuoteError::NegativeTotal);
+    }
+    if quote.total.minor == 0 {
+        return Err(QuoteError::ZeroTotal);
     }
     if quote.total.minor > policy.max_total_minor {
         return Err(QuoteError::AmountTooLarge {
@@ -617,6 +627,19 @@ mod tests {
         )
         .unwrap();
         assert_eq!(check(&q), Err(QuoteError::NegativeTotal));
+
+        let q = Quote::new(
+            job(),
+            1,
+            vec![
+                item(LineItemKind::Service, "Router setup", 1, 100),
+                item(LineItemKind::Discount, "On the house", 1, -100),
+            ],
+            None,
+        )
+        .unwrap();
+        assert_eq!(check(&q), Err(QuoteError::ZeroTotal));
+        assert_eq!(QuoteError::ZeroTotal.code(), "zero_total");
 
         let q = Quote::new(
             job(),

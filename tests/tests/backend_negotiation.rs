@@ -1206,6 +1206,18 @@ async fn money_edges_and_bad_input_are_typed_refusals_never_5xx() {
             "negative_total",
         ),
         (
+            "zero total",
+            quote(
+                job,
+                1,
+                vec![
+                    service(100),
+                    item(LineItemKind::Discount, "On the house", 1, -100),
+                ],
+            ),
+            "zero_total",
+        ),
+        (
             "positive discount",
             quote(
                 job,
