@@ -1,7 +1,7 @@
 //! How a job ends after check-in: the Friend completes it (with the payment method), escalates it or
 //! checks out unsuccessful; the customer rates it.
 
-use super::idempotent;
+use super::idempotent_job;
 use crate::AppState;
 use crate::auth::{CustomerCaller, FriendCaller};
 use crate::error::AppError;
@@ -36,21 +36,13 @@ pub async fn complete(
 ) -> Result<Json<JobResponse>, AppError> {
     req.validate()?;
     let body = serde_json::json!({ "job": id, "request": req });
-    idempotent(
-        &state,
-        me,
-        key.0,
-        "complete".into(),
-        body,
-        move |tx, now| {
-            let (job, effects) = finish::complete(tx, me, id, &req, now)?;
-            Ok((JobResponse { job: job.details() }, effects))
-        },
-    )
+    idempotent_job(&state, me, key.0, "complete", body, move |tx, now| {
+        finish::complete(tx, me, id, &req, now)
+    })
     .await
-    .map(Json)
 }
 
+/// Escalation and unsuccessful check-out: the same write, told apart by the event and outcome.
 async fn end_unhappily(
     state: Arc<AppState>,
     me: friend_protocol::AccountId,
@@ -60,19 +52,15 @@ async fn end_unhappily(
     outcome: JobOutcome,
 ) -> Result<Json<JobResponse>, AppError> {
     let body = serde_json::json!({ "job": id, "outcome": outcome });
-    idempotent(
-        &state,
-        me,
-        key,
-        event.as_str().into(),
-        body,
-        move |tx, now| {
-            let (job, effects) = finish::end_unhappily(tx, me, id, event, &outcome, now)?;
-            Ok((JobResponse { job: job.details() }, effects))
-        },
-    )
+    idempotent_job(&state, me, key, event.as_str(), body, move |tx, now| {
+        finish::end_unhappily(tx, me, id, event, &outcome, now)
+    })
     .await
-    .map(Json)
+}
+
+/// A blank note is no note: the outcome (and the idempotency fingerprint) then carries none.
+fn trimmed_note(note: Option<String>) -> Option<String> {
+    note.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty())
 }
 
 /// Hands the job to the company's field service (too complex on site). From on site or agreed.
@@ -91,10 +79,7 @@ pub async fn escalate(
     ApiJson(req): ApiJson<EscalateRequest>,
 ) -> Result<Json<JobResponse>, AppError> {
     req.validate()?;
-    let note = req
-        .note
-        .map(|n| n.trim().to_owned())
-        .filter(|n| !n.is_empty());
+    let note = trimmed_note(req.note);
     let outcome = JobOutcome::Escalated { note };
     end_unhappily(state, me, key.0, id, Event::Escalate, outcome).await
 }
@@ -117,10 +102,7 @@ pub async fn unsuccessful(
     ApiJson(req): ApiJson<UnsuccessfulRequest>,
 ) -> Result<Json<JobResponse>, AppError> {
     req.validate()?;
-    let note = req
-        .note
-        .map(|n| n.trim().to_owned())
-        .filter(|n| !n.is_empty());
+    let note = trimmed_note(req.note);
     let outcome = JobOutcome::Unsuccessful {
         reason: req.reason,
         note,
@@ -145,10 +127,8 @@ pub async fn rate(
 ) -> Result<Json<JobResponse>, AppError> {
     req.validate()?;
     let body = serde_json::json!({ "job": id, "request": req });
-    idempotent(&state, me, key.0, "rate".into(), body, move |tx, now| {
-        let (job, effects) = finish::rate(tx, me, id, &req, now)?;
-        Ok((JobResponse { job: job.details() }, effects))
+    idempotent_job(&state, me, key.0, "rate", body, move |tx, now| {
+        finish::rate(tx, me, id, &req, now)
     })
     .await
-    .map(Json)
 }

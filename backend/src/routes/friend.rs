@@ -1,6 +1,6 @@
 //! Friend routes: read an offer or held job, the accept race, decline, release and check-in.
 
-use super::idempotent;
+use super::{idempotent, idempotent_job};
 use crate::AppState;
 use crate::actions;
 use crate::auth::FriendCaller;
@@ -153,19 +153,10 @@ async fn held_job_event(
     event: Event,
 ) -> Result<Json<JobResponse>, AppError> {
     let body = serde_json::json!({ "job": id });
-    idempotent(
-        &state,
-        me,
-        key,
-        event.as_str().into(),
-        body,
-        move |tx, now| {
-            let (job, effects) = actions::apply(tx, id, Actor::Friend(me), event, now)?;
-            Ok((JobResponse { job: job.details() }, effects))
-        },
-    )
+    idempotent_job(&state, me, key, event.as_str(), body, move |tx, now| {
+        actions::apply(tx, id, Actor::Friend(me), event, now)
+    })
     .await
-    .map(Json)
 }
 
 /// Gives an assigned job back to the crowd before arriving.

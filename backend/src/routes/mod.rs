@@ -12,14 +12,15 @@ mod sync;
 
 use crate::AppState;
 use crate::error::AppError;
+use crate::store::jobs::JobRow;
 use crate::store::{Effects, idempotency};
-use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::HeaderValue;
 use axum::response::Response;
 use axum::routing::{get, post};
+use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use friend_protocol::{AccountId, ErrorCode};
+use friend_protocol::{AccountId, ErrorCode, JobResponse};
 use rusqlite::Connection;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -148,6 +149,27 @@ where
         .await?;
     state.notifier.wake(&effects);
     Ok(value)
+}
+
+/// [`idempotent`] for the routes that change one job and answer with it: `work` returns the changed
+/// job, the response is its details.
+pub(crate) async fn idempotent_job<F>(
+    state: &Arc<AppState>,
+    account: AccountId,
+    key: Option<String>,
+    route: &str,
+    body: serde_json::Value,
+    work: F,
+) -> Result<Json<JobResponse>, AppError>
+where
+    F: FnOnce(&Connection, DateTime<Utc>) -> Result<(JobRow, Effects), AppError> + Send + 'static,
+{
+    idempotent(state, account, key, route.into(), body, move |tx, now| {
+        let (job, effects) = work(tx, now)?;
+        Ok((JobResponse { job: job.details() }, effects))
+    })
+    .await
+    .map(Json)
 }
 
 /// Expires every due open job, in batches, waking whom each batch concerns.
