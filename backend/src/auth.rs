@@ -91,6 +91,21 @@ impl FromRequestParts<Arc<AppState>> for Caller {
     }
 }
 
+/// The caller's account when it has `role`, else 403 with `refusal`.
+async fn caller_in_role(
+    parts: &mut Parts,
+    state: &Arc<AppState>,
+    role: Role,
+    refusal: &'static str,
+) -> Result<AccountId, AppError> {
+    let caller = Caller::from_request_parts(parts, state).await?;
+    if caller.role == role {
+        Ok(caller.id)
+    } else {
+        Err(AppError::new(ErrorCode::Forbidden, refusal))
+    }
+}
+
 /// A caller that must be a Friend.
 pub struct FriendCaller(pub AccountId);
 
@@ -101,16 +116,9 @@ impl FromRequestParts<Arc<AppState>> for FriendCaller {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, AppError> {
-        match Caller::from_request_parts(parts, state).await? {
-            Caller {
-                id,
-                role: Role::Friend,
-            } => Ok(FriendCaller(id)),
-            _ => Err(AppError::new(
-                ErrorCode::Forbidden,
-                "this route is for Friends",
-            )),
-        }
+        caller_in_role(parts, state, Role::Friend, "this route is for Friends")
+            .await
+            .map(FriendCaller)
     }
 }
 
@@ -124,16 +132,9 @@ impl FromRequestParts<Arc<AppState>> for CustomerCaller {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, AppError> {
-        match Caller::from_request_parts(parts, state).await? {
-            Caller {
-                id,
-                role: Role::Customer,
-            } => Ok(CustomerCaller(id)),
-            _ => Err(AppError::new(
-                ErrorCode::Forbidden,
-                "this route is for customers",
-            )),
-        }
+        caller_in_role(parts, state, Role::Customer, "this route is for customers")
+            .await
+            .map(CustomerCaller)
     }
 }
 

@@ -1,15 +1,17 @@
 //! Admin routes (admin bearer token): create accounts, run the expiry sweep now.
 
 use crate::AppState;
-use crate::auth::{self, AdminCaller};
+use crate::auth::{self, AdminCaller, TokenHash};
 use crate::error::AppError;
 use crate::extract::ApiJson;
 use crate::store::accounts;
 use axum::Json;
 use axum::extract::State;
+use chrono::{DateTime, Utc};
 use friend_protocol::{
     AccountId, ApiError, CreatedAccount, NewCustomer, NewFriend, Role, validate,
 };
+use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -30,19 +32,10 @@ pub(crate) async fn create_friend_in(
     req: NewFriend,
 ) -> Result<CreatedAccount, AppError> {
     validate::new_friend(&req)?;
-    let token = auth::new_token()?;
-    let hash = auth::hash_token(&token);
-    let id = AccountId::random();
-    let now = state.clock.now();
-    state
-        .db
-        .write(move |tx| accounts::insert_friend(tx, id, &req, &hash, now).map_err(AppError::from))
-        .await?;
-    Ok(CreatedAccount {
-        id,
-        role: Role::Friend,
-        token,
+    create_account(state, Role::Friend, move |tx, id, hash, now| {
+        accounts::insert_friend(tx, id, &req, hash, now)
     })
+    .await
 }
 
 /// Creates a customer and returns its token (shown once).
@@ -62,21 +55,33 @@ pub(crate) async fn create_customer_in(
     req: NewCustomer,
 ) -> Result<CreatedAccount, AppError> {
     validate::new_customer(&req)?;
+    create_account(state, Role::Customer, move |tx, id, hash, now| {
+        accounts::insert_customer(tx, id, &req, hash, now)
+    })
+    .await
+}
+
+/// Creates an account of `role` with a fresh token; `insert` writes the role's rows. The request is
+/// validated before, so a refused one costs no randomness and no write.
+async fn create_account<F>(
+    state: &Arc<AppState>,
+    role: Role,
+    insert: F,
+) -> Result<CreatedAccount, AppError>
+where
+    F: FnOnce(&Connection, AccountId, &TokenHash, DateTime<Utc>) -> rusqlite::Result<()>
+        + Send
+        + 'static,
+{
     let token = auth::new_token()?;
     let hash = auth::hash_token(&token);
     let id = AccountId::random();
     let now = state.clock.now();
     state
         .db
-        .write(move |tx| {
-            accounts::insert_customer(tx, id, &req, &hash, now).map_err(AppError::from)
-        })
+        .write(move |tx| insert(tx, id, &hash, now).map_err(AppError::from))
         .await?;
-    Ok(CreatedAccount {
-        id,
-        role: Role::Customer,
-        token,
-    })
+    Ok(CreatedAccount { id, role, token })
 }
 
 /// Result of an expiry sweep.
