@@ -149,6 +149,7 @@ impl FriendDevice {
         let mut slot = self.session.lock().await;
         if let Some(s) = slot.take() {
             s.shutdown();
+            close_in_background(s);
         }
         if let Ok(mut sub) = self.subscription.lock() {
             sub.take();
@@ -257,6 +258,7 @@ impl CustomerDevice {
     pub async fn close(&self) {
         if let Some(s) = self.session.lock().await.take() {
             s.shutdown();
+            close_in_background(s);
         }
         self.open.store(false, Ordering::Relaxed);
     }
@@ -265,6 +267,12 @@ impl CustomerDevice {
     pub async fn sync(&self) -> CoreResult<()> {
         self.session().await?.sync_once().await.map(|_| ())
     }
+}
+
+/// Drops a session on the blocking pool: closing its SQLite connection checkpoints the WAL and
+/// syncs the file, which must not stall the dispatcher (it was most of a large run's time there).
+fn close_in_background<T: Send + Sync + 'static>(session: Arc<T>) {
+    drop(tokio::task::spawn_blocking(move || drop(session)));
 }
 
 /// A short code for an error in counters.
