@@ -245,23 +245,9 @@ Example:
         job: JobId,
     },
     /// Accept the customer's pending proposal; prints the signed payload for the customer.
-    AcceptQuote {
-        /// The job id.
-        #[arg(value_parser = parse_job)]
-        job: JobId,
-        /// The proposal's version (default: the pending one).
-        #[arg(long)]
-        version: Option<u32>,
-    },
+    AcceptQuote(QuoteAnswer),
     /// Reject the customer's pending proposal.
-    RejectQuote {
-        /// The job id.
-        #[arg(value_parser = parse_job)]
-        job: JobId,
-        /// The proposal's version (default: the pending one).
-        #[arg(long)]
-        version: Option<u32>,
-    },
+    RejectQuote(QuoteAnswer),
     /// Import a payload from the customer's device (verified offline); "-" reads it from stdin.
     Import {
         /// The job id.
@@ -396,23 +382,9 @@ Examples:
         job: JobId,
     },
     /// Accept the Friend's pending proposal; prints the signed payload for the Friend's device.
-    AcceptQuote {
-        /// The job id.
-        #[arg(value_parser = parse_job)]
-        job: JobId,
-        /// The proposal's version (default: the pending one).
-        #[arg(long)]
-        version: Option<u32>,
-    },
+    AcceptQuote(QuoteAnswer),
     /// Reject the Friend's pending proposal.
-    RejectQuote {
-        /// The job id.
-        #[arg(value_parser = parse_job)]
-        job: JobId,
-        /// The proposal's version (default: the pending one).
-        #[arg(long)]
-        version: Option<u32>,
-    },
+    RejectQuote(QuoteAnswer),
     /// Counter-propose a quote; prints the signed payload.
     Counter {
         /// The job id.
@@ -453,6 +425,17 @@ Examples:
     },
     /// Every outbox item with its outcome.
     Outbox,
+}
+
+/// Which proposal `accept-quote` and `reject-quote` answer, for a Friend and a customer alike.
+#[derive(Debug, Args)]
+pub struct QuoteAnswer {
+    /// The job id.
+    #[arg(value_parser = parse_job)]
+    pub job: JobId,
+    /// The proposal's version (default: the pending one).
+    #[arg(long)]
+    pub version: Option<u32>,
 }
 
 /// Why a Friend declines.

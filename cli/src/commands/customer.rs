@@ -1,10 +1,8 @@
 //! `friendctl customer …`: one customer's device against a running backend, on the real core —
 //! book, follow the job live, answer quotes (online or by payload), cancel, rate.
 
-use super::device::{
-    Delivery, Device, delivery_outcome, emit, outbox_lines, payload_arg, status_lines,
-};
-use super::views;
+use super::device::{Delivery, Device, deliver, delivered_text, emit, status_lines, sync};
+use super::{shared, views};
 use crate::args::{CustomerArgs, CustomerCommand};
 use crate::exit::{CliError, CliResult, Exit};
 use friend_core::{CustomerJob, CustomerSession, JobListener, LiveStatus};
@@ -23,35 +21,6 @@ pub async fn run(args: CustomerArgs) -> CliResult<()> {
     let result = dispatch(&device, &session, args.command).await;
     session.shutdown();
     result
-}
-
-async fn sync(device: &Device, s: &CustomerSession) -> CliResult<()> {
-    if device.offline {
-        return Ok(());
-    }
-    s.sync_once().await.map(|_| ()).map_err(|e| device.err(e))
-}
-
-async fn deliver(
-    device: &Device,
-    s: &CustomerSession,
-    job: JobId,
-    id: Option<i64>,
-) -> CliResult<Delivery> {
-    if !device.offline {
-        let _ = s.sync_once().await;
-    }
-    let items = s.outbox().await.map_err(|e| device.err(e))?;
-    delivery_outcome(device, &items, job, id)
-}
-
-fn delivered_text(d: &Delivery, what: &str) -> String {
-    match d {
-        Delivery::Applied => format!("{what}: applied by the backend"),
-        Delivery::Queued => {
-            format!("{what}: queued in the outbox (offline); sent by the next online command")
-        }
-    }
 }
 
 /// The live status in the app's words.
@@ -92,21 +61,6 @@ fn customer_job_json(j: &CustomerJob) -> serde_json::Value {
         "negotiation": views::negotiation_json(&j.negotiation),
         "pending_actions": j.pending_actions,
     })
-}
-
-async fn pending_version(
-    device: &Device,
-    s: &CustomerSession,
-    job: JobId,
-    given: Option<u32>,
-) -> CliResult<u32> {
-    if let Some(v) = given {
-        return Ok(v);
-    }
-    let n = s.negotiation(job).await.map_err(|e| device.err(e))?;
-    n.pending()
-        .map(|q| q.quote.version)
-        .ok_or_else(|| CliError::new(Exit::Refused, "no proposal is waiting for an answer"))
 }
 
 /// Wakes `watch` when the job changes.
@@ -343,46 +297,11 @@ async fn dispatch(device: &Device, s: &CustomerSession, command: CustomerCommand
             }
             s.stop_foreground_sync();
         }
-        CustomerCommand::Quote { job } => {
-            sync(device, s).await?;
-            let n = s.negotiation(job).await.map_err(|e| device.err(e))?;
-            emit(device, views::negotiation_json(&n), || {
-                views::negotiation_text(&n)
-            });
+        CustomerCommand::Quote { job } => shared::quote(device, s, job).await?,
+        CustomerCommand::AcceptQuote(answer) => {
+            shared::accept_quote(device, s, answer, "the Friend's device").await?
         }
-        CustomerCommand::AcceptQuote { job, version } => {
-            sync(device, s).await?;
-            let version = pending_version(device, s, job, version).await?;
-            let payload = s
-                .accept_quote(job, version)
-                .await
-                .map_err(|e| device.err(e))?;
-            let d = deliver(device, s, job, None).await?;
-            emit(
-                device,
-                json!({"payload": payload, "version": version, "applied": matches!(d, Delivery::Applied)}),
-                || {
-                    format!(
-                        "{}\npayload for the Friend's device (QR):\n{payload}",
-                        delivered_text(&d, &format!("accepted v{version}"))
-                    )
-                },
-            );
-        }
-        CustomerCommand::RejectQuote { job, version } => {
-            sync(device, s).await?;
-            let version = pending_version(device, s, job, version).await?;
-            let id = s
-                .reject_quote(job, version)
-                .await
-                .map_err(|e| device.err(e))?;
-            let d = deliver(device, s, job, Some(id)).await?;
-            emit(
-                device,
-                json!({"rejected": version, "applied": matches!(d, Delivery::Applied)}),
-                || delivered_text(&d, &format!("rejected v{version}")),
-            );
-        }
+        CustomerCommand::RejectQuote(answer) => shared::reject_quote(device, s, answer).await?,
         CustomerCommand::Counter { job, items, reason } => {
             sync(device, s).await?;
             let payload = s
@@ -402,23 +321,7 @@ async fn dispatch(device: &Device, s: &CustomerSession, command: CustomerCommand
             );
         }
         CustomerCommand::Import { job, payload } => {
-            let payload = payload_arg(&payload)?;
-            // The other party's device key arrives with the job: be current first.
-            sync(device, s).await?;
-            let n = s
-                .import_consent(job, &payload)
-                .await
-                .map_err(|e| device.err(e))?;
-            let d = deliver(device, s, job, None).await?;
-            let mut json = views::negotiation_json(&n);
-            json["applied"] = json!(matches!(d, Delivery::Applied));
-            emit(device, json, || {
-                format!(
-                    "{}\n{}",
-                    delivered_text(&d, "imported and verified"),
-                    views::negotiation_text(&n)
-                )
-            });
+            shared::import(device, s, job, &payload).await?
         }
         CustomerCommand::Cancel { job } => {
             sync(device, s).await?;
@@ -447,14 +350,7 @@ async fn dispatch(device: &Device, s: &CustomerSession, command: CustomerCommand
                 || delivered_text(&d, &format!("rated {stars} of 5")),
             );
         }
-        CustomerCommand::Outbox => {
-            if !device.offline {
-                let _ = s.sync_once().await;
-            }
-            let items = s.outbox().await.map_err(|e| device.err(e))?;
-            let (json, text) = outbox_lines(&items);
-            emit(device, json, || text);
-        }
+        CustomerCommand::Outbox => shared::outbox(device, s).await?,
     }
     Ok(())
 }

@@ -1,12 +1,13 @@
 //! What the Friend and customer commands share: where a device keeps its database and data key,
 //! opening a session, syncing (or not, with `--offline`), reporting an action's outcome from the
-//! outbox, and printing.
+//! outbox, and printing. [`DeviceSession`] lets one function serve both sessions.
 
 use crate::args::DeviceArgs;
 use crate::exit::{CliError, CliResult, Exit};
 use friend_core::store::outbox::ItemStatus;
 use friend_core::{
-    CoreError, CustomerSession, FriendSession, OutboxItem, SessionConfig, StaticSecrets,
+    CoreError, CoreResult, CustomerSession, FriendSession, LocalNegotiation, OutboxItem,
+    SessionConfig, StaticSecrets, SyncReport,
 };
 use friend_protocol::JobId;
 use std::path::{Path, PathBuf};
@@ -87,6 +88,96 @@ impl Device {
             .await
             .map_err(|e| self.err(e))
     }
+}
+
+/// What a Friend's and a customer's session both do, as far as the shared commands need it. The
+/// core keeps the two sessions separate types (each is its own object in the apps), so the CLI
+/// joins them here rather than the core growing a trait for one caller.
+pub(crate) trait DeviceSession {
+    /// Delivers the outbox, then pulls.
+    async fn sync_once(&self) -> CoreResult<SyncReport>;
+    /// Every outbox item with its outcome.
+    async fn outbox(&self) -> CoreResult<Vec<OutboxItem>>;
+    /// The job's negotiation as this device knows it.
+    async fn negotiation(&self, job: JobId) -> CoreResult<LocalNegotiation>;
+    /// Accepts the pending proposal; returns the signed payload for the other device.
+    async fn accept_quote(&self, job: JobId, version: u32) -> CoreResult<String>;
+    /// Rejects the pending proposal; returns the outbox item's id.
+    async fn reject_quote(&self, job: JobId, version: u32) -> CoreResult<i64>;
+    /// Verifies and applies a payload from the other device.
+    async fn import_consent(&self, job: JobId, payload: &str) -> CoreResult<LocalNegotiation>;
+}
+
+/// Forwards [`DeviceSession`] to the sessions' methods of the same names (inherent methods take
+/// precedence, so `<$session>::name` is the session's own).
+macro_rules! device_session {
+    ($($session:ty),+) => {$(
+        impl DeviceSession for $session {
+            async fn sync_once(&self) -> CoreResult<SyncReport> {
+                <$session>::sync_once(self).await
+            }
+            async fn outbox(&self) -> CoreResult<Vec<OutboxItem>> {
+                <$session>::outbox(self).await
+            }
+            async fn negotiation(&self, job: JobId) -> CoreResult<LocalNegotiation> {
+                <$session>::negotiation(self, job).await
+            }
+            async fn accept_quote(&self, job: JobId, version: u32) -> CoreResult<String> {
+                <$session>::accept_quote(self, job, version).await
+            }
+            async fn reject_quote(&self, job: JobId, version: u32) -> CoreResult<i64> {
+                <$session>::reject_quote(self, job, version).await
+            }
+            async fn import_consent(
+                &self,
+                job: JobId,
+                payload: &str,
+            ) -> CoreResult<LocalNegotiation> {
+                <$session>::import_consent(self, job, payload).await
+            }
+        }
+    )+};
+}
+
+device_session!(FriendSession, CustomerSession);
+
+/// Syncs unless `--offline` (deliver the outbox, then pull).
+pub(crate) async fn sync(device: &Device, s: &impl DeviceSession) -> CliResult<()> {
+    if device.offline {
+        return Ok(());
+    }
+    s.sync_once().await.map(|_| ()).map_err(|e| device.err(e))
+}
+
+/// Delivers what was just queued and reports its outcome.
+pub(crate) async fn deliver(
+    device: &Device,
+    s: &impl DeviceSession,
+    job: JobId,
+    id: Option<i64>,
+) -> CliResult<Delivery> {
+    if !device.offline {
+        // A transport failure leaves the item pending; the outcome below says so.
+        let _ = s.sync_once().await;
+    }
+    let items = s.outbox().await.map_err(|e| device.err(e))?;
+    delivery_outcome(device, &items, job, id)
+}
+
+/// The given version, else the version of the proposal waiting for this device's answer.
+pub(crate) async fn pending_version(
+    device: &Device,
+    s: &impl DeviceSession,
+    job: JobId,
+    given: Option<u32>,
+) -> CliResult<u32> {
+    if let Some(v) = given {
+        return Ok(v);
+    }
+    let n = s.negotiation(job).await.map_err(|e| device.err(e))?;
+    n.pending()
+        .map(|q| q.quote.version)
+        .ok_or_else(|| CliError::new(Exit::Refused, "no proposal is waiting for an answer"))
 }
 
 /// `friendctl-<role>-<first 8 hex digits of SHA-256(token)>.db`: one database per account, so two
@@ -225,6 +316,16 @@ pub fn delivery_outcome(
                 device.url
             ),
         )),
+    }
+}
+
+/// "<what>: applied by the backend", or queued when offline.
+pub fn delivered_text(d: &Delivery, what: &str) -> String {
+    match d {
+        Delivery::Applied => format!("{what}: applied by the backend"),
+        Delivery::Queued => {
+            format!("{what}: queued in the outbox (offline); sent by the next online command")
+        }
     }
 }
 

@@ -1,14 +1,12 @@
 //! `friendctl friend …`: one Friend's device against a running backend, on the real core — sync,
 //! inbox near a point, the accept race, check-in, quotes and consent payloads, completion.
 
-use super::device::{
-    Delivery, Device, delivery_outcome, emit, outbox_lines, payload_arg, status_lines,
-};
-use super::views;
+use super::device::{Delivery, Device, deliver, delivered_text, emit, status_lines, sync};
+use super::{shared, views};
 use crate::args::{FriendArgs, FriendCommand};
 use crate::exit::{CliError, CliResult, Exit};
 use friend_core::{AcceptResult, FriendSession, InboxFilter};
-use friend_protocol::{JobId, Me};
+use friend_protocol::Me;
 use serde_json::json;
 
 /// Runs one Friend command.
@@ -18,53 +16,6 @@ pub async fn run(args: FriendArgs) -> CliResult<()> {
     let result = dispatch(&device, &session, args.command).await;
     session.shutdown();
     result
-}
-
-/// Syncs unless `--offline` (deliver the outbox, then pull).
-async fn sync(device: &Device, s: &FriendSession) -> CliResult<()> {
-    if device.offline {
-        return Ok(());
-    }
-    s.sync_once().await.map(|_| ()).map_err(|e| device.err(e))
-}
-
-/// Delivers what was just queued and reports its outcome.
-async fn deliver(
-    device: &Device,
-    s: &FriendSession,
-    job: JobId,
-    id: Option<i64>,
-) -> CliResult<Delivery> {
-    if !device.offline {
-        // A transport failure leaves the item pending; the outcome below says so.
-        let _ = s.sync_once().await;
-    }
-    let items = s.outbox().await.map_err(|e| device.err(e))?;
-    delivery_outcome(device, &items, job, id)
-}
-
-fn delivered_text(d: &Delivery, what: &str) -> String {
-    match d {
-        Delivery::Applied => format!("{what}: applied by the backend"),
-        Delivery::Queued => {
-            format!("{what}: queued in the outbox (offline); sent by the next online command")
-        }
-    }
-}
-
-async fn pending_version(
-    device: &Device,
-    s: &FriendSession,
-    job: JobId,
-    given: Option<u32>,
-) -> CliResult<u32> {
-    if let Some(v) = given {
-        return Ok(v);
-    }
-    let n = s.negotiation(job).await.map_err(|e| device.err(e))?;
-    n.pending()
-        .map(|q| q.quote.version)
-        .ok_or_else(|| CliError::new(Exit::Refused, "no proposal is waiting for an answer"))
 }
 
 async fn dispatch(device: &Device, s: &FriendSession, command: FriendCommand) -> CliResult<()> {
@@ -282,65 +233,12 @@ async fn dispatch(device: &Device, s: &FriendSession, command: FriendCommand) ->
                 },
             );
         }
-        FriendCommand::Quote { job } => {
-            sync(device, s).await?;
-            let n = s.negotiation(job).await.map_err(|e| device.err(e))?;
-            emit(device, views::negotiation_json(&n), || {
-                views::negotiation_text(&n)
-            });
+        FriendCommand::Quote { job } => shared::quote(device, s, job).await?,
+        FriendCommand::AcceptQuote(answer) => {
+            shared::accept_quote(device, s, answer, "the customer's device").await?
         }
-        FriendCommand::AcceptQuote { job, version } => {
-            sync(device, s).await?;
-            let version = pending_version(device, s, job, version).await?;
-            let payload = s
-                .accept_quote(job, version)
-                .await
-                .map_err(|e| device.err(e))?;
-            let d = deliver(device, s, job, None).await?;
-            emit(
-                device,
-                json!({"payload": payload, "version": version, "applied": matches!(d, Delivery::Applied)}),
-                || {
-                    format!(
-                        "{}\npayload for the customer's device (QR):\n{payload}",
-                        delivered_text(&d, &format!("accepted v{version}"))
-                    )
-                },
-            );
-        }
-        FriendCommand::RejectQuote { job, version } => {
-            sync(device, s).await?;
-            let version = pending_version(device, s, job, version).await?;
-            let id = s
-                .reject_quote(job, version)
-                .await
-                .map_err(|e| device.err(e))?;
-            let d = deliver(device, s, job, Some(id)).await?;
-            emit(
-                device,
-                json!({"rejected": version, "applied": matches!(d, Delivery::Applied)}),
-                || delivered_text(&d, &format!("rejected v{version}")),
-            );
-        }
-        FriendCommand::Import { job, payload } => {
-            let payload = payload_arg(&payload)?;
-            // The other party's device key arrives with the job: be current first.
-            sync(device, s).await?;
-            let n = s
-                .import_consent(job, &payload)
-                .await
-                .map_err(|e| device.err(e))?;
-            let d = deliver(device, s, job, None).await?;
-            let mut json = views::negotiation_json(&n);
-            json["applied"] = json!(matches!(d, Delivery::Applied));
-            emit(device, json, || {
-                format!(
-                    "{}\n{}",
-                    delivered_text(&d, "imported and verified"),
-                    views::negotiation_text(&n)
-                )
-            });
-        }
+        FriendCommand::RejectQuote(answer) => shared::reject_quote(device, s, answer).await?,
+        FriendCommand::Import { job, payload } => shared::import(device, s, job, &payload).await?,
         FriendCommand::Complete { job, payment } => {
             sync(device, s).await?;
             let settled = s
@@ -385,14 +283,7 @@ async fn dispatch(device: &Device, s: &FriendSession, command: FriendCommand) ->
                 || delivered_text(&d, "checked out unsuccessful"),
             );
         }
-        FriendCommand::Outbox => {
-            if !device.offline {
-                let _ = s.sync_once().await;
-            }
-            let items = s.outbox().await.map_err(|e| device.err(e))?;
-            let (json, text) = outbox_lines(&items);
-            emit(device, json, || text);
-        }
+        FriendCommand::Outbox => shared::outbox(device, s).await?,
         FriendCommand::Ledger => {
             let ledger = s.ledger().await.map_err(|e| device.err(e))?;
             emit(

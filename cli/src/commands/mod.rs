@@ -4,5 +4,6 @@ pub mod customer;
 pub mod device;
 pub mod friend;
 pub mod serve;
+pub mod shared;
 pub mod simulate;
 pub mod views;
