@@ -11,10 +11,57 @@ use serde::de::DeserializeOwned;
 /// A JSON body.
 pub struct ApiJson<T>(pub T);
 
+/// How much of an oversized body is read and discarded before answering 413. Closing a connection
+/// with unread request data makes the kernel reset it, and the client may then never see the typed
+/// error; reading a bounded amount first lets ordinary oversized requests get their answer. Beyond
+/// this the connection is simply dropped.
+const DRAIN_LIMIT: usize = 1024 * 1024;
+
+/// Reads the body up to [`MAX_BODY_BYTES`](crate::routes::MAX_BODY_BYTES); an oversized body is
+/// drained up to [`DRAIN_LIMIT`] and refused with `body_too_large`.
+async fn read_bounded(body: axum::body::Body) -> Result<axum::body::Bytes, AppError> {
+    use http_body_util::BodyExt as _;
+    let too_large = || AppError::new(ErrorCode::BodyTooLarge, "request body too large");
+    let mut body = body;
+    let mut kept = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| AppError::new(ErrorCode::InvalidJson, e.to_string()))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen = seen.saturating_add(data.len());
+        if seen > DRAIN_LIMIT {
+            return Err(too_large());
+        }
+        if seen <= crate::routes::MAX_BODY_BYTES {
+            kept.extend_from_slice(&data);
+        }
+    }
+    if seen > crate::routes::MAX_BODY_BYTES {
+        return Err(too_large());
+    }
+    Ok(kept.into())
+}
+
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = AppError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, AppError> {
+        let (parts, body) = req.into_parts();
+        let declared = parts
+            .headers
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if declared.is_some_and(|n| n > DRAIN_LIMIT) {
+            return Err(AppError::new(
+                ErrorCode::BodyTooLarge,
+                "request body too large",
+            ));
+        }
+        let bytes = read_bounded(body).await?;
+        let req = Request::from_parts(parts, axum::body::Body::from(bytes));
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(ApiJson(v)),
             Err(JsonRejection::BytesRejection(e))

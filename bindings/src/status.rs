@@ -31,6 +31,8 @@ pub struct SyncStatus {
     pub snapshot_items: u64,
     /// Server clock minus device clock, ms.
     pub clock_offset_ms: i64,
+    /// Response bytes received from the backend since the session opened.
+    pub bytes_received: u64,
 }
 
 impl From<friend_core::SyncStatus> for SyncStatus {
@@ -47,6 +49,7 @@ impl From<friend_core::SyncStatus> for SyncStatus {
             snapshot_in_progress: s.snapshot_in_progress,
             snapshot_items: s.snapshot_items,
             clock_offset_ms: s.clock_offset_ms,
+            bytes_received: s.bytes_received,
         }
     }
 }

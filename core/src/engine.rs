@@ -65,6 +65,9 @@ pub struct SyncStatus {
     pub snapshot_items: u64,
     /// Server clock minus device clock, ms.
     pub clock_offset_ms: i64,
+    /// Response bytes received from the backend since the session opened (bodies as sent, gzip
+    /// decoded): what the app's data-usage screen or a sync-efficiency check needs.
+    pub bytes_received: u64,
 }
 
 /// What a sync run did.
@@ -223,7 +226,9 @@ impl Engine {
 
     /// The current sync status.
     pub fn status(&self) -> SyncStatus {
-        self.status.lock().map(|s| s.clone()).unwrap_or_default()
+        let mut status = self.status.lock().map(|s| s.clone()).unwrap_or_default();
+        status.bytes_received = self.api.bytes_received();
+        status
     }
 
     /// Updates the status (outbox counts and stored sync times are re-read) and tells listeners.
@@ -251,6 +256,7 @@ impl Engine {
                 s.snapshot_in_progress = in_snapshot;
             }
             change(&mut s);
+            s.bytes_received = self.api.bytes_received();
             s.clone()
         };
         for l in self.listeners.status.current() {

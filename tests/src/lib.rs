@@ -61,6 +61,7 @@ pub struct TestBackend {
     /// The database file.
     pub db_path: std::path::PathBuf,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    serving: Option<tokio::task::JoinHandle<()>>,
     _dir: tempfile::TempDir,
 }
 
@@ -90,9 +91,9 @@ impl TestBackend {
                 .unwrap_or_else(|e| panic!("addr: {e}"))
         );
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let serving = backend.clone();
-        tokio::spawn(async move {
-            let _ = serving
+        let server = backend.clone();
+        let serving = tokio::spawn(async move {
+            let _ = server
                 .serve(listener, async move {
                     let _ = rx.await;
                 })
@@ -104,6 +105,7 @@ impl TestBackend {
             clock,
             db_path,
             shutdown: Some(tx),
+            serving: Some(serving),
             _dir: dir,
         }
     }
@@ -114,10 +116,22 @@ impl TestBackend {
         self.clock.now()
     }
 
-    /// Stops serving (the database stays until the value is dropped).
+    /// Asks the server to stop, without waiting (the database stays until the value is dropped).
     pub fn stop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
+        }
+    }
+
+    /// Stops serving and waits until the port is closed and open connections are done, so the
+    /// next request is certain to find the backend gone (within 10 s, else the test fails).
+    pub async fn shut_down(&mut self) {
+        self.stop();
+        if let Some(serving) = self.serving.take() {
+            tokio::time::timeout(Duration::from_secs(10), serving)
+                .await
+                .unwrap_or_else(|_| panic!("the backend did not stop within 10 s"))
+                .unwrap_or_else(|e| panic!("the backend task failed: {e}"));
         }
     }
 

@@ -1394,19 +1394,6 @@ async fn money_edges_and_bad_input_are_typed_refusals_never_5xx() {
         )
         .await;
     refused(&r, 400, "invalid_json", None);
-
-    // A zero total is a legitimate quote under the shared rules (a free favour); it is stored.
-    let free = quote(job, 1, vec![service(0)]);
-    let n = job_of(
-        &s.upload(
-            &s.anna,
-            &sign(ConsentAction::Propose, Party::Friend, &free, &s.anna_key),
-        )
-        .await,
-    )
-    .negotiation
-    .unwrap();
-    assert_eq!(n.state.latest.unwrap().total, Money::chf(0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

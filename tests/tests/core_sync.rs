@@ -38,7 +38,7 @@ async fn everything_reads_from_the_cache_when_the_backend_is_gone() {
     session.catalog().await.unwrap();
     session.profile().await.unwrap();
 
-    tb.stop();
+    tb.shut_down().await;
     let err = session.sync_once().await.unwrap_err();
     assert_eq!(err.code(), "offline", "{err}");
     let inbox = session
@@ -263,4 +263,28 @@ async fn plain_http_to_a_remote_host_is_refused() {
         .unwrap();
         assert_eq!(err.code(), "invalid_url", "{url}");
     }
+}
+
+/// The status counts the response bytes a session received: a snapshot with offers costs more than
+/// an idle delta, which stays within SPEC P5's 256 bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_counts_the_bytes_received() {
+    let tb = TestBackend::start().await;
+    let customer = tb.customer("Heidi").await;
+    let anna = tb.friend(friend_at("Anna", places::ZURICH)).await;
+    for _ in 0..3 {
+        tb.book(&customer, &booking_at(places::OERLIKON)).await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let session = open_friend(&tb.base_url, &anna, &dir.path().join("anna.db")).await;
+    let before = session.sync_status().bytes_received;
+    session.sync_once().await.unwrap();
+    let snapshot = session.sync_status().bytes_received - before;
+    session.sync_once().await.unwrap();
+    let idle = session.sync_status().bytes_received - before - snapshot;
+    assert!(snapshot > 3 * 300, "three offers in {snapshot} bytes");
+    assert!(
+        (1..=256).contains(&idle),
+        "idle delta sync took {idle} bytes"
+    );
 }
