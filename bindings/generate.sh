@@ -30,9 +30,16 @@ case "$(uname -s)" in
   *) lib="target/$profile/libfriend_ffi.so" ;;
 esac
 
-cargo build --locked -p friend-ffi "${cargo_flags[@]}"
-# The generator is a one-shot host tool: a debug build is quicker to build than to run slowly.
-cargo build --locked -p uniffi-bindgen
+if [ "$profile" = debug ]; then
+  # The whole workspace, not `-p friend-ffi -p uniffi-bindgen`: building single packages resolves
+  # their dependencies' features differently (hyper without `server`, …), which rebuilt hyper,
+  # reqwest, the core and more next to `cargo test --workspace`'s build. One resolution, one build.
+  cargo build --locked --workspace
+else
+  cargo build --locked -p friend-ffi "${cargo_flags[@]}"
+  # The generator is a one-shot host tool: a debug build is quicker to build than to run slowly.
+  cargo build --locked -p uniffi-bindgen
+fi
 
 out=bindings/generated
 rm -rf "$out/kotlin" "$out/swift"

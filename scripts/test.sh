@@ -11,6 +11,6 @@ if ! command -v mvn >/dev/null 2>&1 || ! command -v java >/dev/null 2>&1; then
   echo "  apt-get install -y openjdk-17-jdk-headless maven   (or run .ci/run, which installs them)" >&2
   exit 1
 fi
+# Builds the whole workspace (the FFI library, the generator, the backend the JVM tests start).
 bash bindings/generate.sh
-cargo build --locked -p friend-backend
 mvn -B -ntp -f android/jvm-tests/pom.xml test

@@ -38,7 +38,7 @@ class TestBackend : AutoCloseable {
     init {
         val binary = System.getProperty("friendcore.backend")
             ?: error("system property friendcore.backend (path of friend-backend) is not set")
-        check(File(binary).canExecute()) { "$binary missing: run cargo build -p friend-backend" }
+        check(File(binary).canExecute()) { "$binary missing: run bash bindings/generate.sh (or cargo build -p friend-backend)" }
         val port = ServerSocket(0).use { it.localPort }
         process = ProcessBuilder(
             binary, "--addr", "127.0.0.1:$port", "--db", dir.resolve("backend.db").toString(),
