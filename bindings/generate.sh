@@ -31,10 +31,11 @@ case "$(uname -s)" in
 esac
 
 if [ "$profile" = debug ]; then
-  # The whole workspace, not `-p friend-ffi -p uniffi-bindgen`: building single packages resolves
-  # their dependencies' features differently (hyper without `server`, …), which rebuilt hyper,
-  # reqwest, the core and more next to `cargo test --workspace`'s build. One resolution, one build.
-  cargo build --locked --workspace
+  # The same selection as `cargo test --workspace` (libs, bins, tests, examples), not
+  # `-p friend-ffi -p uniffi-bindgen`: a different selection resolves dependency features
+  # differently (single packages: hyper without `server`; no tests: no dev-dependency features),
+  # which rebuilt hyper, reqwest, uniffi, the core and more next to the test build in CI.
+  cargo build --locked --workspace --lib --bins --tests --examples
 else
   cargo build --locked -p friend-ffi "${cargo_flags[@]}"
   # The generator is a one-shot host tool: a debug build is quicker to build than to run slowly.

@@ -148,6 +148,10 @@ pub struct Race {
     pub double_assignments: usize,
     /// Jobs whose winner (by `Won`) is not the server's assigned Friend.
     pub winner_mismatches: usize,
+    /// Jobs no device saw `Won` for because the winner's answer was lost (their accept ended
+    /// `Offline`) while the server assigned exactly that Friend: one holder, learnt by the device
+    /// at its next sync through the pending-accept lookup. Not a double assignment.
+    pub answers_lost: usize,
     /// Jobs checked against the server.
     pub checked_jobs: usize,
 }
@@ -446,6 +450,7 @@ pub(crate) fn build(outcome: &Outcome) -> Report {
         errors: 0,
         double_assignments: 0,
         winner_mismatches: 0,
+        answers_lost: 0,
         checked_jobs: 0,
     };
     for (j, run) in runs.iter().enumerate() {
@@ -484,7 +489,15 @@ pub(crate) fn build(outcome: &Outcome) -> Report {
             .and_then(|(_, f)| sim.friend_ids.get(f).copied());
         // A released job may show no Friend any more; otherwise the server's Friend is the winner.
         let matches = server_friend == sim_friend || (run.released && server_friend.is_none());
-        if !matches {
+        let answer_lost = sim_friend.is_none()
+            && server_friend.is_some_and(|holder| {
+                run.outcomes.iter().any(|(f, kind)| {
+                    *kind == AcceptKind::Offline && sim.friend_ids.get(*f) == Some(&holder)
+                })
+            });
+        if answer_lost {
+            race.answers_lost += 1;
+        } else if !matches {
             race.winner_mismatches += 1;
         }
     }
@@ -822,11 +835,12 @@ impl Report {
         );
         let _ = writeln!(
             o,
-            "  double assignments: {} (Won twice: {}, Won ≠ server's Friend: {}, of {} jobs checked)",
+            "  double assignments: {} (Won twice: {}, Won ≠ server's Friend: {}, of {} jobs checked) · winner's answer lost, server holds them: {}",
             self.invariants.double_assignments,
             r.double_assignments,
             r.winner_mismatches,
-            r.checked_jobs
+            r.checked_jobs,
+            r.answers_lost
         );
         let b = &self.outbox;
         let _ = writeln!(o, "\nOutbox");
