@@ -48,7 +48,7 @@ Zürich and Bern, two customers) whose tokens are printed. Ctrl-C stops it clean
 Examples:
   friendctl simulate
   friendctl simulate --seed 42 --friends 400 --customers 200 --jobs 1000
-  friendctl simulate --friends 2000 --jobs 20000            # takes a while; memory stays bounded
+  friendctl simulate --friends 2000 --jobs 20000            # ~1 h on 2 cores, ~4.5 GB
   friendctl simulate --json > report.json                   # the report as JSON on stdout
 
 Writes report.txt, report.json and time_to_accept.svg into --out. Exit code 7 when an invariant
