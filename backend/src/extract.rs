@@ -17,11 +17,14 @@ pub struct ApiJson<T>(pub T);
 /// this the connection is simply dropped.
 const DRAIN_LIMIT: usize = 1024 * 1024;
 
+fn too_large() -> AppError {
+    AppError::new(ErrorCode::BodyTooLarge, "request body too large")
+}
+
 /// Reads the body up to [`MAX_BODY_BYTES`](crate::routes::MAX_BODY_BYTES); an oversized body is
 /// drained up to [`DRAIN_LIMIT`] and refused with `body_too_large`.
 async fn read_bounded(body: axum::body::Body) -> Result<axum::body::Bytes, AppError> {
     use http_body_util::BodyExt as _;
-    let too_large = || AppError::new(ErrorCode::BodyTooLarge, "request body too large");
     let mut body = body;
     let mut kept = Vec::new();
     let mut seen = 0usize;
@@ -55,10 +58,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok());
         if declared.is_some_and(|n| n > DRAIN_LIMIT) {
-            return Err(AppError::new(
-                ErrorCode::BodyTooLarge,
-                "request body too large",
-            ));
+            return Err(too_large());
         }
         let bytes = read_bounded(body).await?;
         let req = Request::from_parts(parts, axum::body::Body::from(bytes));
@@ -67,10 +67,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
             Err(JsonRejection::BytesRejection(e))
                 if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE =>
             {
-                Err(AppError::new(
-                    ErrorCode::BodyTooLarge,
-                    "request body too large",
-                ))
+                Err(too_large())
             }
             Err(e) => Err(AppError::new(ErrorCode::InvalidJson, e.body_text())),
         }

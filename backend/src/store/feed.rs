@@ -23,37 +23,18 @@ pub fn record(
     was_open: bool,
     now: DateTime<Utc>,
 ) -> rusqlite::Result<Effects> {
-    tx.exec(
-        "INSERT INTO changes (job_id, at) VALUES (?1, ?2)",
-        params![job.id.to_string(), to_ms(now)],
-    )?;
-    let seq = tx.last_insert_rowid();
-    let job_id = job.id.to_string();
-
     let mut named = vec![job.customer_id];
     named.extend(job.friend_id());
     named.extend(previous_holder);
-    named.sort();
-    named.dedup();
-    let mut stmt =
-        tx.prepare_cached("INSERT INTO feed (account_id, seq, job_id) VALUES (?1, ?2, ?3)")?;
-    for account in &named {
-        stmt.execute(params![account.to_string(), seq, job_id])?;
-    }
-
-    let mut broadcast = Vec::new();
+    let mut effects = append(tx, job.id, named, now)?;
     if was_open || job.state == JobState::Open {
         tx.exec(
             "INSERT INTO area_feed (tile, seq, job_id) VALUES (?1, ?2, ?3)",
-            params![tile(job), seq, job_id],
+            params![tile(job), effects.seq as i64, job.id.to_string()],
         )?;
-        broadcast.push(job.clone());
+        effects.broadcast.push(job.clone());
     }
-    Ok(Effects {
-        wake: named,
-        broadcast,
-        seq: seq as u64,
-    })
+    Ok(effects)
 }
 
 /// Appends a change of `job_id` that only `account` hears of (a decline: the job itself did not
@@ -64,17 +45,31 @@ pub fn record_for(
     account: AccountId,
     now: DateTime<Utc>,
 ) -> rusqlite::Result<Effects> {
+    append(tx, job_id, vec![account], now)
+}
+
+/// One `changes` row and a `feed` row for each of `named`, who are then the accounts to wake.
+fn append(
+    tx: &Connection,
+    job_id: JobId,
+    mut named: Vec<AccountId>,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<Effects> {
+    let job = job_id.to_string();
     tx.exec(
         "INSERT INTO changes (job_id, at) VALUES (?1, ?2)",
-        params![job_id.to_string(), to_ms(now)],
+        params![job, to_ms(now)],
     )?;
     let seq = tx.last_insert_rowid();
-    tx.exec(
-        "INSERT INTO feed (account_id, seq, job_id) VALUES (?1, ?2, ?3)",
-        params![account.to_string(), seq, job_id.to_string()],
-    )?;
+    named.sort();
+    named.dedup();
+    let mut stmt =
+        tx.prepare_cached("INSERT INTO feed (account_id, seq, job_id) VALUES (?1, ?2, ?3)")?;
+    for account in &named {
+        stmt.execute(params![account.to_string(), seq, job])?;
+    }
     Ok(Effects {
-        wake: vec![account],
+        wake: named,
         broadcast: Vec::new(),
         seq: seq as u64,
     })
