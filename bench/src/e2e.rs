@@ -46,13 +46,7 @@ pub async fn p3_race_http() -> Vec<Row> {
                 })
             })
             .collect();
-        let mut winners = 0;
-        for t in tasks {
-            let (d, won) = t.await.unwrap();
-            latencies.push(d);
-            winners += usize::from(won);
-        }
-        if winners != 1 {
+        if !one_winner(tasks, &mut latencies).await {
             bad_rounds += 1;
         }
     }
@@ -77,6 +71,21 @@ pub async fn p3_race_http() -> Vec<Row> {
             50.0,
         ),
     ]
+}
+
+/// Waits for one round's accepts (latency, won), keeps the latencies, and tells whether exactly one
+/// of them won.
+async fn one_winner(
+    tasks: Vec<tokio::task::JoinHandle<(std::time::Duration, bool)>>,
+    latencies: &mut Vec<std::time::Duration>,
+) -> bool {
+    let mut winners = 0;
+    for t in tasks {
+        let (d, won) = t.await.unwrap();
+        latencies.push(d);
+        winners += usize::from(won);
+    }
+    winners == 1
 }
 
 /// P3 through the real client: 200 Friends (core sessions, each with its own SQLite file) accept
@@ -111,13 +120,7 @@ pub async fn p3_race() -> Vec<Row> {
                 })
             })
             .collect();
-        let mut winners = 0;
-        for t in tasks {
-            let (d, won) = t.await.unwrap();
-            latencies.push(d);
-            winners += usize::from(won);
-        }
-        if winners != 1 {
+        if !one_winner(tasks, &mut latencies).await {
             bad_rounds += 1;
         }
     }
