@@ -139,6 +139,29 @@ impl Backend {
         self.seeded.as_deref()
     }
 
+    /// The start-up lines about credentials (admin token, dev accounts of a new database) that
+    /// `friend-backend` and `friendctl serve` print, one per line.
+    pub fn credentials_text(&self) -> String {
+        let mut out = format!("  admin token:      {}\n", self.admin_token());
+        match self.seeded_accounts() {
+            Some(accounts) => {
+                out.push_str("  development accounts (new database):\n");
+                for a in accounts {
+                    out.push_str(&format!(
+                        "    {:<9} {:<14} token {}\n",
+                        format!("{:?}", a.role).to_lowercase(),
+                        a.name,
+                        a.token
+                    ));
+                }
+            }
+            None => out.push_str(
+                "  existing database: earlier dev tokens (dev-friend-anna, dev-customer-heidi, …) still work\n",
+            ),
+        }
+        out
+    }
+
     /// The HTTP router (for embedding; [`Backend::serve`] uses it).
     pub fn router(&self) -> axum::Router {
         routes::router(self.state.clone())

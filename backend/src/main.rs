@@ -56,23 +56,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         "  OpenAPI document: http://{addr}{}",
         friend_backend::OPENAPI_PATH
     );
-    println!("  admin token:      {}", backend.admin_token());
-    match backend.seeded_accounts() {
-        Some(accounts) => {
-            println!("  development accounts (new database):");
-            for a in accounts {
-                println!(
-                    "    {:<9} {:<14} token {}",
-                    format!("{:?}", a.role).to_lowercase(),
-                    a.name,
-                    a.token
-                );
-            }
-        }
-        None => println!(
-            "  existing database: earlier dev tokens (dev-friend-anna, dev-customer-heidi, …) still work"
-        ),
-    }
+    print!("{}", backend.credentials_text());
     println!("  try: curl -H 'Authorization: Bearer dev-friend-anna' 'http://{addr}/v1/sync'");
     println!("  new accounts: POST /v1/admin/friends or /v1/admin/customers with the admin token");
     backend

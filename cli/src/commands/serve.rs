@@ -25,23 +25,7 @@ pub async fn run(args: ServeArgs) -> CliResult<()> {
         "  OpenAPI document: http://{addr}{}",
         friend_backend::OPENAPI_PATH
     );
-    println!("  admin token:      {}", backend.admin_token());
-    match backend.seeded_accounts() {
-        Some(accounts) => {
-            println!("  development accounts (new database):");
-            for a in accounts {
-                println!(
-                    "    {:<9} {:<14} token {}",
-                    format!("{:?}", a.role).to_lowercase(),
-                    a.name,
-                    a.token
-                );
-            }
-        }
-        None => println!(
-            "  existing database: earlier dev tokens (dev-friend-anna, dev-customer-heidi, …) still work"
-        ),
-    }
+    print!("{}", backend.credentials_text());
     println!(
         "  try: friendctl friend --url http://{addr} --token dev-friend-anna inbox   (Ctrl-C stops)"
     );
