@@ -410,7 +410,7 @@ pub async fn p7_throughput() -> Vec<Row> {
         ),
         Row::info(
             "P7",
-            "bookings (each fanned out to 50 eligible Friends)",
+            "bookings (50 eligible Friends in reach)",
             format!("{bookings:.0} per s"),
         ),
         Row::at_least(
