@@ -30,6 +30,8 @@ impl AppError {
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::UriTooLong => StatusCode::URI_TOO_LONG,
+            ErrorCode::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ErrorCode::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::CursorTooOld => StatusCode::GONE,
             ErrorCode::InvalidTransition
@@ -44,7 +46,8 @@ impl AppError {
             | ErrorCode::InvalidInput
             | ErrorCode::IdempotencyKeyMissing
             | ErrorCode::InvalidCursor
-            | ErrorCode::UnknownService => StatusCode::BAD_REQUEST,
+            | ErrorCode::UnknownService
+            | ErrorCode::BadRequest => StatusCode::BAD_REQUEST,
         };
         AppError {
             status,

@@ -22,6 +22,7 @@ mod db;
 mod error;
 mod extract;
 mod finish;
+mod http1;
 mod negotiate;
 mod notify;
 mod routes;
@@ -30,6 +31,7 @@ mod store;
 mod views;
 
 pub use auth::hash_token;
+pub use http1::{MAX_HEAD_BYTES, MAX_HEADER_FIELDS, MAX_URI_BYTES};
 pub use db::DbError;
 pub use routes::{OPENAPI_PATH, openapi};
 
@@ -168,16 +170,27 @@ impl Backend {
     }
 
     /// Serves HTTP on `listener` until `shutdown` resolves, running the expiry and feed-pruning
-    /// timers alongside.
+    /// timers alongside. Then it stops accepting, closes idle connections and lets requests in
+    /// flight finish. Every answer is JSON, also to requests whose head is malformed or too large
+    /// (see [`MAX_URI_BYTES`], [`MAX_HEAD_BYTES`]).
     pub async fn serve(
         &self,
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), BackendError> {
+        self.serve_router(listener, self.router(), shutdown).await
+    }
+
+    /// [`Backend::serve`] with `app` in place of [`Backend::router`], e.g. the router wrapped in
+    /// extra layers.
+    pub async fn serve_router(
+        &self,
+        listener: tokio::net::TcpListener,
+        app: axum::Router,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), BackendError> {
         let timers = tokio::spawn(self.clone().run_timers());
-        let result = axum::serve(listener, self.router())
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let result = http1::serve(listener, app, self.state.clock.clone(), shutdown).await;
         timers.abort();
         result.map_err(BackendError::Io)
     }

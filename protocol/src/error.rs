@@ -50,6 +50,15 @@ pub enum ErrorCode {
     NegotiationRefused,
     /// The job was already rated (409).
     AlreadyRated,
+    /// The request is not well-formed HTTP/1.1: a malformed request line or header field, an invalid
+    /// `Content-Length` or `Transfer-Encoding` (400). The connection is closed after the answer.
+    BadRequest,
+    /// The request target (path and query) is longer than the server accepts (414). The connection
+    /// is closed after the answer.
+    UriTooLong,
+    /// The request head is larger than the server accepts or has too many header fields (431). The
+    /// connection is closed after the answer.
+    HeadersTooLarge,
     /// The server is overloaded or its storage is unavailable; retry later (503).
     Unavailable,
     /// An unexpected server fault (500); never caused by input.
@@ -82,6 +91,9 @@ impl ErrorCode {
             ErrorCode::InvalidConsent => "invalid_consent",
             ErrorCode::NegotiationRefused => "negotiation_refused",
             ErrorCode::AlreadyRated => "already_rated",
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::UriTooLong => "uri_too_long",
+            ErrorCode::HeadersTooLarge => "headers_too_large",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
             ErrorCode::Unknown => "unknown",

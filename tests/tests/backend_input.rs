@@ -355,3 +355,256 @@ async fn the_openapi_document_covers_every_route() {
         assert!(schemas.contains_key(s), "schema {s} missing");
     }
 }
+
+/// One response read off a raw connection.
+struct RawResponse {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl RawResponse {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The `(status, code)` of an API error, checking it is the JSON contract's shape.
+    fn api_error(&self) -> (u16, String) {
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/json"),
+            "status {}",
+            self.status
+        );
+        assert!(self.header("x-server-time").is_some(), "no server time");
+        let body: serde_json::Value = serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!("{e}: {}", String::from_utf8_lossy(&self.body));
+        });
+        assert!(body["message"].is_string(), "{body}");
+        (self.status, body["code"].as_str().unwrap_or("").to_owned())
+    }
+}
+
+/// Raw HTTP/1.1 over one TCP connection to 127.0.0.1, bytes exactly as given (blocking std
+/// sockets; run it on the blocking pool).
+struct RawConn {
+    stream: std::net::TcpStream,
+    buf: Vec<u8>,
+}
+
+impl RawConn {
+    fn open(base_url: &str) -> RawConn {
+        let addr = base_url.trim_start_matches("http://");
+        let stream = std::net::TcpStream::connect(addr).unwrap();
+        // A bound on a broken server, not a synchronisation: answers come at once.
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .unwrap();
+        RawConn {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        use std::io::Write;
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    fn fill(&mut self) -> usize {
+        use std::io::Read;
+        let mut chunk = [0u8; 16 * 1024];
+        let n = self.stream.read(&mut chunk).unwrap();
+        self.buf.extend_from_slice(&chunk[..n]);
+        n
+    }
+
+    /// Reads the next response (its body by `content-length`).
+    fn response(&mut self) -> RawResponse {
+        let end = loop {
+            if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            assert!(
+                self.fill() > 0,
+                "connection closed before a response: {:?}",
+                String::from_utf8_lossy(&self.buf)
+            );
+        };
+        let head = String::from_utf8(self.buf[..end].to_vec()).unwrap();
+        let mut lines = head.split("\r\n");
+        let status = lines
+            .next()
+            .unwrap()
+            .split(' ')
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
+            .collect();
+        let len: usize = headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+            .map_or(0, |(_, v)| v.parse().unwrap());
+        while self.buf.len() < end + len {
+            assert!(self.fill() > 0, "connection closed inside a body");
+        }
+        let body = self.buf[end..end + len].to_vec();
+        self.buf.drain(..end + len);
+        RawResponse {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// Whether the server closed the connection with nothing more to say.
+    fn closed(&mut self) -> bool {
+        self.buf.is_empty() && self.fill() == 0
+    }
+}
+
+/// Runs `f` with a raw connection on the blocking pool.
+async fn raw<T: Send + 'static>(
+    base_url: &str,
+    f: impl FnOnce(RawConn) -> T + Send + 'static,
+) -> T {
+    let conn = RawConn::open(base_url);
+    tokio::task::spawn_blocking(move || f(conn)).await.unwrap()
+}
+
+/// Request heads hyper would refuse on its own with an empty body get the API's JSON errors, and
+/// the connection closes after them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_and_oversized_request_heads_get_json_errors() {
+    let tb = TestBackend::start().await;
+    let long_path = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(100_000));
+    let big_header = format!(
+        "GET /v1/health HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "b".repeat(1_000_000)
+    );
+    let many_fields = format!(
+        "GET /v1/health HTTP/1.1\r\n{}\r\n",
+        (0..101)
+            .map(|i| format!("X-{i}: y\r\n"))
+            .collect::<String>()
+    );
+    let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        (
+            "100,000-character path",
+            long_path.into_bytes(),
+            414,
+            "uri_too_long",
+        ),
+        (
+            "Content-Length: -1",
+            b"POST /v1/keys HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n".to_vec(),
+            400,
+            "bad_request",
+        ),
+        (
+            "1 MB header",
+            big_header.into_bytes(),
+            431,
+            "headers_too_large",
+        ),
+        (
+            "101 header fields",
+            many_fields.into_bytes(),
+            431,
+            "headers_too_large",
+        ),
+        (
+            "conflicting lengths",
+            b"POST /v1/keys HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}".to_vec(),
+            400,
+            "bad_request",
+        ),
+        (
+            "transfer coding other than chunked",
+            b"POST /v1/keys HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n".to_vec(),
+            400,
+            "bad_request",
+        ),
+        (
+            "header line without colon",
+            b"GET /v1/health HTTP/1.1\r\nHost x\r\n\r\n".to_vec(),
+            400,
+            "bad_request",
+        ),
+        (
+            "control character in the method",
+            b"G\x01T /v1/health HTTP/1.1\r\n\r\n".to_vec(),
+            400,
+            "bad_request",
+        ),
+        (
+            "not HTTP at all",
+            b"\x16\x03\x01\x02\x00\x01\r\n\r\n".to_vec(),
+            400,
+            "bad_request",
+        ),
+    ];
+    for (what, bytes, status, code) in cases {
+        let (reply, closed) = raw(&tb.base_url, move |mut c| {
+            c.send(&bytes);
+            let reply = c.response();
+            (reply, c.closed())
+        })
+        .await;
+        assert_eq!(reply.api_error(), (status, code.to_owned()), "{what}");
+        assert_eq!(reply.header("connection"), Some("close"), "{what}");
+        assert!(closed, "{what}: the connection stays open");
+    }
+}
+
+/// The head checks follow body framing (bodies that look like heads pass), keep connections
+/// alive, and answer every request before a refused one first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guarded_connections_keep_alive_and_answer_in_order() {
+    let tb = TestBackend::start().await;
+    let anna = tb.friend(friend_at("Anna", places::ZURICH)).await;
+    let cursor: String = tb
+        .http()
+        .sync(&anna, None, 0)
+        .await
+        .json::<serde_json::Value>()["cursor"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let token = anna.token.clone();
+    raw(&tb.base_url, move |mut c| {
+        c.send(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(c.response().status, 200);
+        // A chunked body whose data reads like a malformed head, then a body by length.
+        c.send(
+            b"POST /v1/keys HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\
+              5\r\nGET /\r\n0\r\n\r\n\
+              POST /v1/keys HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\n\r\nG\x01T / x\r\n",
+        );
+        assert_eq!(c.response().api_error(), (401, "unauthorized".to_owned()));
+        assert_eq!(c.response().api_error(), (401, "unauthorized".to_owned()));
+        c.send(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(c.response().status, 200, "the connection was kept alive");
+        // A long-poll in flight, then a refused head in the same write: the long-poll is answered
+        // first, the refusal last.
+        c.send(
+            format!(
+                "GET /v1/sync?cursor={cursor}&wait=1 HTTP/1.1\r\nHost: x\r\n\
+                 Authorization: Bearer {token}\r\n\r\nGET / HTTP/1.1\r\nContent-Length: x\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        let page = c.response();
+        assert_eq!(page.status, 200, "{}", String::from_utf8_lossy(&page.body));
+        assert_eq!(c.response().api_error(), (400, "bad_request".to_owned()));
+        assert!(c.closed());
+    })
+    .await;
+}
