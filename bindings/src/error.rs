@@ -25,7 +25,9 @@ pub enum FriendCoreError {
         /// What failed.
         detail: String,
     },
-    /// The access token was refused: refresh it (or sign in again) and retry.
+    /// The access token was refused, belongs to an account of the other role (a customer's token in
+    /// a `FriendSession`, or the reverse), or is malformed (empty, whitespace, a line break, control
+    /// characters): refresh it (or sign in again) and retry.
     #[error("unauthorized: {detail}")]
     Unauthorized {
         /// What failed.
@@ -161,7 +163,10 @@ impl From<CoreError> for FriendCoreError {
             CoreError::ServerUnavailable(_) | CoreError::InvalidResponse(_) => {
                 FriendCoreError::ServerUnavailable { detail }
             }
-            CoreError::Unauthorized(_) => FriendCoreError::Unauthorized { detail },
+            // A token of the other role or a malformed one: the app needs another token too.
+            CoreError::Unauthorized(_)
+            | CoreError::WrongRole { .. }
+            | CoreError::InvalidToken(_) => FriendCoreError::Unauthorized { detail },
             CoreError::Forbidden(_) => FriendCoreError::Refused {
                 reason: "forbidden".into(),
                 detail,
@@ -204,7 +209,7 @@ pub(crate) fn core_code_to_ffi(core_code: &str) -> &'static str {
     match core_code {
         "offline" => "offline",
         "server_unavailable" | "invalid_response" => "server_unavailable",
-        "unauthorized" => "unauthorized",
+        "unauthorized" | "wrong_role" | "invalid_token" => "unauthorized",
         "forbidden" | "refused" | "negotiation_refused" => "refused",
         "invalid_quote" => "invalid_quote",
         "invalid_consent" => "invalid_consent",
@@ -248,6 +253,14 @@ mod tests {
             ),
             (CoreError::InvalidResponse("x".into()), "server_unavailable"),
             (CoreError::Unauthorized("x".into()), "unauthorized"),
+            (
+                CoreError::WrongRole {
+                    expected: friend_protocol::Role::Friend,
+                    actual: friend_protocol::Role::Customer,
+                },
+                "unauthorized",
+            ),
+            (CoreError::InvalidToken("x".into()), "unauthorized"),
             (CoreError::Forbidden("x".into()), "refused"),
             (CoreError::NotFound("x".into()), "not_found"),
             (CoreError::NotCached("x".into()), "not_found"),

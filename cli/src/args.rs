@@ -13,15 +13,17 @@ Examples:
   friendctl customer --token dev-customer-heidi book --service network.router_setup
   friendctl friend --token dev-friend-anna inbox
 
-Exit codes: 0 ok, 1 other failure, 2 usage, 3 backend unreachable, 4 token refused,
-5 action refused, 6 accept not won, 7 simulation invariant broken, 8 wait timed out.";
+Exit codes: 0 ok, 1 other failure, 2 usage (also a malformed token), 3 backend unreachable,
+4 token refused (also a token of the other role), 5 action refused, 6 accept not won,
+7 simulation invariant broken, 8 wait timed out.";
 
 /// FriendCore's command line: run the reference backend, simulate a whole marketplace on one
 /// machine, or act as one Friend's or customer's device against a running backend.
 #[derive(Debug, Parser)]
 #[command(name = "friendctl", version, after_help = TOP_EXAMPLES)]
 pub struct Cli {
-    /// More logs on stderr: -v info, -vv debug, -vvv trace (RUST_LOG overrides).
+    /// Logs on stderr (by default only errors): -v info, -vv debug, -vvv trace (RUST_LOG
+    /// overrides). Coloured only on a terminal.
     #[arg(short, long, action = ArgAction::Count, global = true)]
     pub verbose: u8,
     /// What to do.
@@ -142,7 +144,8 @@ pub struct DeviceArgs {
         global = true
     )]
     pub url: String,
-    /// The account's bearer token (e.g. a dev token printed by `friendctl serve`).
+    /// The account's bearer token (e.g. a dev token printed by `friendctl serve`), of the command's
+    /// role: a Friend's for `friend`, a customer's for `customer`. Taken as given (not trimmed).
     #[arg(long, env = "FRIENDCTL_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
     /// The device's SQLite database (default: friendctl-<role>-<token hash>.db in the current

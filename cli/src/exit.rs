@@ -4,15 +4,17 @@
 //! |---|---|
 //! | 0 | success |
 //! | 1 | anything else (local storage, unexpected answers, I/O) |
-//! | 2 | usage: bad arguments or a bad backend URL |
+//! | 2 | usage: bad arguments, a bad backend URL or a malformed token (empty, whitespace, line break, control characters) |
 //! | 3 | the backend cannot be reached (not running, wrong address, offline) |
-//! | 4 | the backend refused the token (401/403) |
+//! | 4 | the backend refused the token (401/403), or it belongs to the other role (a customer's token for `friend`, or the reverse) |
 //! | 5 | the backend or the core refused the action (invalid input, wrong state, not found, invalid quote or consent) |
 //! | 6 | an accept did not win (taken by another Friend, gone, not eligible) |
 //! | 7 | `simulate`: an invariant was broken (double assignment, lost write, a job left open) |
 //! | 8 | a wait timed out (`customer watch --timeout`) |
 
 use friend_core::CoreError;
+use friend_core::error::account_of;
+use friend_protocol::Role;
 use std::fmt;
 
 /// What went wrong, as a process exit code.
@@ -85,6 +87,24 @@ impl CliError {
                 Exit::Unauthorized,
                 format!("the backend at {url} refused the token ({message}); check --token"),
             ),
+            CoreError::WrongRole { expected, actual } => CliError::new(
+                Exit::Unauthorized,
+                format!(
+                    "the backend at {url} says this token belongs to {}, not to {}: {}",
+                    account_of(actual),
+                    account_of(expected),
+                    match actual {
+                        Role::Customer =>
+                            "use it with `friendctl customer`, or give `friendctl friend` a Friend's token (e.g. dev-friend-anna)",
+                        Role::Friend =>
+                            "use it with `friendctl friend`, or give `friendctl customer` a customer's token (e.g. dev-customer-heidi)",
+                        Role::Unknown => "friendctl acts for Friends and customers only",
+                    }
+                ),
+            ),
+            CoreError::InvalidToken(problem) => CliError::usage(format!(
+                "the token (--token or FRIENDCTL_TOKEN) is malformed: {problem}"
+            )),
             CoreError::Forbidden(_) => CliError::new(
                 Exit::Unauthorized,
                 format!("this account may not do that ({message})"),
@@ -130,6 +150,17 @@ mod tests {
         assert_eq!(CliError::from_core(offline, url).exit.code(), 3);
         let denied = CoreError::Unauthorized("bad token".into());
         assert_eq!(CliError::from_core(denied, url).exit.code(), 4);
+        let other_role = CoreError::WrongRole {
+            expected: Role::Friend,
+            actual: Role::Customer,
+        };
+        let e = CliError::from_core(other_role, url);
+        assert_eq!(e.exit.code(), 4);
+        assert!(e.message.contains("belongs to a customer account"), "{e}");
+        let malformed = CoreError::InvalidToken("it is empty".into());
+        let e = CliError::from_core(malformed, url);
+        assert_eq!(e.exit.code(), 2);
+        assert!(e.message.contains("malformed: it is empty"), "{e}");
         let refused = CoreError::InvalidInput("no".into());
         assert_eq!(CliError::from_core(refused, url).exit.code(), 5);
         assert_eq!(CliError::from_core(CoreError::Closed, url).exit.code(), 1);

@@ -1,7 +1,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-//! friendctl's tests: the simulation's invariants at small scale (in-process) and a smoke test of
-//! the built binary (serve + friend + customer over loopback).
+//! friendctl's tests: the simulation's invariants at small scale (in-process), a smoke test of
+//! the built binary (serve + friend + customer over loopback), and the binary with a token of the
+//! other role or a malformed one.
 
 mod simulate;
 mod smoke;
+mod tokens;

@@ -8,10 +8,10 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
-const BIN: &str = env!("CARGO_BIN_EXE_friendctl");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_friendctl");
 
 /// Kills the server when the test ends, also on failure.
-struct Server(Child);
+pub(crate) struct Server(Child);
 
 impl Drop for Server {
     fn drop(&mut self) {
@@ -20,7 +20,8 @@ impl Drop for Server {
     }
 }
 
-fn serve(db: &Path) -> (Server, String) {
+/// `friendctl serve` on a free loopback port with a fresh database; returns its URL.
+pub(crate) fn serve(db: &Path) -> (Server, String) {
     let mut child = Command::new(BIN)
         .args(["serve", "--addr", "127.0.0.1:0", "--db"])
         .arg(db)

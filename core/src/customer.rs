@@ -98,11 +98,18 @@ fn live_status(details: &JobDetails, negotiation: &LocalNegotiation) -> LiveStat
 }
 
 impl CustomerSession {
-    /// Opens the account database at `config.db_path` and starts the outbox timer.
+    /// Opens the account database at `config.db_path` and starts the outbox timer. A malformed token
+    /// is [`CoreError::InvalidToken`] here; a Friend's token is [`CoreError::WrongRole`] from the
+    /// first request on, and nothing of that account is synced or cached.
     pub async fn open(
         config: SessionConfig,
         secrets: Arc<dyn SecretsProvider>,
     ) -> CoreResult<CustomerSession> {
+        let config = crate::secrets::session_for_role(
+            config,
+            secrets.as_ref(),
+            friend_protocol::Role::Customer,
+        )?;
         Ok(CustomerSession {
             engine: Engine::open(config, secrets).await?,
         })
@@ -179,10 +186,10 @@ impl CustomerSession {
                         let r: JobResponse = serde_json::from_str(&result)?;
                         Ok(Some(r.job.id))
                     }
-                    (ItemStatus::Refused, _) => Err(CoreError::Refused {
-                        code: friend_protocol::ErrorCode::InvalidInput,
-                        message: item.outcome_message.unwrap_or_default(),
-                    }),
+                    (ItemStatus::Refused, _) => Err(CoreError::from_refusal(
+                        item.outcome_code.as_deref(),
+                        item.outcome_message.unwrap_or_default(),
+                    )),
                     _ => Ok(None),
                 }
             })

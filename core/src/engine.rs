@@ -540,9 +540,11 @@ impl Engine {
                         delivered += 1;
                         progressed = true;
                     }
+                    // A token problem is not the item's fault: it stays queued for a good token.
                     Err(e)
                         if e.is_transient()
-                            || matches!(e, CoreError::Unauthorized(_) | CoreError::Secrets(_)) =>
+                            || e.is_token_problem()
+                            || matches!(e, CoreError::Secrets(_)) =>
                     {
                         let next = now_ms() + backoff(item.attempts + 1).as_millis() as i64;
                         let error = format!("{}: {e}", e.code());
@@ -555,13 +557,15 @@ impl Engine {
                             jobs_changed: vec![item.job_id],
                             ..Applied::default()
                         });
-                        if matches!(
-                            e,
-                            CoreError::Offline {
-                                maybe_delivered: false,
-                                ..
-                            } | CoreError::Unauthorized(_)
-                        ) {
+                        if e.is_token_problem()
+                            || matches!(
+                                e,
+                                CoreError::Offline {
+                                    maybe_delivered: false,
+                                    ..
+                                }
+                            )
+                        {
                             // Nothing else will get through now; the timer retries when due. (A lost
                             // answer is different: other jobs' items may well get through.)
                             return Ok(delivered);

@@ -2,7 +2,7 @@
 //! these codes to what an app acts on. Messages are for developers and never contain personal data
 //! or tokens.
 
-use friend_protocol::ErrorCode;
+use friend_protocol::{ErrorCode, Role};
 use thiserror::Error;
 
 /// Everything that can go wrong in the core.
@@ -26,6 +26,24 @@ pub enum CoreError {
     /// The account may not do this (403).
     #[error("forbidden: {0}")]
     Forbidden(String),
+    /// The token belongs to an account of another role than the session's (a customer's token in
+    /// a Friend session, or the reverse). Found out before anything else is sent, so nothing of
+    /// that account is synced or cached.
+    #[error(
+        "wrong role: the token belongs to {}, not to {}",
+        account_of(*actual),
+        account_of(*expected)
+    )]
+    WrongRole {
+        /// The session's role.
+        expected: Role,
+        /// The role the backend says the token has.
+        actual: Role,
+    },
+    /// The access token cannot be sent as a bearer token (empty, whitespace, a line break, control
+    /// or non-ASCII characters, too long). The message says what is wrong, never the token.
+    #[error("invalid token: {0}")]
+    InvalidToken(String),
     /// The job (or route) does not exist for this account (404).
     #[error("not found: {0}")]
     NotFound(String),
@@ -106,6 +124,8 @@ impl CoreError {
             CoreError::ServerUnavailable(_) => "server_unavailable",
             CoreError::Unauthorized(_) => "unauthorized",
             CoreError::Forbidden(_) => "forbidden",
+            CoreError::WrongRole { .. } => "wrong_role",
+            CoreError::InvalidToken(_) => "invalid_token",
             CoreError::NotFound(_) => "not_found",
             CoreError::Refused { .. } => "refused",
             CoreError::InvalidResponse(_) => "invalid_response",
@@ -136,11 +156,43 @@ impl CoreError {
         )
     }
 
+    /// Whether the token is what failed (refused, of another role, malformed): nothing gets through
+    /// with it, but queued work is kept for when the host app supplies a good one.
+    pub fn is_token_problem(&self) -> bool {
+        matches!(
+            self,
+            CoreError::Unauthorized(_) | CoreError::WrongRole { .. } | CoreError::InvalidToken(_)
+        )
+    }
+
+    /// The error a refusal stored with an outbox item stands for: the server's code with its
+    /// message, a `forbidden` staying [`CoreError::Forbidden`] (never a generic refusal).
+    pub fn from_refusal(code: Option<&str>, message: String) -> CoreError {
+        let code = code
+            .and_then(|c| serde_json::from_value(serde_json::Value::String(c.to_owned())).ok())
+            .unwrap_or(ErrorCode::Unknown);
+        match code {
+            ErrorCode::Forbidden => CoreError::Forbidden(message),
+            ErrorCode::Unauthorized => CoreError::Unauthorized(message),
+            ErrorCode::NotFound => CoreError::NotFound(message),
+            code => CoreError::Refused { code, message },
+        }
+    }
+
     pub(crate) fn offline(message: impl Into<String>, maybe_delivered: bool) -> CoreError {
         CoreError::Offline {
             message: message.into(),
             maybe_delivered,
         }
+    }
+}
+
+/// "a Friend account", "a customer account": how messages name a role.
+pub fn account_of(role: Role) -> &'static str {
+    match role {
+        Role::Friend => "a Friend account",
+        Role::Customer => "a customer account",
+        Role::Unknown => "an account of a role this version does not know",
     }
 }
 

@@ -38,11 +38,18 @@ pub struct FriendSession {
 
 impl FriendSession {
     /// Opens the account database at `config.db_path` (creating it), checks the data key, and starts
-    /// the outbox timer. Accepts whose outcome was lost are looked up at the next sync.
+    /// the outbox timer. Accepts whose outcome was lost are looked up at the next sync. A malformed
+    /// token is [`CoreError::InvalidToken`] here; a customer's token is [`CoreError::WrongRole`]
+    /// from the first request on, and nothing of that account is synced or cached.
     pub async fn open(
         config: SessionConfig,
         secrets: Arc<dyn SecretsProvider>,
     ) -> CoreResult<FriendSession> {
+        let config = crate::secrets::session_for_role(
+            config,
+            secrets.as_ref(),
+            friend_protocol::Role::Friend,
+        )?;
         Ok(FriendSession {
             engine: Engine::open(config, secrets).await?,
         })

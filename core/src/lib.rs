@@ -47,4 +47,4 @@ pub use inbox::{Inbox, InboxFilter, InboxItem};
 pub use listeners::{InboxListener, JobListener, Subscription, SyncStatusListener};
 pub use negotiation::{LocalNegotiation, LocalQuote};
 pub use outbox::{Action, OutboxItem};
-pub use secrets::{SecretsProvider, StaticSecrets};
+pub use secrets::{MAX_TOKEN_BYTES, SecretsProvider, StaticSecrets, check_token};

@@ -88,8 +88,9 @@ async fn a_failure_between_pages_leaves_cursor_and_data_consistent() {
         booked.insert(tb.book(&customer, &booking_at(places::OERLIKON)).await.id);
     }
 
-    // First sync is a snapshot of 3 pages; the third never arrives.
-    proxy.go_offline_after_responses(2);
+    // First sync is a snapshot of 3 pages; after the role check and the key registration, only
+    // the first page arrives.
+    proxy.go_offline_after_responses(3);
     assert_eq!(session.sync_once().await.unwrap_err().code(), "offline");
     assert!(
         inbox_ids(&session).await.is_empty(),

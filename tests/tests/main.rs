@@ -10,6 +10,7 @@ mod backend_race;
 mod backend_sync;
 mod core_accept;
 mod core_crash;
+mod core_identity;
 mod core_negotiation;
 mod core_outbox;
 mod core_sync;

@@ -1,7 +1,9 @@
 //! `friendctl customer …`: one customer's device against a running backend, on the real core —
 //! book, follow the job live, answer quotes (online or by payload), cancel, rate.
 
-use super::device::{Delivery, Device, deliver, delivered_text, emit, status_lines, sync};
+use super::device::{
+    Delivery, Device, deliver, delivered_text, emit, status_lines, sync, try_sync,
+};
 use super::{shared, views};
 use crate::args::{CustomerArgs, CustomerCommand};
 use crate::exit::{CliError, CliResult, Exit};
@@ -199,7 +201,7 @@ async fn dispatch(device: &Device, s: &CustomerSession, command: CustomerCommand
                 });
                 return Ok(());
             }
-            let _ = s.sync_once().await;
+            try_sync(device, s).await?;
             match s.booking(local).await.map_err(|e| device.err(e))? {
                 Some(job) => emit(device, json!({"job_id": job}), || {
                     format!("booked: job {job}")

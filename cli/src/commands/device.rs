@@ -4,12 +4,13 @@
 
 use crate::args::DeviceArgs;
 use crate::exit::{CliError, CliResult, Exit};
+use friend_core::api::Api;
 use friend_core::store::outbox::ItemStatus;
 use friend_core::{
-    CoreError, CoreResult, CustomerSession, FriendSession, LocalNegotiation, OutboxItem,
+    ApiConfig, CoreError, CoreResult, CustomerSession, FriendSession, LocalNegotiation, OutboxItem,
     SessionConfig, StaticSecrets, SyncReport,
 };
-use friend_protocol::JobId;
+use friend_protocol::{JobId, Role};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -34,15 +35,13 @@ pub struct Device {
 impl Device {
     /// Resolves the options for `role` ("friend" or "customer").
     pub fn resolve(args: &DeviceArgs, role: &str) -> CliResult<Device> {
-        let token = args
-            .token
-            .clone()
-            .filter(|t| !t.trim().is_empty())
-            .ok_or_else(|| {
-                CliError::usage(format!(
-                    "--token is required (or FRIENDCTL_TOKEN), e.g. --token dev-{role}-… as printed by `friendctl serve`"
-                ))
-            })?;
+        let token = args.token.clone().ok_or_else(|| {
+            CliError::usage(format!(
+                "--token is required (or FRIENDCTL_TOKEN), e.g. --token dev-{role}-… as printed by `friendctl serve`"
+            ))
+        })?;
+        // Before anything is created for it (a database named after it, a key file).
+        friend_core::check_token(&token).map_err(|e| CliError::from_core(e, &args.url))?;
         let db = match &args.db {
             Some(p) => p.clone(),
             None => default_db(role, &token),
@@ -73,8 +72,25 @@ impl Device {
         Ok(Arc::new(StaticSecrets::new(self.token.clone(), key)))
     }
 
+    /// Asks the backend whose token this is before anything is created on disk, so a token of the
+    /// other role leaves no database behind. (The session checks again for its own requests; with
+    /// `--offline` that check is all there is, and it happens when the device is next online.)
+    async fn confirm_role(&self, role: Role) -> CliResult<()> {
+        if self.offline {
+            return Ok(());
+        }
+        install_crypto_provider();
+        let mut config = ApiConfig::new(&self.url);
+        config.role = Some(role);
+        // This client never reads the data key.
+        let secrets = Arc::new(StaticSecrets::new(self.token.clone(), [0; 32]));
+        let api = Api::new(&config, secrets).map_err(|e| self.err(e))?;
+        api.me().await.map(|_| ()).map_err(|e| self.err(e))
+    }
+
     /// Opens the Friend session on this device's database.
     pub async fn open_friend(&self) -> CliResult<FriendSession> {
+        self.confirm_role(Role::Friend).await?;
         let secrets = self.secrets()?;
         FriendSession::open(SessionConfig::new(&self.db, self.session_url()), secrets)
             .await
@@ -83,6 +99,7 @@ impl Device {
 
     /// Opens the customer session on this device's database.
     pub async fn open_customer(&self) -> CliResult<CustomerSession> {
+        self.confirm_role(Role::Customer).await?;
         let secrets = self.secrets()?;
         CustomerSession::open(SessionConfig::new(&self.db, self.session_url()), secrets)
             .await
@@ -149,6 +166,15 @@ pub(crate) async fn sync(device: &Device, s: &impl DeviceSession) -> CliResult<(
     s.sync_once().await.map(|_| ()).map_err(|e| device.err(e))
 }
 
+/// A sync whose transport failure the caller reports in its own terms (an item still pending, a
+/// booking not yet taken); a token problem (refused, other role, malformed) fails the command.
+pub(crate) async fn try_sync(device: &Device, s: &impl DeviceSession) -> CliResult<()> {
+    match s.sync_once().await {
+        Err(e) if e.is_token_problem() => Err(device.err(e)),
+        _ => Ok(()),
+    }
+}
+
 /// Delivers what was just queued and reports its outcome.
 pub(crate) async fn deliver(
     device: &Device,
@@ -158,7 +184,7 @@ pub(crate) async fn deliver(
 ) -> CliResult<Delivery> {
     if !device.offline {
         // A transport failure leaves the item pending; the outcome below says so.
-        let _ = s.sync_once().await;
+        try_sync(device, s).await?;
     }
     let items = s.outbox().await.map_err(|e| device.err(e))?;
     delivery_outcome(device, &items, job, id)

@@ -3,7 +3,7 @@
 
 use super::device::{
     Delivery, Device, DeviceSession, deliver, delivered_text, emit, outbox_lines, payload_arg,
-    pending_version, sync,
+    pending_version, sync, try_sync,
 };
 use super::views;
 use crate::args::QuoteAnswer;
@@ -101,7 +101,7 @@ pub(crate) async fn import(
 pub(crate) async fn outbox(device: &Device, s: &impl DeviceSession) -> CliResult<()> {
     if !device.offline {
         // Only to refresh the listing: a failed attempt shows in the items themselves.
-        let _ = s.sync_once().await;
+        try_sync(device, s).await?;
     }
     let items = s.outbox().await.map_err(|e| device.err(e))?;
     let (json, text) = outbox_lines(&items);

@@ -7,12 +7,12 @@ pub mod tls;
 
 use crate::error::{CoreError, CoreResult};
 use crate::secrets::SecretsProvider;
-use friend_protocol::{AcceptOutcome, ApiError, Catalog, ErrorCode, JobId, Me, SyncPage};
+use friend_protocol::{AcceptOutcome, ApiError, Catalog, ErrorCode, JobId, Me, Role, SyncPage};
 use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// How to reach the backend.
@@ -26,6 +26,11 @@ pub struct ApiConfig {
     pub connect_timeout: Duration,
     /// Timeout of an ordinary request (long-polls add their wait to it).
     pub request_timeout: Duration,
+    /// The role the token must belong to. When set, the client's first request is preceded by
+    /// `GET /v1/me`, and a token of another role fails every request with
+    /// [`CoreError::WrongRole`] before it is sent, so nothing of that account is synced or cached.
+    /// The session constructors set it; `None` (the default) accepts any role.
+    pub role: Option<Role>,
 }
 
 impl ApiConfig {
@@ -36,6 +41,7 @@ impl ApiConfig {
             pins: Vec::new(),
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(15),
+            role: None,
         }
     }
 }
@@ -47,6 +53,10 @@ pub struct Api {
     secrets: Arc<dyn SecretsProvider>,
     request_timeout: Duration,
     bytes_received: AtomicU64,
+    role: Option<Role>,
+    role_confirmed: AtomicBool,
+    /// Held while the role is being confirmed, so concurrent first requests ask once.
+    confirming: tokio::sync::Mutex<()>,
 }
 
 fn is_loopback(url: &Url) -> bool {
@@ -92,6 +102,9 @@ impl Api {
             secrets,
             request_timeout: config.request_timeout,
             bytes_received: AtomicU64::new(0),
+            role: config.role,
+            role_confirmed: AtomicBool::new(false),
+            confirming: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -100,7 +113,53 @@ impl Api {
         self.bytes_received.load(Ordering::Relaxed)
     }
 
+    /// One request, once the token's role is confirmed.
     async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        key: Option<&str>,
+        extra_wait: Duration,
+    ) -> CoreResult<T> {
+        self.confirm_role().await?;
+        self.send(method, path, body, key, extra_wait).await
+    }
+
+    /// Asks the backend who the token is, once per client, when a role is expected.
+    async fn confirm_role(&self) -> CoreResult<()> {
+        if self.role.is_none() || self.role_confirmed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let _one_at_a_time = self.confirming.lock().await;
+        if self.role_confirmed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        self.me().await.map(|_| ()).map_err(|e| match e {
+            // Whatever happened to the question, the caller's own request never left.
+            CoreError::Offline { message, .. } => CoreError::offline(message, false),
+            other => other,
+        })
+    }
+
+    /// `Ok` when the account is of the expected role (and remembers that), else `WrongRole`.
+    fn check_role(&self, me: &Me) -> CoreResult<()> {
+        let Some(expected) = self.role else {
+            return Ok(());
+        };
+        let actual = match me {
+            Me::Friend(_) => Role::Friend,
+            Me::Customer(_) => Role::Customer,
+            Me::Unknown => Role::Unknown,
+        };
+        if actual != expected {
+            return Err(CoreError::WrongRole { expected, actual });
+        }
+        self.role_confirmed.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    async fn send<T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
@@ -113,6 +172,8 @@ impl Api {
             .join(path.trim_start_matches('/'))
             .map_err(|e| CoreError::InvalidUrl(e.to_string()))?;
         let token = self.secrets.access_token()?;
+        // The provider is asked per request: a malformed answer is named, not a transport failure.
+        crate::secrets::check_token(&token)?;
         let mut req = self
             .client
             .request(method, url)
@@ -215,10 +276,14 @@ impl Api {
             .await
     }
 
-    /// The account's own profile.
+    /// The account's own profile; [`CoreError::WrongRole`] when a role is expected and the account
+    /// has another (its profile is not returned, so it cannot be cached).
     pub async fn me(&self) -> CoreResult<Me> {
-        self.call(Method::GET, "v1/me", None, None, Duration::ZERO)
-            .await
+        let me = self
+            .send(Method::GET, "v1/me", None, None, Duration::ZERO)
+            .await?;
+        self.check_role(&me)?;
+        Ok(me)
     }
 }
 
