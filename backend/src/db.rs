@@ -12,6 +12,7 @@
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use thiserror::Error;
@@ -104,7 +105,15 @@ pub struct Db {
 struct Inner {
     path: PathBuf,
     writes: Mutex<mpsc::Sender<WriteJob>>,
+    /// Writes submitted and not yet taken by the writer thread.
+    queued: Arc<AtomicUsize>,
     readers: Mutex<Vec<Connection>>,
+}
+
+/// Holds the writer thread (inside an open group transaction) until dropped; see
+/// [`Db::pause_writes`].
+pub struct WritePause {
+    _release: mpsc::Sender<()>,
 }
 
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
@@ -128,26 +137,58 @@ impl Db {
     pub fn open(path: &Path) -> Result<Db, DbError> {
         let mut writer = Connection::open(path)?;
         writer.pragma_update(None, "journal_mode", "WAL")?;
-        // NORMAL is durable against application crashes in WAL mode; a power cut may lose the last
-        // commits, which clients recover from by retrying with their idempotency keys.
-        writer.pragma_update(None, "synchronous", "NORMAL")?;
-        // Checkpoint less often (default 1,000 pages): each accept fans out to every eligible
-        // Friend's feed and touches ~100 pages, so the default checkpointed every few commits.
+        // FULL: every acknowledged write survives a power cut. With NORMAL a power cut can roll
+        // back the last commits — an accept already answered `won` among them, after which another
+        // Friend could win the same job (a double assignment). Group commit pays one fsync per
+        // group, not per write (BENCHMARKS.md: P3 and P7 with FULL and NORMAL).
+        writer.pragma_update(None, "synchronous", "FULL")?;
+        // Checkpoint less often than the default 1,000 pages: a checkpoint copies pages back and
+        // fsyncs the database file, and busy writers would otherwise do so every few groups.
         writer.pragma_update(None, "wal_autocheckpoint", 16_000)?;
         configure(&writer)?;
         migrate(&mut writer)?;
         let (tx, rx) = mpsc::channel::<WriteJob>();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let taken = queued.clone();
         std::thread::Builder::new()
             .name("friend-db-writer".into())
-            .spawn(move || writer_loop(writer, rx))
+            .spawn(move || writer_loop(writer, rx, &taken))
             .map_err(|e| DbError::Task(e.to_string()))?;
         Ok(Db {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
                 writes: Mutex::new(tx),
+                queued,
                 readers: Mutex::new(Vec::new()),
             }),
         })
+    }
+
+    /// How many writes wait for the writer thread (not yet taken into a group).
+    pub fn queued_writes(&self) -> usize {
+        self.inner.queued.load(Ordering::SeqCst)
+    }
+
+    /// Holds the writer until the returned guard is dropped: it runs a write that waits, inside
+    /// its group's transaction, so every later write queues up behind it in order. Resolves once
+    /// the writer is held. For deterministic tests of interleavings (and nothing else: readers
+    /// go on, writers wait).
+    pub async fn pause_writes(&self) -> Result<WritePause, DbError> {
+        let (release, held) = mpsc::channel::<()>();
+        let (started, running) = tokio::sync::oneshot::channel::<()>();
+        self.submit(
+            move |_conn: &Connection| {
+                let _ = started.send(());
+                // Returns when the guard (the only sender) is dropped.
+                let _ = held.recv();
+                Ok::<(), DbError>(())
+            },
+            |_| {},
+        )?;
+        running
+            .await
+            .map_err(|_| DbError::Task("the writer dropped the pause".into()))?;
+        Ok(WritePause { _release: release })
     }
 
     fn submit<T, E, F>(
@@ -170,9 +211,11 @@ impl Db {
             .writes
             .lock()
             .map_err(|_| E::from(DbError::Poisoned))?;
-        sender
-            .send(job)
-            .map_err(|_| E::from(DbError::Task("the writer thread stopped".into())))
+        self.inner.queued.fetch_add(1, Ordering::SeqCst);
+        sender.send(job).map_err(|_| {
+            self.inner.queued.fetch_sub(1, Ordering::SeqCst);
+            E::from(DbError::Task("the writer thread stopped".into()))
+        })
     }
 
     /// Runs `f` as one write (inside the current group's transaction, in its own savepoint);
@@ -249,7 +292,7 @@ impl Db {
 
 /// The writer thread: takes the next write, gathers whatever else is queued, runs them in one
 /// transaction with a savepoint each, commits once, then answers every caller.
-fn writer_loop(conn: Connection, rx: mpsc::Receiver<WriteJob>) {
+fn writer_loop(conn: Connection, rx: mpsc::Receiver<WriteJob>, queued: &AtomicUsize) {
     while let Ok(first) = rx.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -258,6 +301,7 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<WriteJob>) {
                 Err(_) => break,
             }
         }
+        queued.fetch_sub(group.len(), Ordering::SeqCst);
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
             for job in group {
                 job.finish(Some(e.to_string()));

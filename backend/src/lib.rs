@@ -31,8 +31,8 @@ mod store;
 mod views;
 
 pub use auth::hash_token;
+pub use db::{DbError, WritePause};
 pub use http1::{MAX_HEAD_BYTES, MAX_HEADER_FIELDS, MAX_URI_BYTES};
-pub use db::DbError;
 pub use routes::{OPENAPI_PATH, openapi};
 
 use clock::{Clock, SystemClock};
@@ -123,6 +123,12 @@ impl Backend {
         });
         let seeded = seed::ensure(&state, config.seed_dev_data)
             .map_err(|e| BackendError::Startup(e.message))?;
+        // The first feed pruning, here rather than on a timer, so no start-up write lands among
+        // the first requests (tests hold the writer to order requests).
+        let before = state.clock.now() - config.feed_retention;
+        state
+            .db
+            .write_now(move |tx| store::feed::prune_before(tx, before).map_err(DbError::from))?;
         Ok(Backend {
             state,
             config,
@@ -197,7 +203,8 @@ impl Backend {
 
     async fn run_timers(self) {
         let mut expiry = self.config.expiry_interval.map(tokio::time::interval);
-        let mut prune = tokio::time::interval(Duration::from_secs(3600));
+        let hour = Duration::from_secs(3600);
+        let mut prune = tokio::time::interval_at(tokio::time::Instant::now() + hour, hour);
         loop {
             tokio::select! {
                 _ = async { match expiry.as_mut() { Some(i) => { i.tick().await; } None => std::future::pending().await } } => {
@@ -205,13 +212,16 @@ impl Backend {
                         tracing::warn!(code = e.code.as_str(), "expiry sweep failed: {}", e.message);
                     }
                 }
-                _ = prune.tick() => {
-                    let before = self.state.clock.now() - self.config.feed_retention;
-                    if let Err(e) = self.prune_feed(before).await {
-                        tracing::warn!("feed pruning failed: {e}");
-                    }
-                }
+                _ = prune.tick() => self.prune_old_feed().await,
             }
+        }
+    }
+
+    /// Prunes the feed past its retention; a failure is logged and retried at the next tick.
+    async fn prune_old_feed(&self) {
+        let before = self.state.clock.now() - self.config.feed_retention;
+        if let Err(e) = self.prune_feed(before).await {
+            tracing::warn!("feed pruning failed: {e}");
         }
     }
 
@@ -231,6 +241,17 @@ impl Backend {
     /// How often a waiting long-poll of `account` was woken (targeted wake-ups are testable).
     pub fn wake_count(&self, account: AccountId) -> u64 {
         self.state.notifier.wake_count(account)
+    }
+
+    /// Holds every write (requests included) in arrival order until the guard is dropped; for
+    /// tests that must interleave requests deterministically. Reads go on.
+    pub async fn pause_writes(&self) -> Result<WritePause, DbError> {
+        self.state.db.pause_writes().await
+    }
+
+    /// How many writes wait for the database writer (e.g. behind [`Backend::pause_writes`]).
+    pub fn queued_writes(&self) -> usize {
+        self.state.db.queued_writes()
     }
 
     /// How many accounts currently have a long-poll waiting.

@@ -6,6 +6,7 @@
 
 use crate::error::CoreError;
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
 
 const FORMAT: u8 = 1;
@@ -13,6 +14,9 @@ const FORMAT: u8 = 1;
 /// Seals and opens personal fields.
 pub struct FieldCipher {
     key: LessSafeKey,
+    /// Keyed digests (HMAC-SHA256 under a key derived from the data key): equality of sealed
+    /// values without opening them, and no dictionary attack on low-entropy fields.
+    mac: hmac::Key,
     rng: SystemRandom,
 }
 
@@ -36,10 +40,36 @@ impl FieldCipher {
         }
         let unbound = UnboundKey::new(&AES_256_GCM, key)
             .map_err(|_| CoreError::InvalidInput("data key".into()))?;
+        let derived = hmac::sign(
+            &hmac::Key::new(hmac::HMAC_SHA256, key),
+            b"friendcore/v1 digest key",
+        );
         Ok(FieldCipher {
             key: LessSafeKey::new(unbound),
+            mac: hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref()),
             rng: SystemRandom::new(),
         })
+    }
+
+    /// A keyed digest of `value` for `field`: equal inputs give equal digests under the same data
+    /// key, and nothing about the input can be learned from it without the key.
+    pub fn digest(&self, field: &str, value: &[u8]) -> Vec<u8> {
+        let mut ctx = hmac::Context::with_key(&self.mac);
+        ctx.update(field.as_bytes());
+        ctx.update(&[0]);
+        ctx.update(value);
+        ctx.sign().as_ref().to_vec()
+    }
+
+    /// [`FieldCipher::seal`] for text.
+    pub fn seal_text(&self, record: &str, field: &str, text: &str) -> Result<Vec<u8>, CoreError> {
+        self.seal(record, field, text.as_bytes())
+    }
+
+    /// [`FieldCipher::open`] for text sealed with [`FieldCipher::seal_text`].
+    pub fn open_text(&self, record: &str, field: &str, sealed: &[u8]) -> Result<String, CoreError> {
+        String::from_utf8(self.open(record, field, sealed)?)
+            .map_err(|_| CoreError::Corrupt(format!("sealed {field} is not text")))
     }
 
     /// Encrypts `plaintext` for `field` of `record`.

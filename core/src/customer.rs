@@ -11,9 +11,7 @@ use crate::store::outbox::ItemStatus;
 use crate::store::{cache, outbox as rows};
 use friend_protocol::negotiation::{Answer, Party};
 use friend_protocol::quote::LineItem;
-use friend_protocol::{
-    BookRequest, Catalog, JobDetails, JobId, JobResponse, JobState, Me, validate,
-};
+use friend_protocol::{BookRequest, Catalog, JobDetails, JobId, JobState, Me, validate};
 use std::sync::Arc;
 
 /// A double tap or a repeated call with the same booking within this window returns the first one.
@@ -156,10 +154,11 @@ impl CustomerSession {
         };
         let payload = action.to_payload()?;
         let since = now_ms() - BOOKING_DEDUP_WINDOW_MS;
+        let cipher = self.engine.cipher.clone();
         let existing = self
             .engine
             .store
-            .read_async(move |c| rows::find_recent(c, "book", &payload, since))
+            .read_async(move |c| rows::find_recent(c, &cipher, "book", &payload, since))
             .await?;
         if let Some(first) = existing {
             return Ok(first.job_id);
@@ -169,23 +168,19 @@ impl CustomerSession {
         Ok(local)
     }
 
-    /// The server's job id for a booking's local id, once the server has it.
+    /// The server's job id for a booking's local id, once the server has it: `None` while the
+    /// booking is on its way — and also once its delivered outbox item was pruned
+    /// (`store::outbox::APPLIED_KEPT_MS` after delivery); the job is in [`Self::my_jobs`] by then.
     pub async fn booking(&self, local: JobId) -> CoreResult<Option<JobId>> {
+        let cipher = self.engine.cipher.clone();
         self.engine
             .store
             .read_async(move |c| {
-                let items = rows::all(c)?;
-                let Some(item) = items
-                    .into_iter()
-                    .find(|i| i.job_id == local && i.kind == "book")
-                else {
+                let Some(item) = rows::booking(c, &cipher, local)? else {
                     return Ok(None);
                 };
-                match (item.status, item.result) {
-                    (ItemStatus::Applied, Some(result)) => {
-                        let r: JobResponse = serde_json::from_str(&result)?;
-                        Ok(Some(r.job.id))
-                    }
+                match (item.status, item.server_job_id) {
+                    (ItemStatus::Applied, Some(job)) => Ok(Some(job)),
                     (ItemStatus::Refused, _) => Err(CoreError::from_refusal(
                         item.outcome_code.as_deref(),
                         item.outcome_message.unwrap_or_default(),
@@ -202,7 +197,7 @@ impl CustomerSession {
         self.engine
             .store
             .read_async(move |c| {
-                let pending = rows::pending(c)?;
+                let pending = rows::pending(c, &cipher)?;
                 let mut out: Vec<CustomerJob> = pending
                     .iter()
                     .filter(|i| i.kind == "book")
@@ -235,7 +230,10 @@ impl CustomerSession {
             .read_async(move |c| {
                 let details = cache::job(c, &cipher, job)?
                     .ok_or_else(|| CoreError::NotCached(job.to_string()))?;
-                Ok(customer_job(details, &rows::pending_for_job(c, job)?))
+                Ok(customer_job(
+                    details,
+                    &rows::pending_for_job(c, &cipher, job)?,
+                ))
             })
             .await
     }
@@ -321,10 +319,11 @@ impl CustomerSession {
 
     /// Every outbox item with its outcome.
     pub async fn outbox(&self) -> CoreResult<Vec<OutboxItem>> {
+        let cipher = self.engine.cipher.clone();
         self.engine
             .store
-            .read_async(|c| {
-                rows::all(c)?
+            .read_async(move |c| {
+                rows::all(c, &cipher)?
                     .into_iter()
                     .map(OutboxItem::from_row)
                     .collect()

@@ -19,6 +19,15 @@ use tokio::task::JoinHandle;
 
 /// Personal fields of a finished job are forgotten this long after it ended.
 pub const PURGE_PERSONAL_AFTER: chrono::Duration = chrono::Duration::days(14);
+/// Forgets what the privacy rules bound in time (SPEC §8): the personal fields of jobs that ended
+/// [`PURGE_PERSONAL_AFTER`] ago, and outbox items settled longer ago than their retention.
+fn purge(tx: &rusqlite::Transaction<'_>) -> CoreResult<()> {
+    let now = now_ms();
+    cache::purge_personal(tx, now - PURGE_PERSONAL_AFTER.num_milliseconds())?;
+    rows::prune(tx, now)?;
+    Ok(())
+}
+
 /// Page size asked for in sync requests.
 pub const SYNC_PAGE_LIMIT: u32 = 500;
 /// How long a foreground long-poll waits on the server.
@@ -162,8 +171,8 @@ impl Engine {
                         &check.seal("meta", "key_check", KEY_CHECK_PLAINTEXT)?,
                     )?,
                 }
-                let before = now_ms() - PURGE_PERSONAL_AFTER.num_milliseconds();
-                cache::purge_personal(tx, before)?;
+                rows::seal_legacy(tx, &check)?;
+                purge(tx)?;
                 Ok(())
             })?;
             Ok(store)
@@ -459,9 +468,12 @@ impl Engine {
     pub async fn enqueue(&self, job: JobId, action: Action) -> CoreResult<i64> {
         let payload = action.to_payload()?;
         let key = uuid::Uuid::new_v4().to_string();
+        let cipher = self.cipher.clone();
         let id = self
             .store
-            .write_async(move |tx| rows::enqueue(tx, job, action.kind(), &payload, &key, now_ms()))
+            .write_async(move |tx| {
+                rows::enqueue(tx, &cipher, job, action.kind(), &payload, &key, now_ms())
+            })
             .await?;
         self.notify(&Applied {
             inbox_changed: true,
@@ -490,9 +502,10 @@ impl Engine {
         let mut delivered = 0;
         loop {
             let now = now_ms();
+            let cipher = self.cipher.clone();
             let due: Vec<_> = self
                 .store
-                .read_async(rows::heads)
+                .read_async(move |c| rows::heads(c, &cipher))
                 .await?
                 .into_iter()
                 .filter(|i| now_all || i.next_attempt_at_ms <= now)
@@ -511,15 +524,14 @@ impl Engine {
                 let id = item.id;
                 match result {
                     Ok(answer) => {
-                        let job = serde_json::from_value::<JobResponse>(answer.clone())
+                        let job = serde_json::from_value::<JobResponse>(answer)
                             .ok()
                             .map(|r| r.job);
-                        let result = answer.to_string();
                         let cipher = self.cipher.clone();
                         let (server_id, applied) = self
                             .store
                             .write_async(move |tx| {
-                                rows::mark_applied(tx, id, &result, now_ms())?;
+                                rows::mark_applied(tx, id, job.as_ref().map(|j| j.id), now_ms())?;
                                 match job {
                                     Some(job) => Ok((
                                         Some(job.id),
@@ -548,8 +560,11 @@ impl Engine {
                     {
                         let next = now_ms() + backoff(item.attempts + 1).as_millis() as i64;
                         let error = format!("{}: {e}", e.code());
+                        let (cipher, failed) = (self.cipher.clone(), item.clone());
                         self.store
-                            .write_async(move |tx| rows::mark_retry(tx, id, next, &error, now_ms()))
+                            .write_async(move |tx| {
+                                rows::mark_retry(tx, &cipher, &failed, next, &error, now_ms())
+                            })
                             .await?;
                         self.record_error(&e).await;
                         self.notify(&Applied {
@@ -578,9 +593,10 @@ impl Engine {
                             .map(|c| c.as_str().to_owned())
                             .unwrap_or_else(|| e.code().to_owned());
                         let message = e.to_string();
+                        let (cipher, refused) = (self.cipher.clone(), item.clone());
                         self.store
                             .write_async(move |tx| {
-                                rows::mark_refused(tx, id, &code, &message, now_ms())
+                                rows::mark_refused(tx, &cipher, &refused, &code, &message, now_ms())
                             })
                             .await?;
                         progressed = true;
@@ -591,6 +607,9 @@ impl Engine {
                     jobs_changed: vec![item.job_id],
                     ..Applied::default()
                 });
+            }
+            if progressed {
+                self.store.write_async(purge).await?;
             }
             self.refresh_status(|s| s.connected = true).await;
             // Forcing applies to the first pass; a failure in it is retried by the timer.
@@ -624,15 +643,17 @@ impl Engine {
         match fetch.await {
             Ok(value) => {
                 let json = serde_json::to_string(&value)?;
+                let cipher = self.cipher.clone();
                 self.store
-                    .write_async(move |tx| meta::set_text(tx, key, &json))
+                    .write_async(move |tx| meta::set_sealed(tx, &cipher, key, &json))
                     .await?;
                 Ok(value)
             }
             Err(e) if e.is_transient() => {
+                let cipher = self.cipher.clone();
                 let cached = self
                     .store
-                    .read_async(move |c| meta::get_text(c, key))
+                    .read_async(move |c| meta::get_sealed(c, &cipher, key))
                     .await?
                     .map(|j| serde_json::from_str(&j))
                     .transpose()?;

@@ -84,11 +84,12 @@ impl FriendSession {
         filter: InboxFilter,
     ) -> CoreResult<Inbox> {
         // Offers with a queued decline are hidden at once.
+        let cipher = self.engine.cipher.clone();
         let hidden: HashSet<JobId> = self
             .engine
             .store
-            .read_async(|c| {
-                Ok(rows::pending(c)?
+            .read_async(move |c| {
+                Ok(rows::pending(c, &cipher)?
                     .into_iter()
                     .filter(|i| i.kind == "decline")
                     .map(|i| i.job_id)
@@ -131,7 +132,7 @@ impl FriendSession {
         self.engine
             .store
             .read_async(move |c| {
-                let pending = rows::pending(c)?;
+                let pending = rows::pending(c, &cipher)?;
                 let mut out = Vec::new();
                 for details in cache::jobs(c, &cipher)? {
                     let mine: Vec<_> = pending.iter().filter(|i| i.job_id == details.id).collect();
@@ -152,7 +153,7 @@ impl FriendSession {
             .read_async(move |c| {
                 let details = cache::job(c, &cipher, job)?
                     .ok_or_else(|| CoreError::NotCached(job.to_string()))?;
-                let pending = rows::pending_for_job(c, job)?;
+                let pending = rows::pending_for_job(c, &cipher, job)?;
                 with_local_echo(details, &pending.iter().collect::<Vec<_>>())
                     .ok_or_else(|| CoreError::NotCached(format!("{job} is being released")))
             })
@@ -193,10 +194,11 @@ impl FriendSession {
 
     /// Every outbox item with its outcome (pending, applied, or refused with the server's reason).
     pub async fn outbox(&self) -> CoreResult<Vec<OutboxItem>> {
+        let cipher = self.engine.cipher.clone();
         self.engine
             .store
-            .read_async(|c| {
-                rows::all(c)?
+            .read_async(move |c| {
+                rows::all(c, &cipher)?
                     .into_iter()
                     .map(OutboxItem::from_row)
                     .collect()

@@ -217,7 +217,7 @@ impl Engine {
             .read_async(move |c| {
                 let details = cache::job(c, &cipher, job)?
                     .ok_or_else(|| CoreError::NotCached(job.to_string()))?;
-                Ok((details, rows::pending_for_job(c, job)?))
+                Ok((details, rows::pending_for_job(c, &cipher, job)?))
             })
             .await
     }

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod backend_accept_lookup;
 mod backend_access;
 mod backend_input;
 mod backend_negotiation;
@@ -13,4 +14,5 @@ mod core_crash;
 mod core_identity;
 mod core_negotiation;
 mod core_outbox;
+mod core_privacy;
 mod core_sync;

@@ -18,6 +18,9 @@ use friend_protocol::{
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
+/// The idempotency route name of accepts (the lookup reads and fences it).
+const ACCEPT: &str = "accept";
+
 /// The full job when the caller holds it, the approximate offer when they are eligible, else 404.
 #[utoipa::path(get, path = "/v1/friend/jobs/{id}", tag = "friend", security(("bearer" = [])),
     params(("id" = String, Path, description = "Job id")),
@@ -72,7 +75,7 @@ pub async fn accept(
         &state,
         me,
         Some(key),
-        "accept".into(),
+        ACCEPT.into(),
         body,
         move |tx, now| actions::accept(tx, me, id, now),
     )
@@ -80,27 +83,65 @@ pub async fn accept(
     .map(Json)
 }
 
-/// The stored outcome of an earlier accept, by its `Idempotency-Key`, without side effects: how a
-/// device that lost an accept's answer (app killed, connection dropped) learns what happened without
-/// accepting again. 404 means no accept with this key was ever applied.
+/// The outcome of an earlier accept, by its `Idempotency-Key`, without side effects on the job: how
+/// a device that lost an accept's answer (app killed, connection dropped) learns what happened
+/// without accepting again. The answer is final: a lookup that finds nothing fences the key in
+/// the same serial order as the writes, so an accept with it still on its way can no longer apply
+/// (it is refused with `idempotency_key_reused`); 404 means no accept with this key was or will
+/// ever be applied.
 #[utoipa::path(get, path = "/v1/friend/accepts/{key}", tag = "friend", security(("bearer" = [])),
     params(("key" = String, Path, description = "The Idempotency-Key the accept was sent with")),
     responses((status = 200, body = AcceptOutcome), (status = 401, body = ApiError), (status = 403, body = ApiError),
-        (status = 404, body = ApiError, description = "no accept with this key was applied")))]
+        (status = 404, body = ApiError, description = "no accept with this key was applied, and none will be")))]
 pub async fn accept_outcome(
     State(state): State<Arc<AppState>>,
     FriendCaller(me): FriendCaller,
     ApiPath(key): ApiPath<String>,
 ) -> Result<Json<AcceptOutcome>, AppError> {
-    let stored = state
+    use crate::store::idempotency::{self, Recorded};
+    let never = || {
+        AppError::new(
+            ErrorCode::NotFound,
+            "no accept with this key was applied, and none with it will be",
+        )
+    };
+    // A key no request could carry (`IdempotencyKey` takes trimmed visible ASCII up to its
+    // limit) is answered without a write.
+    if key.is_empty()
+        || key.len() > crate::extract::MAX_IDEMPOTENCY_KEY_LEN
+        || key.trim() != key
+        || !key
+            .bytes()
+            .all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
+    {
+        return Err(never());
+    }
+    let lookup_key = key.clone();
+    let found = state
         .db
-        .read(move |tx| {
-            crate::store::idempotency::stored(tx, me, &key, "accept").map_err(AppError::from)
-        })
+        .read(move |tx| idempotency::stored(tx, me, &lookup_key, ACCEPT).map_err(AppError::from))
         .await?;
-    let body =
-        stored.ok_or_else(|| AppError::new(ErrorCode::NotFound, "no accept with this key"))?;
-    Ok(Json(serde_json::from_str(&body)?))
+    let recorded = match found {
+        Some(r) => r,
+        // Nothing yet: decide on the writer, behind any accept with this key already queued.
+        None => {
+            let clock = state.clock.clone();
+            state
+                .db
+                .write(move |tx| {
+                    if let Some(r) = idempotency::stored(tx, me, &key, ACCEPT)? {
+                        return Ok::<_, AppError>(r);
+                    }
+                    idempotency::fence(tx, me, &key, ACCEPT, clock.now())?;
+                    Ok(Recorded::Fenced)
+                })
+                .await?
+        }
+    };
+    match recorded {
+        Recorded::Answer(body) => Ok(Json(serde_json::from_str(&body)?)),
+        Recorded::Fenced => Err(never()),
+    }
 }
 
 /// Acknowledgement of a decline.

@@ -1,6 +1,11 @@
 //! Stored outcomes of idempotent requests. A retry with the same key and the same request gets the
 //! stored answer (a Friend whose "won" response was lost learns they won); the same key with a
 //! different request is refused.
+//!
+//! A lookup that finds nothing *fences* the key ([`fence`]) in the writer's serial order: what the
+//! server said about a key then stays true, because a request with that key still on its way can
+//! no longer apply (it is refused as a reused key). Without the fence a device that asked while its
+//! own accept was queued behind other writes was told "never applied", then the accept won.
 
 use crate::clock::to_ms;
 use crate::error::AppError;
@@ -8,6 +13,18 @@ use crate::store::Cached as _;
 use chrono::{DateTime, Utc};
 use friend_protocol::{AccountId, ErrorCode};
 use rusqlite::{Connection, OptionalExtension, params};
+
+/// The fingerprint of a fenced key; no request's SHA-256 fingerprint has this length.
+const FENCED: &[u8] = b"fenced";
+
+/// What is recorded under a key for a route.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Recorded {
+    /// The stored successful answer.
+    Answer(String),
+    /// A lookup found nothing and fenced the key: no request with it was or will be applied.
+    Fenced,
+}
 
 /// SHA-256 over the route and the canonical (key-sorted) JSON body.
 pub fn fingerprint(route: &str, body: &serde_json::Value) -> Vec<u8> {
@@ -35,6 +52,11 @@ pub fn lookup(
     match found {
         None => Ok(None),
         Some((fp, status, body)) if fp == fingerprint => Ok(Some((status, body))),
+        Some((fp, _, _)) if fp == FENCED => Err(AppError::new(
+            ErrorCode::IdempotencyKeyReused,
+            "this Idempotency-Key was looked up before any request with it was applied, and was \
+             told none was; it cannot be used any more: send the request with a new key",
+        )),
         Some(_) => Err(AppError::new(
             ErrorCode::IdempotencyKeyReused,
             "this Idempotency-Key was used for a different request",
@@ -42,22 +64,44 @@ pub fn lookup(
     }
 }
 
-/// The stored response body for `key` if it was stored by `route` (fingerprints start with the
-/// route, so another route's entry under the same key is not returned).
+/// What is recorded for `key` by `route` (another route's entry under the same key is not
+/// returned).
 pub fn stored(
     tx: &Connection,
     account: AccountId,
     key: &str,
     route: &str,
-) -> rusqlite::Result<Option<String>> {
-    let found: Option<(String, String)> = tx
+) -> rusqlite::Result<Option<Recorded>> {
+    let found: Option<(String, Vec<u8>, String)> = tx
         .row(
-            "SELECT route, body FROM idempotency WHERE account_id = ?1 AND key = ?2",
+            "SELECT route, fingerprint, body FROM idempotency WHERE account_id = ?1 AND key = ?2",
             params![account.to_string(), key],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .optional()?;
-    Ok(found.filter(|(r, _)| r == route).map(|(_, body)| body))
+    Ok(found
+        .filter(|(r, _, _)| r == route)
+        .map(|(_, fp, body)| match fp.as_slice() {
+            FENCED => Recorded::Fenced,
+            _ => Recorded::Answer(body),
+        }))
+}
+
+/// Fences `key` for `route` unless something is recorded under it already: a later request with
+/// it is refused ([`lookup`]). Must run on the writer, in the same serial order as the requests.
+pub fn fence(
+    tx: &Connection,
+    account: AccountId,
+    key: &str,
+    route: &str,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<()> {
+    tx.exec(
+        "INSERT INTO idempotency (account_id, key, route, fingerprint, status, body, created_at)
+         VALUES (?1, ?2, ?3, ?4, 404, '', ?5) ON CONFLICT (account_id, key) DO NOTHING",
+        params![account.to_string(), key, route, FENCED, to_ms(now)],
+    )?;
+    Ok(())
 }
 
 /// Stores a successful (200) response under its key.

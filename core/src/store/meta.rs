@@ -68,3 +68,33 @@ pub fn delete(conn: &Connection, key: &str) -> CoreResult<()> {
     conn.execute("DELETE FROM meta WHERE key = ?1", params![key])?;
     Ok(())
 }
+
+/// Writes `text` sealed (the own profile holds the account's name and, for a Friend, their home).
+pub fn set_sealed(
+    conn: &Connection,
+    cipher: &crate::crypto::FieldCipher,
+    key: &str,
+    text: &str,
+) -> CoreResult<()> {
+    set_blob(conn, key, &cipher.seal_text("meta", key, text)?)
+}
+
+/// Reads a value written by [`set_sealed`]. A value in clear from an older version counts as
+/// absent (it is a cache, rewritten sealed on the next fetch).
+pub fn get_sealed(
+    conn: &Connection,
+    cipher: &crate::crypto::FieldCipher,
+    key: &str,
+) -> CoreResult<Option<String>> {
+    let value: Option<rusqlite::types::Value> = conn
+        .query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    match value {
+        Some(rusqlite::types::Value::Blob(sealed)) => {
+            cipher.open_text("meta", key, &sealed).map(Some)
+        }
+        _ => Ok(None),
+    }
+}

@@ -12,7 +12,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 /// Numbered migrations; `user_version` is the number applied.
-pub(crate) const MIGRATIONS: &[&str] = &[include_str!("../../migrations/001_initial.sql")];
+pub(crate) const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/001_initial.sql"),
+    include_str!("../../migrations/002_sealed_outbox.sql"),
+];
 
 /// The account database.
 #[derive(Clone)]
@@ -29,6 +32,9 @@ impl Store {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.pragma_update(None, "temp_store", "MEMORY")?;
+        // Deleted and overwritten content is zeroed, so a purged or re-sealed field leaves no old
+        // bytes in free space of the file.
+        conn.pragma_update(None, "secure_delete", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         // Plans independent of bound values, so cached statements are not re-prepared on every
         // new binding (SQLite otherwise does that for `LIMIT ?` and STAT4 estimates).
@@ -149,7 +155,8 @@ pub struct Recovery {
     pub outbox_items_restored: usize,
 }
 
-type RescuedItem = (String, String, String, String, i64);
+/// job_id, kind, payload (sealed, or text from version 1), idempotency key, created_at.
+type RescuedItem = (String, String, rusqlite::types::Value, String, i64);
 
 #[derive(Default)]
 struct Rescued {
@@ -255,12 +262,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.db");
         let job = friend_protocol::JobId::random();
+        let cipher = crate::crypto::FieldCipher::new(&[3u8; 32]).unwrap();
         {
             let store = Store::open(&path).unwrap();
             store
                 .write(|tx| {
                     crate::store::outbox::enqueue(
                         tx,
+                        &cipher,
                         job,
                         "check_in",
                         r#"{"kind":"check_in"}"#,
@@ -288,7 +297,9 @@ mod tests {
         let (store, recovery) = Store::open_or_recover(&path).unwrap();
         let recovery = recovery.expect("the damage was noticed");
         assert_eq!(recovery.outbox_items_restored, 1);
-        let items = store.read(crate::store::outbox::pending).unwrap();
+        let items = store
+            .read(|c| crate::store::outbox::pending(c, &cipher))
+            .unwrap();
         assert_eq!((items[0].job_id, items[0].key.as_str()), (job, "key-1"));
     }
 

@@ -1,8 +1,24 @@
-//! Rows of the durable outbox.
+//! Rows of the durable outbox. Everything an item carries that could hold personal data — the action
+//! itself (a booking's address and contact, a rating's comment, notes), the last transient error and
+//! the server's refusal message — is sealed here, with the item's idempotency key and the column as
+//! associated data; the rest of the core sees plain [`ItemRow`]s. An applied item keeps only the
+//! job id the server named, and settled items are deleted after a bounded time ([`prune`]).
 
+use crate::crypto::FieldCipher;
 use crate::error::{CoreError, CoreResult};
 use friend_protocol::JobId;
-use rusqlite::{Connection, Row, Transaction, params};
+use rusqlite::types::Value;
+use rusqlite::{Connection, Params, Row, Transaction, params};
+
+/// How long an applied item is kept (the app's outbox view and a booking's local → server id).
+pub const APPLIED_KEPT_MS: i64 = 24 * 60 * 60 * 1000;
+/// How long a refused item is kept for the app to show: as long as the personal data of an ended
+/// job.
+pub const REFUSED_KEPT_MS: i64 = crate::engine::PURGE_PERSONAL_AFTER.num_milliseconds();
+
+const PAYLOAD: &str = "outbox.payload";
+const LAST_ERROR: &str = "outbox.last_error";
+const OUTCOME_MESSAGE: &str = "outbox.outcome_message";
 
 /// Delivery state of an outbox item.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,7 +41,7 @@ impl ItemStatus {
     }
 }
 
-/// One queued action.
+/// One queued action, opened.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ItemRow {
     /// Queue position (global order; delivery is ordered per job).
@@ -34,7 +50,7 @@ pub struct ItemRow {
     pub job_id: JobId,
     /// What to do (see `crate::outbox::Action`).
     pub kind: String,
-    /// JSON request body.
+    /// The action as JSON (sealed at rest).
     pub payload: String,
     /// Idempotency key sent with every attempt.
     pub key: String,
@@ -52,39 +68,76 @@ pub struct ItemRow {
     pub outcome_code: Option<String>,
     /// Refusal message (refused items).
     pub outcome_message: Option<String>,
-    /// The server's answer (applied items).
-    pub result: Option<String>,
+    /// The job the server applied it to (applied items; a booking's server id).
+    pub server_job_id: Option<JobId>,
 }
 
 const COLUMNS: &str =
     "id, job_id, kind, payload, idempotency_key, status, attempts, next_attempt_at, created_at,
-    last_error, outcome_code, outcome_message, result";
+    last_error, outcome_code, outcome_message, server_job_id";
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<ItemRow> {
-    let job: String = r.get(1)?;
+fn parse_job(s: &str) -> CoreResult<JobId> {
+    s.parse()
+        .map_err(|_| CoreError::Corrupt(format!("outbox job id {s}")))
+}
+
+/// Opens a sealed column; a text value is a version-1 row not yet sealed by [`seal_legacy`].
+fn open_column(
+    cipher: &FieldCipher,
+    key: &str,
+    field: &str,
+    v: Value,
+) -> CoreResult<Option<String>> {
+    match v {
+        Value::Null => Ok(None),
+        Value::Blob(sealed) => cipher.open_text(key, field, &sealed).map(Some),
+        Value::Text(t) => Ok(Some(t)),
+        _ => Err(CoreError::Corrupt(format!("{field}: unexpected type"))),
+    }
+}
+
+fn from_row(cipher: &FieldCipher, r: &Row<'_>) -> CoreResult<ItemRow> {
+    let key: String = r.get(4)?;
     let status: String = r.get(5)?;
+    let job: String = r.get(1)?;
+    let server_job: Option<String> = r.get(12)?;
     Ok(ItemRow {
         id: r.get(0)?,
-        job_id: job.parse().map_err(|_| {
-            rusqlite::Error::InvalidColumnType(1, "job_id".into(), rusqlite::types::Type::Text)
-        })?,
+        job_id: parse_job(&job)?,
         kind: r.get(2)?,
-        payload: r.get(3)?,
-        key: r.get(4)?,
+        payload: open_column(cipher, &key, PAYLOAD, r.get(3)?)?
+            .ok_or_else(|| CoreError::Corrupt("outbox payload missing".into()))?,
         status: ItemStatus::parse(&status),
         attempts: r.get(6)?,
         next_attempt_at_ms: r.get(7)?,
         created_at_ms: r.get(8)?,
-        last_error: r.get(9)?,
+        last_error: open_column(cipher, &key, LAST_ERROR, r.get(9)?)?,
         outcome_code: r.get(10)?,
-        outcome_message: r.get(11)?,
-        result: r.get(12)?,
+        outcome_message: open_column(cipher, &key, OUTCOME_MESSAGE, r.get(11)?)?,
+        server_job_id: server_job.as_deref().map(parse_job).transpose()?,
+        key,
     })
 }
 
-/// Queues an action; returns its id.
+fn select(
+    conn: &Connection,
+    cipher: &FieldCipher,
+    sql: &str,
+    params: impl Params,
+) -> CoreResult<Vec<ItemRow>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query(params)?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        out.push(from_row(cipher, r)?);
+    }
+    Ok(out)
+}
+
+/// Queues an action (its JSON `payload`, sealed); returns its id.
 pub fn enqueue(
     tx: &Transaction<'_>,
+    cipher: &FieldCipher,
     job: JobId,
     kind: &str,
     payload: &str,
@@ -92,23 +145,75 @@ pub fn enqueue(
     now_ms: i64,
 ) -> CoreResult<i64> {
     tx.execute(
-        "INSERT INTO outbox (job_id, kind, payload, idempotency_key, next_attempt_at, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?5)",
-        params![job.to_string(), kind, payload, key, now_ms],
+        "INSERT INTO outbox (job_id, kind, payload, digest, idempotency_key, next_attempt_at, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?6)",
+        params![
+            job.to_string(),
+            kind,
+            cipher.seal_text(key, PAYLOAD, payload)?,
+            cipher.digest(PAYLOAD, payload.as_bytes()),
+            key,
+            now_ms
+        ],
     )?;
     Ok(tx.last_insert_rowid())
 }
 
+/// Seals what a version-1 database (or a rescued copy of one) left in clear, fills in missing
+/// digests, and keeps only the job id of applied items. Returns how many rows it rewrote.
+pub fn seal_legacy(tx: &Transaction<'_>, cipher: &FieldCipher) -> CoreResult<usize> {
+    let legacy = select(
+        tx,
+        cipher,
+        &format!(
+            "SELECT {COLUMNS} FROM outbox WHERE typeof(payload) = 'text' OR digest IS NULL
+                OR typeof(last_error) = 'text' OR typeof(outcome_message) = 'text' ORDER BY id"
+        ),
+        [],
+    )?;
+    let seal = |key: &str, field: &str, v: &Option<String>| -> CoreResult<Option<Vec<u8>>> {
+        v.as_deref()
+            .map(|t| cipher.seal_text(key, field, t))
+            .transpose()
+    };
+    for item in &legacy {
+        tx.execute(
+            "UPDATE outbox SET payload = ?2, digest = ?3, last_error = ?4, outcome_message = ?5
+             WHERE id = ?1",
+            params![
+                item.id,
+                cipher.seal_text(&item.key, PAYLOAD, &item.payload)?,
+                cipher.digest(PAYLOAD, item.payload.as_bytes()),
+                seal(&item.key, LAST_ERROR, &item.last_error)?,
+                seal(&item.key, OUTCOME_MESSAGE, &item.outcome_message)?,
+            ],
+        )?;
+    }
+    Ok(legacy.len())
+}
+
+/// Deletes applied items older than [`APPLIED_KEPT_MS`] and refused ones older than
+/// [`REFUSED_KEPT_MS`] (by when they settled). Pending items are never deleted.
+pub fn prune(tx: &Transaction<'_>, now_ms: i64) -> CoreResult<usize> {
+    Ok(tx.execute(
+        "DELETE FROM outbox WHERE (status = 'applied' AND updated_at < ?1)
+            OR (status = 'refused' AND updated_at < ?2)",
+        params![now_ms - APPLIED_KEPT_MS, now_ms - REFUSED_KEPT_MS],
+    )?)
+}
+
 /// The first pending item of every job (later items of a job wait for it), oldest first.
-pub fn heads(conn: &Connection) -> CoreResult<Vec<ItemRow>> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM outbox WHERE id IN
-            (SELECT MIN(id) FROM outbox WHERE status = 'pending' GROUP BY job_id)
-         ORDER BY id"
-    ))?;
-    Ok(stmt
-        .query_map([], from_row)?
-        .collect::<rusqlite::Result<Vec<_>>>()?)
+pub fn heads(conn: &Connection, cipher: &FieldCipher) -> CoreResult<Vec<ItemRow>> {
+    select(
+        conn,
+        cipher,
+        &format!(
+            "SELECT {COLUMNS} FROM outbox WHERE id IN
+                (SELECT MIN(id) FROM outbox WHERE status = 'pending' GROUP BY job_id)
+             ORDER BY id"
+        ),
+        [],
+    )
 }
 
 /// When the earliest deliverable item is due, if any: only each job's first pending item counts
@@ -123,31 +228,56 @@ pub fn next_due_ms(conn: &Connection) -> CoreResult<Option<i64>> {
 }
 
 /// All items, oldest first.
-pub fn all(conn: &Connection) -> CoreResult<Vec<ItemRow>> {
-    let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM outbox ORDER BY id"))?;
-    Ok(stmt
-        .query_map([], from_row)?
-        .collect::<rusqlite::Result<Vec<_>>>()?)
+pub fn all(conn: &Connection, cipher: &FieldCipher) -> CoreResult<Vec<ItemRow>> {
+    select(
+        conn,
+        cipher,
+        &format!("SELECT {COLUMNS} FROM outbox ORDER BY id"),
+        [],
+    )
 }
 
 /// Pending items of one job, oldest first.
-pub fn pending_for_job(conn: &Connection, job: JobId) -> CoreResult<Vec<ItemRow>> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM outbox WHERE status = 'pending' AND job_id = ?1 ORDER BY id"
-    ))?;
-    Ok(stmt
-        .query_map(params![job.to_string()], from_row)?
-        .collect::<rusqlite::Result<Vec<_>>>()?)
+pub fn pending_for_job(
+    conn: &Connection,
+    cipher: &FieldCipher,
+    job: JobId,
+) -> CoreResult<Vec<ItemRow>> {
+    select(
+        conn,
+        cipher,
+        &format!(
+            "SELECT {COLUMNS} FROM outbox WHERE status = 'pending' AND job_id = ?1 ORDER BY id"
+        ),
+        params![job.to_string()],
+    )
 }
 
 /// Every pending item, oldest first.
-pub fn pending(conn: &Connection) -> CoreResult<Vec<ItemRow>> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM outbox WHERE status = 'pending' ORDER BY id"
-    ))?;
-    Ok(stmt
-        .query_map([], from_row)?
-        .collect::<rusqlite::Result<Vec<_>>>()?)
+pub fn pending(conn: &Connection, cipher: &FieldCipher) -> CoreResult<Vec<ItemRow>> {
+    select(
+        conn,
+        cipher,
+        &format!("SELECT {COLUMNS} FROM outbox WHERE status = 'pending' ORDER BY id"),
+        [],
+    )
+}
+
+/// The item of a booking by its local job id, if still kept.
+pub fn booking(
+    conn: &Connection,
+    cipher: &FieldCipher,
+    local: JobId,
+) -> CoreResult<Option<ItemRow>> {
+    Ok(select(
+        conn,
+        cipher,
+        &format!(
+            "SELECT {COLUMNS} FROM outbox WHERE kind = 'book' AND job_id = ?1 ORDER BY id LIMIT 1"
+        ),
+        params![local.to_string()],
+    )?
+    .pop())
 }
 
 /// (pending, refused) counts.
@@ -159,11 +289,18 @@ pub fn counts(conn: &Connection) -> CoreResult<(u32, u32)> {
     )?)
 }
 
-/// Marks an item applied, keeping the server's answer.
-pub fn mark_applied(tx: &Transaction<'_>, id: i64, result: &str, now_ms: i64) -> CoreResult<()> {
+/// Marks an item applied, keeping only the job the server named (the server's answer itself, a
+/// whole job with address and contact, goes to the sealed cache, not here).
+pub fn mark_applied(
+    tx: &Transaction<'_>,
+    id: i64,
+    server_job: Option<JobId>,
+    now_ms: i64,
+) -> CoreResult<()> {
     let n = tx.execute(
-        "UPDATE outbox SET status = 'applied', updated_at = ?2, last_error = NULL, result = ?3 WHERE id = ?1",
-        params![id, now_ms, result],
+        "UPDATE outbox SET status = 'applied', updated_at = ?2, last_error = NULL, server_job_id = ?3
+         WHERE id = ?1",
+        params![id, now_ms, server_job.map(|j| j.to_string())],
     )?;
     if n == 0 {
         return Err(CoreError::NotCached(format!("outbox item {id}")));
@@ -171,42 +308,56 @@ pub fn mark_applied(tx: &Transaction<'_>, id: i64, result: &str, now_ms: i64) ->
     Ok(())
 }
 
-/// The newest item of `kind` whose payload equals `payload` and that is pending, or applied after
-/// `since_ms` (a double tap or a retried call finds the first one).
+/// The newest item of `kind` whose action equals `payload` and that is pending, or applied after
+/// `since_ms` (a double tap or a retried call finds the first one). Compared by keyed digest, so
+/// no payload is opened.
 pub fn find_recent(
     conn: &Connection,
+    cipher: &FieldCipher,
     kind: &str,
     payload: &str,
     since_ms: i64,
 ) -> CoreResult<Option<ItemRow>> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM outbox WHERE kind = ?1 AND payload = ?2
-            AND (status = 'pending' OR (status = 'applied' AND updated_at >= ?3))
-         ORDER BY id DESC LIMIT 1"
-    ))?;
-    let mut rows = stmt.query_map(params![kind, payload, since_ms], from_row)?;
-    Ok(rows.next().transpose()?)
+    Ok(select(
+        conn,
+        cipher,
+        &format!(
+            "SELECT {COLUMNS} FROM outbox WHERE kind = ?1 AND digest = ?2
+                AND (status = 'pending' OR (status = 'applied' AND updated_at >= ?3))
+             ORDER BY id DESC LIMIT 1"
+        ),
+        params![kind, cipher.digest(PAYLOAD, payload.as_bytes()), since_ms],
+    )?
+    .pop())
 }
 
-/// Sets an item aside with the server's refusal.
+/// Sets an item aside with the server's refusal (the message sealed).
 pub fn mark_refused(
     tx: &Transaction<'_>,
-    id: i64,
+    cipher: &FieldCipher,
+    item: &ItemRow,
     code: &str,
     message: &str,
     now_ms: i64,
 ) -> CoreResult<()> {
     tx.execute(
-        "UPDATE outbox SET status = 'refused', outcome_code = ?2, outcome_message = ?3, updated_at = ?4 WHERE id = ?1",
-        params![id, code, message, now_ms],
+        "UPDATE outbox SET status = 'refused', outcome_code = ?2, outcome_message = ?3, updated_at = ?4
+         WHERE id = ?1",
+        params![
+            item.id,
+            code,
+            cipher.seal_text(&item.key, OUTCOME_MESSAGE, message)?,
+            now_ms
+        ],
     )?;
     Ok(())
 }
 
-/// Records a transient failure and when to try again.
+/// Records a transient failure (sealed) and when to try again.
 pub fn mark_retry(
     tx: &Transaction<'_>,
-    id: i64,
+    cipher: &FieldCipher,
+    item: &ItemRow,
     next_ms: i64,
     error: &str,
     now_ms: i64,
@@ -214,7 +365,174 @@ pub fn mark_retry(
     tx.execute(
         "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3, updated_at = ?4
          WHERE id = ?1",
-        params![id, next_ms, error, now_ms],
+        params![
+            item.id,
+            next_ms,
+            cipher.seal_text(&item.key, LAST_ERROR, error)?,
+            now_ms
+        ],
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{MIGRATIONS, Store, migrate};
+
+    const MARKER: &str = "Quarzgasse 17";
+
+    fn cipher() -> FieldCipher {
+        FieldCipher::new(&[9u8; 32]).unwrap()
+    }
+
+    fn file_has(path: &std::path::Path, needle: &str) -> bool {
+        let mut hit = false;
+        for suffix in ["", "-wal", "-shm"] {
+            let p = std::path::PathBuf::from(format!("{}{suffix}", path.display()));
+            if let Ok(bytes) = std::fs::read(&p) {
+                hit |= bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
+            }
+        }
+        hit
+    }
+
+    #[test]
+    fn a_version_1_outbox_is_sealed_and_keeps_only_the_server_job_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let (local, server) = (JobId::random(), JobId::random());
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            migrate(&mut conn, &MIGRATIONS[..1]).unwrap();
+            let book = format!(r#"{{"kind":"book","street":"{MARKER}"}}"#);
+            let answer = format!(r#"{{"job":{{"id":"{server}","street":"{MARKER}"}}}}"#);
+            conn.execute(
+                "INSERT INTO outbox (job_id, kind, payload, idempotency_key, status, next_attempt_at,
+                    created_at, updated_at, last_error, result)
+                 VALUES (?1, 'book', ?2, 'k1', 'applied', 1, 1, 1, ?3, ?4)",
+                params![local.to_string(), book, format!("offline: {MARKER}"), answer],
+            )
+            .unwrap();
+        }
+        assert!(file_has(&path, MARKER), "the old file has it in clear");
+        let store = Store::open(&path).unwrap();
+        let c = cipher();
+        assert_eq!(store.write(|tx| seal_legacy(tx, &c)).unwrap(), 1);
+        assert_eq!(store.write(|tx| seal_legacy(tx, &c)).unwrap(), 0, "once");
+        let item = store
+            .read(|conn| booking(conn, &c, local))
+            .unwrap()
+            .unwrap();
+        assert_eq!(item.server_job_id, Some(server));
+        assert!(item.payload.contains(MARKER), "opened for the app");
+        assert_eq!(
+            item.last_error.as_deref(),
+            Some(&*format!("offline: {MARKER}"))
+        );
+        store
+            .read(|conn| Ok(conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?))
+            .unwrap();
+        drop(store);
+        assert!(!file_has(&path, MARKER), "no copy left in clear");
+    }
+
+    #[test]
+    fn payloads_are_sealed_to_their_item_and_found_again_by_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("o.db")).unwrap();
+        let c = cipher();
+        let job = JobId::random();
+        let payload = format!(r#"{{"kind":"book","street":"{MARKER}"}}"#);
+        store
+            .write(|tx| enqueue(tx, &c, job, "book", &payload, "key-a", 10))
+            .unwrap();
+        let found = store
+            .read(|conn| find_recent(conn, &c, "book", &payload, 0))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (found.job_id, found.payload.as_str()),
+            (job, payload.as_str())
+        );
+        let other = r#"{"kind":"book","street":"elsewhere"}"#;
+        assert!(
+            store
+                .read(|conn| find_recent(conn, &c, "book", other, 0))
+                .unwrap()
+                .is_none()
+        );
+        // A sealed payload moved to another item does not open.
+        store
+            .write(|tx| enqueue(tx, &c, job, "book", other, "key-b", 11))
+            .unwrap();
+        store
+            .write(|tx| {
+                tx.execute_batch(
+                    "UPDATE outbox SET payload = (SELECT payload FROM outbox WHERE idempotency_key = 'key-a')
+                     WHERE idempotency_key = 'key-b'",
+                )?;
+                Ok(())
+            })
+            .unwrap();
+        assert!(matches!(
+            store.read(|conn| all(conn, &c)),
+            Err(CoreError::WrongKey)
+        ));
+    }
+
+    #[test]
+    fn settled_items_are_pruned_after_their_retention_and_pending_ones_never() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("p.db")).unwrap();
+        let c = cipher();
+        let day = 24 * 60 * 60 * 1000;
+        let now = 100 * day;
+        store
+            .write(|tx| {
+                for (key, at) in [
+                    ("pending", 0),
+                    ("applied-old", 0),
+                    ("applied-new", now - 1000),
+                ] {
+                    let id = enqueue(tx, &c, JobId::random(), "check_in", "{}", key, at)?;
+                    if key != "pending" {
+                        mark_applied(tx, id, None, at)?;
+                    }
+                }
+                for (key, at) in [
+                    ("refused-old", now - 15 * day),
+                    ("refused-new", now - 13 * day),
+                ] {
+                    let id = enqueue(tx, &c, JobId::random(), "check_in", "{}", key, at)?;
+                    let item = ItemRow {
+                        id,
+                        job_id: JobId::random(),
+                        kind: "check_in".into(),
+                        payload: "{}".into(),
+                        key: key.into(),
+                        status: ItemStatus::Pending,
+                        attempts: 0,
+                        next_attempt_at_ms: at,
+                        created_at_ms: at,
+                        last_error: None,
+                        outcome_code: None,
+                        outcome_message: None,
+                        server_job_id: None,
+                    };
+                    mark_refused(tx, &c, &item, "job_closed", "closed", at)?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(store.write(|tx| prune(tx, now)).unwrap(), 2);
+        let mut left: Vec<String> = store
+            .read(|conn| all(conn, &c))
+            .unwrap()
+            .into_iter()
+            .map(|i| i.key)
+            .collect();
+        left.sort();
+        assert_eq!(left, ["applied-new", "pending", "refused-new"]);
+    }
 }

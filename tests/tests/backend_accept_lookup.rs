@@ -1,0 +1,132 @@
+//! The accept lookup (`GET /v1/friend/accepts/{key}`) is final: what it says about a key stays
+//! true whatever order the lookup and an accept with that key reach the database in. Each
+//! interleaving is forced by holding the database writer, so none depends on timing.
+
+use friend_protocol::{AcceptOutcome, FriendJobView};
+use friend_tests::{Reply, TestAccount, TestBackend, booking_at, friend_at, places, wait_until};
+use std::time::Duration;
+
+const LIMIT: Duration = Duration::from_secs(10);
+
+async fn queued(tb: &TestBackend, n: usize, what: &str) {
+    wait_until(what, LIMIT, || async { tb.backend.queued_writes() == n }).await;
+}
+
+async fn lookup(tb: &TestBackend, friend: &TestAccount, key: &str) -> Reply {
+    tb.http()
+        .get(&format!("/v1/friend/accepts/{key}"), &friend.token)
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lookup_behind_a_queued_accept_reads_its_outcome() {
+    let tb = TestBackend::start().await;
+    let customer = tb.customer("Heidi").await;
+    let anna = tb.friend(friend_at("Anna", places::ZURICH)).await;
+    let job = tb.book(&customer, &booking_at(places::OERLIKON)).await;
+    let key = uuid::Uuid::new_v4().to_string();
+
+    let pause = tb.backend.pause_writes().await.unwrap();
+    let accept = {
+        let (http, anna, key) = (tb.http(), anna.clone(), key.clone());
+        tokio::spawn(async move { http.accept(&anna, job.id, &key).await })
+    };
+    queued(&tb, 1, "the accept to queue behind the held writer").await;
+    let looked_up = {
+        let (http, anna, key) = (tb.http(), anna.clone(), key.clone());
+        tokio::spawn(async move {
+            http.get(&format!("/v1/friend/accepts/{key}"), &anna.token)
+                .await
+        })
+    };
+    // The lookup must not answer from a snapshot that misses the queued accept: it waits for the
+    // writer too (before the fix it answered 404 at once and the accept then won).
+    queued(&tb, 2, "the lookup to queue behind the accept").await;
+    drop(pause);
+
+    let accept = accept.await.unwrap();
+    let looked_up = looked_up.await.unwrap();
+    assert_eq!(accept.status, 200, "{}", accept.text());
+    assert!(matches!(accept.json(), AcceptOutcome::Won { .. }));
+    assert_eq!(looked_up.status, 200, "{}", looked_up.text());
+    assert!(
+        matches!(looked_up.json(), AcceptOutcome::Won { .. }),
+        "{}",
+        looked_up.text()
+    );
+    // And it stays so.
+    let again = lookup(&tb, &anna, &key).await;
+    assert!(matches!(again.json(), AcceptOutcome::Won { .. }));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lookup_that_finds_nothing_fences_the_key_against_a_late_accept() {
+    let tb = TestBackend::start().await;
+    let customer = tb.customer("Heidi").await;
+    let anna = tb.friend(friend_at("Anna", places::ZURICH)).await;
+    let job = tb.book(&customer, &booking_at(places::OERLIKON)).await;
+    let key = uuid::Uuid::new_v4().to_string();
+
+    let pause = tb.backend.pause_writes().await.unwrap();
+    let looked_up = {
+        let (http, anna, key) = (tb.http(), anna.clone(), key.clone());
+        tokio::spawn(async move {
+            http.get(&format!("/v1/friend/accepts/{key}"), &anna.token)
+                .await
+        })
+    };
+    queued(&tb, 1, "the lookup to queue behind the held writer").await;
+    let accept = {
+        let (http, anna, key) = (tb.http(), anna.clone(), key.clone());
+        tokio::spawn(async move { http.accept(&anna, job.id, &key).await })
+    };
+    queued(&tb, 2, "the late accept to queue behind the lookup").await;
+    drop(pause);
+
+    let looked_up = looked_up.await.unwrap();
+    let accept = accept.await.unwrap();
+    assert_eq!(
+        (looked_up.status, looked_up.code().as_str()),
+        (404, "not_found")
+    );
+    // The late accept cannot apply any more: the lookup already said it never did.
+    assert_eq!(
+        (accept.status, accept.code().as_str()),
+        (422, "idempotency_key_reused"),
+        "{}",
+        accept.text()
+    );
+    let again = lookup(&tb, &anna, &key).await;
+    assert_eq!(again.status, 404, "the answer stays: {}", again.text());
+    // The job is still open for Anna, and a new key takes it.
+    let view = tb
+        .http()
+        .get(&format!("/v1/friend/jobs/{}", job.id), &anna.token)
+        .await;
+    assert!(matches!(view.json(), FriendJobView::Offer(_)));
+    let retry = tb
+        .http()
+        .accept(&anna, job.id, &uuid::Uuid::new_v4().to_string())
+        .await;
+    assert!(matches!(retry.json(), AcceptOutcome::Won { .. }));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_no_accept_could_carry_are_answered_without_a_write() {
+    let tb = TestBackend::start().await;
+    let anna = tb.friend(friend_at("Anna", places::ZURICH)).await;
+    let pause = tb.backend.pause_writes().await.unwrap();
+    let long = "k".repeat(129);
+    for key in [long.as_str(), "%20padded%20", "tab%09"] {
+        let r = tokio::time::timeout(LIMIT, lookup(&tb, &anna, key))
+            .await
+            .unwrap_or_else(|_| panic!("{key:?} waited for the held writer"));
+        assert_eq!((r.status, r.code().as_str()), (404, "not_found"), "{key}");
+    }
+    assert_eq!(
+        tb.backend.queued_writes(),
+        0,
+        "nothing waits for the writer"
+    );
+    drop(pause);
+}
