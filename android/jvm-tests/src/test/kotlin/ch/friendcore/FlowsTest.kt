@@ -1,9 +1,10 @@
 // Tests of the thin Flow layer (android/src/main/kotlin/ch/friendcore/Flows.kt) on the host JVM.
 package ch.friendcore
 
+import kotlinx.coroutines.CoroutineStart
+import kotlinx.coroutines.Dispatchers
 import kotlinx.coroutines.cancelAndJoin
 import kotlinx.coroutines.channels.Channel
-import kotlinx.coroutines.delay
 import kotlinx.coroutines.flow.first
 import kotlinx.coroutines.launch
 import kotlinx.coroutines.runBlocking
@@ -28,10 +29,13 @@ class FlowsTest {
                 session.syncOnce()
                 assertEquals(listOf(job), withTimeout(5_000) { updates.receive() }.items.map { it.offer.id })
 
-                val changedJob = launch { assertEquals(job, session.jobChanges().first()) }
+                // Unconfined and undispatched, the collector has subscribed by the time launch
+                // returns (no pause to wait for it), so the accept's change cannot slip past it.
+                val changedJob = launch(Dispatchers.Unconfined, start = CoroutineStart.UNDISPATCHED) {
+                    assertEquals(job, session.jobChanges().first())
+                }
                 val status = session.syncStatusUpdates().first()
                 assertTrue(status.connected, "$status")
-                delay(100) // let the collector subscribe
                 session.accept(job)
                 withTimeout(5_000) { changedJob.join() }
                 collector.cancelAndJoin()

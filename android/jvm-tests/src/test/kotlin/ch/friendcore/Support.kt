@@ -183,3 +183,12 @@ class CollectingStatusListener : SyncStatusListener {
         statuses.put(status)
     }
 }
+
+/** Takes items until one satisfies [matches], for up to [seconds] in all; null if none did. */
+fun <T> LinkedBlockingQueue<T>.awaitMatching(seconds: Long = 5, matches: (T) -> Boolean): T? {
+    val deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(seconds)
+    while (true) {
+        val item = poll(deadline - System.nanoTime(), TimeUnit.NANOSECONDS) ?: return null
+        if (matches(item)) return item
+    }
+}
