@@ -1,6 +1,7 @@
 //! FriendCore's reference backend: a thin axum service over SQLite that books jobs, broadcasts them
-//! to eligible Friends through a per-account change feed with long-poll wake-ups, and decides the
-//! accept race in one database transaction.
+//! to eligible Friends through one change log (a row per account a job names, and one per area tile
+//! for open jobs, filtered by the eligibility rule when read) with targeted long-poll wake-ups, and
+//! decides the accept race in one database transaction.
 //!
 //! It is stateless over its database (the in-memory token cache and long-poll registry are
 //! rebuilt on demand), starts with zero configuration on an embedded file, and publishes an OpenAPI

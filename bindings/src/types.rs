@@ -1,6 +1,6 @@
 //! FFI mirrors of the `friend-protocol` types an app shows or passes in, with `From` conversions.
-//! The protocol crate stays free of uniffi; these are plain data (records and enums) shared by the
-//! Friend session and, later, the customer session.
+//! The protocol crate stays free of uniffi (docs/adr/0001); these are plain data (records and
+//! enums) shared by the Friend and the customer session.
 //!
 //! Conventions: ids are strings (UUIDs); times are `SystemTime` (Kotlin `java.time.Instant`, Swift
 //! `Date`); money is integer minor units with a currency, never floating point. Every wire enum keeps

@@ -1,5 +1,7 @@
-//! Actions that go through the durable outbox: what each one sends, and what it shows locally while
-//! the server has not acknowledged it (the local echo). Delivery itself is in the engine.
+//! Actions that go through the durable outbox: what each one sends (route, body, stored payload),
+//! how a queued item looks to the app ([`OutboxItem`]) and the retry [`backoff`]. The rows, sealed
+//! at rest, are in `store::outbox`; delivery is in the engine; the local echo of pending items is
+//! in the sessions' job views.
 
 use crate::error::{CoreError, CoreResult};
 use friend_protocol::{

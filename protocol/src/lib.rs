@@ -1,6 +1,9 @@
 //! FriendCore's shared protocol: the wire types both the reference backend and the client core speak,
-//! and the rules both sides must agree on — the job state machine ([`lifecycle`]), money ([`money`]),
-//! geography and the approximate-location rule ([`geo`]) and offer eligibility ([`eligibility`]).
+//! and the rules both sides must agree on — the job state machine ([`lifecycle`]), the price
+//! negotiation ([`negotiation`]), quote guardrails and settlement ([`quote`]), signed offline
+//! consent ([`consent`]), money ([`money`]), geography and the approximate-location rule
+//! ([`geo`]), offer eligibility ([`eligibility`]), input limits ([`validate`]) and the error
+//! codes ([`error`]).
 //!
 //! The crate is pure: no I/O, no clocks (time is always passed in), so every rule is testable in
 //! isolation and behaves identically on the server and on a phone.

@@ -1,8 +1,10 @@
 //! Delta sync of the inbox and the caller's jobs (SPEC §5).
 //!
-//! The server keeps a per-account feed of job changes. A client asks for the changes after its
-//! cursor (`GET /v1/sync?cursor=…&wait=…&limit=…`) and applies each page together with the page's
-//! cursor in one transaction. Without a cursor — first sync, or after a [`crate::ErrorCode::CursorTooOld`]
+//! The server keeps one ordered log of job changes; what concerns a caller is the changes of the
+//! jobs that name them and, for a Friend, those of open jobs in the area tiles their reach touches
+//! that the eligibility rule lets them see. A client asks for the changes after its cursor
+//! (`GET /v1/sync?cursor=…&wait=…&limit=…`) and applies each page together with the page's cursor
+//! in one transaction. Without a cursor — first sync, or after a [`crate::ErrorCode::CursorTooOld`]
 //! answer — the server sends a snapshot: pages with `reset = true` that together replace the cache.
 
 use crate::{JobDetails, JobId, Offer};
