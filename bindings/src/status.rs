@@ -33,6 +33,20 @@ pub struct SyncStatus {
     pub clock_offset_ms: i64,
     /// Response bytes received from the backend since the session opened.
     pub bytes_received: u64,
+    /// Set when the session found its database corrupt at open and rebuilt it.
+    pub cache_recovery: Option<CacheRecovery>,
+}
+
+/// A corrupt database found at open and rebuilt: the damaged file is kept aside (never deleted)
+/// and the undelivered outbox carried over; the cache refills at the next sync.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct CacheRecovery {
+    /// What SQLite reported.
+    pub problem: String,
+    /// Where the damaged file was kept.
+    pub kept_at: String,
+    /// Undelivered outbox items carried over.
+    pub outbox_items_restored: u64,
 }
 
 impl From<friend_core::SyncStatus> for SyncStatus {
@@ -50,6 +64,11 @@ impl From<friend_core::SyncStatus> for SyncStatus {
             snapshot_items: s.snapshot_items,
             clock_offset_ms: s.clock_offset_ms,
             bytes_received: s.bytes_received,
+            cache_recovery: s.cache_recovery.map(|r| CacheRecovery {
+                problem: r.problem,
+                kept_at: r.kept_at.display().to_string(),
+                outbox_items_restored: r.outbox_items_restored as u64,
+            }),
         }
     }
 }

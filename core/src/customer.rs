@@ -1,17 +1,17 @@
 //! [`CustomerSession`]: the customer's app on the same store, sync and outbox machinery as the
 //! Friend's — book (offline too, never twice), follow the job live, negotiate the price, cancel, rate.
 
-use crate::engine::{Engine, SessionConfig, SyncReport, SyncStatus, now_ms};
+use crate::engine::{SessionConfig, now_ms};
 use crate::error::{CoreError, CoreResult};
-use crate::listeners::{JobListener, Subscription, SyncStatusListener};
 use crate::negotiation::{LocalNegotiation, local_view};
-use crate::outbox::{Action, OutboxItem};
+use crate::outbox::Action;
 use crate::secrets::SecretsProvider;
+use crate::session::Session;
 use crate::store::outbox::ItemStatus;
 use crate::store::{cache, outbox as rows};
 use friend_protocol::negotiation::{Answer, Party};
 use friend_protocol::quote::LineItem;
-use friend_protocol::{BookRequest, Catalog, JobDetails, JobId, JobState, Me, validate};
+use friend_protocol::{BookRequest, JobDetails, JobId, JobState, validate};
 use std::sync::Arc;
 
 /// A double tap or a repeated call with the same booking within this window returns the first one.
@@ -65,9 +65,18 @@ pub struct CustomerJob {
     pub pending_actions: Vec<String>,
 }
 
-/// One customer account on this device.
+/// One customer account on this device. The calls both roles share (sync, outbox, negotiation,
+/// status, listeners) are [`Session`]'s, which it dereferences to.
 pub struct CustomerSession {
-    engine: Arc<Engine>,
+    session: Session,
+}
+
+impl std::ops::Deref for CustomerSession {
+    type Target = Session;
+    /// The shared session: a customer is a session plus the calls only customers make.
+    fn deref(&self) -> &Session {
+        &self.session
+    }
 }
 
 fn live_status(details: &JobDetails, negotiation: &LocalNegotiation) -> LiveStatus {
@@ -103,44 +112,8 @@ impl CustomerSession {
         config: SessionConfig,
         secrets: Arc<dyn SecretsProvider>,
     ) -> CoreResult<CustomerSession> {
-        let config = crate::secrets::session_for_role(
-            config,
-            secrets.as_ref(),
-            friend_protocol::Role::Customer,
-        )?;
-        Ok(CustomerSession {
-            engine: Engine::open(config, secrets).await?,
-        })
-    }
-
-    /// Delivers the outbox and pulls every page of changes.
-    pub async fn sync_once(&self) -> CoreResult<SyncReport> {
-        self.engine.on_push().await
-    }
-
-    /// A platform push woke the app: one batched round.
-    pub async fn on_push(&self, _payload: &str) -> CoreResult<SyncReport> {
-        self.engine.on_push().await
-    }
-
-    /// Starts the foreground long-poll loop.
-    pub fn start_foreground_sync(&self) {
-        self.engine.start_foreground();
-    }
-
-    /// Stops the foreground loop.
-    pub fn stop_foreground_sync(&self) {
-        self.engine.stop_foreground();
-    }
-
-    /// The catalog: fetched when online, the cached copy otherwise.
-    pub async fn catalog(&self) -> CoreResult<Catalog> {
-        self.engine.catalog().await
-    }
-
-    /// The customer's profile.
-    pub async fn profile(&self) -> CoreResult<Me> {
-        self.engine.profile().await
+        let session = Session::open(config, secrets, friend_protocol::Role::Customer).await?;
+        Ok(CustomerSession { session })
     }
 
     /// Books a job: validated now by the shared rules, queued, sent when online. Returns the local
@@ -154,7 +127,7 @@ impl CustomerSession {
         };
         let payload = action.to_payload()?;
         let since = now_ms() - BOOKING_DEDUP_WINDOW_MS;
-        let cipher = self.engine.cipher.clone();
+        let cipher = self.session.engine.cipher.clone();
         let existing = self
             .engine
             .store
@@ -164,7 +137,7 @@ impl CustomerSession {
             return Ok(first.job_id);
         }
         let local = JobId::random();
-        self.engine.enqueue(local, action).await?;
+        self.session.engine.enqueue(local, action).await?;
         Ok(local)
     }
 
@@ -172,8 +145,9 @@ impl CustomerSession {
     /// booking is on its way — and also once its delivered outbox item was pruned
     /// (`store::outbox::APPLIED_KEPT_MS` after delivery); the job is in [`Self::my_jobs`] by then.
     pub async fn booking(&self, local: JobId) -> CoreResult<Option<JobId>> {
-        let cipher = self.engine.cipher.clone();
-        self.engine
+        let cipher = self.session.engine.cipher.clone();
+        self.session
+            .engine
             .store
             .read_async(move |c| {
                 let Some(item) = rows::booking(c, &cipher, local)? else {
@@ -193,8 +167,9 @@ impl CustomerSession {
 
     /// The customer's jobs with live status, from the cache; queued bookings first.
     pub async fn my_jobs(&self) -> CoreResult<Vec<CustomerJob>> {
-        let cipher = self.engine.cipher.clone();
-        self.engine
+        let cipher = self.session.engine.cipher.clone();
+        self.session
+            .engine
             .store
             .read_async(move |c| {
                 let pending = rows::pending(c, &cipher)?;
@@ -224,8 +199,9 @@ impl CustomerSession {
 
     /// One job by its server id, from the cache.
     pub async fn job(&self, job: JobId) -> CoreResult<CustomerJob> {
-        let cipher = self.engine.cipher.clone();
-        self.engine
+        let cipher = self.session.engine.cipher.clone();
+        self.session
+            .engine
             .store
             .read_async(move |c| {
                 let details = cache::job(c, &cipher, job)?
@@ -243,7 +219,7 @@ impl CustomerSession {
         let current = self.job(job).await?;
         match current.details.as_ref().map(|d| d.state) {
             Some(JobState::Open | JobState::Assigned) => {
-                self.engine.enqueue(job, Action::Cancel).await
+                self.session.engine.enqueue(job, Action::Cancel).await
             }
             Some(other) => Err(CoreError::InvalidInput(format!(
                 "a job that is {} cannot be cancelled",
@@ -273,28 +249,9 @@ impl CustomerSession {
         {
             return Err(CoreError::InvalidInput("this job is already rated".into()));
         }
-        self.engine
+        self.session
+            .engine
             .enqueue(job, Action::Rate { stars, comment })
-            .await
-    }
-
-    /// The job's negotiation as this device knows it.
-    pub async fn negotiation(&self, job: JobId) -> CoreResult<LocalNegotiation> {
-        self.engine.negotiation(job).await
-    }
-
-    /// Accepts the Friend's pending proposal `version`: signed, queued; returns the payload to show
-    /// to the Friend's device as a QR code when it is offline.
-    pub async fn accept_quote(&self, job: JobId, version: u32) -> CoreResult<String> {
-        self.engine
-            .accept_quote(job, Party::Customer, version)
-            .await
-    }
-
-    /// Rejects the Friend's pending proposal `version` (queued).
-    pub async fn reject_quote(&self, job: JobId, version: u32) -> CoreResult<i64> {
-        self.engine
-            .reject_quote(job, Party::Customer, version)
             .await
     }
 
@@ -305,61 +262,7 @@ impl CustomerSession {
         items: Vec<LineItem>,
         reason: Option<String>,
     ) -> CoreResult<String> {
-        self.engine
-            .propose(job, Party::Customer, items, reason)
-            .await
-    }
-
-    /// Imports a payload from the Friend's device, verified offline.
-    pub async fn import_consent(&self, job: JobId, payload: &str) -> CoreResult<LocalNegotiation> {
-        self.engine
-            .import_consent(job, Party::Customer, payload)
-            .await
-    }
-
-    /// Every outbox item with its outcome.
-    pub async fn outbox(&self) -> CoreResult<Vec<OutboxItem>> {
-        let cipher = self.engine.cipher.clone();
-        self.engine
-            .store
-            .read_async(move |c| {
-                rows::all(c, &cipher)?
-                    .into_iter()
-                    .map(OutboxItem::from_row)
-                    .collect()
-            })
-            .await
-    }
-
-    /// Delivers due outbox items now.
-    pub async fn deliver_outbox(&self) -> CoreResult<u32> {
-        self.engine.deliver_outbox().await
-    }
-
-    /// The current sync status.
-    pub fn sync_status(&self) -> SyncStatus {
-        self.engine.status()
-    }
-
-    /// Subscribes to job changes.
-    pub fn subscribe_jobs(&self, l: Arc<dyn JobListener>) -> Subscription {
-        self.engine.listeners.jobs.add(l)
-    }
-
-    /// Subscribes to sync-status changes.
-    pub fn subscribe_sync_status(&self, l: Arc<dyn SyncStatusListener>) -> Subscription {
-        self.engine.listeners.status.add(l)
-    }
-
-    /// Stops background work.
-    pub fn shutdown(&self) {
-        self.engine.shutdown();
-    }
-}
-
-impl Drop for CustomerSession {
-    fn drop(&mut self) {
-        self.engine.shutdown();
+        self.session.propose(job, items, reason).await
     }
 }
 

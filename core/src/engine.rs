@@ -8,7 +8,7 @@ use crate::listeners::Listeners;
 use crate::outbox::{Action, backoff};
 use crate::secrets::SecretsProvider;
 use crate::store::cache::{self, Applied};
-use crate::store::{Store, meta, outbox as rows};
+use crate::store::{Store, accepts, meta, outbox as rows};
 use friend_protocol::{AcceptOutcome, ErrorCode, JobDetails, JobId, JobResponse};
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -77,6 +77,9 @@ pub struct SyncStatus {
     /// Response bytes received from the backend since the session opened (bodies as sent, gzip
     /// decoded): what the app's data-usage screen or a sync-efficiency check needs.
     pub bytes_received: u64,
+    /// Set when this session found its database corrupt at open and rebuilt it (the damaged file
+    /// kept aside, the undelivered outbox carried over): the app may tell the user or report it.
+    pub cache_recovery: Option<crate::store::Recovery>,
 }
 
 /// What a sync run did.
@@ -158,8 +161,8 @@ impl Engine {
         let api = Api::new(&config.api, secrets)?;
         let path = config.db_path.clone();
         let check = cipher.clone();
-        let store = crate::store::blocking(move || {
-            let (store, _recovery) = Store::open_or_recover(&path)?;
+        let (store, recovery) = crate::store::blocking(move || {
+            let (store, recovery) = Store::open_or_recover(&path)?;
             store.write(|tx| {
                 match meta::get_blob(tx, meta::KEY_CHECK)? {
                     Some(sealed) => {
@@ -175,7 +178,7 @@ impl Engine {
                 purge(tx)?;
                 Ok(())
             })?;
-            Ok(store)
+            Ok((store, recovery))
         })
         .await?;
         let (shutdown, _) = watch::channel(false);
@@ -184,7 +187,10 @@ impl Engine {
             api,
             cipher,
             listeners: Listeners::default(),
-            status: Mutex::new(SyncStatus::default()),
+            status: Mutex::new(SyncStatus {
+                cache_recovery: recovery,
+                ..SyncStatus::default()
+            }),
             outbox_kick: Arc::new(Notify::new()),
             shutdown,
             tasks: Mutex::new(Vec::new()),
@@ -688,7 +694,11 @@ impl Engine {
                     return;
                 }
                 let round = async {
-                    let _ = engine.deliver_outbox().await;
+                    // A failed item is already recorded by delivery itself; what reaches here (a
+                    // storage failure) is shown in the status, and the pull goes on.
+                    if let Err(e) = engine.deliver_outbox().await {
+                        engine.record_error(&e).await;
+                    }
                     engine.resolve_pending_accepts().await?;
                     engine.sync_pages(LONG_POLL_SECS).await
                 };
@@ -731,24 +741,7 @@ impl Engine {
         }
         let key = self
             .store
-            .write_async(move |tx| {
-                let existing: Option<String> = tx
-                    .query_row(
-                        "SELECT key FROM pending_accepts WHERE job_id = ?1",
-                        [job.to_string()],
-                        |r| r.get(0),
-                    )
-                    .ok();
-                if let Some(k) = existing {
-                    return Ok(k);
-                }
-                let k = uuid::Uuid::new_v4().to_string();
-                tx.execute(
-                    "INSERT INTO pending_accepts (job_id, key, created_at) VALUES (?1, ?2, ?3)",
-                    rusqlite::params![job.to_string(), k, now_ms()],
-                )?;
-                Ok(k)
-            })
+            .write_async(move |tx| accepts::key_for(tx, job, now_ms()))
             .await?;
         let _inflight = Inflight::new(&self.inflight_accepts, &key);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(8);
@@ -764,13 +757,7 @@ impl Engine {
                 }) if !maybe_delivered => {
                     // It never left: nothing to resolve later, and an accept is never queued.
                     self.store
-                        .write_async(move |tx| {
-                            tx.execute(
-                                "DELETE FROM pending_accepts WHERE job_id = ?1",
-                                [job.to_string()],
-                            )?;
-                            Ok(())
-                        })
+                        .write_async(move |tx| accepts::resolve(tx, job))
                         .await?;
                     self.refresh_status(|s| s.connected = false).await;
                     return Ok(AcceptResult::Offline);
@@ -796,13 +783,7 @@ impl Engine {
                 }
                 Err(e) => {
                     self.store
-                        .write_async(move |tx| {
-                            tx.execute(
-                                "DELETE FROM pending_accepts WHERE job_id = ?1",
-                                [job.to_string()],
-                            )?;
-                            Ok(())
-                        })
+                        .write_async(move |tx| accepts::resolve(tx, job))
                         .await?;
                     return Err(e);
                 }
@@ -816,10 +797,7 @@ impl Engine {
         let applied = self
             .store
             .write_async(move |tx| {
-                tx.execute(
-                    "DELETE FROM pending_accepts WHERE job_id = ?1",
-                    [job.to_string()],
-                )?;
+                accepts::resolve(tx, job)?;
                 let mut applied = Applied::default();
                 if let AcceptOutcome::Won { job: details } = &stored {
                     applied.merge(cache::store_job(tx, &cipher, details, now_ms())?);
@@ -846,15 +824,7 @@ impl Engine {
 
     /// Looks up accepts whose outcome was never learned (app killed, answer lost) and applies it.
     pub async fn resolve_pending_accepts(&self) -> CoreResult<u32> {
-        let pending: Vec<(String, String)> = self
-            .store
-            .read_async(|c| {
-                let mut stmt =
-                    c.prepare("SELECT job_id, key FROM pending_accepts ORDER BY created_at")?;
-                let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-                Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
-            })
-            .await?;
+        let pending = self.store.read_async(accepts::all).await?;
         let mut resolved = 0;
         for (job, key) in pending {
             if self
@@ -865,20 +835,16 @@ impl Engine {
             {
                 continue; // this process is still waiting for it
             }
-            let job: JobId = job
-                .parse()
-                .map_err(|_| CoreError::Corrupt("pending accept id".into()))?;
+            // Only a final answer resolves it: a transport failure returns here and the accept stays
+            // pending for the next round (the server's 404 is final: the lookup fenced the key).
             match self.api.accept_outcome(&key).await? {
                 Some(outcome) => {
                     self.resolve_accept(job, outcome).await?;
                 }
                 None => {
-                    // Never applied on the server: the Friend did not get the job.
+                    // Never applied on the server, and never will be: the Friend did not get it.
                     self.store
-                        .write_async(move |tx| {
-                            tx.execute("DELETE FROM pending_accepts WHERE key = ?1", [key])?;
-                            Ok(())
-                        })
+                        .write_async(move |tx| accepts::resolve(tx, job))
                         .await?;
                 }
             }

@@ -197,8 +197,17 @@ pub fn account_of(role: Role) -> &'static str {
 }
 
 impl From<rusqlite::Error> for CoreError {
+    /// Only a damaged file is [`CoreError::Corrupt`] (the cache may then be rebuilt); busy,
+    /// permission, disk full and every other failure stay [`CoreError::Storage`], an error the app
+    /// sees — never a reason to move a healthy cache aside.
     fn from(e: rusqlite::Error) -> CoreError {
-        CoreError::Storage(e.to_string())
+        use rusqlite::ffi::ErrorCode as Sqlite;
+        match e.sqlite_error_code() {
+            Some(Sqlite::DatabaseCorrupt | Sqlite::NotADatabase) => {
+                CoreError::Corrupt(format!("database file: {e}"))
+            }
+            _ => CoreError::Storage(e.to_string()),
+        }
     }
 }
 

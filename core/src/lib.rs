@@ -34,6 +34,7 @@ pub mod listeners;
 pub mod negotiation;
 pub mod outbox;
 pub mod secrets;
+mod session;
 pub mod store;
 
 pub use api::ApiConfig;
@@ -48,3 +49,4 @@ pub use listeners::{InboxListener, JobListener, Subscription, SyncStatusListener
 pub use negotiation::{LocalNegotiation, LocalQuote};
 pub use outbox::{Action, OutboxItem};
 pub use secrets::{MAX_TOKEN_BYTES, SecretsProvider, StaticSecrets, check_token};
+pub use session::Session;

@@ -1,14 +1,15 @@
 //! What the Friend and customer commands share: where a device keeps its database and data key,
 //! opening a session, syncing (or not, with `--offline`), reporting an action's outcome from the
-//! outbox, and printing. [`DeviceSession`] lets one function serve both sessions.
+//! outbox, and printing. The shared commands take the core's [`Session`], which both roles'
+//! sessions dereference to.
 
 use crate::args::DeviceArgs;
 use crate::exit::{CliError, CliResult, Exit};
 use friend_core::api::Api;
 use friend_core::store::outbox::ItemStatus;
 use friend_core::{
-    ApiConfig, CoreError, CoreResult, CustomerSession, FriendSession, LocalNegotiation, OutboxItem,
-    SessionConfig, StaticSecrets, SyncReport,
+    ApiConfig, CoreError, CustomerSession, FriendSession, OutboxItem, Session, SessionConfig,
+    StaticSecrets,
 };
 use friend_protocol::{JobId, Role};
 use std::path::{Path, PathBuf};
@@ -107,59 +108,8 @@ impl Device {
     }
 }
 
-/// What a Friend's and a customer's session both do, as far as the shared commands need it. The
-/// core keeps the two sessions separate types (each is its own object in the apps), so the CLI
-/// joins them here rather than the core growing a trait for one caller.
-pub(crate) trait DeviceSession {
-    /// Delivers the outbox, then pulls.
-    async fn sync_once(&self) -> CoreResult<SyncReport>;
-    /// Every outbox item with its outcome.
-    async fn outbox(&self) -> CoreResult<Vec<OutboxItem>>;
-    /// The job's negotiation as this device knows it.
-    async fn negotiation(&self, job: JobId) -> CoreResult<LocalNegotiation>;
-    /// Accepts the pending proposal; returns the signed payload for the other device.
-    async fn accept_quote(&self, job: JobId, version: u32) -> CoreResult<String>;
-    /// Rejects the pending proposal; returns the outbox item's id.
-    async fn reject_quote(&self, job: JobId, version: u32) -> CoreResult<i64>;
-    /// Verifies and applies a payload from the other device.
-    async fn import_consent(&self, job: JobId, payload: &str) -> CoreResult<LocalNegotiation>;
-}
-
-/// Forwards [`DeviceSession`] to the sessions' methods of the same names (inherent methods take
-/// precedence, so `<$session>::name` is the session's own).
-macro_rules! device_session {
-    ($($session:ty),+) => {$(
-        impl DeviceSession for $session {
-            async fn sync_once(&self) -> CoreResult<SyncReport> {
-                <$session>::sync_once(self).await
-            }
-            async fn outbox(&self) -> CoreResult<Vec<OutboxItem>> {
-                <$session>::outbox(self).await
-            }
-            async fn negotiation(&self, job: JobId) -> CoreResult<LocalNegotiation> {
-                <$session>::negotiation(self, job).await
-            }
-            async fn accept_quote(&self, job: JobId, version: u32) -> CoreResult<String> {
-                <$session>::accept_quote(self, job, version).await
-            }
-            async fn reject_quote(&self, job: JobId, version: u32) -> CoreResult<i64> {
-                <$session>::reject_quote(self, job, version).await
-            }
-            async fn import_consent(
-                &self,
-                job: JobId,
-                payload: &str,
-            ) -> CoreResult<LocalNegotiation> {
-                <$session>::import_consent(self, job, payload).await
-            }
-        }
-    )+};
-}
-
-device_session!(FriendSession, CustomerSession);
-
 /// Syncs unless `--offline` (deliver the outbox, then pull).
-pub(crate) async fn sync(device: &Device, s: &impl DeviceSession) -> CliResult<()> {
+pub(crate) async fn sync(device: &Device, s: &Session) -> CliResult<()> {
     if device.offline {
         return Ok(());
     }
@@ -168,7 +118,7 @@ pub(crate) async fn sync(device: &Device, s: &impl DeviceSession) -> CliResult<(
 
 /// A sync whose transport failure the caller reports in its own terms (an item still pending, a
 /// booking not yet taken); a token problem (refused, other role, malformed) fails the command.
-pub(crate) async fn try_sync(device: &Device, s: &impl DeviceSession) -> CliResult<()> {
+pub(crate) async fn try_sync(device: &Device, s: &Session) -> CliResult<()> {
     match s.sync_once().await {
         Err(e) if e.is_token_problem() => Err(device.err(e)),
         _ => Ok(()),
@@ -178,7 +128,7 @@ pub(crate) async fn try_sync(device: &Device, s: &impl DeviceSession) -> CliResu
 /// Delivers what was just queued and reports its outcome.
 pub(crate) async fn deliver(
     device: &Device,
-    s: &impl DeviceSession,
+    s: &Session,
     job: JobId,
     id: Option<i64>,
 ) -> CliResult<Delivery> {
@@ -193,7 +143,7 @@ pub(crate) async fn deliver(
 /// The given version, else the version of the proposal waiting for this device's answer.
 pub(crate) async fn pending_version(
     device: &Device,
-    s: &impl DeviceSession,
+    s: &Session,
     job: JobId,
     given: Option<u32>,
 ) -> CliResult<u32> {

@@ -1,18 +1,19 @@
 //! The device subcommands a Friend and a customer run alike — `quote`, `accept-quote`,
-//! `reject-quote`, `import`, `outbox` — written once over [`DeviceSession`].
+//! `reject-quote`, `import`, `outbox` — written once over the core's [`Session`].
 
 use super::device::{
-    Delivery, Device, DeviceSession, deliver, delivered_text, emit, outbox_lines, payload_arg,
-    pending_version, sync, try_sync,
+    Delivery, Device, deliver, delivered_text, emit, outbox_lines, payload_arg, pending_version,
+    sync, try_sync,
 };
 use super::views;
 use crate::args::QuoteAnswer;
 use crate::exit::CliResult;
+use friend_core::Session;
 use friend_protocol::JobId;
 use serde_json::json;
 
 /// `quote`: the job's negotiation as this device knows it.
-pub(crate) async fn quote(device: &Device, s: &impl DeviceSession, job: JobId) -> CliResult<()> {
+pub(crate) async fn quote(device: &Device, s: &Session, job: JobId) -> CliResult<()> {
     sync(device, s).await?;
     let n = s.negotiation(job).await.map_err(|e| device.err(e))?;
     emit(device, views::negotiation_json(&n), || {
@@ -25,7 +26,7 @@ pub(crate) async fn quote(device: &Device, s: &impl DeviceSession, job: JobId) -
 /// (e.g. "the customer's device") to show as a QR code.
 pub(crate) async fn accept_quote(
     device: &Device,
-    s: &impl DeviceSession,
+    s: &Session,
     QuoteAnswer { job, version }: QuoteAnswer,
     peer_device: &str,
 ) -> CliResult<()> {
@@ -52,7 +53,7 @@ pub(crate) async fn accept_quote(
 /// `reject-quote`: rejects the pending proposal.
 pub(crate) async fn reject_quote(
     device: &Device,
-    s: &impl DeviceSession,
+    s: &Session,
     QuoteAnswer { job, version }: QuoteAnswer,
 ) -> CliResult<()> {
     sync(device, s).await?;
@@ -73,7 +74,7 @@ pub(crate) async fn reject_quote(
 /// `import`: verifies and applies a payload from the other device ("-" reads it from stdin).
 pub(crate) async fn import(
     device: &Device,
-    s: &impl DeviceSession,
+    s: &Session,
     job: JobId,
     payload: &str,
 ) -> CliResult<()> {
@@ -98,7 +99,7 @@ pub(crate) async fn import(
 }
 
 /// `outbox`: every outbox item with its outcome, after a delivery attempt unless `--offline`.
-pub(crate) async fn outbox(device: &Device, s: &impl DeviceSession) -> CliResult<()> {
+pub(crate) async fn outbox(device: &Device, s: &Session) -> CliResult<()> {
     if !device.offline {
         // Only to refresh the listing: a failed attempt shows in the items themselves.
         try_sync(device, s).await?;

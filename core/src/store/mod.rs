@@ -2,6 +2,7 @@
 //! scoped access through [`Store::read`] / [`Store::write`] (a write is one transaction, committed
 //! on `Ok`), and async wrappers that run the blocking work on tokio's blocking pool.
 
+pub mod accepts;
 pub mod cache;
 pub mod meta;
 pub mod outbox;
@@ -48,9 +49,12 @@ impl Store {
         })
     }
 
-    /// Opens the database; when it is corrupt, keeps the damaged file aside (never deleted), rescues
-    /// what it can of the outbox and pending accepts into a fresh database, and lets the next sync
-    /// rebuild the cache from the server (SPEC: the cache is a cache, the outbox is not).
+    /// Opens the database; when it is corrupt (SQLITE_CORRUPT, SQLITE_NOTADB, or a failed
+    /// `quick_check`), keeps the damaged file aside (never deleted), rescues what it can of the
+    /// outbox and pending accepts into a fresh database, and lets the next sync rebuild the cache
+    /// from the server (the cache is a cache, the outbox is not: docs/adr/0002). Any other failure (busy,
+    /// permission, disk full, a newer schema) is returned as it is: a healthy cache is never
+    /// moved aside.
     pub fn open_or_recover(path: &Path) -> CoreResult<(Store, Option<Recovery>)> {
         let corrupt = match Store::open(path) {
             Ok(store) => match store
@@ -58,9 +62,10 @@ impl Store {
             {
                 Ok(ok) if ok == "ok" => return Ok((store, None)),
                 Ok(problem) => problem,
-                Err(e) => e.to_string(),
+                Err(CoreError::Corrupt(e)) => e,
+                Err(other) => return Err(other),
             },
-            Err(CoreError::Storage(e)) => e,
+            Err(CoreError::Corrupt(e)) => e,
             Err(other) => return Err(other),
         };
         let rescued = rescue(path).unwrap_or_default();
@@ -301,6 +306,40 @@ mod tests {
             .read(|c| crate::store::outbox::pending(c, &cipher))
             .unwrap();
         assert_eq!((items[0].job_id, items[0].key.as_str()), (job, "key-1"));
+    }
+
+    #[test]
+    fn failures_other_than_corruption_leave_the_file_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        // Not a file at all (cannot open).
+        let not_a_file = dir.path().join("dir.db");
+        std::fs::create_dir(&not_a_file).unwrap();
+        assert!(matches!(
+            Store::open_or_recover(&not_a_file),
+            Err(CoreError::Storage(_))
+        ));
+        assert!(not_a_file.is_dir(), "nothing moved aside");
+        // Locked by another connection (busy): an error for the app, not a corrupt cache.
+        let path = dir.path().join("locked.db");
+        drop(Store::open(&path).unwrap());
+        let holder = Connection::open(&path).unwrap();
+        holder
+            .execute_batch("PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE;")
+            .unwrap();
+        assert!(matches!(
+            Store::open_or_recover(&path),
+            Err(CoreError::Storage(_))
+        ));
+        drop(holder);
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            !names.iter().any(|n| n.contains("corrupt")),
+            "a busy cache is never moved aside: {names:?}"
+        );
+        assert!(Store::open_or_recover(&path).unwrap().1.is_none());
     }
 
     #[test]

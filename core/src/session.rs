@@ -1,0 +1,195 @@
+//! [`Session`]: what one account on a device does whatever its role — sync, push wake-ups, the
+//! outbox, the price negotiation, the cached catalog and profile, status and listeners. The
+//! Friend's and the customer's sessions are a [`Session`] plus their role's calls (they dereference
+//! to it), so each shared call is written once here, and code that serves both roles (the CLI's
+//! device commands, an app's settings screen) takes a `&Session`.
+
+use crate::engine::{Engine, SessionConfig, SyncReport, SyncStatus};
+use crate::error::CoreResult;
+use crate::listeners::{JobListener, Subscription, SyncStatusListener};
+use crate::negotiation::LocalNegotiation;
+use crate::outbox::OutboxItem;
+use crate::secrets::SecretsProvider;
+use crate::store::outbox as rows;
+use friend_protocol::negotiation::Party;
+use friend_protocol::quote::LineItem;
+use friend_protocol::{Catalog, JobId, Me, Role};
+use std::sync::Arc;
+
+/// One account on this device, either role. Obtained through [`crate::FriendSession`] or
+/// [`crate::CustomerSession`]; background work stops when it is dropped or shut down.
+pub struct Session {
+    pub(crate) engine: Arc<Engine>,
+    party: Party,
+}
+
+impl Session {
+    /// Opens the account database for a session of `role`: a malformed token is refused here, a
+    /// token of the other role from the first request on (nothing of that account is cached).
+    pub(crate) async fn open(
+        config: SessionConfig,
+        secrets: Arc<dyn SecretsProvider>,
+        role: Role,
+    ) -> CoreResult<Session> {
+        let config = crate::secrets::session_for_role(config, secrets.as_ref(), role)?;
+        let party = match role {
+            Role::Customer => Party::Customer,
+            _ => Party::Friend,
+        };
+        Ok(Session {
+            engine: Engine::open(config, secrets).await?,
+            party,
+        })
+    }
+
+    /// Delivers the outbox, resolves accepts whose answer was lost, and pulls every page of
+    /// changes.
+    pub async fn sync_once(&self) -> CoreResult<SyncReport> {
+        self.engine.on_push().await
+    }
+
+    /// A platform push woke the app: one batched round, as [`Session::sync_once`]. The payload is
+    /// not needed; it may be empty.
+    pub async fn on_push(&self, _payload: &str) -> CoreResult<SyncReport> {
+        self.engine.on_push().await
+    }
+
+    /// Starts the foreground loop (long-poll) while the app is visible.
+    pub fn start_foreground_sync(&self) {
+        self.engine.start_foreground();
+    }
+
+    /// Stops the foreground loop (when the app goes to the background).
+    pub fn stop_foreground_sync(&self) {
+        self.engine.stop_foreground();
+    }
+
+    /// The catalog: fetched when online (and cached), the cached copy otherwise.
+    pub async fn catalog(&self) -> CoreResult<Catalog> {
+        self.engine.catalog().await
+    }
+
+    /// The account's own profile: fetched when online (and cached sealed), the cached copy
+    /// otherwise.
+    pub async fn profile(&self) -> CoreResult<Me> {
+        self.engine.profile().await
+    }
+
+    /// The job's price negotiation as this device knows it (pending local steps included).
+    pub async fn negotiation(&self, job: JobId) -> CoreResult<LocalNegotiation> {
+        self.engine.negotiation(job).await
+    }
+
+    /// Proposes a quote (the Friend's first quote or amendment, the customer's counter-proposal):
+    /// validated by the shared rules, signed and queued. Returns the payload to show as a QR code
+    /// to the other device.
+    pub(crate) async fn propose(
+        &self,
+        job: JobId,
+        items: Vec<LineItem>,
+        reason: Option<String>,
+    ) -> CoreResult<String> {
+        self.engine.propose(job, self.party, items, reason).await
+    }
+
+    /// Accepts the other party's pending proposal `version`: signed and queued. Returns the payload
+    /// to show to the other device when it is offline.
+    pub async fn accept_quote(&self, job: JobId, version: u32) -> CoreResult<String> {
+        self.engine.accept_quote(job, self.party, version).await
+    }
+
+    /// Rejects the other party's pending proposal `version` (queued); returns the outbox item id.
+    pub async fn reject_quote(&self, job: JobId, version: u32) -> CoreResult<i64> {
+        self.engine.reject_quote(job, self.party, version).await
+    }
+
+    /// Imports a payload the other party's device showed, verified offline.
+    pub async fn import_consent(&self, job: JobId, payload: &str) -> CoreResult<LocalNegotiation> {
+        self.engine.import_consent(job, self.party, payload).await
+    }
+
+    /// Every outbox item with its outcome (pending, applied, or refused with the server's reason).
+    pub async fn outbox(&self) -> CoreResult<Vec<OutboxItem>> {
+        let cipher = self.engine.cipher.clone();
+        self.engine
+            .store
+            .read_async(move |c| {
+                rows::all(c, &cipher)?
+                    .into_iter()
+                    .map(OutboxItem::from_row)
+                    .collect()
+            })
+            .await
+    }
+
+    /// Delivers due outbox items now (the timer does this by itself).
+    pub async fn deliver_outbox(&self) -> CoreResult<u32> {
+        self.engine.deliver_outbox().await
+    }
+
+    /// The current sync status.
+    pub fn sync_status(&self) -> SyncStatus {
+        self.engine.status()
+    }
+
+    /// Server time now (device clock corrected by the offset measured at the last sync), ms.
+    pub fn server_now_ms(&self) -> i64 {
+        self.engine.server_now_ms()
+    }
+
+    /// Subscribes to job changes.
+    pub fn subscribe_jobs(&self, l: Arc<dyn JobListener>) -> Subscription {
+        self.engine.listeners.jobs.add(l)
+    }
+
+    /// Subscribes to sync-status changes.
+    pub fn subscribe_sync_status(&self, l: Arc<dyn SyncStatusListener>) -> Subscription {
+        self.engine.listeners.status.add(l)
+    }
+
+    /// Stops background work. Pending outbox items stay queued for the next session.
+    pub fn shutdown(&self) {
+        self.engine.shutdown();
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.engine.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{CustomerSession, SessionConfig, StaticSecrets};
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn a_rebuilt_cache_is_reported_in_the_status() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.db");
+        std::fs::write(&path, vec![0x5a; 8192]).unwrap();
+        let secrets = Arc::new(StaticSecrets::new(
+            String::from("dev-customer-x"),
+            [1u8; 32],
+        ));
+        let session =
+            CustomerSession::open(SessionConfig::new(&path, "http://127.0.0.1:9"), secrets)
+                .await
+                .unwrap();
+        let recovery = session.sync_status().cache_recovery.expect("reported");
+        assert!(recovery.kept_at.exists(), "the damaged file is kept");
+        assert!(!recovery.problem.is_empty());
+        // A healthy cache reopens without a report.
+        drop(session);
+        let secrets = Arc::new(StaticSecrets::new(
+            String::from("dev-customer-x"),
+            [1u8; 32],
+        ));
+        let again = CustomerSession::open(SessionConfig::new(&path, "http://127.0.0.1:9"), secrets)
+            .await
+            .unwrap();
+        assert!(again.sync_status().cache_recovery.is_none());
+    }
+}
