@@ -1,10 +1,14 @@
 //! Test support for FriendCore's end-to-end suites: the reference backend started in-process on an
-//! ephemeral loopback port with a manual clock, account and booking builders, and a small raw HTTP
-//! client that exposes status codes and bytes (so tests can look at exactly what went over the wire).
+//! ephemeral loopback port with a manual clock, account and booking builders, scenario builders that
+//! bring a job to a stage ([`scenario`]), and a small raw HTTP client that exposes status codes and
+//! bytes (so tests can look at exactly what went over the wire).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod proxy;
+pub mod scenario;
+
+pub use scenario::Scenario;
 
 use friend_backend::clock::ManualClock;
 use friend_backend::{Backend, Config};
@@ -293,6 +297,52 @@ impl Reply {
             .unwrap_or_else(|| panic!("no code in {}", self.text()))
             .to_owned()
     }
+
+    /// The job of a `200` answer that carries one (`JobResponse`), panicking with the body otherwise.
+    #[track_caller]
+    pub fn job(&self) -> friend_protocol::JobDetails {
+        assert_eq!(self.status, 200, "{}", self.text());
+        self.json::<friend_protocol::JobResponse>().job
+    }
+}
+
+/// Asserts a refusal: its status and code, and — when `rule` is given — that the message starts
+/// with the rule's code (e.g. `not_agreed` for `negotiation_refused`).
+#[track_caller]
+pub fn assert_refused(r: &Reply, status: u16, code: &str, rule: Option<&str>) {
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (status, code),
+        "{}",
+        r.text()
+    );
+    if let Some(rule) = rule {
+        let v: serde_json::Value = r.json();
+        let message = v["message"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no message in {}", r.text()));
+        assert!(
+            message.starts_with(rule),
+            "expected {rule}, got {message:?}"
+        );
+    }
+}
+
+/// [`assert_refused`] for one case of a table: `what` names the case in every failure, and the
+/// message must start with `rule` (`""` accepts any message).
+#[track_caller]
+pub fn assert_case_refused(what: &str, r: &Reply, status: u16, code: &str, rule: &str) {
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (status, code),
+        "{what}: {}",
+        r.text()
+    );
+    let v: serde_json::Value = r.json();
+    let message = v["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{what}: no message in {}", r.text()));
+    assert!(message.starts_with(rule), "{what}: {}", r.text());
 }
 
 /// A raw HTTP client against one backend.
