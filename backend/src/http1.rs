@@ -18,7 +18,7 @@ use friend_protocol::{ApiError, ErrorCode};
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -35,11 +35,15 @@ pub const MAX_HEADER_FIELDS: usize = 100;
 
 /// Method, spaces and version around the target in a request line.
 const REQUEST_LINE_SLACK: usize = 64;
-/// After a refusal, how much the client may still be sending that is read and discarded: closing
-/// a socket with unread data makes the kernel reset it, and the client would lose the answer.
+/// When closing mid-request (a refused head, a body the handler did not read), how much the client
+/// may still be sending that is read and discarded: closing a socket with unread data makes the
+/// kernel reset it, and the client would lose the answer.
 const REFUSAL_DRAIN_BYTES: usize = 2 * 1024 * 1024;
-/// How long a refused client gets to finish sending and close.
-const REFUSAL_DRAIN_TIME: Duration = Duration::from_secs(5);
+/// How long such a client gets to finish sending and close.
+const DRAIN_TIME: Duration = Duration::from_secs(5);
+/// How much of a request body its handler left unread is read before the answer goes out, so the
+/// connection stays usable; beyond this (or [`DRAIN_TIME`]) the answer says `connection: close`.
+const UNREAD_BODY_DRAIN_BYTES: usize = 1024 * 1024;
 /// The largest body length hyper accepts (`u64::MAX - 2`; the top values are its sentinels).
 const MAX_BODY_LEN: u64 = u64::MAX - 2;
 /// Bytes read from the socket at a time.
@@ -53,6 +57,7 @@ pub(crate) async fn serve(
     clock: Arc<dyn Clock>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
+    let app = app.layer(axum::middleware::from_fn(drain_unread_body));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut connections = tokio::task::JoinSet::new();
     let mut shutdown = std::pin::pin!(shutdown);
@@ -132,6 +137,85 @@ async fn serve_connection(
     }
 }
 
+/// Reads what the handler left of the request body before its answer goes out. hyper would close
+/// the connection instead, and a client still sending the body (answered early: a bad token, a
+/// malformed id) gets a reset in place of the answer, or reuses a connection about to close.
+async fn drain_unread_body(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use http_body_util::BodyExt as _;
+    let (parts, body) = req.into_parts();
+    let shared = Arc::new(Mutex::new(Some(body)));
+    let body = axum::body::Body::new(SharedBody(shared.clone()));
+    let mut response = next
+        .run(axum::extract::Request::from_parts(parts, body))
+        .await;
+    let rest = shared.lock().ok().and_then(|mut body| body.take());
+    let Some(mut rest) = rest else {
+        return response;
+    };
+    let drain = async {
+        let mut read = 0usize;
+        while let Some(frame) = rest.frame().await {
+            read += frame.ok()?.data_ref().map_or(0, |d| d.len());
+            if read > UNREAD_BODY_DRAIN_BYTES {
+                return None;
+            }
+        }
+        Some(())
+    };
+    if tokio::time::timeout(DRAIN_TIME, drain)
+        .await
+        .ok()
+        .flatten()
+        .is_none()
+    {
+        response.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
+    response
+}
+
+/// A request body the handler reads through, while the connection layer keeps hold of it.
+struct SharedBody(Arc<Mutex<Option<axum::body::Body>>>);
+
+impl hyper::body::Body for SharedBody {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        match self.0.lock().ok().as_deref_mut().and_then(Option::as_mut) {
+            Some(body) => Pin::new(body).poll_frame(cx),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0
+            .lock()
+            .ok()
+            .as_deref()
+            .and_then(Option::as_ref)
+            .is_none_or(hyper::body::Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.0
+            .lock()
+            .ok()
+            .as_deref()
+            .and_then(Option::as_ref)
+            .map(hyper::body::Body::size_hint)
+            .unwrap_or_default()
+    }
+}
+
 /// The socket as hyper sees it: request bytes pass only once their head was checked.
 struct GuardedStream {
     stream: TcpStream,
@@ -149,7 +233,7 @@ struct GuardedStream {
     /// Tells the connection task to close the connection gracefully.
     refused: Arc<Notify>,
     signalled: bool,
-    /// After the refusal went out: what the client still sends is discarded, for a while.
+    /// After the last answer went out: what the client still sends is discarded, for a while.
     drain: Option<Drain>,
 }
 
@@ -175,29 +259,30 @@ impl GuardedStream {
         }
     }
 
-    /// Writes the refusal, ends the write side and discards what the client still sends until it
-    /// closes (bounded in bytes and time), so the client reads the answer instead of a reset.
-    fn poll_refuse(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let Some(refusal) = &self.refusal else {
-            return Poll::Ready(Ok(()));
-        };
-        let clock = &self.clock;
-        let (response, written) = self
-            .answer
-            .get_or_insert_with(|| (render(refusal, clock.now()), 0));
-        while *written < response.len() {
-            let n = ready!(Pin::new(&mut self.stream).poll_write(cx, &response[*written..]))?;
-            if n == 0 {
-                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+    /// Closes a connection the client may still be sending on (a refused head, or a request whose
+    /// body the handler did not read): writes the refusal if any, ends the write side and discards
+    /// what the client still sends until it closes (bounded in bytes and time), so the client reads
+    /// the answer instead of a reset.
+    fn poll_close_draining(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if let Some(refusal) = &self.refusal {
+            let clock = &self.clock;
+            let (response, written) = self
+                .answer
+                .get_or_insert_with(|| (render(refusal, clock.now()), 0));
+            while *written < response.len() {
+                let n = ready!(Pin::new(&mut self.stream).poll_write(cx, &response[*written..]))?;
+                if n == 0 {
+                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                }
+                *written += n;
             }
-            *written += n;
         }
         if self.drain.is_none() {
             ready!(Pin::new(&mut self.stream).poll_flush(cx))?;
             ready!(Pin::new(&mut self.stream).poll_shutdown(cx))?;
             self.drain = Some(Drain {
                 read: 0,
-                deadline: Box::pin(tokio::time::sleep(REFUSAL_DRAIN_TIME)),
+                deadline: Box::pin(tokio::time::sleep(DRAIN_TIME)),
             });
         }
         let Some(drain) = self.drain.as_mut() else {
@@ -291,8 +376,8 @@ impl AsyncWrite for GuardedStream {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.refusal.is_some() {
-            this.poll_refuse(cx)
+        if this.refusal.is_some() || this.framer.in_request() {
+            this.poll_close_draining(cx)
         } else {
             Pin::new(&mut this.stream).poll_shutdown(cx)
         }
@@ -401,6 +486,16 @@ impl Framer {
             }
         }
         Ok(())
+    }
+
+    /// Whether the client is inside a request: part of a head or a body has come and the rest may
+    /// still be on its way.
+    fn in_request(&self) -> bool {
+        match self.state {
+            State::Head => !self.head.is_empty(),
+            State::Body(_) | State::Chunked(_) | State::Unframed => true,
+            State::Refused => false,
+        }
     }
 
     /// An unfinished head: refused once it can no longer fit the limits.

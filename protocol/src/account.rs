@@ -69,15 +69,19 @@ pub enum Me {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewFriend {
     /// Display name.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 120))]
     pub name: String,
     /// Registered home point.
     pub home: GeoPoint,
     /// Travel radius in kilometres (1…50).
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 50))]
     pub radius_km: u32,
     /// Qualified categories (at least one).
+    #[cfg_attr(feature = "openapi", schema(min_items = 1))]
     pub categories: Vec<Category>,
-    /// Brand communities.
+    /// Brand communities (at most 16, each 1…120 characters).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(max_items = 16))]
     pub communities: Vec<String>,
     /// Friend or Pro.
     pub tier: Tier,
@@ -88,6 +92,7 @@ pub struct NewFriend {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewCustomer {
     /// Display name.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 120))]
     pub name: String,
 }
 

@@ -25,8 +25,10 @@ pub enum GeoError {
 #[serde(try_from = "RawPoint")]
 pub struct GeoPoint {
     /// Latitude in degrees, −90…90.
+    #[cfg_attr(feature = "openapi", schema(minimum = -90.0, maximum = 90.0))]
     lat: f64,
     /// Longitude in degrees, −180…180.
+    #[cfg_attr(feature = "openapi", schema(minimum = -180.0, maximum = 180.0))]
     lon: f64,
 }
 

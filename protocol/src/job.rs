@@ -168,10 +168,13 @@ impl Place {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Address {
     /// Street and number.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 120))]
     pub street: String,
     /// Postal code.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 16))]
     pub postal_code: String,
     /// City or town.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 120))]
     pub city: String,
 }
 
@@ -187,8 +190,10 @@ impl Address {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Contact {
     /// Customer's name.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 120))]
     pub name: String,
     /// Customer's phone number.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 120))]
     pub phone: String,
 }
 
@@ -197,8 +202,10 @@ pub struct Contact {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BookRequest {
     /// Catalog service id; sets category, orientation price and minimum tier.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 120))]
     pub service_id: String,
     /// What the customer needs, in their words.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 2000))]
     pub description: String,
     /// Now or a slot.
     pub timing: Timing,
@@ -214,12 +221,15 @@ pub struct BookRequest {
     pub contact: Contact,
     /// Access notes (door code, floor); personal data.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(max_length = 2000))]
     pub access_notes: Option<String>,
     /// Brand community the job belongs to; only that community's Friends see it.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 120))]
     pub brand: Option<String>,
     /// Broadcast radius in km (1…50, default 30).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 50))]
     pub radius_km: Option<u32>,
 }
 

@@ -59,6 +59,10 @@ impl PartyKeys {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RegisterKeyRequest {
     /// The device's Ed25519 public key: 32 bytes in base64 (standard or URL-safe, padded or not).
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = r"^\s*[A-Za-z0-9+/_-]{43}=?\s*$")
+    )]
     pub public_key: String,
 }
 
@@ -307,9 +311,11 @@ pub struct LedgerUpdate {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RateRequest {
     /// 1 to 5 stars.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 5))]
     pub stars: u8,
     /// Optional comment, at most [`MAX_COMMENT_CHARS`] characters.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(max_length = 500))]
     pub comment: Option<String>,
 }
 
@@ -375,6 +381,7 @@ impl UnsuccessfulReason {
 pub struct EscalateRequest {
     /// What the field service needs to know, at most [`MAX_NOTE_CHARS`] characters.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(max_length = 500))]
     pub note: Option<String>,
 }
 
@@ -396,6 +403,7 @@ pub struct UnsuccessfulRequest {
     pub reason: UnsuccessfulReason,
     /// Details, at most [`MAX_NOTE_CHARS`] characters; required for [`UnsuccessfulReason::Other`].
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(max_length = 500))]
     pub note: Option<String>,
 }
 

@@ -18,7 +18,8 @@ use std::sync::Arc;
 /// Creates a Friend and returns its token (shown once).
 #[utoipa::path(post, path = "/v1/admin/friends", tag = "admin", security(("admin" = [])),
     request_body = NewFriend,
-    responses((status = 200, body = CreatedAccount), (status = 400, body = ApiError), (status = 401, body = ApiError)))]
+    responses((status = 200, body = CreatedAccount),
+        (status = 400, body = ApiError, description = "`invalid_input`: a blank name or community, control characters, or a category or tier outside the documented values")))]
 pub async fn create_friend(
     State(state): State<Arc<AppState>>,
     _admin: AdminCaller,
@@ -41,7 +42,8 @@ pub(crate) async fn create_friend_in(
 /// Creates a customer and returns its token (shown once).
 #[utoipa::path(post, path = "/v1/admin/customers", tag = "admin", security(("admin" = [])),
     request_body = NewCustomer,
-    responses((status = 200, body = CreatedAccount), (status = 400, body = ApiError), (status = 401, body = ApiError)))]
+    responses((status = 200, body = CreatedAccount),
+        (status = 400, body = ApiError, description = "`invalid_input`: a blank name, or control characters")))]
 pub async fn create_customer(
     State(state): State<Arc<AppState>>,
     _admin: AdminCaller,
@@ -94,7 +96,7 @@ pub struct Expired {
 /// Expires every open job whose time is up by the server clock (the server also does this on a
 /// timer; this route is for operators and QA).
 #[utoipa::path(post, path = "/v1/admin/expire-due", tag = "admin", security(("admin" = [])),
-    responses((status = 200, body = Expired), (status = 401, body = ApiError)))]
+    responses((status = 200, body = Expired)))]
 pub async fn expire_due(
     State(state): State<Arc<AppState>>,
     _admin: AdminCaller,

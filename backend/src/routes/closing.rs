@@ -18,15 +18,15 @@ use std::sync::Arc;
 
 /// Completes an agreed job at the agreed total, with the payment method. Settles the total (cash is
 /// rounded to the smallest coin, the fee is taken from what was charged) and records a ledger entry.
-#[utoipa::path(post, path = "/v1/friend/jobs/{id}/complete", tag = "friend", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Job id"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Optional; the same completion again is answered like the first")),
+#[utoipa::path(post, path = "/v1/friend/jobs/{id}/complete", tag = "friend", security(("friend" = [])),
+    params(("id" = uuid::Uuid, Path, description = "Job id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Optional; the same completion again is answered like the first",
+            min_length = 1, max_length = 128, pattern = r"^[!-~]([\t -~]*[!-~])?$")),
     request_body = CompleteRequest,
     responses((status = 200, body = JobResponse, description = "the completed job with payment, final total and settlement"),
-        (status = 400, body = ApiError, description = "invalid_json or invalid_input (unknown payment method)"),
-        (status = 401, body = ApiError), (status = 403, body = ApiError),
-        (status = 404, body = ApiError, description = "not the Friend of this job"),
-        (status = 409, body = ApiError, description = "job_closed, negotiation_refused (not_agreed, amendment_pending, total_not_agreed) or invalid_transition")))]
+        (status = 400, body = ApiError, description = "`invalid_input`: a payment method outside the documented values, or a total that cannot be settled"),
+        (status = 404, body = ApiError, description = "`not_found`: not the Friend of this job"),
+        (status = 409, body = ApiError, description = "`job_closed`, `negotiation_refused` (not_agreed, amendment_pending, total_not_agreed) or `invalid_transition`")))]
 pub async fn complete(
     State(state): State<Arc<AppState>>,
     FriendCaller(me): FriendCaller,
@@ -64,13 +64,15 @@ fn trimmed_note(note: Option<String>) -> Option<String> {
 }
 
 /// Hands the job to the company's field service (too complex on site). From on site or agreed.
-#[utoipa::path(post, path = "/v1/friend/jobs/{id}/escalate", tag = "friend", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Job id"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Optional; makes retries safe")),
+#[utoipa::path(post, path = "/v1/friend/jobs/{id}/escalate", tag = "friend", security(("friend" = [])),
+    params(("id" = uuid::Uuid, Path, description = "Job id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Optional; makes retries safe",
+            min_length = 1, max_length = 128, pattern = r"^[!-~]([\t -~]*[!-~])?$")),
     request_body = EscalateRequest,
-    responses((status = 200, body = JobResponse), (status = 400, body = ApiError), (status = 401, body = ApiError),
-        (status = 403, body = ApiError), (status = 404, body = ApiError, description = "not the Friend of this job"),
-        (status = 409, body = ApiError, description = "job_closed or invalid_transition")))]
+    responses((status = 200, body = JobResponse),
+        (status = 400, body = ApiError, description = "`invalid_input`: the note has control characters"),
+        (status = 404, body = ApiError, description = "`not_found`: not the Friend of this job"),
+        (status = 409, body = ApiError, description = "`job_closed` or `invalid_transition`")))]
 pub async fn escalate(
     State(state): State<Arc<AppState>>,
     FriendCaller(me): FriendCaller,
@@ -86,14 +88,15 @@ pub async fn escalate(
 
 /// Checks out without success (customer absent after waiting and calling, cannot help, other).
 /// From on site or agreed.
-#[utoipa::path(post, path = "/v1/friend/jobs/{id}/unsuccessful", tag = "friend", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Job id"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Optional; makes retries safe")),
+#[utoipa::path(post, path = "/v1/friend/jobs/{id}/unsuccessful", tag = "friend", security(("friend" = [])),
+    params(("id" = uuid::Uuid, Path, description = "Job id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Optional; makes retries safe",
+            min_length = 1, max_length = 128, pattern = r"^[!-~]([\t -~]*[!-~])?$")),
     request_body = UnsuccessfulRequest,
-    responses((status = 200, body = JobResponse), (status = 400, body = ApiError, description = "invalid_json or invalid_input (unknown reason, note missing for other)"),
-        (status = 401, body = ApiError), (status = 403, body = ApiError),
-        (status = 404, body = ApiError, description = "not the Friend of this job"),
-        (status = 409, body = ApiError, description = "job_closed or invalid_transition")))]
+    responses((status = 200, body = JobResponse),
+        (status = 400, body = ApiError, description = "`invalid_input`: a reason outside the documented values, the note missing for `other` or with control characters"),
+        (status = 404, body = ApiError, description = "`not_found`: not the Friend of this job"),
+        (status = 409, body = ApiError, description = "`job_closed` or `invalid_transition`")))]
 pub async fn unsuccessful(
     State(state): State<Arc<AppState>>,
     FriendCaller(me): FriendCaller,
@@ -111,13 +114,15 @@ pub async fn unsuccessful(
 }
 
 /// Rates a completed job, 1–5 stars with an optional comment (≤ 500 characters). Once per job.
-#[utoipa::path(post, path = "/v1/customer/jobs/{id}/rate", tag = "customer", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Job id"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Optional; a retry with the same key gets the first answer")),
+#[utoipa::path(post, path = "/v1/customer/jobs/{id}/rate", tag = "customer", security(("customer" = [])),
+    params(("id" = uuid::Uuid, Path, description = "Job id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Optional; a retry with the same key gets the first answer",
+            min_length = 1, max_length = 128, pattern = r"^[!-~]([\t -~]*[!-~])?$")),
     request_body = RateRequest,
-    responses((status = 200, body = JobResponse), (status = 400, body = ApiError, description = "invalid_json or invalid_input"),
-        (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 404, body = ApiError),
-        (status = 409, body = ApiError, description = "already_rated, or invalid_transition (not completed)")))]
+    responses((status = 200, body = JobResponse),
+        (status = 400, body = ApiError, description = "`invalid_input`: stars outside 1…5, or a comment with control characters"),
+        (status = 404, body = ApiError, description = "`not_found`: no such job of the caller's"),
+        (status = 409, body = ApiError, description = "`already_rated`, or `invalid_transition` (not completed)")))]
 pub async fn rate(
     State(state): State<Arc<AppState>>,
     CustomerCaller(me): CustomerCaller,

@@ -14,14 +14,13 @@ use friend_protocol::{ApiError, BookRequest, JobDetails, JobId, JobList, JobResp
 use std::sync::Arc;
 
 /// Books a job. A retry with the same `Idempotency-Key` returns the job booked the first time.
-#[utoipa::path(post, path = "/v1/customer/jobs", tag = "customer", security(("bearer" = [])),
-    params(("Idempotency-Key" = String, Header, description = "Required; one key per booking")),
+#[utoipa::path(post, path = "/v1/customer/jobs", tag = "customer", security(("customer" = [])),
+    params(("Idempotency-Key" = String, Header, description = "Required; one key per booking",
+            min_length = 1, max_length = 128, pattern = r"^[!-~]([\t -~]*[!-~])?$")),
     request_body = BookRequest,
     responses(
         (status = 200, body = JobResponse),
-        (status = 400, body = ApiError, description = "invalid_json, invalid_input, unknown_service, idempotency_key_missing"),
-        (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 413, body = ApiError),
-        (status = 422, body = ApiError, description = "idempotency_key_reused"),
+        (status = 400, body = ApiError, description = "`invalid_input`: a value outside the documented values or ranges, or a rule the schema cannot express (a blank text, control characters, a slot not in the future, longer than 12 h or more than 90 days ahead, on site without location or address); `unknown_service`; `idempotency_key_missing`"),
     ))]
 pub async fn book(
     State(state): State<Arc<AppState>>,
@@ -48,8 +47,8 @@ pub async fn book(
 }
 
 /// The caller's jobs, newest first (at most 200).
-#[utoipa::path(get, path = "/v1/customer/jobs", tag = "customer", security(("bearer" = [])),
-    responses((status = 200, body = JobList), (status = 401, body = ApiError), (status = 403, body = ApiError)))]
+#[utoipa::path(get, path = "/v1/customer/jobs", tag = "customer", security(("customer" = [])),
+    responses((status = 200, body = JobList)))]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     CustomerCaller(me): CustomerCaller,
@@ -64,9 +63,10 @@ pub async fn list(
 }
 
 /// One of the caller's jobs with full details.
-#[utoipa::path(get, path = "/v1/customer/jobs/{id}", tag = "customer", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Job id")),
-    responses((status = 200, body = JobDetails), (status = 401, body = ApiError), (status = 404, body = ApiError)))]
+#[utoipa::path(get, path = "/v1/customer/jobs/{id}", tag = "customer", operation_id = "get_customer_job",
+    security(("customer" = [])), params(("id" = uuid::Uuid, Path, description = "Job id")),
+    responses((status = 200, body = JobDetails),
+        (status = 404, body = ApiError, description = "`not_found`: no such job of the caller's")))]
 pub async fn get_job(
     State(state): State<Arc<AppState>>,
     CustomerCaller(me): CustomerCaller,
@@ -83,11 +83,13 @@ pub async fn get_job(
 }
 
 /// Cancels the caller's job before the Friend is on site.
-#[utoipa::path(post, path = "/v1/customer/jobs/{id}/cancel", tag = "customer", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Job id"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Optional; makes retries safe")),
-    responses((status = 200, body = JobResponse), (status = 401, body = ApiError), (status = 404, body = ApiError),
-        (status = 409, body = ApiError, description = "invalid_transition")))]
+#[utoipa::path(post, path = "/v1/customer/jobs/{id}/cancel", tag = "customer", security(("customer" = [])),
+    params(("id" = uuid::Uuid, Path, description = "Job id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Optional; makes retries safe",
+            min_length = 1, max_length = 128, pattern = r"^[!-~]([\t -~]*[!-~])?$")),
+    responses((status = 200, body = JobResponse),
+        (status = 404, body = ApiError, description = "`not_found`: no such job of the caller's"),
+        (status = 409, body = ApiError, description = "`invalid_transition`: too late to cancel")))]
 pub async fn cancel(
     State(state): State<Arc<AppState>>,
     CustomerCaller(me): CustomerCaller,

@@ -22,10 +22,10 @@ use std::sync::Arc;
 const ACCEPT: &str = "accept";
 
 /// The full job when the caller holds it, the approximate offer when they are eligible, else 404.
-#[utoipa::path(get, path = "/v1/friend/jobs/{id}", tag = "friend", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Job id")),
-    responses((status = 200, body = FriendJobView), (status = 401, body = ApiError), (status = 403, body = ApiError),
-        (status = 404, body = ApiError)))]
+#[utoipa::path(get, path = "/v1/friend/jobs/{id}", tag = "friend", operation_id = "get_friend_job",
+    security(("friend" = [])), params(("id" = uuid::Uuid, Path, description = "Job id")),
+    responses((status = 200, body = FriendJobView),
+        (status = 404, body = ApiError, description = "`not_found`: no such job, or neither held by nor offered to the caller")))]
 pub async fn get_job(
     State(state): State<Arc<AppState>>,
     FriendCaller(me): FriendCaller,
@@ -54,14 +54,14 @@ pub async fn get_job(
 
 /// Takes an open job: the first accept wins. Requires an `Idempotency-Key`; a retry with the same key
 /// returns the original outcome (a lost "won" response is never turned into "taken").
-#[utoipa::path(post, path = "/v1/friend/jobs/{id}/accept", tag = "friend", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Job id"),
-        ("Idempotency-Key" = String, Header, description = "Required; written to the device before sending")),
+#[utoipa::path(post, path = "/v1/friend/jobs/{id}/accept", tag = "friend", security(("friend" = [])),
+    params(("id" = uuid::Uuid, Path, description = "Job id"),
+        ("Idempotency-Key" = String, Header, description = "Required; written to the device before sending",
+            min_length = 1, max_length = 128, pattern = r"^[!-~]([\t -~]*[!-~])?$")),
     responses(
         (status = 200, body = AcceptOutcome, description = "won, taken, cancelled, expired or not_eligible"),
-        (status = 400, body = ApiError, description = "idempotency_key_missing"),
-        (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 404, body = ApiError),
-        (status = 422, body = ApiError, description = "idempotency_key_reused"),
+        (status = 400, body = ApiError, description = "`idempotency_key_missing`: no Idempotency-Key"),
+        (status = 404, body = ApiError, description = "`not_found`: no such job"),
     ))]
 pub async fn accept(
     State(state): State<Arc<AppState>>,
@@ -89,8 +89,9 @@ pub async fn accept(
 /// the same serial order as the writes, so an accept with it still on its way can no longer apply
 /// (it is refused with `idempotency_key_reused`); 404 means no accept with this key was or will
 /// ever be applied.
-#[utoipa::path(get, path = "/v1/friend/accepts/{key}", tag = "friend", security(("bearer" = [])),
-    params(("key" = String, Path, description = "The Idempotency-Key the accept was sent with")),
+#[utoipa::path(get, path = "/v1/friend/accepts/{key}", tag = "friend", security(("friend" = [])),
+    params(("key" = String, Path, description = "The Idempotency-Key the accept was sent with",
+        min_length = 1, max_length = 128, pattern = r"^[!-~]([\t -~]*[!-~])?$")),
     responses((status = 200, body = AcceptOutcome), (status = 401, body = ApiError), (status = 403, body = ApiError),
         (status = 404, body = ApiError, description = "no accept with this key was applied, and none will be")))]
 pub async fn accept_outcome(
@@ -152,12 +153,15 @@ pub struct Declined {
 }
 
 /// Declines an open offer with a reason; it leaves the caller's inbox.
-#[utoipa::path(post, path = "/v1/friend/jobs/{id}/decline", tag = "friend", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Job id"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Optional; makes retries safe")),
+#[utoipa::path(post, path = "/v1/friend/jobs/{id}/decline", tag = "friend", security(("friend" = [])),
+    params(("id" = uuid::Uuid, Path, description = "Job id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Optional; makes retries safe",
+            min_length = 1, max_length = 128, pattern = r"^[!-~]([\t -~]*[!-~])?$")),
     request_body = DeclineRequest,
-    responses((status = 200, body = Declined), (status = 400, body = ApiError), (status = 401, body = ApiError),
-        (status = 404, body = ApiError), (status = 409, body = ApiError)))]
+    responses((status = 200, body = Declined),
+        (status = 400, body = ApiError, description = "`invalid_input`: a reason outside the documented values"),
+        (status = 404, body = ApiError, description = "`not_found`: no such job"),
+        (status = 409, body = ApiError, description = "`invalid_transition`: the job is no longer open")))]
 pub async fn decline(
     State(state): State<Arc<AppState>>,
     FriendCaller(me): FriendCaller,
@@ -201,11 +205,13 @@ async fn held_job_event(
 }
 
 /// Gives an assigned job back to the crowd before arriving.
-#[utoipa::path(post, path = "/v1/friend/jobs/{id}/release", tag = "friend", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Job id"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Optional; makes retries safe")),
-    responses((status = 200, body = JobResponse), (status = 401, body = ApiError), (status = 404, body = ApiError),
-        (status = 409, body = ApiError, description = "not_assigned_to_you or invalid_transition")))]
+#[utoipa::path(post, path = "/v1/friend/jobs/{id}/release", tag = "friend", security(("friend" = [])),
+    params(("id" = uuid::Uuid, Path, description = "Job id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Optional; makes retries safe",
+            min_length = 1, max_length = 128, pattern = r"^[!-~]([\t -~]*[!-~])?$")),
+    responses((status = 200, body = JobResponse),
+        (status = 404, body = ApiError, description = "`not_found`: no such job"),
+        (status = 409, body = ApiError, description = "`not_assigned_to_you` or `invalid_transition`")))]
 pub async fn release(
     State(state): State<Arc<AppState>>,
     FriendCaller(me): FriendCaller,
@@ -216,11 +222,13 @@ pub async fn release(
 }
 
 /// Checks in on site.
-#[utoipa::path(post, path = "/v1/friend/jobs/{id}/check-in", tag = "friend", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Job id"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Optional; makes retries safe")),
-    responses((status = 200, body = JobResponse), (status = 401, body = ApiError), (status = 404, body = ApiError),
-        (status = 409, body = ApiError, description = "not_assigned_to_you or invalid_transition")))]
+#[utoipa::path(post, path = "/v1/friend/jobs/{id}/check-in", tag = "friend", security(("friend" = [])),
+    params(("id" = uuid::Uuid, Path, description = "Job id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Optional; makes retries safe",
+            min_length = 1, max_length = 128, pattern = r"^[!-~]([\t -~]*[!-~])?$")),
+    responses((status = 200, body = JobResponse),
+        (status = 404, body = ApiError, description = "`not_found`: no such job"),
+        (status = 409, body = ApiError, description = "`not_assigned_to_you` or `invalid_transition`")))]
 pub async fn check_in(
     State(state): State<Arc<AppState>>,
     FriendCaller(me): FriendCaller,

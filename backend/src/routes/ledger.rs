@@ -16,8 +16,8 @@ const LEDGER_LIMIT: u32 = 500;
 
 /// The caller's ledger, newest first (at most 500 entries): one entry per completed job with what it
 /// settled at. For cash jobs the Friend owes the fee; for online jobs the platform owes the payout.
-#[utoipa::path(get, path = "/v1/friend/ledger", tag = "friend", security(("bearer" = [])),
-    responses((status = 200, body = Ledger), (status = 401, body = ApiError), (status = 403, body = ApiError)))]
+#[utoipa::path(get, path = "/v1/friend/ledger", tag = "friend", security(("friend" = [])),
+    responses((status = 200, body = Ledger)))]
 pub async fn friend_ledger(
     State(state): State<Arc<AppState>>,
     FriendCaller(me): FriendCaller,
@@ -32,11 +32,12 @@ pub async fn friend_ledger(
 /// Moves a job's ledger entry forward: pending → to_pay → paid (skipping is allowed, the same status
 /// again is a no-op, backwards is refused).
 #[utoipa::path(post, path = "/v1/admin/ledger/{id}", tag = "admin", security(("admin" = [])),
-    params(("id" = String, Path, description = "Job id")),
+    params(("id" = uuid::Uuid, Path, description = "Job id")),
     request_body = LedgerUpdate,
-    responses((status = 200, body = LedgerEntry), (status = 400, body = ApiError), (status = 401, body = ApiError),
-        (status = 404, body = ApiError, description = "no ledger entry for this job"),
-        (status = 409, body = ApiError, description = "invalid_transition (backwards)")))]
+    responses((status = 200, body = LedgerEntry),
+        (status = 400, body = ApiError, description = "`invalid_input`: a status outside the documented values"),
+        (status = 404, body = ApiError, description = "`not_found`: no ledger entry for this job"),
+        (status = 409, body = ApiError, description = "`invalid_transition` (backwards)")))]
 pub async fn move_entry(
     State(state): State<Arc<AppState>>,
     _admin: AdminCaller,

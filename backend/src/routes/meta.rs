@@ -6,7 +6,7 @@ use crate::error::AppError;
 use crate::store::{accounts, catalog as catalog_store};
 use axum::Json;
 use axum::extract::State;
-use friend_protocol::{ApiError, Catalog, Health, Me, Role};
+use friend_protocol::{Catalog, Health, Me, Role};
 use std::sync::Arc;
 
 /// Liveness and the server clock.
@@ -19,8 +19,8 @@ pub async fn health(State(state): State<Arc<AppState>>) -> Json<Health> {
 }
 
 /// The service catalog with orientation prices.
-#[utoipa::path(get, path = "/v1/catalog", tag = "meta", security(("bearer" = [])),
-    responses((status = 200, body = Catalog), (status = 401, body = ApiError)))]
+#[utoipa::path(get, path = "/v1/catalog", tag = "meta", security(("account" = [])),
+    responses((status = 200, body = Catalog)))]
 pub async fn catalog(
     State(state): State<Arc<AppState>>,
     _caller: Caller,
@@ -33,8 +33,8 @@ pub async fn catalog(
 }
 
 /// Who the caller is.
-#[utoipa::path(get, path = "/v1/me", tag = "meta", security(("bearer" = [])),
-    responses((status = 200, body = Me), (status = 401, body = ApiError)))]
+#[utoipa::path(get, path = "/v1/me", tag = "meta", security(("account" = [])),
+    responses((status = 200, body = Me)))]
 pub async fn me(State(state): State<Arc<AppState>>, caller: Caller) -> Result<Json<Me>, AppError> {
     let me = state
         .db

@@ -3,6 +3,7 @@
 
 pub(crate) mod admin;
 mod closing;
+mod contract;
 mod customer;
 mod friend;
 mod ledger;
@@ -20,6 +21,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
+use contract::Contract;
 use friend_protocol::{AccountId, ErrorCode, JobResponse};
 use rusqlite::Connection;
 use serde::Serialize;
@@ -189,19 +191,6 @@ pub(crate) async fn expire_due(state: &Arc<AppState>) -> Result<usize, AppError>
     }
 }
 
-struct BearerAuth;
-
-impl utoipa::Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-        let components = openapi.components.get_or_insert_with(Default::default);
-        let bearer =
-            || SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build());
-        components.add_security_scheme("bearer", bearer());
-        components.add_security_scheme("admin", bearer());
-    }
-}
-
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -209,8 +198,10 @@ impl utoipa::Modify for BearerAuth {
         version = "1",
         description = "Booking, delta inbox sync with long-poll, the first-accept-wins race, and on-site \
             price negotiation with signed offline consent, completion, payment, ledger and rating. \
-            Every error is a JSON `ApiError` with a stable `code`; every response carries the server \
-            clock in the `x-server-time` header (ms since the epoch)."
+            Every error is a JSON `ApiError` with a stable `code`, and every operation lists every \
+            status it can answer with; every response carries the server clock in the \
+            `x-server-time` header (ms since the epoch). Enums list the values this server sends and \
+            accepts; clients should still tolerate values they do not know (newer servers)."
     ),
     paths(
         meta::health,
@@ -242,7 +233,7 @@ impl utoipa::Modify for BearerAuth {
         admin::expire_due,
     ),
     components(schemas(friend_protocol::ApiError, friend_protocol::ErrorCode)),
-    modifiers(&BearerAuth),
+    modifiers(&Contract),
     tags(
         (name = "meta", description = "Health, catalog, identity, this document"),
         (name = "sync", description = "Delta sync of inbox and jobs, with long-poll"),

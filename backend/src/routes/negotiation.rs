@@ -18,11 +18,10 @@ use std::sync::Arc;
 /// Registers the caller's device key (Ed25519 public key, 32 bytes in base64). An account may
 /// register several devices (at most 16) and keeps them all; registering a key again changes
 /// nothing. The other party of a job receives the keys with the job's details.
-#[utoipa::path(post, path = "/v1/keys", tag = "negotiation", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/keys", tag = "negotiation", security(("account" = [])),
     request_body = RegisterKeyRequest,
     responses((status = 200, body = DeviceKeys, description = "all keys the caller registered"),
-        (status = 400, body = ApiError, description = "invalid_json or invalid_input (not 32 bytes of base64, too many keys)"),
-        (status = 401, body = ApiError)))]
+        (status = 400, body = ApiError, description = "`invalid_input`: not 32 bytes of base64, or too many keys")))]
 pub async fn register_key(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -45,14 +44,13 @@ pub async fn register_key(
 /// signed by either party (whoever is online first uploads what both signed offline). The server
 /// verifies it against the keys registered for the signing party, checks the quote's guardrails and
 /// the negotiation's rules, and stores it; the same payload again gets the same answer.
-#[utoipa::path(post, path = "/v1/jobs/{id}/consent", tag = "negotiation", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Job id"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Optional; retries of the same payload are safe without it")),
+#[utoipa::path(post, path = "/v1/jobs/{id}/consent", tag = "negotiation", security(("account" = [])),
+    params(("id" = uuid::Uuid, Path, description = "Job id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Optional; retries of the same payload are safe without it",
+            min_length = 1, max_length = 128, pattern = r"^[!-~]([\t -~]*[!-~])?$")),
     request_body = ConsentRequest,
     responses((status = 200, body = JobResponse, description = "the job with its negotiation"),
-        (status = 400, body = ApiError, description = "invalid_json"),
-        (status = 401, body = ApiError),
-        (status = 404, body = ApiError, description = "not a party of this job"),
+        (status = 404, body = ApiError, description = "`not_found`: not a party of this job"),
         (status = 409, body = ApiError, description = "job_closed, invalid_transition (not on site), negotiation_refused (stale_version, version_gap, not_latest, nothing_pending, own_proposal)"),
         (status = 422, body = ApiError, description = "invalid_consent (malformed_payload, key_not_registered, bad_signature, wrong_job, quote_mismatch, …) or invalid_quote (the quote rule's code)")))]
 pub async fn consent(
@@ -79,12 +77,13 @@ pub async fn consent(
 }
 
 /// The other party rejects the pending proposal. The earlier agreement, if any, stays in force.
-#[utoipa::path(post, path = "/v1/jobs/{id}/reject", tag = "negotiation", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Job id"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Optional; makes retries safe")),
+#[utoipa::path(post, path = "/v1/jobs/{id}/reject", tag = "negotiation", security(("account" = [])),
+    params(("id" = uuid::Uuid, Path, description = "Job id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Optional; makes retries safe",
+            min_length = 1, max_length = 128, pattern = r"^[!-~]([\t -~]*[!-~])?$")),
     request_body = RejectRequest,
-    responses((status = 200, body = JobResponse), (status = 400, body = ApiError), (status = 401, body = ApiError),
-        (status = 404, body = ApiError, description = "not a party of this job"),
+    responses((status = 200, body = JobResponse),
+        (status = 404, body = ApiError, description = "`not_found`: not a party of this job"),
         (status = 409, body = ApiError, description = "job_closed or negotiation_refused (not_latest, nothing_pending, own_proposal)")))]
 pub async fn reject(
     State(state): State<Arc<AppState>>,

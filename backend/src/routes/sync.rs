@@ -30,10 +30,13 @@ use std::time::Duration;
 #[into_params(parameter_in = Query)]
 pub struct SyncParams {
     /// The cursor of the last applied page; omit for a snapshot (first sync or after `cursor_too_old`).
+    #[param(pattern = r"^(|[0-9]+|s-?[0-9]+\.-?[0-9]+)$")]
     cursor: Option<String>,
     /// Long-poll: hold the request up to this many seconds (0…30) until a change concerns the caller.
+    #[param(minimum = 0, maximum = 30)]
     wait: Option<u32>,
     /// Most changes per page (1…1000, default 500).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
 }
 
@@ -68,12 +71,11 @@ fn parse_cursor(raw: Option<&str>) -> Result<Cursor, AppError> {
 }
 
 /// Changes after `cursor` for the caller, oldest first, one per job.
-#[utoipa::path(get, path = "/v1/sync", tag = "sync", params(SyncParams), security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/sync", tag = "sync", params(SyncParams), security(("account" = [])),
     responses(
         (status = 200, body = SyncPage),
-        (status = 400, body = ApiError, description = "invalid_cursor or invalid_input"),
-        (status = 401, body = ApiError),
-        (status = 410, body = ApiError, description = "cursor_too_old: sync again without a cursor"),
+        (status = 400, body = ApiError, description = "`invalid_cursor`: not a cursor this server issued"),
+        (status = 410, body = ApiError, description = "`cursor_too_old`: sync again without a cursor"),
     ))]
 pub async fn sync(
     State(state): State<Arc<AppState>>,
