@@ -1,12 +1,13 @@
 //! [`CustomerSession`]: the customer's app on the same store, sync and outbox machinery as the
 //! Friend's — book (offline too, never twice), follow the job live, negotiate the price, cancel, rate.
 
-use crate::engine::{SessionConfig, now_ms};
+use crate::engine::now_ms;
 use crate::error::{CoreError, CoreResult};
 use crate::negotiation::{LocalNegotiation, local_view};
 use crate::outbox::Action;
 use crate::secrets::SecretsProvider;
 use crate::session::Session;
+use crate::session::SessionConfig;
 use crate::store::outbox::ItemStatus;
 use crate::store::{cache, outbox as rows};
 use friend_protocol::negotiation::{Answer, Party};

@@ -1,12 +1,12 @@
 //! [`FriendSession`]: the long-lived object a Friend's app holds for one account.
 
-use crate::engine::{AcceptResult, SessionConfig};
 use crate::error::{CoreError, CoreResult};
 use crate::inbox::{Inbox, InboxFilter};
 use crate::listeners::{InboxListener, Subscription};
 use crate::outbox::Action;
 use crate::secrets::SecretsProvider;
 use crate::session::Session;
+use crate::session::SessionConfig;
 use crate::store::{cache, outbox as rows};
 use friend_protocol::quote::{LineItem, PaymentMethod, Settlement};
 use friend_protocol::{
@@ -14,6 +14,32 @@ use friend_protocol::{
 };
 use std::collections::HashSet;
 use std::sync::Arc;
+
+/// How an accept ended (SPEC §4).
+#[derive(Debug, Clone, PartialEq)]
+pub enum AcceptResult {
+    /// The caller won; the job with full details is now in their jobs.
+    Won(Box<JobDetails>),
+    /// Another Friend was first.
+    Lost,
+    /// The job is gone.
+    Gone(GoneReason),
+    /// The caller may not take it.
+    NotEligible(friend_protocol::NotEligibleReason),
+    /// The backend could not be reached. Never queued: the Friend must not believe they hold a job
+    /// they do not. If the request may have arrived, the outcome is looked up at the next sync and
+    /// reported through the job and inbox listeners.
+    Offline,
+}
+
+/// Why a job is gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GoneReason {
+    /// The customer cancelled.
+    Cancelled,
+    /// Nobody accepted in time.
+    Expired,
+}
 
 /// A cached job of the Friend with what is still waiting in the outbox for it.
 #[derive(Debug, Clone, PartialEq)]

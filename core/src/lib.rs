@@ -39,10 +39,9 @@ pub mod store;
 
 pub use api::ApiConfig;
 pub use customer::{BOOKING_DEDUP_WINDOW_MS, CustomerJob, CustomerSession, LiveStatus};
-pub use engine::{
-    AcceptResult, GoneReason, PURGE_PERSONAL_AFTER, SessionConfig, SyncReport, SyncStatus,
-};
+pub use engine::PURGE_PERSONAL_AFTER;
 pub use error::{CoreError, CoreResult};
+pub use friend::{AcceptResult, GoneReason};
 pub use friend::{FriendSession, MyJob};
 pub use inbox::{Inbox, InboxFilter, InboxItem};
 pub use listeners::{InboxListener, JobListener, Subscription, SyncStatusListener};
@@ -50,3 +49,4 @@ pub use negotiation::{LocalNegotiation, LocalQuote};
 pub use outbox::{Action, OutboxItem};
 pub use secrets::{MAX_TOKEN_BYTES, SecretsProvider, StaticSecrets, check_token};
 pub use session::Session;
+pub use session::{SessionConfig, SyncReport, SyncStatus};

@@ -1,8 +1,8 @@
 //! Secrets come from the host app (platform keystore), per use: the core never stores the access
 //! token, and the data-encryption key only lives in memory while a session is open.
 
-use crate::engine::SessionConfig;
 use crate::error::{CoreError, CoreResult};
+use crate::session::SessionConfig;
 use friend_protocol::Role;
 
 /// Supplies the access token and the data-encryption key.

@@ -4,7 +4,8 @@
 //! to it), so each shared call is written once here, and code that serves both roles (the CLI's
 //! device commands, an app's settings screen) takes a `&Session`.
 
-use crate::engine::{Engine, SessionConfig, SyncReport, SyncStatus};
+use crate::api::ApiConfig;
+use crate::engine::{Engine, SYNC_PAGE_LIMIT};
 use crate::error::CoreResult;
 use crate::listeners::{JobListener, Subscription, SyncStatusListener};
 use crate::negotiation::LocalNegotiation;
@@ -14,7 +15,68 @@ use crate::store::outbox as rows;
 use friend_protocol::negotiation::Party;
 use friend_protocol::quote::LineItem;
 use friend_protocol::{Catalog, JobId, Me, Role};
+use std::path::PathBuf;
 use std::sync::Arc;
+
+/// Where a session keeps its data and how it reaches the backend.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// The account database file, chosen by the host app (one per account).
+    pub db_path: PathBuf,
+    /// The backend.
+    pub api: ApiConfig,
+    /// Most changes per sync page (1…1000).
+    pub sync_page_limit: u32,
+}
+
+impl SessionConfig {
+    /// A config with default timeouts and no pins.
+    pub fn new(db_path: impl Into<PathBuf>, base_url: impl Into<String>) -> SessionConfig {
+        SessionConfig {
+            db_path: db_path.into(),
+            api: ApiConfig::new(base_url),
+            sync_page_limit: SYNC_PAGE_LIMIT,
+        }
+    }
+}
+
+/// The observable sync state (SPEC §5).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SyncStatus {
+    /// The last request reached the backend.
+    pub connected: bool,
+    /// Device time (ms) of the last successful sync.
+    pub last_success_ms: Option<i64>,
+    /// Outbox items waiting for delivery.
+    pub pending_outbox: u32,
+    /// Outbox items the server refused (set aside; the app can show them).
+    pub refused_outbox: u32,
+    /// The last failure: code and message.
+    pub last_error: Option<(String, String)>,
+    /// A snapshot (first sync or full resync) is in progress.
+    pub snapshot_in_progress: bool,
+    /// Items received by the snapshot in progress so far.
+    pub snapshot_items: u64,
+    /// Server clock minus device clock, ms.
+    pub clock_offset_ms: i64,
+    /// Response bytes received from the backend since the session opened (bodies as sent, gzip
+    /// decoded): what the app's data-usage screen or a sync-efficiency check needs.
+    pub bytes_received: u64,
+    /// Set when this session found its database corrupt at open and rebuilt it (the damaged file
+    /// kept aside, the undelivered outbox carried over): the app may tell the user or report it.
+    pub cache_recovery: Option<crate::store::Recovery>,
+}
+
+/// What a sync run did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SyncReport {
+    /// Pages applied.
+    pub pages: u32,
+    /// Changes applied.
+    pub changes: u64,
+    /// The run ended with a full snapshot replacing the cache.
+    pub replaced_cache: bool,
+}
 
 /// One account on this device, either role. Obtained through [`crate::FriendSession`] or
 /// [`crate::CustomerSession`]; background work stops when it is dropped or shut down.

@@ -5,7 +5,8 @@
 pub mod accepts;
 pub mod cache;
 pub mod meta;
-pub mod outbox;
+/// The outbox table (it lives with the rest of the outbox in `crate::outbox`).
+pub use crate::outbox::table as outbox;
 
 use crate::error::{CoreError, CoreResult};
 use rusqlite::{Connection, Transaction, TransactionBehavior};

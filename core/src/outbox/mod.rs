@@ -1,7 +1,10 @@
-//! Actions that go through the durable outbox: what each one sends (route, body, stored payload),
-//! how a queued item looks to the app ([`OutboxItem`]) and the retry [`backoff`]. The rows, sealed
-//! at rest, are in `store::outbox`; delivery is in the engine; the local echo of pending items is
-//! in the sessions' job views.
+//! The durable outbox, in one module: the actions and what each one sends (route, body, stored
+//! payload), how a queued item looks to the app ([`OutboxItem`]), the retry [`backoff`], the table
+//! with its sealed rows ([`table`], also reachable as `store::outbox`) and delivery
+//! ([`delivery`]). The local echo of pending items is in the sessions' job views.
+
+pub(crate) mod delivery;
+pub mod table;
 
 use crate::error::{CoreError, CoreResult};
 use friend_protocol::{
@@ -142,7 +145,7 @@ pub struct OutboxItem {
     /// The action.
     pub action: Action,
     /// Delivery state.
-    pub status: crate::store::outbox::ItemStatus,
+    pub status: table::ItemStatus,
     /// Failed attempts so far.
     pub attempts: u32,
     /// Last transient failure.
@@ -154,7 +157,7 @@ pub struct OutboxItem {
 }
 
 impl OutboxItem {
-    pub(crate) fn from_row(row: crate::store::outbox::ItemRow) -> CoreResult<OutboxItem> {
+    pub(crate) fn from_row(row: table::ItemRow) -> CoreResult<OutboxItem> {
         Ok(OutboxItem {
             id: row.id,
             job_id: row.job_id,

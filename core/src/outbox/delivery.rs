@@ -1,0 +1,220 @@
+//! Outbox delivery: in order per job, each item with its own idempotency key; a refused item is
+//! set aside and the job's next item goes on; a transient failure schedules a retry with backoff
+//! and holds back that job's later items. A timer delivers whenever an item falls due.
+
+use super::table as rows;
+use super::{Action, backoff};
+use crate::engine::{Engine, now_ms, purge};
+use crate::error::{CoreError, CoreResult};
+use crate::store::cache::{self, Applied};
+use friend_protocol::{JobId, JobResponse};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Notify, watch};
+
+/// Which pending items a delivery round sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Due {
+    /// Only those whose retry time has come (the timer, an explicit `deliver_outbox`).
+    WhenScheduled,
+    /// All of them, ignoring backoff: a sync the app asked for or a push — a reason to believe the
+    /// network is back. Applies to the first pass; failures in it are retried on schedule.
+    Now,
+}
+
+impl Engine {
+    /// Queues an action for `job` and wakes the delivery timer.
+    pub async fn enqueue(&self, job: JobId, action: Action) -> CoreResult<i64> {
+        let payload = action.to_payload()?;
+        let key = uuid::Uuid::new_v4().to_string();
+        let cipher = self.cipher.clone();
+        let id = self
+            .store
+            .write_async(move |tx| {
+                rows::enqueue(tx, &cipher, job, action.kind(), &payload, &key, now_ms())
+            })
+            .await?;
+        self.notify(&Applied {
+            inbox_changed: true,
+            jobs_changed: vec![job],
+            ..Applied::default()
+        });
+        self.refresh_status(|_| {}).await;
+        self.outbox_kick.notify_one();
+        Ok(id)
+    }
+
+    /// Delivers every due outbox item: in order per job, each with its own idempotency key. A
+    /// refused item is set aside and the job's next item goes on; a transient failure schedules a
+    /// retry with backoff and holds back that job's later items.
+    pub async fn deliver_outbox(&self) -> CoreResult<u32> {
+        self.deliver(Due::WhenScheduled).await
+    }
+
+    /// Delivers pending items that are due — or all of them with [`Due::Now`].
+    pub(crate) async fn deliver(&self, mut due_now: Due) -> CoreResult<u32> {
+        if self.closed() {
+            return Err(CoreError::Closed);
+        }
+        let _one_at_a_time = self.outbox_lock.lock().await;
+        let mut delivered = 0;
+        loop {
+            let now = now_ms();
+            let cipher = self.cipher.clone();
+            let due: Vec<_> = self
+                .store
+                .read_async(move |c| rows::heads(c, &cipher))
+                .await?
+                .into_iter()
+                .filter(|i| due_now == Due::Now || i.next_attempt_at_ms <= now)
+                .collect();
+            if due.is_empty() {
+                break;
+            }
+            let mut progressed = false;
+            for item in due {
+                let action = Action::from_payload(&item.payload)?;
+                let body = action.body();
+                let result = self
+                    .api
+                    .post(&action.path(item.job_id), &body, &item.key)
+                    .await;
+                let id = item.id;
+                match result {
+                    Ok(answer) => {
+                        let job = serde_json::from_value::<JobResponse>(answer)
+                            .ok()
+                            .map(|r| r.job);
+                        let cipher = self.cipher.clone();
+                        let (server_id, applied) = self
+                            .store
+                            .write_async(move |tx| {
+                                rows::mark_applied(tx, id, job.as_ref().map(|j| j.id), now_ms())?;
+                                match job {
+                                    Some(job) => Ok((
+                                        Some(job.id),
+                                        cache::store_job(tx, &cipher, &job, now_ms())?,
+                                    )),
+                                    None => Ok((None, Applied::default())),
+                                }
+                            })
+                            .await?;
+                        self.notify(&applied);
+                        if let Some(server_id) = server_id.filter(|j| *j != item.job_id) {
+                            // A booking: the server named the job.
+                            self.notify(&Applied {
+                                jobs_changed: vec![server_id],
+                                ..Applied::default()
+                            });
+                        }
+                        delivered += 1;
+                        progressed = true;
+                    }
+                    // A token problem is not the item's fault: it stays queued for a good token.
+                    Err(e)
+                        if e.is_transient()
+                            || e.is_token_problem()
+                            || matches!(e, CoreError::Secrets(_)) =>
+                    {
+                        let next = now_ms() + backoff(item.attempts + 1).as_millis() as i64;
+                        let error = format!("{}: {e}", e.code());
+                        let (cipher, failed) = (self.cipher.clone(), item.clone());
+                        self.store
+                            .write_async(move |tx| {
+                                rows::mark_retry(tx, &cipher, &failed, next, &error, now_ms())
+                            })
+                            .await?;
+                        self.record_error(&e).await;
+                        self.notify(&Applied {
+                            inbox_changed: false,
+                            jobs_changed: vec![item.job_id],
+                            ..Applied::default()
+                        });
+                        if e.is_token_problem()
+                            || matches!(
+                                e,
+                                CoreError::Offline {
+                                    maybe_delivered: false,
+                                    ..
+                                }
+                            )
+                        {
+                            // Nothing else will get through now; the timer retries when due. (A lost
+                            // answer is different: other jobs' items may well get through.)
+                            return Ok(delivered);
+                        }
+                        continue;
+                    }
+                    Err(e) => {
+                        let code = e
+                            .server_code()
+                            .map(|c| c.as_str().to_owned())
+                            .unwrap_or_else(|| e.code().to_owned());
+                        let message = e.to_string();
+                        let (cipher, refused) = (self.cipher.clone(), item.clone());
+                        self.store
+                            .write_async(move |tx| {
+                                rows::mark_refused(tx, &cipher, &refused, &code, &message, now_ms())
+                            })
+                            .await?;
+                        progressed = true;
+                    }
+                }
+                self.notify(&Applied {
+                    inbox_changed: true,
+                    jobs_changed: vec![item.job_id],
+                    ..Applied::default()
+                });
+            }
+            if progressed {
+                self.store.write_async(purge).await?;
+            }
+            self.refresh_status(|s| s.connected = true).await;
+            // Forcing applies to the first pass; a failure in it is retried by the timer.
+            due_now = Due::WhenScheduled;
+            if !progressed {
+                break;
+            }
+        }
+        Ok(delivered)
+    }
+}
+
+/// Delivers the outbox whenever an item is due or one was queued, until shutdown. Holds the engine
+/// only while working, so a dropped session is not kept alive by its timer.
+pub(crate) async fn outbox_timer(
+    engine: std::sync::Weak<Engine>,
+    kick: Arc<Notify>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let next_due = {
+            let Some(e) = engine.upgrade() else { return };
+            match e.store.read_async(rows::next_due_ms).await {
+                Ok(due) => due,
+                Err(err) => {
+                    // Retry within the hour rather than spin on a failing database.
+                    e.record_error(&err).await;
+                    None
+                }
+            }
+        };
+        let wait = match next_due {
+            Some(t) => Duration::from_millis((t - now_ms()).max(0) as u64),
+            None => Duration::from_secs(3600),
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = kick.notified() => {}
+            _ = shutdown.changed() => return,
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+        let Some(e) = engine.upgrade() else { return };
+        // Failures of single items are kept on them; a storage failure shows in the status.
+        if let Err(err) = e.deliver_outbox().await {
+            e.record_error(&err).await;
+        }
+    }
+}
