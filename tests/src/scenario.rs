@@ -22,7 +22,7 @@
 use crate::proxy::FaultProxy;
 use crate::{
     Http, Reply, TestAccount, TestBackend, booking_at, friend_at, open_customer, open_friend,
-    places,
+    places, wait_until,
 };
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -38,6 +38,7 @@ use serde_json::json;
 use std::future::{Future, IntoFuture};
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::time::Duration;
 
 // ---- keys, quotes and signed consent ------------------------------------------------------------
 
@@ -263,13 +264,7 @@ impl ScenarioBuilder {
         let job = s.tb.book(&s.customer, &self.booking).await.id;
         s.job = Some(job);
         if self.stage >= Stage::Accepted {
-            let r = s.http.accept(&s.friend, job, "accept").await;
-            assert_eq!(r.status, 200, "scenario: Anna's accept: {}", r.text());
-            assert!(
-                matches!(r.json(), AcceptOutcome::Won { .. }),
-                "scenario: Anna did not win the job: {}",
-                r.text()
-            );
+            s.accept(job, "accept").await;
         }
         if self.stage >= Stage::OnSite {
             let r = s.friend_post(job, "check-in", json!({})).await;
@@ -445,16 +440,42 @@ impl Scenario {
             .await
     }
 
+    /// Anna accepts `job` with the idempotency key `key` and wins it (asserted).
+    pub async fn accept(&self, job: JobId, key: &str) {
+        let r = self.http.accept(&self.friend, job, key).await;
+        assert_eq!(r.status, 200, "Anna's accept of {job}: {}", r.text());
+        assert!(
+            matches!(r.json(), AcceptOutcome::Won { .. }),
+            "Anna did not win {job}: {}",
+            r.text()
+        );
+    }
+
     /// Heidi books another job and Anna wins it with the idempotency key `key` (asserted).
     pub async fn book_accepted(&self, key: &str) -> JobId {
         let job = self.book().await.id;
-        let r = self.http.accept(&self.friend, job, key).await;
-        assert!(
-            r.status == 200 && matches!(r.json(), AcceptOutcome::Won { .. }),
-            "Anna did not win the second job: {}",
-            r.text()
-        );
+        self.accept(job, key).await;
         job
+    }
+
+    /// Starts a long poll (`wait=30`) of `who` from `cursor` in the background.
+    pub fn long_poll(&self, who: &TestAccount, cursor: &str) -> tokio::task::JoinHandle<Reply> {
+        let (http, who, cursor) = (self.http.clone(), who.clone(), cursor.to_owned());
+        tokio::spawn(async move { http.sync(&who, Some(&cursor), 30).await })
+    }
+
+    /// Waits until `n` long polls are waiting on the backend (at most 10 s, else the test fails).
+    pub async fn until_polls_wait(&self, n: usize) {
+        let backend = self.tb.backend.clone();
+        wait_until(
+            &format!("{n} long-polls to be waiting"),
+            Duration::from_secs(10),
+            || {
+                let waiting = backend.waiting_accounts();
+                async move { waiting == n }
+            },
+        )
+        .await;
     }
 
     // ---- the job over raw HTTP ----

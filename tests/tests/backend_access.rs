@@ -3,13 +3,13 @@
 use friend_protocol::{
     AcceptOutcome, Category, Change, FriendJobView, NotEligibleReason, Place, SyncPage, Tier,
 };
-use friend_tests::{TestBackend, booking_at, friend_at, places, point};
+use friend_tests::{Scenario, booking_at, friend_at, places, point};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offers_reach_exactly_the_eligible_friends() {
-    let tb = TestBackend::start().await;
-    let customer = tb.customer("Heidi").await;
-    let near = tb.friend(friend_at("Near", places::ZURICH)).await;
+    let s = Scenario::new().await;
+    let (tb, http, customer) = (&s.tb, &s.http, &s.customer);
+    let near = &s.friend; // Anna, at Zürich
     let mut small = friend_at("Small radius", places::ZURICH);
     small.radius_km = 2; // Oerlikon is ~3.7 km away
     let small = tb.friend(small).await;
@@ -23,23 +23,22 @@ async fn offers_reach_exactly_the_eligible_friends() {
     let mut pro = friend_at("Pro", places::ZURICH);
     pro.tier = Tier::Pro;
     let pro = tb.friend(pro).await;
-    let http = tb.http();
 
-    let plain = tb.book(&customer, &booking_at(places::OERLIKON)).await;
+    let plain = s.book().await;
     let mut b = booking_at(places::OERLIKON);
     b.brand = Some("swisscom".into());
-    let brand_job = tb.book(&customer, &b).await;
+    let brand_job = tb.book(customer, &b).await;
     let mut b = booking_at(places::OERLIKON);
     b.service_id = "network.cabling".into(); // requires a Pro
-    let pro_job = tb.book(&customer, &b).await;
+    let pro_job = tb.book(customer, &b).await;
     let mut b = booking_at(places::BERN);
     b.place = Place::Remote;
     b.location = None;
     b.address = None;
-    let remote = tb.book(&customer, &b).await;
+    let remote = tb.book(customer, &b).await;
     let mut b = booking_at(places::WINTERTHUR);
     b.radius_km = Some(5); // ~20 km from everyone: outside the job's own radius
-    let tight = tb.book(&customer, &b).await;
+    let tight = tb.book(customer, &b).await;
 
     let offers = |page: SyncPage| -> Vec<friend_protocol::JobId> {
         let mut ids: Vec<_> = page
@@ -61,7 +60,7 @@ async fn offers_reach_exactly_the_eligible_friends() {
         let http = http.clone();
         async move { offers(http.sync(who, None, 0).await.json()) }
     };
-    assert_eq!(inbox(&near).await, sorted(vec![plain.id, remote.id]));
+    assert_eq!(inbox(near).await, sorted(vec![plain.id, remote.id]));
     assert_eq!(inbox(&small).await, sorted(vec![remote.id]));
     assert_eq!(inbox(&far).await, sorted(vec![remote.id]));
     assert_eq!(inbox(&audio).await, Vec::<friend_protocol::JobId>::new());
@@ -87,15 +86,15 @@ async fn offers_reach_exactly_the_eligible_friends() {
         NotEligibleReason::Category
     );
     assert_eq!(
-        not_eligible(http.accept(&near, brand_job.id, "e3").await),
+        not_eligible(http.accept(near, brand_job.id, "e3").await),
         NotEligibleReason::Community
     );
     assert_eq!(
-        not_eligible(http.accept(&near, pro_job.id, "e4").await),
+        not_eligible(http.accept(near, pro_job.id, "e4").await),
         NotEligibleReason::Tier
     );
     assert_eq!(
-        not_eligible(http.accept(&near, tight.id, "e5").await),
+        not_eligible(http.accept(near, tight.id, "e5").await),
         NotEligibleReason::Distance
     );
     assert!(matches!(
@@ -106,13 +105,9 @@ async fn offers_reach_exactly_the_eligible_friends() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn personal_data_reaches_only_the_winner_and_the_customer() {
-    let tb = TestBackend::start().await;
-    let customer = tb.customer("Heidi").await;
-    let winner = tb.friend(friend_at("Winner", places::ZURICH)).await;
-    let loser = tb.friend(friend_at("Loser", places::ZURICH)).await;
-    let http = tb.http();
-    let req = booking_at(places::OERLIKON);
-    let job = tb.book(&customer, &req).await;
+    let s = Scenario::new().booked().await;
+    let (http, winner, job) = (&s.http, &s.friend, s.job());
+    let loser = s.friend_named("Loser").await;
     let secrets = [
         "Geheimweg",
         "Hildegard",
@@ -138,7 +133,7 @@ async fn personal_data_reaches_only_the_winner_and_the_customer() {
         leaks(&page.body)
     );
     let view = http
-        .get(&format!("/v1/friend/jobs/{}", job.id), &loser.token)
+        .get(&format!("/v1/friend/jobs/{job}"), &loser.token)
         .await;
     assert!(leaks(&view.body).is_empty());
     match view.json::<FriendJobView>() {
@@ -151,40 +146,33 @@ async fn personal_data_reaches_only_the_winner_and_the_customer() {
         other => panic!("{other:?}"),
     }
 
-    let won = http.accept(&winner, job.id, "w").await;
+    let won = http.accept(winner, job, "w").await;
     assert_eq!(
         leaks(&won.body).len(),
         secrets.len(),
         "the winner gets every detail"
     );
-    let lost = http.accept(&loser, job.id, "l").await;
+    let lost = http.accept(&loser, job, "l").await;
     assert!(leaks(&lost.body).is_empty());
     let loser_sync = http.sync(&loser, None, 0).await;
     assert!(leaks(&loser_sync.body).is_empty());
     let loser_view = http
-        .get(&format!("/v1/friend/jobs/{}", job.id), &loser.token)
+        .get(&format!("/v1/friend/jobs/{job}"), &loser.token)
         .await;
     assert_eq!(loser_view.status, 404);
     assert!(leaks(&loser_view.body).is_empty());
     let winner_view = http
-        .get(&format!("/v1/friend/jobs/{}", job.id), &winner.token)
+        .get(&format!("/v1/friend/jobs/{job}"), &winner.token)
         .await;
     assert!(matches!(winner_view.json(), FriendJobView::Full(_)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_authorization_matrix_holds() {
-    let tb = TestBackend::start().await;
-    let heidi = tb.customer("Heidi").await;
-    let peter = tb.customer("Peter").await;
-    let anna = tb.friend(friend_at("Anna", places::ZURICH)).await;
-    let luca = tb.friend(friend_at("Luca", places::ZURICH)).await;
-    let http = tb.http();
-    let job = tb.book(&heidi, &booking_at(places::OERLIKON)).await;
-    assert!(matches!(
-        http.accept(&anna, job.id, "a").await.json(),
-        AcceptOutcome::Won { .. }
-    ));
+    let s = Scenario::new().accepted().await;
+    let (http, heidi, anna, job) = (&s.http, &s.customer, &s.friend, s.job());
+    let peter = s.customer_named("Peter").await;
+    let luca = s.friend_named("Luca").await;
     let empty = serde_json::json!({});
 
     // No token, a wrong token, a malformed header.
@@ -200,12 +188,12 @@ async fn the_authorization_matrix_holds() {
     }
     // Another customer's job does not exist for Peter, to read or to cancel.
     let r = http
-        .get(&format!("/v1/customer/jobs/{}", job.id), &peter.token)
+        .get(&format!("/v1/customer/jobs/{job}"), &peter.token)
         .await;
     assert_eq!((r.status, r.code().as_str()), (404, "not_found"));
     let r = http
         .post(
-            &format!("/v1/customer/jobs/{}/cancel", job.id),
+            &format!("/v1/customer/jobs/{job}/cancel"),
             &peter.token,
             None,
             &empty,
@@ -214,7 +202,7 @@ async fn the_authorization_matrix_holds() {
     assert_eq!((r.status, r.code().as_str()), (404, "not_found"));
     // Luca cannot read or act on Anna's job.
     assert_eq!(
-        http.get(&format!("/v1/friend/jobs/{}", job.id), &luca.token)
+        http.get(&format!("/v1/friend/jobs/{job}"), &luca.token)
             .await
             .status,
         404
@@ -222,7 +210,7 @@ async fn the_authorization_matrix_holds() {
     for action in ["check-in", "release"] {
         let r = http
             .post(
-                &format!("/v1/friend/jobs/{}/{action}", job.id),
+                &format!("/v1/friend/jobs/{job}/{action}"),
                 &luca.token,
                 None,
                 &empty,
@@ -235,7 +223,7 @@ async fn the_authorization_matrix_holds() {
         );
     }
     // Roles: customers cannot use Friend routes and vice versa; nobody but the admin creates accounts.
-    let r = http.accept(&heidi.clone(), job.id, "x").await;
+    let r = http.accept(&heidi.clone(), job, "x").await;
     assert_eq!((r.status, r.code().as_str()), (403, "forbidden"));
     let r = http.get("/v1/customer/jobs", &anna.token).await;
     assert_eq!((r.status, r.code().as_str()), (403, "forbidden"));
@@ -260,15 +248,15 @@ async fn the_authorization_matrix_holds() {
     // Anna herself proceeds; a customer's sync shows their own job in full.
     let r = http
         .post(
-            &format!("/v1/friend/jobs/{}/check-in", job.id),
+            &format!("/v1/friend/jobs/{job}/check-in"),
             &anna.token,
             Some("c1"),
             &empty,
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
-    let page: SyncPage = http.sync(&heidi, None, 0).await.json();
-    assert!(page.changes.iter().any(|c| matches!(c, Change::Job { job: j } if j.id == job.id
+    let page: SyncPage = http.sync(heidi, None, 0).await.json();
+    assert!(page.changes.iter().any(|c| matches!(c, Change::Job { job: j } if j.id == job
         && j.state == friend_protocol::JobState::OnSite && j.friend.as_ref().map(|f| f.id) == Some(anna.id))));
     let page: SyncPage = http.sync(&peter, None, 0).await.json();
     assert!(page.changes.is_empty());

@@ -21,6 +21,9 @@ use friend_tests::{Scenario, TestAccount, assert_case_refused, assert_refused as
 use ring::signature::KeyPair as _;
 use serde_json::json;
 
+/// An expected refusal: status, code, and the rule the message starts with.
+type Refusal = (u16, &'static str, &'static str);
+
 /// CHF 101.50: the booked router installation and a cable, within 20 % of the orientation price.
 fn router_and_cable() -> Vec<LineItem> {
     vec![
@@ -427,11 +430,11 @@ async fn forged_stale_and_misdirected_consent_is_refused_and_nothing_is_stored()
         quote(job, 2, vec![router(8900)]),
         quote(job, 4, vec![router(8900)]),
     );
-    let consent = |rule| (422, "invalid_consent", rule);
-    let negotiation = |rule| (409, "negotiation_refused", rule);
+    let consent = |rule| -> Refusal { (422, "invalid_consent", rule) };
+    let negotiation = |rule| -> Refusal { (409, "negotiation_refused", rule) };
     let (anna, heidi) = (&s.friend, &s.customer);
     #[rustfmt::skip]
-    let cases: Vec<(&str, String, &TestAccount, (u16, &str, &str))> = vec![
+    let cases: Vec<(&str, String, &TestAccount, Refusal)> = vec![
         ("price changed after signing", tampered(price_byte), anna, consent("bad_signature")),
         ("signature changed", tampered(bytes.len() - 1), heidi, consent("bad_signature")),
         ("signer byte changed", tampered(2), anna, consent("")),

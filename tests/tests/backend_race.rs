@@ -1,27 +1,22 @@
 //! The accept race: exactly one winner whatever the concurrency, and idempotent retries.
 
 use friend_protocol::{AcceptOutcome, ErrorCode};
-use friend_tests::{TestBackend, booking_at, friend_at, places};
+use friend_tests::{Scenario, booking_at, places};
 use std::collections::HashMap;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_concurrent_accepts_have_exactly_one_winner_every_round() {
-    let tb = TestBackend::start().await;
-    let customer = tb.customer("Heidi").await;
+    let s = Scenario::new().await;
     let mut friends = Vec::new();
     for i in 0..200 {
-        friends.push(
-            tb.friend(friend_at(&format!("Friend {i}"), places::ZURICH))
-                .await,
-        );
+        friends.push(s.friend_named(&format!("Friend {i}")).await);
     }
-    let http = tb.http();
     for round in 0..50 {
-        let job = tb.book(&customer, &booking_at(places::OERLIKON)).await;
+        let job = s.book().await;
         let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(friends.len()));
         let mut tasks = Vec::new();
         for f in &friends {
-            let (http, f, barrier) = (http.clone(), f.clone(), barrier.clone());
+            let (http, f, barrier) = (s.http.clone(), f.clone(), barrier.clone());
             tasks.push(tokio::spawn(async move {
                 barrier.wait().await;
                 let r = http
@@ -49,35 +44,29 @@ async fn two_hundred_concurrent_accepts_have_exactly_one_winner_every_round() {
         assert_eq!(counts.get("won"), Some(&1), "round {round}: {counts:?}");
         assert_eq!(counts.get("taken"), Some(&199), "round {round}: {counts:?}");
         // The customer sees the same winner.
-        let view = http
-            .get(&format!("/v1/customer/jobs/{}", job.id), &customer.token)
-            .await;
-        let details: friend_protocol::JobDetails = view.json();
+        let details = s.customer_view(job.id).await;
         assert_eq!(details.friend.map(|f| f.id), winner);
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_after_a_lost_response_still_wins() {
-    let tb = TestBackend::start().await;
-    let customer = tb.customer("Heidi").await;
-    let anna = tb.friend(friend_at("Anna", places::ZURICH)).await;
-    let luca = tb.friend(friend_at("Luca", places::ZURICH)).await;
-    let http = tb.http();
-    let job = tb.book(&customer, &booking_at(places::OERLIKON)).await;
+    let s = Scenario::new().booked().await;
+    let (http, anna, job) = (&s.http, &s.friend, s.job());
+    let luca = s.friend_named("Luca").await;
 
     // Anna's accept is applied but she never reads the answer (the response was lost).
-    let _lost = http.accept(&anna, job.id, "anna-key-1").await;
+    let _lost = http.accept(anna, job, "anna-key-1").await;
     // Luca is later and loses.
     assert_eq!(
-        http.accept(&luca, job.id, "luca-key-1")
+        http.accept(&luca, job, "luca-key-1")
             .await
             .json::<AcceptOutcome>(),
         AcceptOutcome::Taken
     );
     // Anna retries with the same key: she learns she won, never "taken".
     let retry = http
-        .accept(&anna, job.id, "anna-key-1")
+        .accept(anna, job, "anna-key-1")
         .await
         .json::<AcceptOutcome>();
     assert!(matches!(retry, AcceptOutcome::Won { .. }), "{retry:?}");
@@ -105,7 +94,7 @@ async fn a_retry_after_a_lost_response_still_wins() {
     );
     // Luca's retry with his key keeps his original outcome too.
     assert_eq!(
-        http.accept(&luca, job.id, "luca-key-1")
+        http.accept(&luca, job, "luca-key-1")
             .await
             .json::<AcceptOutcome>(),
         AcceptOutcome::Taken
@@ -114,14 +103,12 @@ async fn a_retry_after_a_lost_response_still_wins() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_key_for_a_different_request_is_refused() {
-    let tb = TestBackend::start().await;
-    let customer = tb.customer("Heidi").await;
-    let anna = tb.friend(friend_at("Anna", places::ZURICH)).await;
-    let http = tb.http();
-    let first = tb.book(&customer, &booking_at(places::OERLIKON)).await;
-    let second = tb.book(&customer, &booking_at(places::OERLIKON)).await;
-    assert_eq!(http.accept(&anna, first.id, "k").await.status, 200);
-    let reused = http.accept(&anna, second.id, "k").await;
+    let s = Scenario::new().await;
+    let (http, anna) = (&s.http, &s.friend);
+    let first = s.book().await;
+    let second = s.book().await;
+    s.accept(first.id, "k").await;
+    let reused = http.accept(anna, second.id, "k").await;
     assert_eq!(reused.status, 422);
     assert_eq!(reused.code(), ErrorCode::IdempotencyKeyReused.as_str());
     // Without a key the accept is refused outright.
@@ -138,9 +125,8 @@ async fn the_same_key_for_a_different_request_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_booking_retried_with_its_key_creates_one_job() {
-    let tb = TestBackend::start().await;
-    let customer = tb.customer("Heidi").await;
-    let http = tb.http();
+    let s = Scenario::new().await;
+    let (http, customer) = (&s.http, &s.customer);
     let req = booking_at(places::OERLIKON);
     let a = http
         .post("/v1/customer/jobs", &customer.token, Some("book-1"), &req)
@@ -163,51 +149,37 @@ async fn a_booking_retried_with_its_key_creates_one_job() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelled_and_expired_jobs_give_typed_outcomes() {
-    let tb = TestBackend::start().await;
-    let customer = tb.customer("Heidi").await;
-    let anna = tb.friend(friend_at("Anna", places::ZURICH)).await;
-    let http = tb.http();
+    let s = Scenario::new().await;
+    let (http, anna) = (&s.http, &s.friend);
 
-    let job = tb.book(&customer, &booking_at(places::OERLIKON)).await;
-    let r = http
-        .post(
-            &format!("/v1/customer/jobs/{}/cancel", job.id),
-            &customer.token,
-            None,
-            &serde_json::json!({}),
-        )
-        .await;
+    let job = s.book().await;
+    let r = s.cancel(job.id).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(
-        http.accept(&anna, job.id, "a1")
+        http.accept(anna, job.id, "a1")
             .await
             .json::<AcceptOutcome>(),
         AcceptOutcome::Cancelled
     );
 
-    let job = tb.book(&customer, &booking_at(places::OERLIKON)).await;
-    tb.clock
+    let job = s.book().await;
+    s.tb.clock
         .advance(chrono::Duration::hours(3) + chrono::Duration::seconds(1));
     // Not swept yet: the accept itself notices the expiry.
     assert_eq!(
-        http.accept(&anna, job.id, "a2")
+        http.accept(anna, job.id, "a2")
             .await
             .json::<AcceptOutcome>(),
         AcceptOutcome::Expired
     );
-    let details: friend_protocol::JobDetails = http
-        .get(&format!("/v1/customer/jobs/{}", job.id), &customer.token)
-        .await
-        .json();
+    let details = s.customer_view(job.id).await;
     assert_eq!(details.state, friend_protocol::JobState::Expired);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overlapping_slot_jobs_cannot_both_be_held() {
-    let tb = TestBackend::start().await;
-    let customer = tb.customer("Heidi").await;
-    let anna = tb.friend(friend_at("Anna", places::ZURICH)).await;
-    let http = tb.http();
+    let s = Scenario::new().await;
+    let (http, anna, tb, customer) = (&s.http, &s.friend, &s.tb, &s.customer);
     let start = chrono::Utc::now() + chrono::Duration::days(1);
     let slot = |offset_h: i64, at| {
         let mut b = booking_at(at);
@@ -217,16 +189,16 @@ async fn overlapping_slot_jobs_cannot_both_be_held() {
         };
         b
     };
-    let first = tb.book(&customer, &slot(0, places::OERLIKON)).await;
-    let overlapping = tb.book(&customer, &slot(1, places::ZURICH)).await;
+    let first = tb.book(customer, &slot(0, places::OERLIKON)).await;
+    let overlapping = tb.book(customer, &slot(1, places::ZURICH)).await;
     // Starts an hour after the first ends, ~17 km away: ~35 minutes of travel fit in the gap.
-    let later = tb.book(&customer, &slot(3, places::WINTERTHUR)).await;
+    let later = tb.book(customer, &slot(3, places::WINTERTHUR)).await;
     assert!(matches!(
-        http.accept(&anna, first.id, "s1").await.json(),
+        http.accept(anna, first.id, "s1").await.json(),
         AcceptOutcome::Won { .. }
     ));
     assert_eq!(
-        http.accept(&anna, overlapping.id, "s2")
+        http.accept(anna, overlapping.id, "s2")
             .await
             .json::<AcceptOutcome>(),
         AcceptOutcome::NotEligible {
@@ -234,7 +206,7 @@ async fn overlapping_slot_jobs_cannot_both_be_held() {
         }
     );
     assert!(matches!(
-        http.accept(&anna, later.id, "s3").await.json(),
+        http.accept(anna, later.id, "s3").await.json(),
         AcceptOutcome::Won { .. }
     ));
 }

@@ -4,24 +4,9 @@ use friend_protocol::{
     AcceptOutcome, Category, Change, DeclineReason, DeclineRequest, NewFriend, RemovalReason,
     SyncPage,
 };
-use friend_tests::{Http, TestAccount, TestBackend, booking_at, friend_at, places, wait_until};
+use friend_tests::scenario::drain;
+use friend_tests::{Scenario, friend_at, places};
 use std::time::Duration;
-
-/// Syncs from `cursor` until no more pages; returns all changes and the final cursor.
-async fn drain(http: &Http, who: &TestAccount, cursor: Option<&str>) -> (Vec<Change>, String) {
-    let mut cursor = cursor.map(str::to_owned);
-    let mut all = Vec::new();
-    loop {
-        let r = http.sync(who, cursor.as_deref(), 0).await;
-        assert_eq!(r.status, 200, "{}", r.text());
-        let page: SyncPage = r.json();
-        all.extend(page.changes);
-        cursor = Some(page.cursor);
-        if !page.more {
-            return (all, cursor.unwrap_or_default());
-        }
-    }
-}
 
 fn removal(changes: &[Change], job: friend_protocol::JobId) -> Option<RemovalReason> {
     changes.iter().find_map(|c| match c {
@@ -38,43 +23,25 @@ fn has_offer(changes: &[Change], job: friend_protocol::JobId) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_booking_wakes_only_the_long_polls_it_concerns() {
-    let tb = TestBackend::start().await;
-    let customer = tb.customer("Heidi").await;
-    let anna = tb.friend(friend_at("Anna", places::ZURICH)).await;
-    let bern = tb.friend(friend_at("Bernhard", places::BERN)).await;
-    let http = tb.http();
-    let (_, anna_cursor) = drain(&http, &anna, None).await;
-    let (_, bern_cursor) = drain(&http, &bern, None).await;
+    let s = Scenario::new().await;
+    let (http, anna) = (&s.http, &s.friend);
+    let bern = s.tb.friend(friend_at("Bernhard", places::BERN)).await;
+    let (_, anna_cursor) = drain(http, anna, None).await;
+    let (_, bern_cursor) = drain(http, &bern, None).await;
+    let anna_poll = s.long_poll(anna, &anna_cursor);
+    let bern_poll = s.long_poll(&bern, &bern_cursor);
+    s.until_polls_wait(2).await;
 
-    let anna_poll = {
-        let (http, anna) = (http.clone(), anna.clone());
-        tokio::spawn(async move { http.sync(&anna, Some(&anna_cursor), 30).await })
-    };
-    let bern_poll = {
-        let (http, bern) = (http.clone(), bern.clone());
-        tokio::spawn(async move { http.sync(&bern, Some(&bern_cursor), 30).await })
-    };
-    let backend = tb.backend.clone();
-    wait_until(
-        "both long-polls to be waiting",
-        Duration::from_secs(10),
-        || {
-            let n = backend.waiting_accounts();
-            async move { n == 2 }
-        },
-    )
-    .await;
-
-    let job = tb.book(&customer, &booking_at(places::OERLIKON)).await;
+    let job = s.book().await;
     let reply = tokio::time::timeout(Duration::from_secs(10), anna_poll)
         .await
         .expect("the long-poll was not answered within 10 s of the booking (it waits up to 30 s)")
         .unwrap();
     let page: SyncPage = reply.json();
     assert!(has_offer(&page.changes, job.id), "{page:?}");
-    assert!(tb.backend.wake_count(anna.id) >= 1);
+    assert!(s.tb.backend.wake_count(anna.id) >= 1);
     assert_eq!(
-        tb.backend.wake_count(bern.id),
+        s.tb.backend.wake_count(bern.id),
         0,
         "a Friend 95 km away was woken"
     );
@@ -85,99 +52,70 @@ async fn a_booking_wakes_only_the_long_polls_it_concerns() {
 /// category, too small a radius) must neither be woken nor see it in their deltas.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn neighbours_the_job_is_not_for_hear_nothing_of_it() {
-    let tb = TestBackend::start().await;
-    let customer = tb.customer("Heidi").await;
-    let anna = tb.friend(friend_at("Anna", places::ZURICH)).await;
-    let beat = tb.friend(friend_at("Beat", places::ZURICH)).await;
-    let tina = tb
-        .friend(NewFriend {
+    let s = Scenario::new().await;
+    let http = &s.http;
+    let beat = s.friend_named("Beat").await;
+    let tina =
+        s.tb.friend(NewFriend {
             categories: vec![Category::Tv],
             ..friend_at("Tina", places::ZURICH)
         })
         .await;
-    let rolf = tb
-        .friend(NewFriend {
+    let rolf =
+        s.tb.friend(NewFriend {
             radius_km: 1,
             ..friend_at("Rolf", places::ZURICH)
         })
         .await;
-    let http = tb.http();
     let mut cursors = Vec::new();
     for f in [&beat, &tina, &rolf] {
-        cursors.push(drain(&http, f, None).await.1);
+        cursors.push(drain(http, f, None).await.1);
     }
     let polls: Vec<_> = [&tina, &rolf]
         .into_iter()
         .zip(&cursors[1..])
-        .map(|(f, c)| {
-            let (http, f, c) = (http.clone(), f.clone(), c.clone());
-            tokio::spawn(async move { http.sync(&f, Some(&c), 30).await })
-        })
+        .map(|(f, c)| s.long_poll(f, c))
         .collect();
-    let backend = tb.backend.clone();
-    wait_until(
-        "both long-polls to be waiting",
-        Duration::from_secs(10),
-        || {
-            let n = backend.waiting_accounts();
-            async move { n == 2 }
-        },
-    )
-    .await;
+    s.until_polls_wait(2).await;
 
-    let job = tb.book(&customer, &booking_at(places::OERLIKON)).await;
-    assert!(matches!(
-        http.accept(&anna, job.id, "k").await.json(),
-        AcceptOutcome::Won { .. }
-    ));
+    let job = s.book_accepted("k").await;
     for (f, name) in [(&tina, "Tina"), (&rolf, "Rolf")] {
-        assert_eq!(tb.backend.wake_count(f.id), 0, "{name} was woken");
+        assert_eq!(s.tb.backend.wake_count(f.id), 0, "{name} was woken");
     }
     for p in polls {
         p.abort();
     }
-    let (changes, _) = drain(&http, &beat, Some(&cursors[0])).await;
-    assert_eq!(removal(&changes, job.id), Some(RemovalReason::Taken));
+    let (changes, _) = drain(http, &beat, Some(&cursors[0])).await;
+    assert_eq!(removal(&changes, job), Some(RemovalReason::Taken));
     for ((f, name), c) in [(&tina, "Tina"), (&rolf, "Rolf")]
         .into_iter()
         .zip(&cursors[1..])
     {
-        let (changes, _) = drain(&http, f, Some(c)).await;
+        let (changes, _) = drain(http, f, Some(c)).await;
         assert!(changes.is_empty(), "{name} saw {changes:?}");
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removals_carry_their_reason() {
-    let tb = TestBackend::start().await;
-    let customer = tb.customer("Heidi").await;
-    let anna = tb.friend(friend_at("Anna", places::ZURICH)).await;
-    let luca = tb.friend(friend_at("Luca", places::ZURICH)).await;
-    let http = tb.http();
-    let (_, mut luca_cursor) = drain(&http, &luca, None).await;
+    let s = Scenario::new().await;
+    let (http, anna) = (&s.http, &s.friend);
+    let luca = s.friend_named("Luca").await;
+    let (_, mut luca_cursor) = drain(http, &luca, None).await;
 
-    let taken = tb.book(&customer, &booking_at(places::OERLIKON)).await;
-    let cancelled = tb.book(&customer, &booking_at(places::OERLIKON)).await;
-    let expired = tb.book(&customer, &booking_at(places::OERLIKON)).await;
-    let declined = tb.book(&customer, &booking_at(places::OERLIKON)).await;
-    let (changes, c) = drain(&http, &luca, Some(&luca_cursor)).await;
+    let taken = s.book().await.id;
+    let cancelled = s.book().await.id;
+    let expired = s.book().await.id;
+    let declined = s.book().await.id;
+    let (changes, c) = drain(http, &luca, Some(&luca_cursor)).await;
     luca_cursor = c;
-    for j in [&taken, &cancelled, &expired, &declined] {
-        assert!(has_offer(&changes, j.id));
+    for j in [taken, cancelled, expired, declined] {
+        assert!(has_offer(&changes, j));
     }
 
-    assert!(matches!(
-        http.accept(&anna, taken.id, "k").await.json(),
-        AcceptOutcome::Won { .. }
-    ));
-    let cancel = format!("/v1/customer/jobs/{}/cancel", cancelled.id);
-    assert_eq!(
-        http.post(&cancel, &customer.token, None, &serde_json::json!({}))
-            .await
-            .status,
-        200
-    );
-    let decline = format!("/v1/friend/jobs/{}/decline", declined.id);
+    s.accept(taken, "k").await;
+    assert_eq!(s.cancel(cancelled).await.status, 200);
+    let decline = format!("/v1/friend/jobs/{declined}/decline");
     let body = DeclineRequest {
         reason: DeclineReason::NoTime,
     };
@@ -185,73 +123,56 @@ async fn removals_carry_their_reason() {
         http.post(&decline, &luca.token, None, &body).await.status,
         200
     );
-    tb.clock.advance(chrono::Duration::hours(4));
+    s.tb.clock.advance(chrono::Duration::hours(4));
     // Two were still open: the one nobody touched and the one only Luca declined.
-    assert_eq!(tb.backend.expire_due().await.unwrap(), 2);
+    assert_eq!(s.tb.backend.expire_due().await.unwrap(), 2);
 
-    let (changes, _) = drain(&http, &luca, Some(&luca_cursor)).await;
-    assert_eq!(removal(&changes, taken.id), Some(RemovalReason::Taken));
-    assert_eq!(
-        removal(&changes, cancelled.id),
-        Some(RemovalReason::Cancelled)
-    );
-    assert_eq!(removal(&changes, expired.id), Some(RemovalReason::Expired));
+    let (changes, _) = drain(http, &luca, Some(&luca_cursor)).await;
+    assert_eq!(removal(&changes, taken), Some(RemovalReason::Taken));
+    assert_eq!(removal(&changes, cancelled), Some(RemovalReason::Cancelled));
+    assert_eq!(removal(&changes, expired), Some(RemovalReason::Expired));
     // The decline removed it for Luca; its later expiry is what he sees now.
-    assert_eq!(removal(&changes, declined.id), Some(RemovalReason::Expired));
+    assert_eq!(removal(&changes, declined), Some(RemovalReason::Expired));
     assert_eq!(changes.len(), 4, "one change per job: {changes:?}");
 
     // Anna holds the taken job with full details.
-    let (changes, _) = drain(&http, &anna, None).await;
+    let (changes, _) = drain(http, anna, None).await;
     assert!(
-        changes.iter().any(
-            |c| matches!(c, Change::Job { job } if job.id == taken.id && job.address.is_some())
-        )
+        changes
+            .iter()
+            .any(|c| matches!(c, Change::Job { job } if job.id == taken && job.address.is_some()))
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_released_job_returns_to_the_others_but_not_to_the_releaser() {
-    let tb = TestBackend::start().await;
-    let customer = tb.customer("Heidi").await;
-    let anna = tb.friend(friend_at("Anna", places::ZURICH)).await;
-    let luca = tb.friend(friend_at("Luca", places::ZURICH)).await;
-    let http = tb.http();
-    let job = tb.book(&customer, &booking_at(places::OERLIKON)).await;
-    assert!(matches!(
-        http.accept(&anna, job.id, "k").await.json(),
-        AcceptOutcome::Won { .. }
-    ));
-    let (_, anna_cursor) = drain(&http, &anna, None).await;
-    let (_, luca_cursor) = drain(&http, &luca, None).await;
+    let s = Scenario::new().accepted().await;
+    let (http, anna, job) = (&s.http, &s.friend, s.job());
+    let luca = s.friend_named("Luca").await;
+    let (_, anna_cursor) = drain(http, anna, None).await;
+    let (_, luca_cursor) = drain(http, &luca, None).await;
 
-    let release = format!("/v1/friend/jobs/{}/release", job.id);
-    assert_eq!(
-        http.post(&release, &anna.token, None, &serde_json::json!({}))
-            .await
-            .status,
-        200
-    );
+    let released = s.friend_post(job, "release", serde_json::json!({})).await;
+    assert_eq!(released.status, 200);
 
-    let (changes, _) = drain(&http, &luca, Some(&luca_cursor)).await;
-    assert!(has_offer(&changes, job.id), "{changes:?}");
-    let (changes, _) = drain(&http, &anna, Some(&anna_cursor)).await;
-    assert_eq!(removal(&changes, job.id), Some(RemovalReason::Declined));
+    let (changes, _) = drain(http, &luca, Some(&luca_cursor)).await;
+    assert!(has_offer(&changes, job), "{changes:?}");
+    let (changes, _) = drain(http, anna, Some(&anna_cursor)).await;
+    assert_eq!(removal(&changes, job), Some(RemovalReason::Declined));
     assert!(matches!(
-        http.accept(&luca, job.id, "k").await.json(),
+        http.accept(&luca, job, "k").await.json(),
         AcceptOutcome::Won { .. }
     ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deltas_and_snapshots_are_paged() {
-    let tb = TestBackend::start().await;
-    let customer = tb.customer("Heidi").await;
-    let anna = tb.friend(friend_at("Anna", places::ZURICH)).await;
-    let http = tb.http();
-    let (_, cursor) = drain(&http, &anna, None).await;
+    let s = Scenario::new().await;
+    let (http, anna) = (&s.http, &s.friend);
+    let (_, cursor) = drain(http, anna, None).await;
     let mut booked = Vec::new();
     for _ in 0..25 {
-        booked.push(tb.book(&customer, &booking_at(places::OERLIKON)).await.id);
+        booked.push(s.book().await.id);
     }
 
     let mut pages = Vec::new();
@@ -271,7 +192,7 @@ async fn deltas_and_snapshots_are_paged() {
     assert_eq!(pages, vec![10, 10, 5]);
 
     // A newcomer's snapshot, paged the same way, holds every open offer exactly once.
-    let luca = tb.friend(friend_at("Luca", places::ZURICH)).await;
+    let luca = s.friend_named("Luca").await;
     let mut seen = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
@@ -301,41 +222,38 @@ async fn deltas_and_snapshots_are_paged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cursor_older_than_the_feed_asks_for_a_full_resync() {
-    let tb = TestBackend::start().await;
-    let customer = tb.customer("Heidi").await;
-    let anna = tb.friend(friend_at("Anna", places::ZURICH)).await;
-    let http = tb.http();
-    let (_, old) = drain(&http, &anna, None).await;
-    let job = tb.book(&customer, &booking_at(places::OERLIKON)).await;
-    tb.clock.advance(chrono::Duration::days(8));
-    tb.backend
-        .prune_feed(tb.clock_now() - chrono::Duration::days(7))
+    let s = Scenario::new().await;
+    let (http, anna) = (&s.http, &s.friend);
+    let (_, old) = drain(http, anna, None).await;
+    let job = s.book().await;
+    s.tb.clock.advance(chrono::Duration::days(8));
+    s.tb.backend
+        .prune_feed(s.tb.clock_now() - chrono::Duration::days(7))
         .await
         .unwrap();
 
-    let r = http.sync(&anna, Some(&old), 0).await;
+    let r = http.sync(anna, Some(&old), 0).await;
     assert_eq!(r.status, 410);
     assert_eq!(r.code(), "cursor_too_old");
-    let (changes, _) = drain(&http, &anna, None).await;
+    let (changes, _) = drain(http, anna, None).await;
     // The job's time ran out meanwhile (not yet swept): the snapshot leaves it out.
     assert!(!has_offer(&changes, job.id));
-    let fresh = tb.book(&customer, &booking_at(places::OERLIKON)).await;
-    let (changes, _) = drain(&http, &anna, None).await;
+    let fresh = s.book().await;
+    let (changes, _) = drain(http, anna, None).await;
     assert!(has_offer(&changes, fresh.id));
     for bad in ["abc", "-3", "s1", "999999"] {
-        let r = http.sync(&anna, Some(bad), 0).await;
+        let r = http.sync(anna, Some(bad), 0).await;
         assert!(r.status == 400 || r.status == 410, "{bad}: {}", r.status);
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_sync_is_small_and_carries_the_server_clock() {
-    let tb = TestBackend::start().await;
-    let anna = tb.friend(friend_at("Anna", places::ZURICH)).await;
-    let http = tb.http();
-    let (_, cursor) = drain(&http, &anna, None).await;
-    tb.clock.advance(chrono::Duration::minutes(10));
-    let r = http.sync(&anna, Some(&cursor), 0).await;
+    let s = Scenario::new().await;
+    let (http, anna) = (&s.http, &s.friend);
+    let (_, cursor) = drain(http, anna, None).await;
+    s.tb.clock.advance(chrono::Duration::minutes(10));
+    let r = http.sync(anna, Some(&cursor), 0).await;
     assert!(
         r.body.len() <= 256,
         "idle sync is {} bytes: {}",

@@ -2,22 +2,21 @@
 //! and an abandoned accept resolves to the truth when the app comes back.
 
 use friend_core::AcceptResult;
-use friend_tests::proxy::FaultProxy;
-use friend_tests::{TestBackend, booking_at, friend_at, open_friend, places, wait_until};
+use friend_tests::{Scenario, open_friend, wait_until};
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_devices_race_and_exactly_one_wins() {
-    let tb = TestBackend::start().await;
-    let customer = tb.customer("Heidi").await;
-    let dir = tempfile::tempdir().unwrap();
+    let scenario = Scenario::new().await;
     let mut sessions = Vec::new();
     for i in 0..50 {
-        let account = tb.friend(friend_at(&format!("F{i}"), places::ZURICH)).await;
-        let s = open_friend(&tb.base_url, &account, &dir.path().join(format!("f{i}.db"))).await;
-        sessions.push(std::sync::Arc::new(s));
+        let account = scenario.friend_named(&format!("F{i}")).await;
+        let db = scenario.db(&format!("f{i}.db"));
+        sessions.push(std::sync::Arc::new(
+            open_friend(&scenario.tb.base_url, &account, &db).await,
+        ));
     }
-    let job = tb.book(&customer, &booking_at(places::OERLIKON)).await;
+    let job = scenario.book().await;
     for s in &sessions {
         s.sync_once().await.unwrap();
         assert!(
@@ -62,58 +61,41 @@ async fn fifty_devices_race_and_exactly_one_wins() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_answer_is_retried_with_the_same_key_and_wins() {
-    let tb = TestBackend::start().await;
-    let customer = tb.customer("Heidi").await;
-    let anna = tb.friend(friend_at("Anna", places::ZURICH)).await;
-    let proxy = FaultProxy::start(tb.base_url.trim_start_matches("http://").parse().unwrap()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let session = open_friend(&proxy.url(), &anna, &dir.path().join("anna.db")).await;
-    let job = tb.book(&customer, &booking_at(places::OERLIKON)).await;
+    let s = Scenario::new().booked().await;
+    let proxy = s.proxy().await;
+    let session = s.friend_device(&proxy.url()).await;
     session.sync_once().await.unwrap();
 
     proxy.drop_next_responses(1);
-    let outcome = session.accept(job.id).await.unwrap();
+    let outcome = session.accept(s.job()).await.unwrap();
     assert!(matches!(outcome, AcceptResult::Won(_)), "{outcome:?}");
     assert_eq!(
         proxy.dropped_responses(),
         1,
         "the first answer really was lost"
     );
-    assert_eq!(session.my_jobs().await.unwrap()[0].details.id, job.id);
+    assert_eq!(session.my_jobs().await.unwrap()[0].details.id, s.job());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_abandoned_accept_resolves_to_the_true_outcome_after_reopening() {
-    let tb = TestBackend::start().await;
-    let customer = tb.customer("Heidi").await;
-    let anna = tb.friend(friend_at("Anna", places::ZURICH)).await;
-    let proxy = FaultProxy::start(tb.base_url.trim_start_matches("http://").parse().unwrap()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("anna.db");
-    let job = tb.book(&customer, &booking_at(places::OERLIKON)).await;
+    let s = Scenario::new().booked().await;
+    let job = s.job();
+    let proxy = s.proxy().await;
     {
-        let session = std::sync::Arc::new(open_friend(&proxy.url(), &anna, &db).await);
+        let session = std::sync::Arc::new(s.friend_device(&proxy.url()).await);
         session.sync_once().await.unwrap();
         // The request reaches the server, the answer is lost, and the device goes dark.
         proxy.drop_next_responses(1);
-        let s = session.clone();
-        let accepting = tokio::spawn(async move { s.accept(job.id).await });
-        let http = tb.http();
-        let customer_view = format!("/v1/customer/jobs/{}", job.id);
+        let accepting = {
+            let session = session.clone();
+            tokio::spawn(async move { session.accept(job).await })
+        };
+        let heidi = &s;
         wait_until(
             "the server to assign the job",
             Duration::from_secs(10),
-            || {
-                let (http, path, token) =
-                    (http.clone(), customer_view.clone(), customer.token.clone());
-                async move {
-                    http.get(&path, &token)
-                        .await
-                        .json::<friend_protocol::JobDetails>()
-                        .friend
-                        .is_some()
-                }
-            },
+            || async move { heidi.customer_view(job).await.friend.is_some() },
         )
         .await;
         proxy.go_offline();
@@ -122,31 +104,30 @@ async fn an_abandoned_accept_resolves_to_the_true_outcome_after_reopening() {
         session.shutdown();
     }
     proxy.go_online();
-    let session = open_friend(&proxy.url(), &anna, &db).await;
+    let session = s.friend_device(&proxy.url()).await;
     // (Whether the killed session had already learned the outcome depends on timing: its retry may
     // have got through before the proxy went dark. Either way, after a sync the job is won.)
     session.sync_once().await.unwrap();
     let jobs = session.my_jobs().await.unwrap();
     assert_eq!(jobs.len(), 1, "the pending accept resolved to the win");
     assert_eq!(jobs[0].details.contact.name, "Hildegard Vertraulich");
-    assert!(session.offer(job.id).await.unwrap().is_none());
+    assert!(session.offer(job).await.unwrap().is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_accept_while_offline_fails_fast_and_is_not_queued() {
-    let tb = TestBackend::start().await;
-    let customer = tb.customer("Heidi").await;
-    let anna = tb.friend(friend_at("Anna", places::ZURICH)).await;
-    let proxy = FaultProxy::start(tb.base_url.trim_start_matches("http://").parse().unwrap()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let session = open_friend(&proxy.url(), &anna, &dir.path().join("anna.db")).await;
-    let job = tb.book(&customer, &booking_at(places::OERLIKON)).await;
+    let s = Scenario::new().booked().await;
+    let proxy = s.proxy().await;
+    let session = s.friend_device(&proxy.url()).await;
     session.sync_once().await.unwrap();
     proxy.go_offline();
-    assert_eq!(session.accept(job.id).await.unwrap(), AcceptResult::Offline);
+    assert_eq!(
+        session.accept(s.job()).await.unwrap(),
+        AcceptResult::Offline
+    );
     proxy.go_online();
     session.sync_once().await.unwrap();
     // Nothing was queued: the job is still open and still in the inbox.
-    assert!(session.offer(job.id).await.unwrap().is_some());
+    assert!(session.offer(s.job()).await.unwrap().is_some());
     assert!(session.outbox().await.unwrap().is_empty());
 }

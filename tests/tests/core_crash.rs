@@ -5,7 +5,7 @@
 use friend_core::InboxFilter;
 use friend_core::store::outbox::ItemStatus;
 use friend_protocol::{JobId, JobState};
-use friend_tests::{TestBackend, booking_at, friend_at, open_friend, places, point, wait_until};
+use friend_tests::{Scenario, open_friend, places, point, wait_until};
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -46,28 +46,20 @@ fn run_and_kill(db: &std::path::Path, url: &str, token: &str, mode: &str, run_ms
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_during_sync_and_replay_loses_nothing_and_applies_nothing_twice() {
-    let tb = TestBackend::start().await;
-    let customer = tb.customer("Heidi").await;
-    let anna = tb.friend(friend_at("Anna", places::ZURICH)).await;
-    let http = tb.http();
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("anna.db");
+    let s = Scenario::new().await;
+    let db = s.db("anna.db");
     // The device registers its signing key on its first sync; do it before any job is held, so the
     // key's announcement (which bumps held jobs' versions) does not blur the at-most-once check.
     {
-        let first = open_friend(&tb.base_url, &anna, &db).await;
+        let first = s.friend_device(&s.tb.base_url).await;
         first.sync_once().await.unwrap();
         first.shutdown();
     }
     let mut held = Vec::new();
     for i in 0..30 {
-        let job = tb.book(&customer, &booking_at(places::OERLIKON)).await;
+        let job = s.book().await;
         if i % 3 == 0 {
-            let r = http.accept(&anna, job.id, &format!("setup-{i}")).await;
-            assert!(matches!(
-                r.json(),
-                friend_protocol::AcceptOutcome::Won { .. }
-            ));
+            s.accept(job.id, &format!("setup-{i}")).await;
             held.push(job.id);
         }
     }
@@ -75,13 +67,9 @@ async fn sigkill_during_sync_and_replay_loses_nothing_and_applies_nothing_twice(
     let mut seed: u64 = 0x5eed;
     for round in 0..50 {
         // New work for every round: a booking (sync) and, now and then, a job to check in.
-        let job = tb.book(&customer, &booking_at(places::OERLIKON)).await;
+        let job = s.book().await;
         if round % 5 == 0 {
-            let r = http.accept(&anna, job.id, &format!("round-{round}")).await;
-            assert!(matches!(
-                r.json(),
-                friend_protocol::AcceptOutcome::Won { .. }
-            ));
+            s.accept(job.id, &format!("round-{round}")).await;
             held.push(job.id);
         }
         seed = seed
@@ -89,7 +77,7 @@ async fn sigkill_during_sync_and_replay_loses_nothing_and_applies_nothing_twice(
             .wrapping_add(1442695040888963407);
         let run_ms = (seed >> 33) % 120;
         let mode = if round % 2 == 0 { "sync" } else { "outbox" };
-        let (db2, url, token) = (db.clone(), tb.base_url.clone(), anna.token.clone());
+        let (db2, url, token) = (db.clone(), s.tb.base_url.clone(), s.friend.token.clone());
         let ids =
             tokio::task::spawn_blocking(move || run_and_kill(&db2, &url, &token, mode, run_ms))
                 .await
@@ -100,7 +88,7 @@ async fn sigkill_during_sync_and_replay_loses_nothing_and_applies_nothing_twice(
     }
 
     // Reopen in this process and let everything settle.
-    let session = open_friend(&tb.base_url, &anna, &db).await;
+    let session = s.friend_device(&s.tb.base_url).await;
     session.sync_once().await.unwrap();
     wait_until("the outbox to drain", Duration::from_secs(30), || {
         let pending = session.sync_status().pending_outbox;
@@ -132,10 +120,7 @@ async fn sigkill_during_sync_and_replay_loses_nothing_and_applies_nothing_twice(
     // At most once on the server: a checked-in job moved exactly one version past its accept.
     let mut checked_in = 0;
     for job in &held {
-        let view: friend_protocol::JobDetails = http
-            .get(&format!("/v1/customer/jobs/{job}"), &customer.token)
-            .await
-            .json();
+        let view = s.customer_view(*job).await;
         if view.state == JobState::OnSite {
             checked_in += 1;
             assert_eq!(
@@ -147,8 +132,7 @@ async fn sigkill_during_sync_and_replay_loses_nothing_and_applies_nothing_twice(
     assert!(checked_in > 0, "the children checked jobs in");
 
     // Cursor and data agree: the crashed-and-recovered cache equals a fresh device's.
-    let fresh_dir = tempfile::tempdir().unwrap();
-    let fresh = open_friend(&tb.base_url, &anna, &fresh_dir.path().join("fresh.db")).await;
+    let fresh = open_friend(&s.tb.base_url, &s.friend, &s.db("fresh.db")).await;
     fresh.sync_once().await.unwrap();
     let ids_of = |jobs: Vec<friend_core::MyJob>| {
         jobs.into_iter()

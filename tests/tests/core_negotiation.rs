@@ -5,53 +5,47 @@
 use friend_core::{AcceptResult, CoreError, CustomerSession, FriendSession, LiveStatus};
 use friend_protocol::negotiation::{Answer, Party};
 use friend_protocol::quote::{LineItem, LineItemKind, PaymentMethod};
-use friend_protocol::{JobDetails, JobId, JobState, Money};
+use friend_protocol::{JobId, JobState, Money};
 use friend_tests::proxy::FaultProxy;
-use friend_tests::{
-    TestAccount, TestBackend, booking_at, friend_at, open_customer, open_friend, places,
-};
-
-fn item(kind: LineItemKind, text: &str, quantity: u32, chf_cents: i64) -> LineItem {
-    LineItem {
-        kind,
-        description: text.into(),
-        quantity,
-        unit_price: Money::chf(chf_cents),
-    }
-}
+use friend_tests::scenario::{item, router};
+use friend_tests::{Scenario, booking_at, places};
 
 fn router_quote() -> Vec<LineItem> {
     // CHF 101.50: within 20 % of the CHF 89 orientation price, so no reason is needed.
     vec![
-        item(LineItemKind::Service, "Router installation", 1, 8900),
+        router(8900),
         item(LineItemKind::Material, "LAN cable 5 m", 1, 1250),
     ]
 }
 
+/// Heidi's and Anna's devices in a [`Scenario`]; Anna's talks through a fault proxy so it can lose
+/// its connection.
 struct World {
-    tb: TestBackend,
-    customer_account: TestAccount,
+    s: Scenario,
     customer: CustomerSession,
     friend: FriendSession,
     proxy: FaultProxy,
-    _dir: tempfile::TempDir,
 }
 
-/// Booked by the customer's session, won and checked in by the Friend's (which talks through a
-/// fault proxy so it can lose its connection).
+impl World {
+    async fn start() -> World {
+        let s = Scenario::new().await;
+        let proxy = s.proxy().await;
+        let customer = s.customer_device(&s.tb.base_url).await;
+        let friend = s.friend_device(&proxy.url()).await;
+        World {
+            s,
+            customer,
+            friend,
+            proxy,
+        }
+    }
+}
+
+/// Booked by the customer's session, won and checked in by the Friend's.
 async fn on_site() -> (World, JobId) {
-    let tb = TestBackend::start().await;
-    let customer_account = tb.customer("Heidi").await;
-    let anna = tb.friend(friend_at("Anna", places::ZURICH)).await;
-    let proxy = FaultProxy::start(tb.base_url.trim_start_matches("http://").parse().unwrap()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let customer = open_customer(
-        &tb.base_url,
-        &customer_account,
-        &dir.path().join("heidi.db"),
-    )
-    .await;
-    let friend = open_friend(&proxy.url(), &anna, &dir.path().join("anna.db")).await;
+    let w = World::start().await;
+    let (customer, friend) = (&w.customer, &w.friend);
     let local = customer.book(booking_at(places::OERLIKON)).await.unwrap();
     assert_eq!(
         customer.book(booking_at(places::OERLIKON)).await.unwrap(),
@@ -73,27 +67,7 @@ async fn on_site() -> (World, JobId) {
     friend.sync_once().await.unwrap();
     customer.sync_once().await.unwrap();
     assert_eq!(customer.job(job).await.unwrap().status, LiveStatus::OnSite);
-    (
-        World {
-            tb,
-            customer_account,
-            customer,
-            friend,
-            proxy,
-            _dir: dir,
-        },
-        job,
-    )
-}
-
-async fn server_job(w: &World, job: JobId) -> JobDetails {
-    w.tb.http()
-        .get(
-            &format!("/v1/customer/jobs/{job}"),
-            &w.customer_account.token,
-        )
-        .await
-        .json()
+    (w, job)
 }
 
 /// Both devices deliver their outboxes and pull, so each sees the other's last step.
@@ -172,7 +146,7 @@ async fn online_negotiation_with_counter_amendment_cash_completion_and_rating() 
     assert_eq!(settled.charged.minor, 15050);
     sync_both(&w).await;
 
-    let done = server_job(&w, job).await;
+    let done = w.s.customer_view(job).await;
     assert_eq!(done.state, JobState::Completed);
     assert_eq!(done.final_total.map(|t| t.minor), Some(15050));
     let ledger = w.friend.ledger().await.unwrap();
@@ -192,7 +166,7 @@ async fn online_negotiation_with_counter_amendment_cash_completion_and_rating() 
         "only once"
     );
     w.customer.sync_once().await.unwrap();
-    assert_eq!(server_job(&w, job).await.rating, Some(5));
+    assert_eq!(w.s.customer_view(job).await.rating, Some(5));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -228,7 +202,7 @@ async fn consent_by_payload_exchange_while_the_friend_is_offline() {
     w.customer.sync_once().await.unwrap();
     w.friend.sync_once().await.unwrap();
     w.friend.sync_once().await.unwrap();
-    let done = server_job(&w, job).await;
+    let done = w.s.customer_view(job).await;
     assert_eq!(done.state, JobState::Completed, "{done:?}");
     assert_eq!(done.final_total.map(|t| t.minor), Some(10150));
     let n = done.negotiation.unwrap();
@@ -248,19 +222,13 @@ async fn consent_by_payload_exchange_while_the_friend_is_offline() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancellation_meanwhile_gets_the_offline_friends_items_refused() {
-    let tb = TestBackend::start().await;
-    let heidi = tb.customer("Heidi").await;
-    let anna = tb.friend(friend_at("Anna", places::ZURICH)).await;
-    let proxy = FaultProxy::start(tb.base_url.trim_start_matches("http://").parse().unwrap()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let customer = open_customer(&tb.base_url, &heidi, &dir.path().join("heidi.db")).await;
-    let friend = open_friend(&proxy.url(), &anna, &dir.path().join("anna.db")).await;
-    let job = tb.book(&heidi, &booking_at(places::OERLIKON)).await.id;
-    friend.sync_once().await.unwrap();
-    assert!(matches!(
-        friend.accept(job).await.unwrap(),
-        AcceptResult::Won(_)
-    ));
+    let World {
+        s,
+        customer,
+        friend,
+        proxy,
+    } = World::start().await;
+    let job = s.won_by(&friend).await;
     customer.sync_once().await.unwrap();
 
     proxy.go_offline();
@@ -309,10 +277,7 @@ async fn bad_payloads_are_refused_and_nothing_is_stored() {
         "bad_signature" | "malformed_payload"
     ));
     // A payload for another job.
-    let other =
-        w.tb.book(&w.customer_account, &booking_at(places::OERLIKON))
-            .await
-            .id;
+    let other = w.s.book().await.id;
     w.customer.sync_once().await.unwrap();
     let for_other = code(w.customer.import_consent(other, &first).await);
     assert!(
@@ -333,11 +298,7 @@ async fn bad_payloads_are_refused_and_nothing_is_stored() {
     // A newer proposal supersedes the first; the first is then stale.
     let second = w
         .friend
-        .propose(
-            job,
-            vec![item(LineItemKind::Service, "Router installation", 1, 8900)],
-            None,
-        )
+        .propose(job, vec![router(8900)], None)
         .await
         .unwrap();
     w.customer.import_consent(job, &second).await.unwrap();
@@ -358,14 +319,6 @@ async fn bad_payloads_are_refused_and_nothing_is_stored() {
         "only the counter-proposal was stored"
     );
     // The server refuses the wrong job too (it is the final authority).
-    let r =
-        w.tb.http()
-            .post(
-                &format!("/v1/jobs/{other}/consent"),
-                &w.customer_account.token,
-                None,
-                &serde_json::json!({ "payload": first }),
-            )
-            .await;
+    let r = w.s.upload_to(other, &w.s.customer, &first).await;
     assert!((400..500).contains(&r.status), "{}", r.text());
 }

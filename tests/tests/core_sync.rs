@@ -2,16 +2,9 @@
 //! offset, personal data at rest, and the transport policy.
 
 use friend_core::{CoreError, FriendSession, InboxFilter, SessionConfig, StaticSecrets};
-use friend_tests::proxy::FaultProxy;
-use friend_tests::{
-    TestBackend, booking_at, friend_at, open_friend, open_friend_with, places, point,
-};
+use friend_tests::{Scenario, booking_at, open_friend_with, places, point};
 use std::collections::BTreeSet;
 use std::sync::Arc;
-
-fn upstream(tb: &TestBackend) -> std::net::SocketAddr {
-    tb.base_url.trim_start_matches("http://").parse().unwrap()
-}
 
 async fn inbox_ids(s: &FriendSession) -> BTreeSet<friend_protocol::JobId> {
     let inbox = s
@@ -23,13 +16,10 @@ async fn inbox_ids(s: &FriendSession) -> BTreeSet<friend_protocol::JobId> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn everything_reads_from_the_cache_when_the_backend_is_gone() {
-    let mut tb = TestBackend::start().await;
-    let customer = tb.customer("Heidi").await;
-    let anna = tb.friend(friend_at("Anna", places::ZURICH)).await;
-    let dir = tempfile::tempdir().unwrap();
-    let session = open_friend(&tb.base_url, &anna, &dir.path().join("anna.db")).await;
-    let won = tb.book(&customer, &booking_at(places::OERLIKON)).await;
-    let open = tb.book(&customer, &booking_at(places::ZURICH)).await;
+    let mut s = Scenario::new().await;
+    let session = s.friend_device(&s.tb.base_url).await;
+    let won = s.book().await;
+    let open = s.tb.book(&s.customer, &booking_at(places::ZURICH)).await;
     session.sync_once().await.unwrap();
     assert!(matches!(
         session.accept(won.id).await.unwrap(),
@@ -38,7 +28,7 @@ async fn everything_reads_from_the_cache_when_the_backend_is_gone() {
     session.catalog().await.unwrap();
     session.profile().await.unwrap();
 
-    tb.shut_down().await;
+    s.tb.shut_down().await;
     let err = session.sync_once().await.unwrap_err();
     assert_eq!(err.code(), "offline", "{err}");
     let inbox = session
@@ -75,17 +65,14 @@ async fn everything_reads_from_the_cache_when_the_backend_is_gone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failure_between_pages_leaves_cursor_and_data_consistent() {
-    let tb = TestBackend::start().await;
-    let customer = tb.customer("Heidi").await;
-    let anna = tb.friend(friend_at("Anna", places::ZURICH)).await;
-    let proxy = FaultProxy::start(upstream(&tb)).await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = SessionConfig::new(dir.path().join("anna.db"), proxy.url());
+    let s = Scenario::new().await;
+    let proxy = s.proxy().await;
+    let mut config = SessionConfig::new(s.db("anna.db"), proxy.url());
     config.sync_page_limit = 10;
-    let session = open_friend_with(config, &anna).await;
+    let session = open_friend_with(config, &s.friend).await;
     let mut booked = BTreeSet::new();
     for _ in 0..25 {
-        booked.insert(tb.book(&customer, &booking_at(places::OERLIKON)).await.id);
+        booked.insert(s.book().await.id);
     }
 
     // First sync is a snapshot of 3 pages; after the role check and the key registration, only
@@ -109,7 +96,7 @@ async fn a_failure_between_pages_leaves_cursor_and_data_consistent() {
     // Deltas: 25 more offers in 3 pages, interrupted after the first.
     let mut more = BTreeSet::new();
     for _ in 0..25 {
-        more.insert(tb.book(&customer, &booking_at(places::OERLIKON)).await.id);
+        more.insert(s.book().await.id);
     }
     proxy.go_offline_after_responses(1);
     assert!(session.sync_once().await.is_err());
@@ -127,25 +114,15 @@ async fn a_failure_between_pages_leaves_cursor_and_data_consistent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cursor_too_old_replaces_the_cache() {
-    let tb = TestBackend::start().await;
-    let customer = tb.customer("Heidi").await;
-    let anna = tb.friend(friend_at("Anna", places::ZURICH)).await;
-    let dir = tempfile::tempdir().unwrap();
-    let session = open_friend(&tb.base_url, &anna, &dir.path().join("anna.db")).await;
-    let gone = tb.book(&customer, &booking_at(places::OERLIKON)).await;
+    let s = Scenario::new().booked().await;
+    let (tb, gone) = (&s.tb, s.job());
+    let session = s.friend_device(&tb.base_url).await;
     session.sync_once().await.unwrap();
-    assert!(inbox_ids(&session).await.contains(&gone.id));
+    assert!(inbox_ids(&session).await.contains(&gone));
 
     // While the device sleeps: the job is cancelled, a new one booked, and the feed pruned.
-    let http = tb.http();
-    let cancel = format!("/v1/customer/jobs/{}/cancel", gone.id);
-    assert_eq!(
-        http.post(&cancel, &customer.token, None, &serde_json::json!({}))
-            .await
-            .status,
-        200
-    );
-    let fresh = tb.book(&customer, &booking_at(places::OERLIKON)).await;
+    assert_eq!(s.cancel(gone).await.status, 200);
+    let fresh = s.book().await;
     tb.clock.advance(chrono::Duration::days(8));
     tb.backend.prune_feed(tb.clock_now()).await.unwrap();
     let fresh_slot = {
@@ -155,7 +132,7 @@ async fn a_cursor_too_old_replaces_the_cache() {
             start,
             end: start + chrono::Duration::hours(2),
         };
-        tb.book(&customer, &b).await
+        tb.book(&s.customer, &b).await
     };
 
     let report = session.sync_once().await.unwrap();
@@ -167,14 +144,10 @@ async fn a_cursor_too_old_replaces_the_cache() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_clock_decides_expiry_and_countdowns() {
-    let tb = TestBackend::start().await;
-    let customer = tb.customer("Heidi").await;
-    let anna = tb.friend(friend_at("Anna", places::ZURICH)).await;
-    let dir = tempfile::tempdir().unwrap();
-    let session = open_friend(&tb.base_url, &anna, &dir.path().join("anna.db")).await;
-    let job = tb.book(&customer, &booking_at(places::OERLIKON)).await;
+    let s = Scenario::new().booked().await;
+    let session = s.friend_device(&s.tb.base_url).await;
     // The server's clock runs 2 h ahead of this device's.
-    tb.clock.advance(chrono::Duration::hours(2));
+    s.tb.clock.advance(chrono::Duration::hours(2));
     session.sync_once().await.unwrap();
     let offset = session.sync_status().clock_offset_ms;
     assert!(
@@ -185,14 +158,14 @@ async fn the_server_clock_decides_expiry_and_countdowns() {
         .inbox(point(places::ZURICH), 30.0, InboxFilter::default())
         .await
         .unwrap();
-    let item = inbox.items.iter().find(|i| i.offer.id == job.id).unwrap();
+    let item = inbox.items.iter().find(|i| i.offer.id == s.job()).unwrap();
     assert!(
         (3500..=3600).contains(&item.expires_in_secs),
         "an hour left by the server clock: {}",
         item.expires_in_secs
     );
     // One more server hour: expired, and hidden even before any sync.
-    tb.clock.advance(chrono::Duration::hours(1));
+    s.tb.clock.advance(chrono::Duration::hours(1));
     session.sync_once().await.unwrap();
     let inbox = session
         .inbox(point(places::ZURICH), 30.0, InboxFilter::default())
@@ -203,28 +176,20 @@ async fn the_server_clock_decides_expiry_and_countdowns() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn personal_data_is_only_stored_encrypted() {
-    let tb = TestBackend::start().await;
-    let customer = tb.customer("Heidi").await;
-    let anna = tb.friend(friend_at("Anna", places::ZURICH)).await;
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("anna.db");
-    let job = tb.book(&customer, &booking_at(places::OERLIKON)).await;
+    let s = Scenario::new().await;
+    let db = s.db("anna.db");
     {
-        let session = open_friend(&tb.base_url, &anna, &db).await;
-        session.sync_once().await.unwrap();
-        assert!(matches!(
-            session.accept(job.id).await.unwrap(),
-            friend_core::AcceptResult::Won(_)
-        ));
+        let session = s.friend_device(&s.tb.base_url).await;
+        let job = s.won_by(&session).await;
         session.sync_once().await.unwrap();
         assert_eq!(
-            session.job(job.id).await.unwrap().details.contact.phone,
+            session.job(job).await.unwrap().details.contact.phone,
             "+41 79 555 12 34"
         );
         session.shutdown();
     }
     let mut bytes = Vec::new();
-    for entry in std::fs::read_dir(dir.path()).unwrap() {
+    for entry in std::fs::read_dir(db.parent().unwrap()).unwrap() {
         bytes.extend(std::fs::read(entry.unwrap().path()).unwrap());
     }
     let text = String::from_utf8_lossy(&bytes);
@@ -235,15 +200,15 @@ async fn personal_data_is_only_stored_encrypted() {
         "Geheimweg",
         "4711",
         "47.4111",
-        anna.token.as_str(),
+        s.friend.token.as_str(),
     ] {
         assert!(
             !text.contains(secret),
             "{secret:?} found in the database files"
         );
     }
-    let wrong = Arc::new(StaticSecrets::new(anna.token.clone(), [1u8; 32]));
-    let err = FriendSession::open(SessionConfig::new(&db, tb.base_url.as_str()), wrong)
+    let wrong = Arc::new(StaticSecrets::new(s.friend.token.clone(), [1u8; 32]));
+    let err = FriendSession::open(SessionConfig::new(&db, s.tb.base_url.as_str()), wrong)
         .await
         .err()
         .unwrap();
@@ -270,14 +235,11 @@ async fn plain_http_to_a_remote_host_is_refused() {
 /// an idle delta, which stays within SPEC P5's 256 bytes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_status_counts_the_bytes_received() {
-    let tb = TestBackend::start().await;
-    let customer = tb.customer("Heidi").await;
-    let anna = tb.friend(friend_at("Anna", places::ZURICH)).await;
+    let s = Scenario::new().await;
     for _ in 0..3 {
-        tb.book(&customer, &booking_at(places::OERLIKON)).await;
+        s.book().await;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let session = open_friend(&tb.base_url, &anna, &dir.path().join("anna.db")).await;
+    let session = s.friend_device(&s.tb.base_url).await;
     let before = session.sync_status().bytes_received;
     session.sync_once().await.unwrap();
     let snapshot = session.sync_status().bytes_received - before;
