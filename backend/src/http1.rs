@@ -10,6 +10,11 @@
 //! (`Content-Length` or chunked) as the bytes pass. On a refused head it hands hyper nothing more
 //! and has the connection closed gracefully, so responses to the requests before it are still
 //! written; the JSON refusal goes out last, when hyper shuts the connection down.
+//!
+//! A handler may also answer before it read the request body (a bad token, a malformed id); hyper
+//! would then close the connection while the client is still sending, and the client would get a
+//! reset instead of the answer. So what the handler left unread is read first (bounded), and a
+//! connection closed mid-request is drained until the client closes.
 
 use crate::clock::Clock;
 use crate::error::AppError;
@@ -38,7 +43,7 @@ const REQUEST_LINE_SLACK: usize = 64;
 /// When closing mid-request (a refused head, a body the handler did not read), how much the client
 /// may still be sending that is read and discarded: closing a socket with unread data makes the
 /// kernel reset it, and the client would lose the answer.
-const REFUSAL_DRAIN_BYTES: usize = 2 * 1024 * 1024;
+const CLOSE_DRAIN_BYTES: usize = 2 * 1024 * 1024;
 /// How long such a client gets to finish sending and close.
 const DRAIN_TIME: Duration = Duration::from_secs(5);
 /// How much of a request body its handler left unread is read before the answer goes out, so the
@@ -289,7 +294,7 @@ impl GuardedStream {
             return Poll::Ready(Ok(()));
         };
         loop {
-            if drain.read > REFUSAL_DRAIN_BYTES || drain.deadline.as_mut().poll(cx).is_ready() {
+            if drain.read > CLOSE_DRAIN_BYTES || drain.deadline.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(Ok(()));
             }
             let mut buf = ReadBuf::new(&mut self.scratch);
