@@ -91,7 +91,11 @@ impl From<friend_core::CustomerJob> for CustomerJob {
             status: j.status.into(),
             details: j.details.map(Into::into),
             negotiation: j.negotiation.into(),
-            pending_actions: j.pending_actions,
+            pending_actions: j
+                .pending_actions
+                .into_iter()
+                .map(|k| k.as_str().to_owned())
+                .collect(),
         }
     }
 }

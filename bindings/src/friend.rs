@@ -157,7 +157,11 @@ impl From<friend_core::MyJob> for MyJob {
     fn from(j: friend_core::MyJob) -> MyJob {
         MyJob {
             details: j.details.into(),
-            pending_actions: j.pending_actions,
+            pending_actions: j
+                .pending_actions
+                .into_iter()
+                .map(|k| k.as_str().to_owned())
+                .collect(),
         }
     }
 }

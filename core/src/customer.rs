@@ -4,12 +4,13 @@
 use crate::engine::now_ms;
 use crate::error::{CoreError, CoreResult};
 use crate::negotiation::{LocalNegotiation, local_view};
-use crate::outbox::Action;
+use crate::outbox::{Action, ActionKind};
 use crate::secrets::SecretsProvider;
 use crate::session::Session;
 use crate::session::SessionConfig;
 use crate::store::outbox::ItemStatus;
 use crate::store::{cache, outbox as rows};
+use friend_protocol::lifecycle::{self, Actor, Event, JobFacts};
 use friend_protocol::negotiation::{Answer, Party};
 use friend_protocol::quote::LineItem;
 use friend_protocol::{BookRequest, JobDetails, JobId, JobState, validate};
@@ -63,7 +64,7 @@ pub struct CustomerJob {
     /// The negotiation as this device knows it.
     pub negotiation: LocalNegotiation,
     /// Kinds of outbox items not yet acknowledged for this job.
-    pub pending_actions: Vec<String>,
+    pub pending_actions: Vec<ActionKind>,
 }
 
 /// One customer account on this device. The calls both roles share (sync, outbox, negotiation,
@@ -132,7 +133,7 @@ impl CustomerSession {
         let existing = self
             .engine
             .store
-            .read_async(move |c| rows::find_recent(c, &cipher, "book", &payload, since))
+            .read_async(move |c| rows::find_recent(c, &cipher, ActionKind::Book, &payload, since))
             .await?;
         if let Some(first) = existing {
             return Ok(first.job_id);
@@ -176,13 +177,13 @@ impl CustomerSession {
                 let pending = rows::pending(c, &cipher)?;
                 let mut out: Vec<CustomerJob> = pending
                     .iter()
-                    .filter(|i| i.kind == "book")
+                    .filter(|i| i.kind == ActionKind::Book)
                     .map(|i| CustomerJob {
                         id: i.job_id,
                         status: LiveStatus::Queued,
                         details: None,
                         negotiation: LocalNegotiation::default(),
-                        pending_actions: vec!["book".into()],
+                        pending_actions: vec![ActionKind::Book],
                     })
                     .collect();
                 for details in cache::jobs(c, &cipher)? {
@@ -217,17 +218,17 @@ impl CustomerSession {
 
     /// Cancels a job before the Friend is on site (queued).
     pub async fn cancel(&self, job: JobId) -> CoreResult<i64> {
-        let current = self.job(job).await?;
-        match current.details.as_ref().map(|d| d.state) {
-            Some(JobState::Open | JobState::Assigned) => {
-                self.session.engine.enqueue(job, Action::Cancel).await
-            }
-            Some(other) => Err(CoreError::InvalidInput(format!(
-                "a job that is {} cannot be cancelled",
-                other.as_str()
-            ))),
-            None => Err(CoreError::NotCached(job.to_string())),
-        }
+        let details = self
+            .job(job)
+            .await?
+            .details
+            .ok_or_else(|| CoreError::NotCached(job.to_string()))?;
+        // The shared state machine decides, on the job as this device shows it (a queued cancel
+        // included); the server decides again.
+        let facts = JobFacts::of(&details);
+        lifecycle::transition(&facts, &Actor::Customer(details.customer_id), Event::Cancel)
+            .map_err(|refusal| CoreError::InvalidInput(refusal.to_string()))?;
+        self.session.engine.enqueue(job, Action::Cancel).await
     }
 
     /// Rates a completed job, 1–5 stars, once (queued).
@@ -246,7 +247,7 @@ impl CustomerSession {
             ));
         }
         if current.details.as_ref().and_then(|d| d.rating).is_some()
-            || current.pending_actions.iter().any(|k| k == "rate")
+            || current.pending_actions.contains(&ActionKind::Rate)
         {
             return Err(CoreError::InvalidInput("this job is already rated".into()));
         }
@@ -269,10 +270,14 @@ impl CustomerSession {
 
 fn customer_job(mut details: JobDetails, pending: &[rows::ItemRow]) -> CustomerJob {
     let negotiation = local_view(&details, pending);
-    if pending.iter().any(|i| i.kind == "cancel")
-        && matches!(details.state, JobState::Open | JobState::Assigned)
-    {
-        details.state = JobState::Cancelled;
+    if pending.iter().any(|i| i.kind == ActionKind::Cancel) {
+        // As the state machine would move it (a job already past cancelling stays as it is).
+        let facts = JobFacts::of(&details);
+        if let Ok(next) =
+            lifecycle::transition(&facts, &Actor::Customer(details.customer_id), Event::Cancel)
+        {
+            details.state = next.state;
+        }
     }
     let status = live_status(&details, &negotiation);
     CustomerJob {
@@ -280,6 +285,6 @@ fn customer_job(mut details: JobDetails, pending: &[rows::ItemRow]) -> CustomerJ
         status,
         details: Some(details),
         negotiation,
-        pending_actions: pending.iter().map(|i| i.kind.clone()).collect(),
+        pending_actions: pending.iter().map(|i| i.kind).collect(),
     }
 }

@@ -3,14 +3,15 @@
 use crate::error::{CoreError, CoreResult};
 use crate::inbox::{Inbox, InboxFilter};
 use crate::listeners::{InboxListener, Subscription};
-use crate::outbox::Action;
+use crate::outbox::{Action, ActionKind};
 use crate::secrets::SecretsProvider;
 use crate::session::Session;
 use crate::session::SessionConfig;
 use crate::store::{cache, outbox as rows};
+use friend_protocol::lifecycle::{self, Actor, Event, JobFacts};
 use friend_protocol::quote::{LineItem, PaymentMethod, Settlement};
 use friend_protocol::{
-    DeclineReason, GeoPoint, JobDetails, JobId, JobState, Ledger, Money, Offer, UnsuccessfulReason,
+    DeclineReason, GeoPoint, JobDetails, JobId, Ledger, Money, Offer, UnsuccessfulReason,
 };
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -48,7 +49,7 @@ pub struct MyJob {
     /// check-in shows the job on site).
     pub details: JobDetails,
     /// Kinds of the outbox items not yet acknowledged for this job, oldest first.
-    pub pending_actions: Vec<String>,
+    pub pending_actions: Vec<ActionKind>,
 }
 
 /// One Friend account on this device: offline cache, sync, inbox, accept and outbox.
@@ -97,7 +98,7 @@ impl FriendSession {
             .read_async(move |c| {
                 Ok(rows::pending(c, &cipher)?
                     .into_iter()
-                    .filter(|i| i.kind == "decline")
+                    .filter(|i| i.kind == ActionKind::Decline)
                     .map(|i| i.job_id)
                     .collect())
             })
@@ -183,26 +184,33 @@ impl FriendSession {
 
     /// Gives a job back before arriving (queued).
     pub async fn release(&self, job: JobId) -> CoreResult<i64> {
-        self.require_state(job, &[JobState::Assigned]).await?;
+        self.check(job, Event::Release).await?;
         self.session.engine.enqueue(job, Action::Release).await
     }
 
     /// Checks in on site (queued; works offline).
     pub async fn check_in(&self, job: JobId) -> CoreResult<i64> {
-        self.require_state(job, &[JobState::Assigned]).await?;
+        self.check(job, Event::CheckIn).await?;
         self.session.engine.enqueue(job, Action::CheckIn).await
     }
 
-    async fn require_state(&self, job: JobId, allowed: &[JobState]) -> CoreResult<()> {
-        let current = self.job(job).await?.details.state;
-        if allowed.contains(&current) {
-            Ok(())
-        } else {
-            Err(CoreError::InvalidInput(format!(
-                "the job is {}",
-                current.as_str()
-            )))
-        }
+    /// Asks the shared state machine whether this Friend may apply `event` to the job as this
+    /// device shows it (queued actions included), before anything is queued. The server decides
+    /// again; this refuses what cannot succeed while offline.
+    async fn check(&self, job: JobId, event: Event) -> CoreResult<()> {
+        let details = self.job(job).await?.details;
+        // The device's jobs are its own: the holder named in them is this Friend.
+        let Some(me) = details.friend.as_ref().map(|f| f.id) else {
+            return Err(CoreError::InvalidInput(format!(
+                "cannot {} a job that is {}",
+                event.as_str(),
+                details.state.as_str()
+            )));
+        };
+        let facts = JobFacts::of(&details);
+        lifecycle::transition(&facts, &Actor::Friend(me), event)
+            .map(|_| ())
+            .map_err(|refusal| CoreError::InvalidInput(refusal.to_string()))
     }
 
     /// Proposes a quote (first one, counter-proposal or amendment): validated by the shared rules,
@@ -233,8 +241,7 @@ impl FriendSession {
 
     /// Hands the job to the company's field service (queued).
     pub async fn escalate(&self, job: JobId, note: Option<String>) -> CoreResult<i64> {
-        self.require_state(job, &[JobState::OnSite, JobState::Agreed])
-            .await?;
+        self.check(job, Event::Escalate).await?;
         self.session
             .engine
             .enqueue(job, Action::Escalate { note })
@@ -251,8 +258,7 @@ impl FriendSession {
         if reason == UnsuccessfulReason::Unknown {
             return Err(CoreError::InvalidInput("unsuccessful reason".into()));
         }
-        self.require_state(job, &[JobState::OnSite, JobState::Agreed])
-            .await?;
+        self.check(job, Event::CheckOutUnsuccessful).await?;
         self.session
             .engine
             .enqueue(job, Action::Unsuccessful { reason, note })
@@ -275,12 +281,22 @@ impl FriendSession {
 fn with_local_echo(mut details: JobDetails, pending: &[&rows::ItemRow]) -> Option<MyJob> {
     let mut kinds = Vec::new();
     for item in pending {
-        match item.kind.as_str() {
-            "check_in" if details.state == JobState::Assigned => details.state = JobState::OnSite,
-            "release" => return None,
+        match item.kind {
+            // As the state machine would move it (a check-in the job is past changes nothing).
+            ActionKind::CheckIn => {
+                if let Some(me) = details.friend.as_ref().map(|f| f.id) {
+                    let facts = JobFacts::of(&details);
+                    if let Ok(next) =
+                        lifecycle::transition(&facts, &Actor::Friend(me), Event::CheckIn)
+                    {
+                        details.state = next.state;
+                    }
+                }
+            }
+            ActionKind::Release => return None,
             _ => {}
         }
-        kinds.push(item.kind.clone());
+        kinds.push(item.kind);
     }
     Some(MyJob {
         details,

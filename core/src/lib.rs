@@ -46,7 +46,7 @@ pub use friend::{FriendSession, MyJob};
 pub use inbox::{Inbox, InboxFilter, InboxItem};
 pub use listeners::{InboxListener, JobListener, Subscription, SyncStatusListener};
 pub use negotiation::{LocalNegotiation, LocalQuote};
-pub use outbox::{Action, OutboxItem};
+pub use outbox::{Action, ActionKind, OutboxItem};
 pub use secrets::{MAX_TOKEN_BYTES, SecretsProvider, StaticSecrets, check_token};
 pub use session::Session;
 pub use session::{SessionConfig, SyncReport, SyncStatus};

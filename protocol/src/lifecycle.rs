@@ -91,6 +91,17 @@ pub struct JobFacts {
     pub friend: Option<AccountId>,
 }
 
+impl JobFacts {
+    /// The facts of a job as its customer or holding Friend sees it.
+    pub fn of(job: &crate::JobDetails) -> JobFacts {
+        JobFacts {
+            state: job.state,
+            customer: job.customer_id,
+            friend: job.friend.as_ref().map(|f| f.id),
+        }
+    }
+}
+
 /// Why a transition was refused. Every refusal names its reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 pub enum Refusal {

@@ -154,7 +154,14 @@ async fn dispatch(device: &Device, s: &FriendSession, command: FriendCommand) ->
                             if j.pending_actions.is_empty() {
                                 String::new()
                             } else {
-                                format!("  (queued: {})", j.pending_actions.join(", "))
+                                format!(
+                                    "  (queued: {})",
+                                    j.pending_actions
+                                        .iter()
+                                        .map(|k| k.as_str())
+                                        .collect::<Vec<_>>()
+                                        .join(", ")
+                                )
                             }
                         )
                     })

@@ -208,7 +208,7 @@ async fn read_outboxes(
         };
         let mut found: BTreeMap<&str, KindCount> = BTreeMap::new();
         for item in &items {
-            tally(found.entry(item.action.kind()).or_default(), item);
+            tally(found.entry(item.action.kind().as_str()).or_default(), item);
         }
         let wanted = queued.get(&dev).cloned().unwrap_or_default();
         let kinds: HashSet<&str> = wanted
@@ -236,7 +236,7 @@ async fn read_outboxes(
             for item in items.iter().filter(|i| ids.contains(&i.id)) {
                 let count = audit
                     .replayed
-                    .entry(keyed(dev, item.action.kind()))
+                    .entry(keyed(dev, item.action.kind().as_str()))
                     .or_default();
                 count.queued += 1;
                 tally(count, item);

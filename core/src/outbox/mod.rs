@@ -70,21 +70,95 @@ pub enum Action {
     },
 }
 
-impl Action {
-    /// Stable kind name stored in the outbox.
-    pub fn kind(&self) -> &'static str {
+/// What an outbox item does, without its data: how queued actions are compared, shown and stored
+/// (as [`ActionKind::as_str`]; the FFI shows the same stable strings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionKind {
+    /// [`Action::Decline`].
+    Decline,
+    /// [`Action::Release`].
+    Release,
+    /// [`Action::CheckIn`].
+    CheckIn,
+    /// [`Action::Consent`].
+    Consent,
+    /// [`Action::Reject`].
+    Reject,
+    /// [`Action::Complete`].
+    Complete,
+    /// [`Action::Escalate`].
+    Escalate,
+    /// [`Action::Unsuccessful`].
+    Unsuccessful,
+    /// [`Action::Book`].
+    Book,
+    /// [`Action::Cancel`].
+    Cancel,
+    /// [`Action::Rate`].
+    Rate,
+}
+
+impl ActionKind {
+    /// Every kind.
+    pub const ALL: [ActionKind; 11] = [
+        ActionKind::Decline,
+        ActionKind::Release,
+        ActionKind::CheckIn,
+        ActionKind::Consent,
+        ActionKind::Reject,
+        ActionKind::Complete,
+        ActionKind::Escalate,
+        ActionKind::Unsuccessful,
+        ActionKind::Book,
+        ActionKind::Cancel,
+        ActionKind::Rate,
+    ];
+
+    /// The stable name stored in the outbox and shown to apps.
+    pub fn as_str(self) -> &'static str {
         match self {
-            Action::Decline { .. } => "decline",
-            Action::Release => "release",
-            Action::CheckIn => "check_in",
-            Action::Consent { .. } => "consent",
-            Action::Reject { .. } => "reject",
-            Action::Complete { .. } => "complete",
-            Action::Escalate { .. } => "escalate",
-            Action::Unsuccessful { .. } => "unsuccessful",
-            Action::Book { .. } => "book",
-            Action::Cancel => "cancel",
-            Action::Rate { .. } => "rate",
+            ActionKind::Decline => "decline",
+            ActionKind::Release => "release",
+            ActionKind::CheckIn => "check_in",
+            ActionKind::Consent => "consent",
+            ActionKind::Reject => "reject",
+            ActionKind::Complete => "complete",
+            ActionKind::Escalate => "escalate",
+            ActionKind::Unsuccessful => "unsuccessful",
+            ActionKind::Book => "book",
+            ActionKind::Cancel => "cancel",
+            ActionKind::Rate => "rate",
+        }
+    }
+
+    /// The kind of a stored name.
+    pub fn parse(s: &str) -> Option<ActionKind> {
+        ActionKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for ActionKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Action {
+    /// What the action does.
+    pub fn kind(&self) -> ActionKind {
+        match self {
+            Action::Decline { .. } => ActionKind::Decline,
+            Action::Release => ActionKind::Release,
+            Action::CheckIn => ActionKind::CheckIn,
+            Action::Consent { .. } => ActionKind::Consent,
+            Action::Reject { .. } => ActionKind::Reject,
+            Action::Complete { .. } => ActionKind::Complete,
+            Action::Escalate { .. } => ActionKind::Escalate,
+            Action::Unsuccessful { .. } => ActionKind::Unsuccessful,
+            Action::Book { .. } => ActionKind::Book,
+            Action::Cancel => ActionKind::Cancel,
+            Action::Rate { .. } => ActionKind::Rate,
         }
     }
 
@@ -196,6 +270,15 @@ mod tests {
         ] {
             assert_eq!(Action::from_payload(&a.to_payload().unwrap()).unwrap(), a);
         }
+    }
+
+    #[test]
+    fn kinds_round_trip_through_their_stable_names() {
+        for k in ActionKind::ALL {
+            assert_eq!(ActionKind::parse(k.as_str()), Some(k));
+            assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
+        }
+        assert_eq!(ActionKind::parse("teleport"), None);
     }
 
     #[test]

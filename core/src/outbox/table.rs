@@ -4,6 +4,7 @@
 //! associated data; the rest of the core sees plain [`ItemRow`]s. An applied item keeps only the
 //! job id the server named, and settled items are deleted after a bounded time ([`prune`]).
 
+use super::ActionKind;
 use crate::crypto::FieldCipher;
 use crate::error::{CoreError, CoreResult};
 use friend_protocol::JobId;
@@ -48,8 +49,8 @@ pub struct ItemRow {
     pub id: i64,
     /// The job it acts on.
     pub job_id: JobId,
-    /// What to do (see `crate::outbox::Action`).
-    pub kind: String,
+    /// What it does (the payload is the whole `crate::outbox::Action`).
+    pub kind: ActionKind,
     /// The action as JSON (sealed at rest).
     pub payload: String,
     /// Idempotency key sent with every attempt.
@@ -100,11 +101,13 @@ fn from_row(cipher: &FieldCipher, r: &Row<'_>) -> CoreResult<ItemRow> {
     let key: String = r.get(4)?;
     let status: String = r.get(5)?;
     let job: String = r.get(1)?;
+    let kind: String = r.get(2)?;
     let server_job: Option<String> = r.get(12)?;
     Ok(ItemRow {
         id: r.get(0)?,
         job_id: parse_job(&job)?,
-        kind: r.get(2)?,
+        kind: ActionKind::parse(&kind)
+            .ok_or_else(|| CoreError::Corrupt(format!("outbox kind {kind}")))?,
         payload: open_column(cipher, &key, PAYLOAD, r.get(3)?)?
             .ok_or_else(|| CoreError::Corrupt("outbox payload missing".into()))?,
         status: ItemStatus::parse(&status),
@@ -139,7 +142,7 @@ pub fn enqueue(
     tx: &Transaction<'_>,
     cipher: &FieldCipher,
     job: JobId,
-    kind: &str,
+    kind: ActionKind,
     payload: &str,
     key: &str,
     now_ms: i64,
@@ -149,7 +152,7 @@ pub fn enqueue(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?6)",
         params![
             job.to_string(),
-            kind,
+            kind.as_str(),
             cipher.seal_text(key, PAYLOAD, payload)?,
             cipher.digest(PAYLOAD, payload.as_bytes()),
             key,
@@ -314,7 +317,7 @@ pub fn mark_applied(
 pub fn find_recent(
     conn: &Connection,
     cipher: &FieldCipher,
-    kind: &str,
+    kind: ActionKind,
     payload: &str,
     since_ms: i64,
 ) -> CoreResult<Option<ItemRow>> {
@@ -326,7 +329,11 @@ pub fn find_recent(
                 AND (status = 'pending' OR (status = 'applied' AND updated_at >= ?3))
              ORDER BY id DESC LIMIT 1"
         ),
-        params![kind, cipher.digest(PAYLOAD, payload.as_bytes()), since_ms],
+        params![
+            kind.as_str(),
+            cipher.digest(PAYLOAD, payload.as_bytes()),
+            since_ms
+        ],
     )?
     .pop())
 }
@@ -445,10 +452,10 @@ mod tests {
         let job = JobId::random();
         let payload = format!(r#"{{"kind":"book","street":"{MARKER}"}}"#);
         store
-            .write(|tx| enqueue(tx, &c, job, "book", &payload, "key-a", 10))
+            .write(|tx| enqueue(tx, &c, job, ActionKind::Book, &payload, "key-a", 10))
             .unwrap();
         let found = store
-            .read(|conn| find_recent(conn, &c, "book", &payload, 0))
+            .read(|conn| find_recent(conn, &c, ActionKind::Book, &payload, 0))
             .unwrap()
             .unwrap();
         assert_eq!(
@@ -458,13 +465,13 @@ mod tests {
         let other = r#"{"kind":"book","street":"elsewhere"}"#;
         assert!(
             store
-                .read(|conn| find_recent(conn, &c, "book", other, 0))
+                .read(|conn| find_recent(conn, &c, ActionKind::Book, other, 0))
                 .unwrap()
                 .is_none()
         );
         // A sealed payload moved to another item does not open.
         store
-            .write(|tx| enqueue(tx, &c, job, "book", other, "key-b", 11))
+            .write(|tx| enqueue(tx, &c, job, ActionKind::Book, other, "key-b", 11))
             .unwrap();
         store
             .write(|tx| {
@@ -495,7 +502,7 @@ mod tests {
                     ("applied-old", 0),
                     ("applied-new", now - 1000),
                 ] {
-                    let id = enqueue(tx, &c, JobId::random(), "check_in", "{}", key, at)?;
+                    let id = enqueue(tx, &c, JobId::random(), ActionKind::CheckIn, "{}", key, at)?;
                     if key != "pending" {
                         mark_applied(tx, id, None, at)?;
                     }
@@ -504,11 +511,11 @@ mod tests {
                     ("refused-old", now - 15 * day),
                     ("refused-new", now - 13 * day),
                 ] {
-                    let id = enqueue(tx, &c, JobId::random(), "check_in", "{}", key, at)?;
+                    let id = enqueue(tx, &c, JobId::random(), ActionKind::CheckIn, "{}", key, at)?;
                     let item = ItemRow {
                         id,
                         job_id: JobId::random(),
-                        kind: "check_in".into(),
+                        kind: ActionKind::CheckIn,
                         payload: "{}".into(),
                         key: key.into(),
                         status: ItemStatus::Pending,

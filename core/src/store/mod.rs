@@ -277,7 +277,7 @@ mod tests {
                         tx,
                         &cipher,
                         job,
-                        "check_in",
+                        crate::outbox::ActionKind::CheckIn,
                         r#"{"kind":"check_in"}"#,
                         "key-1",
                         1,
