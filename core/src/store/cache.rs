@@ -372,3 +372,599 @@ pub fn purge_personal(tx: &Transaction<'_>, before_ms: i64) -> CoreResult<usize>
         params![before_ms],
     )?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+    use chrono::{TimeZone, Utc};
+    use friend_protocol::{
+        AccountId, Category, JobState, Money, PartyKeys, Place, RemovalReason, Tier, Timing,
+    };
+
+    /// The personal fields of every test job; none may appear in the database in clear.
+    const STREET: &str = "Quarzgasse 17";
+    const NAME: &str = "Vreni Vertraulich";
+    const PHONE: &str = "+41 79 555 98 76";
+    const NOTES: &str = "Door code 0815";
+
+    fn id(n: u128) -> JobId {
+        JobId(uuid::Uuid::from_u128(n))
+    }
+
+    fn at(ms: i64) -> chrono::DateTime<Utc> {
+        Utc.timestamp_millis_opt(ms).unwrap()
+    }
+
+    fn new_offer(n: u128, version: u64) -> Offer {
+        Offer {
+            id: id(n),
+            version,
+            service_id: "network.router_setup".into(),
+            category: Category::Network,
+            title: "Router".into(),
+            description: "Wi-Fi does not reach the bedroom".into(),
+            timing: Timing::Now,
+            place: Place::OnSite,
+            approx_location: Some(GeoPoint::new(47.41, 8.54).unwrap()),
+            district: Some("8050 Zürich".into()),
+            orientation_price: Money::chf(8900),
+            brand: None,
+            min_tier: Tier::Friend,
+            radius_km: 30,
+            created_at: at(0),
+            expires_at: at(3_600_000),
+        }
+    }
+
+    fn new_job(n: u128, version: u64, state: JobState) -> JobDetails {
+        JobDetails {
+            id: id(n),
+            version,
+            state,
+            customer_id: AccountId(uuid::Uuid::from_u128(7)),
+            service_id: "network.router_setup".into(),
+            category: Category::Network,
+            title: "Router".into(),
+            description: "Wi-Fi does not reach the bedroom".into(),
+            timing: Timing::Now,
+            place: Place::OnSite,
+            location: Some(GeoPoint::new(47.4111, 8.5441).unwrap()),
+            address: Some(Address {
+                street: STREET.into(),
+                postal_code: "8050".into(),
+                city: "Zürich".into(),
+            }),
+            district: Some("8050 Zürich".into()),
+            contact: Contact {
+                name: NAME.into(),
+                phone: PHONE.into(),
+            },
+            access_notes: Some(NOTES.into()),
+            orientation_price: Money::chf(8900),
+            brand: None,
+            min_tier: Tier::Friend,
+            radius_km: 30,
+            friend: None,
+            cancelled_by: None,
+            created_at: at(0),
+            expires_at: at(3_600_000),
+            updated_at: at(0),
+            keys: PartyKeys::default(),
+            negotiation: None,
+            payment: None,
+            final_total: None,
+            settlement: None,
+            rating: None,
+            outcome: None,
+        }
+    }
+
+    fn as_offer(o: Offer) -> Change {
+        Change::Offer { offer: o }
+    }
+
+    fn as_job(j: JobDetails) -> Change {
+        Change::Job { job: Box::new(j) }
+    }
+
+    fn removed(n: u128, version: u64) -> Change {
+        Change::Removed {
+            job_id: id(n),
+            version,
+            reason: RemovalReason::Taken,
+        }
+    }
+
+    /// A fresh device cache and the cipher its personal fields are sealed with.
+    struct Cache {
+        store: Store,
+        cipher: FieldCipher,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Cache {
+        fn new() -> Cache {
+            let dir = tempfile::tempdir().unwrap();
+            Cache {
+                store: Store::open(&dir.path().join("c.db")).unwrap(),
+                cipher: FieldCipher::new(&[5u8; 32]).unwrap(),
+                _dir: dir,
+            }
+        }
+
+        fn apply_at(&self, changes: Vec<Change>, staged: bool, now_ms: i64) -> Applied {
+            self.store
+                .write(|tx| apply_changes(tx, &self.cipher, &changes, staged, now_ms))
+                .unwrap()
+        }
+
+        fn apply(&self, changes: Vec<Change>) -> Applied {
+            self.apply_at(changes, false, 1_000)
+        }
+
+        fn stage(&self, changes: Vec<Change>) -> Applied {
+            self.apply_at(changes, true, 1_000)
+        }
+
+        fn offers(&self) -> Vec<(JobId, u64)> {
+            let mut v: Vec<_> = self
+                .store
+                .read(all_offers)
+                .unwrap()
+                .into_iter()
+                .map(|o| (o.id, o.version))
+                .collect();
+            v.sort();
+            v
+        }
+
+        fn jobs(&self) -> Vec<(JobId, u64)> {
+            let mut v: Vec<_> = self
+                .store
+                .read(|c| jobs(c, &self.cipher))
+                .unwrap()
+                .into_iter()
+                .map(|j| (j.id, j.version))
+                .collect();
+            v.sort();
+            v
+        }
+
+        fn job(&self, n: u128) -> Option<JobDetails> {
+            self.store.read(|c| job(c, &self.cipher, id(n))).unwrap()
+        }
+
+        fn count(&self, table: &str) -> i64 {
+            self.store
+                .read(|c| {
+                    Ok(c.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))?)
+                })
+                .unwrap()
+        }
+    }
+
+    #[test]
+    fn an_offer_is_stored_and_read_back() {
+        let cache = Cache::new();
+        let applied = cache.apply(vec![as_offer(new_offer(1, 1))]);
+        assert_eq!(
+            applied,
+            Applied {
+                inbox_changed: true,
+                offers_upserted: vec![new_offer(1, 1)],
+                ..Applied::default()
+            }
+        );
+        assert_eq!(
+            cache.store.read(|c| offer(c, id(1))).unwrap(),
+            Some(new_offer(1, 1))
+        );
+        assert_eq!(cache.store.read(|c| offer(c, id(2))).unwrap(), None);
+        assert_eq!(cache.store.read(offer_count).unwrap(), 1);
+        assert_eq!(cache.store.read(all_offers).unwrap(), vec![new_offer(1, 1)]);
+    }
+
+    #[test]
+    fn a_change_older_than_the_cache_knows_is_skipped() {
+        let cache = Cache::new();
+        cache.apply(vec![as_offer(new_offer(1, 3))]);
+        for older in [
+            as_offer(new_offer(1, 2)),
+            as_job(new_job(1, 2, JobState::Assigned)),
+            removed(1, 2),
+        ] {
+            assert_eq!(
+                cache.apply(vec![older.clone()]),
+                Applied::default(),
+                "{older:?}"
+            );
+        }
+        assert_eq!(cache.offers(), vec![(id(1), 3)]);
+        assert!(cache.jobs().is_empty());
+        // The same version is applied again (a retried page), a newer one replaces.
+        assert!(cache.apply(vec![as_offer(new_offer(1, 3))]).inbox_changed);
+        cache.apply(vec![as_offer(new_offer(1, 4))]);
+        assert_eq!(cache.offers(), vec![(id(1), 4)]);
+        // A removal's version counts too, even for a job the cache never held.
+        cache.apply(vec![removed(2, 5)]);
+        assert_eq!(
+            cache.apply(vec![as_offer(new_offer(2, 4))]),
+            Applied::default()
+        );
+        assert_eq!(cache.offers(), vec![(id(1), 4)]);
+    }
+
+    #[test]
+    fn unknown_changes_are_skipped() {
+        let cache = Cache::new();
+        assert_eq!(cache.apply(vec![Change::Unknown]), Applied::default());
+        assert_eq!(cache.count("job_versions"), 0);
+    }
+
+    #[test]
+    fn a_won_job_leaves_the_inbox_with_its_personal_fields_sealed() {
+        let cache = Cache::new();
+        cache.apply(vec![as_offer(new_offer(1, 1))]);
+        let won = new_job(1, 2, JobState::Assigned);
+        let applied = cache.apply(vec![as_job(won.clone())]);
+        assert_eq!(
+            applied,
+            Applied {
+                inbox_changed: true,
+                jobs_changed: vec![id(1)],
+                offers_removed: vec![id(1)],
+                ..Applied::default()
+            }
+        );
+        assert!(cache.offers().is_empty());
+        assert_eq!(cache.job(1), Some(won.clone()), "opened for the app");
+        assert_eq!(cache.store.read(jobs_ids).unwrap(), vec![id(1)]);
+        assert_eq!(cache.job(2), None);
+
+        // In the row: the body has no personal field, each sealed column is ciphertext.
+        let (body, sealed): (String, Vec<Vec<u8>>) = cache
+            .store
+            .read(|c| {
+                Ok(c.query_row(
+                    "SELECT body, location, address, contact, access_notes FROM jobs",
+                    [],
+                    |r| Ok((r.get(0)?, vec![r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?])),
+                )?)
+            })
+            .unwrap();
+        for secret in [STREET, NAME, PHONE, NOTES, "47.4111"] {
+            assert!(!body.contains(secret), "{secret:?} in the job body");
+            for column in &sealed {
+                assert!(
+                    !column.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                    "{secret:?} in clear in a sealed column"
+                );
+            }
+        }
+        // Another key cannot open them: an error, never garbage.
+        let other = FieldCipher::new(&[6u8; 32]).unwrap();
+        assert!(matches!(
+            cache.store.read(|c| job(c, &other, id(1))),
+            Err(CoreError::WrongKey)
+        ));
+    }
+
+    #[test]
+    fn a_job_back_in_the_inbox_is_no_longer_the_accounts() {
+        let cache = Cache::new();
+        cache.apply(vec![as_job(new_job(1, 2, JobState::Assigned))]);
+        let applied = cache.apply(vec![as_offer(new_offer(1, 3))]);
+        assert_eq!(
+            applied,
+            Applied {
+                inbox_changed: true,
+                jobs_changed: vec![id(1)],
+                offers_upserted: vec![new_offer(1, 3)],
+                ..Applied::default()
+            }
+        );
+        assert!(cache.jobs().is_empty());
+        assert_eq!(cache.offers(), vec![(id(1), 3)]);
+    }
+
+    #[test]
+    fn a_removal_drops_the_offer_or_the_job() {
+        let cache = Cache::new();
+        cache.apply(vec![
+            as_offer(new_offer(1, 1)),
+            as_job(new_job(2, 2, JobState::Assigned)),
+        ]);
+        assert_eq!(
+            cache.apply(vec![removed(1, 2)]),
+            Applied {
+                inbox_changed: true,
+                offers_removed: vec![id(1)],
+                ..Applied::default()
+            }
+        );
+        assert_eq!(
+            cache.apply(vec![removed(2, 3)]),
+            Applied {
+                jobs_changed: vec![id(2)],
+                ..Applied::default()
+            }
+        );
+        assert_eq!(
+            cache.apply(vec![removed(3, 1)]),
+            Applied::default(),
+            "nothing held"
+        );
+        assert!(cache.offers().is_empty() && cache.jobs().is_empty());
+    }
+
+    #[test]
+    fn a_stored_job_is_version_guarded_like_a_synced_one() {
+        let cache = Cache::new();
+        let newer = new_job(1, 3, JobState::OnSite);
+        let store = |j: &JobDetails| {
+            cache
+                .store
+                .write(|tx| store_job(tx, &cache.cipher, j, 1_000))
+                .unwrap()
+        };
+        assert_eq!(store(&newer).jobs_changed, vec![id(1)]);
+        assert_eq!(
+            store(&new_job(1, 2, JobState::Assigned)),
+            Applied::default()
+        );
+        assert_eq!(cache.job(1), Some(newer));
+    }
+
+    #[test]
+    fn removing_an_offer_records_only_what_was_there() {
+        let cache = Cache::new();
+        cache.apply(vec![as_offer(new_offer(1, 1))]);
+        let mut applied = Applied::default();
+        cache
+            .store
+            .write(|tx| remove_offer(tx, id(1), &mut applied))
+            .unwrap();
+        assert_eq!(
+            applied,
+            Applied {
+                inbox_changed: true,
+                offers_removed: vec![id(1)],
+                ..Applied::default()
+            }
+        );
+        let mut again = Applied::default();
+        cache
+            .store
+            .write(|tx| remove_offer(tx, id(1), &mut again))
+            .unwrap();
+        assert_eq!(again, Applied::default());
+        assert_eq!(cache.store.read(offer_count).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_snapshot_is_invisible_until_it_finishes_and_then_replaces_the_cache() {
+        let cache = Cache::new();
+        cache.apply(vec![
+            as_offer(new_offer(1, 1)),
+            as_job(new_job(2, 2, JobState::Assigned)),
+        ]);
+        cache.store.write(begin_snapshot).unwrap();
+        let staged = cache.stage(vec![
+            as_offer(new_offer(3, 1)),
+            as_job(new_job(4, 5, JobState::OnSite)),
+        ]);
+        // Staged pages tell the inbox something changed but hand no offers to the live index.
+        assert!(staged.inbox_changed && staged.offers_upserted.is_empty());
+        assert_eq!(staged.jobs_changed, vec![id(4)]);
+        assert_eq!(cache.offers(), vec![(id(1), 1)], "live inbox unchanged");
+        assert_eq!(cache.jobs(), vec![(id(2), 2)], "live jobs unchanged");
+
+        cache.store.write(finish_snapshot).unwrap();
+        assert_eq!(cache.offers(), vec![(id(3), 1)]);
+        assert_eq!(cache.jobs(), vec![(id(4), 5)]);
+        assert_eq!(
+            cache.job(4).unwrap().contact.phone,
+            PHONE,
+            "sealed fields survive the swap"
+        );
+        assert_eq!(
+            (cache.count("staged_offers"), cache.count("staged_jobs")),
+            (0, 0)
+        );
+        // The swapped-in versions guard later changes.
+        assert_eq!(
+            cache.apply(vec![as_job(new_job(4, 4, JobState::Assigned))]),
+            Applied::default()
+        );
+        assert_eq!(
+            cache.apply(vec![as_offer(new_offer(3, 0))]),
+            Applied::default()
+        );
+    }
+
+    #[test]
+    fn a_later_page_of_a_snapshot_moves_a_job_between_inbox_and_jobs() {
+        let cache = Cache::new();
+        cache.store.write(begin_snapshot).unwrap();
+        // Job 1 was won while the snapshot was paged, job 2 released.
+        cache.stage(vec![
+            as_offer(new_offer(1, 1)),
+            as_job(new_job(2, 4, JobState::Assigned)),
+        ]);
+        let page = cache.stage(vec![
+            as_job(new_job(1, 2, JobState::Assigned)),
+            as_offer(new_offer(2, 5)),
+        ]);
+        assert_eq!(page.jobs_changed, vec![id(1), id(2)]);
+        cache.store.write(finish_snapshot).unwrap();
+        assert_eq!(cache.offers(), vec![(id(2), 5)]);
+        assert_eq!(cache.jobs(), vec![(id(1), 2)]);
+    }
+
+    #[test]
+    fn a_job_in_both_staged_tables_keeps_its_newer_form() {
+        let cache = Cache::new();
+        cache
+            .store
+            .write(|tx| {
+                begin_snapshot(tx)?;
+                // Job 1's newer form is a job, job 2's an offer; at the same version the job wins.
+                for (n, offer_version, job_version) in [(1, 1, 2), (2, 5, 4), (3, 2, 2)] {
+                    insert_offer(tx, "staged_offers", &new_offer(n, offer_version))?;
+                    let job = new_job(n, job_version, JobState::Assigned);
+                    upsert_job(tx, "staged_jobs", &cache.cipher, &job, 1_000)?;
+                }
+                finish_snapshot(tx)
+            })
+            .unwrap();
+        assert_eq!(cache.offers(), vec![(id(2), 5)]);
+        assert_eq!(cache.jobs(), vec![(id(1), 2), (id(3), 2)]);
+        // job_versions follows the form that was kept.
+        assert_eq!(
+            cache.apply(vec![as_offer(new_offer(2, 4))]),
+            Applied::default()
+        );
+        assert_eq!(
+            cache.apply(vec![as_job(new_job(1, 1, JobState::Assigned))]),
+            Applied::default()
+        );
+    }
+
+    #[test]
+    fn beginning_a_snapshot_discards_an_unfinished_one() {
+        let cache = Cache::new();
+        cache.store.write(begin_snapshot).unwrap();
+        cache.stage(vec![
+            as_offer(new_offer(1, 1)),
+            as_job(new_job(2, 1, JobState::Assigned)),
+        ]);
+        cache.store.write(begin_snapshot).unwrap();
+        cache.stage(vec![as_offer(new_offer(3, 1))]);
+        cache.store.write(finish_snapshot).unwrap();
+        assert_eq!(cache.offers(), vec![(id(3), 1)]);
+        assert!(cache.jobs().is_empty());
+    }
+
+    #[test]
+    fn personal_fields_are_purged_a_while_after_the_job_ended() {
+        let cache = Cache::new();
+        cache.apply_at(
+            vec![as_job(new_job(1, 5, JobState::Completed))],
+            false,
+            1_000,
+        );
+        // A later change of an ended job keeps the time it ended.
+        cache.apply_at(
+            vec![as_job(new_job(1, 6, JobState::Completed))],
+            false,
+            9_000,
+        );
+        cache.apply_at(
+            vec![as_job(new_job(2, 5, JobState::Cancelled))],
+            false,
+            5_000,
+        );
+        cache.apply_at(
+            vec![as_job(new_job(3, 2, JobState::Assigned))],
+            false,
+            1_000,
+        );
+
+        assert_eq!(
+            cache.store.write(|tx| purge_personal(tx, 2_000)).unwrap(),
+            1
+        );
+        let purged = cache.job(1).unwrap();
+        assert_eq!(
+            (
+                purged.location,
+                purged.address,
+                purged.access_notes,
+                purged.contact.name.as_str(),
+                purged.contact.phone.as_str()
+            ),
+            (None, None, None, "", "")
+        );
+        assert_eq!(purged.state, JobState::Completed, "the job itself stays");
+        assert_eq!(
+            cache.job(2),
+            Some(new_job(2, 5, JobState::Cancelled)),
+            "ended later"
+        );
+        assert_eq!(
+            cache.job(3),
+            Some(new_job(3, 2, JobState::Assigned)),
+            "not ended"
+        );
+        assert_eq!(
+            cache.store.write(|tx| purge_personal(tx, 2_000)).unwrap(),
+            0,
+            "once"
+        );
+        assert_eq!(
+            cache.store.write(|tx| purge_personal(tx, 6_000)).unwrap(),
+            1
+        );
+        assert_eq!(cache.job(3).unwrap().contact.name, NAME);
+    }
+
+    #[test]
+    fn jobs_are_listed_newest_change_first() {
+        let cache = Cache::new();
+        cache.apply_at(
+            vec![as_job(new_job(1, 1, JobState::Assigned))],
+            false,
+            1_000,
+        );
+        cache.apply_at(
+            vec![as_job(new_job(2, 1, JobState::Assigned))],
+            false,
+            3_000,
+        );
+        cache.apply_at(
+            vec![as_job(new_job(3, 1, JobState::Assigned))],
+            false,
+            2_000,
+        );
+        cache.apply_at(
+            vec![as_job(new_job(4, 1, JobState::Assigned))],
+            false,
+            2_000,
+        );
+        let order: Vec<JobId> = cache
+            .store
+            .read(|c| jobs(c, &cache.cipher))
+            .unwrap()
+            .into_iter()
+            .map(|j| j.id)
+            .collect();
+        assert_eq!(order, vec![id(2), id(3), id(4), id(1)], "ties by id");
+    }
+
+    #[test]
+    fn merged_results_name_each_changed_job_once() {
+        let mut a = Applied {
+            jobs_changed: vec![id(1)],
+            offers_upserted: vec![new_offer(2, 1)],
+            ..Applied::default()
+        };
+        a.merge(Applied {
+            inbox_changed: true,
+            inbox_replaced: true,
+            jobs_changed: vec![id(1), id(3)],
+            offers_upserted: vec![new_offer(4, 1)],
+            offers_removed: vec![id(5)],
+        });
+        assert_eq!(
+            a,
+            Applied {
+                inbox_changed: true,
+                inbox_replaced: true,
+                jobs_changed: vec![id(1), id(3)],
+                offers_upserted: vec![new_offer(2, 1), new_offer(4, 1)],
+                offers_removed: vec![id(5)],
+            }
+        );
+    }
+}
