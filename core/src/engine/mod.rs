@@ -75,6 +75,10 @@ impl Engine {
         let check = cipher.clone();
         let (store, recovery) = crate::store::blocking(move || {
             let (store, recovery) = Store::open_or_recover(&path)?;
+            crate::store::purge_kept_aside(
+                &path,
+                now_ms() - PURGE_PERSONAL_AFTER.num_milliseconds(),
+            );
             store.write(|tx| {
                 match meta::get_blob(tx, meta::KEY_CHECK)? {
                     Some(sealed) => {

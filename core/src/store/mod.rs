@@ -150,6 +150,39 @@ impl Store {
     }
 }
 
+/// Deletes the damaged copies [`Store::open_or_recover`] kept aside next to `path` more than
+/// `before_ms` ago (by the time in their name), with their -wal and -shm: they may hold personal
+/// data (sealed, or in clear from an older version), which is purged like the rest. Returns how
+/// many files were deleted; one that cannot be deleted is left for the next open.
+pub fn purge_kept_aside(path: &Path, before_ms: i64) -> usize {
+    let (Some(dir), Some(stem)) = (path.parent(), path.file_stem()) else {
+        return 0;
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let prefix = format!("{}.corrupt-", stem.to_string_lossy());
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut deleted = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix(&prefix) else {
+            continue;
+        };
+        let stamp = rest.trim_end_matches("-wal").trim_end_matches("-shm");
+        if stamp.parse::<i64>().is_ok_and(|ms| ms < before_ms)
+            && std::fs::remove_file(entry.path()).is_ok()
+        {
+            deleted += 1;
+        }
+    }
+    deleted
+}
+
 /// What a recovery from a corrupt cache did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Recovery {
@@ -341,6 +374,28 @@ mod tests {
             "a busy cache is never moved aside: {names:?}"
         );
         assert!(Store::open_or_recover(&path).unwrap().1.is_none());
+    }
+
+    #[test]
+    fn kept_aside_copies_are_purged_after_their_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.db");
+        for name in [
+            "c.corrupt-1000",
+            "c.corrupt-1000-wal",
+            "c.corrupt-5000",
+            "other.corrupt-1000",
+            "c.db",
+        ] {
+            std::fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        assert_eq!(purge_kept_aside(&path, 2000), 2);
+        let mut left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["c.corrupt-5000", "c.db", "other.corrupt-1000"]);
     }
 
     #[test]
