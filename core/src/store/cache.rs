@@ -396,24 +396,26 @@ mod tests {
         Utc.timestamp_millis_opt(ms).unwrap()
     }
 
+    /// Job `n` as an open offer: its non-personal fields and an approximate point.
     fn new_offer(n: u128, version: u64) -> Offer {
+        let j = new_job(n, version, JobState::Open);
         Offer {
-            id: id(n),
+            id: j.id,
             version,
-            service_id: "network.router_setup".into(),
-            category: Category::Network,
-            title: "Router".into(),
-            description: "Wi-Fi does not reach the bedroom".into(),
-            timing: Timing::Now,
-            place: Place::OnSite,
+            service_id: j.service_id,
+            category: j.category,
+            title: j.title,
+            description: j.description,
+            timing: j.timing,
+            place: j.place,
             approx_location: Some(GeoPoint::new(47.41, 8.54).unwrap()),
-            district: Some("8050 Zürich".into()),
-            orientation_price: Money::chf(8900),
-            brand: None,
-            min_tier: Tier::Friend,
-            radius_km: 30,
-            created_at: at(0),
-            expires_at: at(3_600_000),
+            district: j.district,
+            orientation_price: j.orientation_price,
+            brand: j.brand,
+            min_tier: j.min_tier,
+            radius_km: j.radius_km,
+            created_at: j.created_at,
+            expires_at: j.expires_at,
         }
     }
 
@@ -468,6 +470,15 @@ mod tests {
         Change::Job { job: Box::new(j) }
     }
 
+    fn offer_change(n: u128, version: u64) -> Change {
+        as_offer(new_offer(n, version))
+    }
+
+    /// The job as a Friend who just won it sees it.
+    fn assigned_change(n: u128, version: u64) -> Change {
+        as_job(new_job(n, version, JobState::Assigned))
+    }
+
     fn removed(n: u128, version: u64) -> Change {
         Change::Removed {
             job_id: id(n),
@@ -475,6 +486,9 @@ mod tests {
             reason: RemovalReason::Taken,
         }
     }
+
+    /// Ids and versions, sorted by id.
+    type Versions = Vec<(JobId, u64)>;
 
     /// A fresh device cache and the cipher its personal fields are sealed with.
     struct Cache {
@@ -499,15 +513,41 @@ mod tests {
                 .unwrap()
         }
 
+        /// `job` as a live change arriving at `now_ms` (device clock).
+        fn apply_job_at(&self, job: JobDetails, now_ms: i64) -> Applied {
+            self.apply_at(vec![as_job(job)], false, now_ms)
+        }
+
+        fn purge(&self, before_ms: i64) -> usize {
+            self.store
+                .write(|tx| purge_personal(tx, before_ms))
+                .unwrap()
+        }
+
         fn apply(&self, changes: Vec<Change>) -> Applied {
             self.apply_at(changes, false, 1_000)
+        }
+
+        /// Applies `change` live and asserts it changed nothing (an older version).
+        #[track_caller]
+        fn assert_skipped(&self, change: Change) {
+            let applied = self.apply(vec![change.clone()]);
+            assert_eq!(applied, Applied::default(), "not skipped: {change:?}");
+        }
+
+        fn begin_snapshot(&self) {
+            self.store.write(begin_snapshot).unwrap();
+        }
+
+        fn finish_snapshot(&self) {
+            self.store.write(finish_snapshot).unwrap();
         }
 
         fn stage(&self, changes: Vec<Change>) -> Applied {
             self.apply_at(changes, true, 1_000)
         }
 
-        fn offers(&self) -> Vec<(JobId, u64)> {
+        fn offers(&self) -> Versions {
             let mut v: Vec<_> = self
                 .store
                 .read(all_offers)
@@ -519,7 +559,7 @@ mod tests {
             v
         }
 
-        fn jobs(&self) -> Vec<(JobId, u64)> {
+        fn jobs(&self) -> Versions {
             let mut v: Vec<_> = self
                 .store
                 .read(|c| jobs(c, &self.cipher))
@@ -529,6 +569,11 @@ mod tests {
                 .collect();
             v.sort();
             v
+        }
+
+        /// (offers, jobs) by id and version: what the inbox and "my jobs" read.
+        fn contents(&self) -> (Versions, Versions) {
+            (self.offers(), self.jobs())
         }
 
         fn job(&self, n: u128) -> Option<JobDetails> {
@@ -547,7 +592,7 @@ mod tests {
     #[test]
     fn an_offer_is_stored_and_read_back() {
         let cache = Cache::new();
-        let applied = cache.apply(vec![as_offer(new_offer(1, 1))]);
+        let applied = cache.apply(vec![offer_change(1, 1)]);
         assert_eq!(
             applied,
             Applied {
@@ -568,44 +613,32 @@ mod tests {
     #[test]
     fn a_change_older_than_the_cache_knows_is_skipped() {
         let cache = Cache::new();
-        cache.apply(vec![as_offer(new_offer(1, 3))]);
-        for older in [
-            as_offer(new_offer(1, 2)),
-            as_job(new_job(1, 2, JobState::Assigned)),
-            removed(1, 2),
-        ] {
-            assert_eq!(
-                cache.apply(vec![older.clone()]),
-                Applied::default(),
-                "{older:?}"
-            );
+        cache.apply(vec![offer_change(1, 3)]);
+        for older in [offer_change(1, 2), assigned_change(1, 2), removed(1, 2)] {
+            cache.assert_skipped(older);
         }
-        assert_eq!(cache.offers(), vec![(id(1), 3)]);
-        assert!(cache.jobs().is_empty());
+        assert_eq!(cache.contents(), (vec![(id(1), 3)], vec![]));
         // The same version is applied again (a retried page), a newer one replaces.
-        assert!(cache.apply(vec![as_offer(new_offer(1, 3))]).inbox_changed);
-        cache.apply(vec![as_offer(new_offer(1, 4))]);
+        assert!(cache.apply(vec![offer_change(1, 3)]).inbox_changed);
+        cache.apply(vec![offer_change(1, 4)]);
         assert_eq!(cache.offers(), vec![(id(1), 4)]);
         // A removal's version counts too, even for a job the cache never held.
         cache.apply(vec![removed(2, 5)]);
-        assert_eq!(
-            cache.apply(vec![as_offer(new_offer(2, 4))]),
-            Applied::default()
-        );
+        cache.assert_skipped(offer_change(2, 4));
         assert_eq!(cache.offers(), vec![(id(1), 4)]);
     }
 
     #[test]
     fn unknown_changes_are_skipped() {
         let cache = Cache::new();
-        assert_eq!(cache.apply(vec![Change::Unknown]), Applied::default());
+        cache.assert_skipped(Change::Unknown);
         assert_eq!(cache.count("job_versions"), 0);
     }
 
     #[test]
     fn a_won_job_leaves_the_inbox_with_its_personal_fields_sealed() {
         let cache = Cache::new();
-        cache.apply(vec![as_offer(new_offer(1, 1))]);
+        cache.apply(vec![offer_change(1, 1)]);
         let won = new_job(1, 2, JobState::Assigned);
         let applied = cache.apply(vec![as_job(won.clone())]);
         assert_eq!(
@@ -653,8 +686,8 @@ mod tests {
     #[test]
     fn a_job_back_in_the_inbox_is_no_longer_the_accounts() {
         let cache = Cache::new();
-        cache.apply(vec![as_job(new_job(1, 2, JobState::Assigned))]);
-        let applied = cache.apply(vec![as_offer(new_offer(1, 3))]);
+        cache.apply(vec![assigned_change(1, 2)]);
+        let applied = cache.apply(vec![offer_change(1, 3)]);
         assert_eq!(
             applied,
             Applied {
@@ -671,10 +704,7 @@ mod tests {
     #[test]
     fn a_removal_drops_the_offer_or_the_job() {
         let cache = Cache::new();
-        cache.apply(vec![
-            as_offer(new_offer(1, 1)),
-            as_job(new_job(2, 2, JobState::Assigned)),
-        ]);
+        cache.apply(vec![offer_change(1, 1), assigned_change(2, 2)]);
         assert_eq!(
             cache.apply(vec![removed(1, 2)]),
             Applied {
@@ -690,11 +720,7 @@ mod tests {
                 ..Applied::default()
             }
         );
-        assert_eq!(
-            cache.apply(vec![removed(3, 1)]),
-            Applied::default(),
-            "nothing held"
-        );
+        cache.assert_skipped(removed(3, 1)); // nothing held
         assert!(cache.offers().is_empty() && cache.jobs().is_empty());
     }
 
@@ -719,7 +745,7 @@ mod tests {
     #[test]
     fn removing_an_offer_records_only_what_was_there() {
         let cache = Cache::new();
-        cache.apply(vec![as_offer(new_offer(1, 1))]);
+        cache.apply(vec![offer_change(1, 1)]);
         let mut applied = Applied::default();
         cache
             .store
@@ -745,13 +771,10 @@ mod tests {
     #[test]
     fn a_snapshot_is_invisible_until_it_finishes_and_then_replaces_the_cache() {
         let cache = Cache::new();
-        cache.apply(vec![
-            as_offer(new_offer(1, 1)),
-            as_job(new_job(2, 2, JobState::Assigned)),
-        ]);
-        cache.store.write(begin_snapshot).unwrap();
+        cache.apply(vec![offer_change(1, 1), assigned_change(2, 2)]);
+        cache.begin_snapshot();
         let staged = cache.stage(vec![
-            as_offer(new_offer(3, 1)),
+            offer_change(3, 1),
             as_job(new_job(4, 5, JobState::OnSite)),
         ]);
         // Staged pages tell the inbox something changed but hand no offers to the live index.
@@ -760,9 +783,8 @@ mod tests {
         assert_eq!(cache.offers(), vec![(id(1), 1)], "live inbox unchanged");
         assert_eq!(cache.jobs(), vec![(id(2), 2)], "live jobs unchanged");
 
-        cache.store.write(finish_snapshot).unwrap();
-        assert_eq!(cache.offers(), vec![(id(3), 1)]);
-        assert_eq!(cache.jobs(), vec![(id(4), 5)]);
+        cache.finish_snapshot();
+        assert_eq!(cache.contents(), (vec![(id(3), 1)], vec![(id(4), 5)]));
         assert_eq!(
             cache.job(4).unwrap().contact.phone,
             PHONE,
@@ -773,33 +795,31 @@ mod tests {
             (0, 0)
         );
         // The swapped-in versions guard later changes.
-        assert_eq!(
-            cache.apply(vec![as_job(new_job(4, 4, JobState::Assigned))]),
-            Applied::default()
-        );
-        assert_eq!(
-            cache.apply(vec![as_offer(new_offer(3, 0))]),
-            Applied::default()
-        );
+        cache.assert_skipped(assigned_change(4, 4));
+        cache.assert_skipped(offer_change(3, 0));
+    }
+
+    #[test]
+    fn beginning_a_snapshot_discards_an_unfinished_one() {
+        let cache = Cache::new();
+        cache.begin_snapshot();
+        cache.stage(vec![offer_change(1, 1), assigned_change(2, 1)]);
+        cache.begin_snapshot();
+        cache.stage(vec![offer_change(3, 1)]);
+        cache.finish_snapshot();
+        assert_eq!(cache.contents(), (vec![(id(3), 1)], vec![]));
     }
 
     #[test]
     fn a_later_page_of_a_snapshot_moves_a_job_between_inbox_and_jobs() {
         let cache = Cache::new();
-        cache.store.write(begin_snapshot).unwrap();
+        cache.begin_snapshot();
         // Job 1 was won while the snapshot was paged, job 2 released.
-        cache.stage(vec![
-            as_offer(new_offer(1, 1)),
-            as_job(new_job(2, 4, JobState::Assigned)),
-        ]);
-        let page = cache.stage(vec![
-            as_job(new_job(1, 2, JobState::Assigned)),
-            as_offer(new_offer(2, 5)),
-        ]);
+        cache.stage(vec![offer_change(1, 1), assigned_change(2, 4)]);
+        let page = cache.stage(vec![assigned_change(1, 2), offer_change(2, 5)]);
         assert_eq!(page.jobs_changed, vec![id(1), id(2)]);
-        cache.store.write(finish_snapshot).unwrap();
-        assert_eq!(cache.offers(), vec![(id(2), 5)]);
-        assert_eq!(cache.jobs(), vec![(id(1), 2)]);
+        cache.finish_snapshot();
+        assert_eq!(cache.contents(), (vec![(id(2), 5)], vec![(id(1), 2)]));
     }
 
     #[test]
@@ -818,63 +838,26 @@ mod tests {
                 finish_snapshot(tx)
             })
             .unwrap();
-        assert_eq!(cache.offers(), vec![(id(2), 5)]);
-        assert_eq!(cache.jobs(), vec![(id(1), 2), (id(3), 2)]);
+        assert_eq!(
+            cache.contents(),
+            (vec![(id(2), 5)], vec![(id(1), 2), (id(3), 2)])
+        );
         // job_versions follows the form that was kept.
-        assert_eq!(
-            cache.apply(vec![as_offer(new_offer(2, 4))]),
-            Applied::default()
-        );
-        assert_eq!(
-            cache.apply(vec![as_job(new_job(1, 1, JobState::Assigned))]),
-            Applied::default()
-        );
-    }
-
-    #[test]
-    fn beginning_a_snapshot_discards_an_unfinished_one() {
-        let cache = Cache::new();
-        cache.store.write(begin_snapshot).unwrap();
-        cache.stage(vec![
-            as_offer(new_offer(1, 1)),
-            as_job(new_job(2, 1, JobState::Assigned)),
-        ]);
-        cache.store.write(begin_snapshot).unwrap();
-        cache.stage(vec![as_offer(new_offer(3, 1))]);
-        cache.store.write(finish_snapshot).unwrap();
-        assert_eq!(cache.offers(), vec![(id(3), 1)]);
-        assert!(cache.jobs().is_empty());
+        cache.assert_skipped(offer_change(2, 4));
+        cache.assert_skipped(assigned_change(1, 1));
     }
 
     #[test]
     fn personal_fields_are_purged_a_while_after_the_job_ended() {
+        use JobState::{Assigned, Cancelled, Completed};
         let cache = Cache::new();
-        cache.apply_at(
-            vec![as_job(new_job(1, 5, JobState::Completed))],
-            false,
-            1_000,
-        );
+        cache.apply_job_at(new_job(1, 5, Completed), 1_000);
         // A later change of an ended job keeps the time it ended.
-        cache.apply_at(
-            vec![as_job(new_job(1, 6, JobState::Completed))],
-            false,
-            9_000,
-        );
-        cache.apply_at(
-            vec![as_job(new_job(2, 5, JobState::Cancelled))],
-            false,
-            5_000,
-        );
-        cache.apply_at(
-            vec![as_job(new_job(3, 2, JobState::Assigned))],
-            false,
-            1_000,
-        );
+        cache.apply_job_at(new_job(1, 6, Completed), 9_000);
+        cache.apply_job_at(new_job(2, 5, Cancelled), 5_000);
+        cache.apply_job_at(new_job(3, 2, Assigned), 1_000);
 
-        assert_eq!(
-            cache.store.write(|tx| purge_personal(tx, 2_000)).unwrap(),
-            1
-        );
+        assert_eq!(cache.purge(2_000), 1);
         let purged = cache.job(1).unwrap();
         assert_eq!(
             (
@@ -886,52 +869,21 @@ mod tests {
             ),
             (None, None, None, "", "")
         );
-        assert_eq!(purged.state, JobState::Completed, "the job itself stays");
-        assert_eq!(
-            cache.job(2),
-            Some(new_job(2, 5, JobState::Cancelled)),
-            "ended later"
-        );
-        assert_eq!(
-            cache.job(3),
-            Some(new_job(3, 2, JobState::Assigned)),
-            "not ended"
-        );
-        assert_eq!(
-            cache.store.write(|tx| purge_personal(tx, 2_000)).unwrap(),
-            0,
-            "once"
-        );
-        assert_eq!(
-            cache.store.write(|tx| purge_personal(tx, 6_000)).unwrap(),
-            1
-        );
+        assert_eq!(purged.state, Completed, "the job itself stays");
+        assert_eq!(cache.job(2), Some(new_job(2, 5, Cancelled)), "ended later");
+        assert_eq!(cache.job(3), Some(new_job(3, 2, Assigned)), "not ended");
+        assert_eq!(cache.purge(2_000), 0, "once");
+        assert_eq!(cache.purge(6_000), 1);
+        assert_eq!(cache.job(2).unwrap().address, None);
         assert_eq!(cache.job(3).unwrap().contact.name, NAME);
     }
 
     #[test]
     fn jobs_are_listed_newest_change_first() {
         let cache = Cache::new();
-        cache.apply_at(
-            vec![as_job(new_job(1, 1, JobState::Assigned))],
-            false,
-            1_000,
-        );
-        cache.apply_at(
-            vec![as_job(new_job(2, 1, JobState::Assigned))],
-            false,
-            3_000,
-        );
-        cache.apply_at(
-            vec![as_job(new_job(3, 1, JobState::Assigned))],
-            false,
-            2_000,
-        );
-        cache.apply_at(
-            vec![as_job(new_job(4, 1, JobState::Assigned))],
-            false,
-            2_000,
-        );
+        for (n, now_ms) in [(1, 1_000), (2, 3_000), (3, 2_000), (4, 2_000)] {
+            cache.apply_job_at(new_job(n, 1, JobState::Assigned), now_ms);
+        }
         let order: Vec<JobId> = cache
             .store
             .read(|c| jobs(c, &cache.cipher))
