@@ -38,6 +38,7 @@ use serde_json::json;
 use std::future::{Future, IntoFuture};
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 // ---- keys, quotes and signed consent ------------------------------------------------------------
@@ -91,6 +92,37 @@ pub fn friend_path(job: JobId, action: &str) -> String {
 /// A CHF amount as JSON, for request bodies.
 pub fn chf(minor: i64) -> serde_json::Value {
     json!({ "minor": minor, "currency": "CHF" })
+}
+
+/// Runs the futures `f` makes for `items` at the same moment — one task each, released together by
+/// a barrier (the accept race) — and returns their outputs in the items' order.
+pub async fn all_at_once<I, F, Fut>(items: I, f: F) -> Vec<Fut::Output>
+where
+    I: IntoIterator,
+    F: FnMut(I::Item) -> Fut,
+    Fut: Future + Send + 'static,
+    Fut::Output: Send + 'static,
+{
+    let racers: Vec<Fut> = items.into_iter().map(f).collect();
+    let barrier = Arc::new(tokio::sync::Barrier::new(racers.len()));
+    let tasks: Vec<_> = racers
+        .into_iter()
+        .map(|racer| {
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                racer.await
+            })
+        })
+        .collect();
+    let mut outputs = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        outputs.push(
+            task.await
+                .unwrap_or_else(|e| panic!("a racing task failed: {e}")),
+        );
+    }
+    outputs
 }
 
 // ---- sync positions -----------------------------------------------------------------------------

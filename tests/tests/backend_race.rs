@@ -1,6 +1,7 @@
 //! The accept race: exactly one winner whatever the concurrency, and idempotent retries.
 
 use friend_protocol::{AcceptOutcome, ErrorCode};
+use friend_tests::scenario::all_at_once;
 use friend_tests::{Scenario, booking_at, places};
 use std::collections::HashMap;
 
@@ -13,23 +14,20 @@ async fn two_hundred_concurrent_accepts_have_exactly_one_winner_every_round() {
     }
     for round in 0..50 {
         let job = s.book().await;
-        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(friends.len()));
-        let mut tasks = Vec::new();
-        for f in &friends {
-            let (http, f, barrier) = (s.http.clone(), f.clone(), barrier.clone());
-            tasks.push(tokio::spawn(async move {
-                barrier.wait().await;
+        let outcomes = all_at_once(&friends, |f| {
+            let (http, f) = (s.http.clone(), f.clone());
+            async move {
                 let r = http
                     .accept(&f, job.id, &uuid::Uuid::new_v4().to_string())
                     .await;
                 assert_eq!(r.status, 200, "{}", r.text());
                 (f.id, r.json::<AcceptOutcome>())
-            }));
-        }
+            }
+        })
+        .await;
         let mut counts: HashMap<&'static str, usize> = HashMap::new();
         let mut winner = None;
-        for t in tasks {
-            let (id, outcome) = t.await.unwrap();
+        for (id, outcome) in outcomes {
             let kind = match outcome {
                 AcceptOutcome::Won { job: won } => {
                     assert_eq!(won.friend.as_ref().map(|f| f.id), Some(id));

@@ -2,6 +2,7 @@
 //! and an abandoned accept resolves to the truth when the app comes back.
 
 use friend_core::AcceptResult;
+use friend_tests::scenario::all_at_once;
 use friend_tests::{Scenario, open_friend, wait_until};
 use std::time::Duration;
 
@@ -24,20 +25,14 @@ async fn fifty_devices_race_and_exactly_one_wins() {
             "every device has the offer"
         );
     }
-    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(sessions.len()));
-    let tasks: Vec<_> = sessions
-        .iter()
-        .map(|s| {
-            let (s, b) = (s.clone(), barrier.clone());
-            tokio::spawn(async move {
-                b.wait().await;
-                s.accept(job.id).await.unwrap()
-            })
-        })
-        .collect();
+    let outcomes = all_at_once(&sessions, |s| {
+        let s = s.clone();
+        async move { s.accept(job.id).await.unwrap() }
+    })
+    .await;
     let mut won = 0;
-    for (t, s) in tasks.into_iter().zip(&sessions) {
-        match t.await.unwrap() {
+    for (outcome, s) in outcomes.into_iter().zip(&sessions) {
+        match outcome {
             AcceptResult::Won(details) => {
                 won += 1;
                 assert_eq!(
