@@ -1,18 +1,14 @@
 //! [`CustomerSession`]: the object a customer's app holds for one account, a thin wrapper over
-//! `friend_core::CustomerSession` on the same runtime, errors, records and listeners as
-//! [`crate::FriendSession`]. Book (offline too, never twice), follow the job live, negotiate the
-//! price, cancel, rate.
+//! `friend_core::CustomerSession` with the calls only customers make — book (offline too, never
+//! twice), follow the job live, counter-propose, cancel, rate — on the same runtime, errors, records
+//! and listeners as [`crate::FriendSession`]. The calls both roles share are its [`Session`]'s.
 
 use crate::config::SessionConfig;
 use crate::error::FriendCoreError;
-use crate::friend::OutboxItem;
-use crate::listeners::{Forward, JobListener, Subscription, SyncStatusListener};
 use crate::negotiation::LocalNegotiation;
-use crate::rt;
-use crate::secrets::{ForeignSecrets, SecretsProvider};
-use crate::status::{SyncReport, SyncStatus};
-use crate::types::{BookRequest, Catalog, JobDetails, LineItem, Me, Party, parse_job_id};
-use std::future::Future;
+use crate::secrets::SecretsProvider;
+use crate::session::{Account, Session};
+use crate::types::{BookRequest, JobDetails, LineItem, Party, parse_job_id};
 use std::sync::Arc;
 
 type CoreSession = friend_core::CustomerSession;
@@ -100,30 +96,17 @@ impl From<friend_core::CustomerJob> for CustomerJob {
     }
 }
 
-/// One customer account on this device: offline cache, sync, booking, live status, negotiation,
-/// cancel and rating.
+/// One customer account on this device: booking, live status, counter-proposals, cancel and
+/// rating; sync, outbox, status and the other calls both roles share are its `session()`'s.
 ///
-/// Open it once per account and keep it while the user is signed in. `close()` (Kotlin) or
-/// releasing the last reference (Swift) stops background work, as does `shutdown()`. Every async
-/// call may be cancelled: durable state is written before a request leaves.
+/// Open it once per account and keep it while the user is signed in. It owns the account:
+/// `close()` (Kotlin) or releasing the last reference (Swift) stops background work and releases
+/// the database, and a `Session` still held from `session()` then fails with `session_closed`.
+/// `session().shutdown()` stops background work without closing. Every async call may be
+/// cancelled: durable state is written before a request leaves.
 #[derive(uniffi::Object)]
 pub struct CustomerSession {
-    inner: Arc<CoreSession>,
-}
-
-impl CustomerSession {
-    /// Runs `work` on the owned runtime with the core session.
-    async fn run<T, Fut>(
-        &self,
-        call: &'static str,
-        work: impl FnOnce(Arc<CoreSession>) -> Fut,
-    ) -> Result<T, FriendCoreError>
-    where
-        Fut: Future<Output = Result<T, FriendCoreError>> + Send + 'static,
-        T: Send + 'static,
-    {
-        rt::run(call, work(self.inner.clone())).await
-    }
+    account: Account<CoreSession>,
 }
 
 #[uniffi::export]
@@ -135,104 +118,72 @@ impl CustomerSession {
         config: SessionConfig,
         secrets: Arc<dyn SecretsProvider>,
     ) -> Result<Arc<CustomerSession>, FriendCoreError> {
-        rt::run("customer_open", async move {
-            let config = friend_core::SessionConfig::try_from(config)?;
-            let inner = CoreSession::open(config, Arc::new(ForeignSecrets(secrets))).await?;
-            tracing::info!("customer session opened");
-            Ok(Arc::new(CustomerSession {
-                inner: Arc::new(inner),
-            }))
-        })
-        .await
+        let account = Account::open(
+            "CustomerSession.open",
+            "customer",
+            config,
+            secrets,
+            CoreSession::open,
+        )
+        .await?;
+        Ok(Arc::new(CustomerSession { account }))
     }
 
-    /// Delivers the outbox (queued bookings included) and pulls every page of changes.
-    pub async fn sync_once(&self) -> Result<SyncReport, FriendCoreError> {
-        self.run("customer_sync_once", |s| async move {
-            Ok(s.sync_once().await?.into())
-        })
-        .await
-    }
-
-    /// A platform push woke the app: one batched round (deliver, then pull). The payload may be
-    /// empty.
-    pub async fn on_push(&self, payload: String) -> Result<SyncReport, FriendCoreError> {
-        self.run("customer_on_push", |s| async move {
-            Ok(s.on_push(&payload).await?.into())
-        })
-        .await
-    }
-
-    /// Starts the foreground loop (long-poll) while the app is visible; changes arrive through the
-    /// listeners.
-    pub fn start_foreground_sync(&self) -> Result<(), FriendCoreError> {
-        rt::enter(|| self.inner.start_foreground_sync())
-    }
-
-    /// Stops the foreground loop (when the app goes to the background).
-    pub fn stop_foreground_sync(&self) {
-        self.inner.stop_foreground_sync();
-    }
-
-    /// The service catalog: fetched when online, the cached copy otherwise.
-    pub async fn catalog(&self) -> Result<Catalog, FriendCoreError> {
-        self.run("customer_catalog", |s| async move {
-            Ok(s.catalog().await?.into())
-        })
-        .await
-    }
-
-    /// Your own profile: fetched when online, the cached copy otherwise.
-    pub async fn profile(&self) -> Result<Me, FriendCoreError> {
-        self.run("customer_profile", |s| async move {
-            Ok(s.profile().await?.into())
-        })
-        .await
+    /// The calls both roles share: sync, foreground loop, catalog, profile, the answers in the
+    /// negotiation, outbox, status, job and status listeners, shutdown. The same session each time;
+    /// it refers to this object's account and lives no longer than it (see `Session`).
+    pub fn session(&self) -> Arc<Session> {
+        self.account.session()
     }
 
     /// Books a job: validated now, queued, sent when online. Returns the booking's local id; the
     /// same booking again within ten minutes (a double tap, a retry) returns the first one. Look up
     /// the server's id with `booking`.
     pub async fn book(&self, request: BookRequest) -> Result<String, FriendCoreError> {
-        self.run("book", |s| async move {
-            Ok(s.book(request.try_into()?).await?.to_string())
-        })
-        .await
+        self.account
+            .run("CustomerSession.book", |s| async move {
+                Ok(s.book(request.try_into()?).await?.to_string())
+            })
+            .await
     }
 
     /// The server's job id for a booking's local id, once the server has it (none while queued).
     /// A booking the server refused fails with `refused`.
     pub async fn booking(&self, local_id: String) -> Result<Option<String>, FriendCoreError> {
-        self.run("booking", |s| async move {
-            Ok(s.booking(parse_job_id(&local_id)?)
-                .await?
-                .map(|id| id.to_string()))
-        })
-        .await
+        self.account
+            .run("CustomerSession.booking", |s| async move {
+                Ok(s.booking(parse_job_id(&local_id)?)
+                    .await?
+                    .map(|id| id.to_string()))
+            })
+            .await
     }
 
     /// Your jobs with live status, from the cache; queued bookings first.
     pub async fn my_jobs(&self) -> Result<Vec<CustomerJob>, FriendCoreError> {
-        self.run("customer_my_jobs", |s| async move {
-            Ok(s.my_jobs().await?.into_iter().map(Into::into).collect())
-        })
-        .await
+        self.account
+            .run("CustomerSession.my_jobs", |s| async move {
+                Ok(s.my_jobs().await?.into_iter().map(Into::into).collect())
+            })
+            .await
     }
 
     /// One job by its server id, from the cache (`not_found` when it is not cached).
     pub async fn job(&self, job_id: String) -> Result<CustomerJob, FriendCoreError> {
-        self.run("customer_job", |s| async move {
-            Ok(s.job(parse_job_id(&job_id)?).await?.into())
-        })
-        .await
+        self.account
+            .run("CustomerSession.job", |s| async move {
+                Ok(s.job(parse_job_id(&job_id)?).await?.into())
+            })
+            .await
     }
 
     /// Cancels a job before the Friend is on site (queued). Returns the outbox item id.
     pub async fn cancel(&self, job_id: String) -> Result<i64, FriendCoreError> {
-        self.run("cancel", |s| async move {
-            Ok(s.cancel(parse_job_id(&job_id)?).await?)
-        })
-        .await
+        self.account
+            .run("CustomerSession.cancel", |s| async move {
+                Ok(s.cancel(parse_job_id(&job_id)?).await?)
+            })
+            .await
     }
 
     /// Rates a completed job, 1–5 stars, once (queued). Returns the outbox item id.
@@ -242,39 +193,11 @@ impl CustomerSession {
         stars: u8,
         comment: Option<String>,
     ) -> Result<i64, FriendCoreError> {
-        self.run("rate", |s| async move {
-            Ok(s.rate(parse_job_id(&job_id)?, stars, comment).await?)
-        })
-        .await
-    }
-
-    /// The job's price negotiation as this device knows it (pending local steps included).
-    pub async fn negotiation(&self, job_id: String) -> Result<LocalNegotiation, FriendCoreError> {
-        self.run("customer_negotiation", |s| async move {
-            Ok(s.negotiation(parse_job_id(&job_id)?).await?.into())
-        })
-        .await
-    }
-
-    /// Accepts the Friend's pending proposal `version` (signed, queued); returns the payload to
-    /// show to the Friend's device as a QR code when it is offline.
-    pub async fn accept_quote(
-        &self,
-        job_id: String,
-        version: u32,
-    ) -> Result<String, FriendCoreError> {
-        self.run("customer_accept_quote", |s| async move {
-            Ok(s.accept_quote(parse_job_id(&job_id)?, version).await?)
-        })
-        .await
-    }
-
-    /// Rejects the Friend's pending proposal `version` (queued). Returns the outbox item id.
-    pub async fn reject_quote(&self, job_id: String, version: u32) -> Result<i64, FriendCoreError> {
-        self.run("customer_reject_quote", |s| async move {
-            Ok(s.reject_quote(parse_job_id(&job_id)?, version).await?)
-        })
-        .await
+        self.account
+            .run("CustomerSession.rate", |s| async move {
+                Ok(s.rate(parse_job_id(&job_id)?, stars, comment).await?)
+            })
+            .await
     }
 
     /// Counter-proposes a quote: validated, signed, queued; returns the payload.
@@ -284,69 +207,11 @@ impl CustomerSession {
         items: Vec<LineItem>,
         reason: Option<String>,
     ) -> Result<String, FriendCoreError> {
-        self.run("counter", |s| async move {
-            let items = items.into_iter().map(Into::into).collect();
-            Ok(s.counter(parse_job_id(&job_id)?, items, reason).await?)
-        })
-        .await
-    }
-
-    /// Imports a payload from the Friend's device, verified offline: a tampered, foreign or
-    /// superseded payload fails with `invalid_consent` and nothing is stored.
-    pub async fn import_consent(
-        &self,
-        job_id: String,
-        payload: String,
-    ) -> Result<LocalNegotiation, FriendCoreError> {
-        self.run("customer_import_consent", |s| async move {
-            Ok(s.import_consent(parse_job_id(&job_id)?, &payload)
-                .await?
-                .into())
-        })
-        .await
-    }
-
-    /// Every outbox item with its outcome (pending, applied, or refused with the server's reason).
-    pub async fn outbox(&self) -> Result<Vec<OutboxItem>, FriendCoreError> {
-        self.run("customer_outbox", |s| async move {
-            Ok(s.outbox().await?.into_iter().map(Into::into).collect())
-        })
-        .await
-    }
-
-    /// Delivers due outbox items now (a timer does this by itself). Returns how many were applied.
-    pub async fn deliver_outbox(&self) -> Result<u32, FriendCoreError> {
-        self.run("customer_deliver_outbox", |s| async move {
-            Ok(s.deliver_outbox().await?)
-        })
-        .await
-    }
-
-    /// The current sync status (in memory).
-    pub fn sync_status(&self) -> SyncStatus {
-        self.inner.sync_status().into()
-    }
-
-    /// Calls `listener` whenever one of your jobs changed, until the handle is cancelled.
-    pub fn subscribe_jobs(&self, listener: Arc<dyn JobListener>) -> Arc<Subscription> {
-        Subscription::new(self.inner.subscribe_jobs(Arc::new(Forward(listener))))
-    }
-
-    /// Calls `listener` whenever the sync status changed, until the handle is cancelled.
-    pub fn subscribe_sync_status(
-        &self,
-        listener: Arc<dyn SyncStatusListener>,
-    ) -> Arc<Subscription> {
-        Subscription::new(
-            self.inner
-                .subscribe_sync_status(Arc::new(Forward(listener))),
-        )
-    }
-
-    /// Stops background work; later network calls fail with `session_closed`. Pending outbox items
-    /// stay queued for the next session.
-    pub fn shutdown(&self) {
-        self.inner.shutdown();
-        tracing::info!("customer session shut down");
+        self.account
+            .run("CustomerSession.counter", |s| async move {
+                let items = items.into_iter().map(Into::into).collect();
+                Ok(s.counter(parse_job_id(&job_id)?, items, reason).await?)
+            })
+            .await
     }
 }

@@ -1,22 +1,19 @@
 //! [`FriendSession`]: the object a Friend's app holds for one account, a thin wrapper over
-//! `friend_core::FriendSession`, and the records its calls return. Every method that touches the
+//! `friend_core::FriendSession` with the calls only Friends make, and the records they return. The
+//! calls both roles share are its [`Session`]'s (`session()`). Every method that touches the
 //! network or the disk is async and runs on the owned runtime (`crate::rt`); the few synchronous
 //! ones read in-memory state.
 
 use crate::config::SessionConfig;
 use crate::error::FriendCoreError;
-use crate::listeners::{Forward, InboxListener, JobListener, Subscription, SyncStatusListener};
-use crate::negotiation::LocalNegotiation;
-use crate::rt;
-use crate::secrets::{ForeignSecrets, SecretsProvider};
-use crate::status::{SyncReport, SyncStatus};
+use crate::listeners::{Forward, InboxListener, Subscription};
+use crate::secrets::SecretsProvider;
+use crate::session::{Account, Session};
 use crate::types::{
-    Catalog, Category, DeclineReason, GeoPoint, JobDetails, LineItem, Me, Money, NotEligibleReason,
-    Offer, PaymentMethod, Settlement, UnsuccessfulReason, parse_job_id,
+    Category, DeclineReason, GeoPoint, JobDetails, LineItem, Money, NotEligibleReason, Offer,
+    PaymentMethod, Settlement, UnsuccessfulReason, parse_job_id,
 };
-use friend_core::store::outbox::ItemStatus;
 use std::borrow::Borrow;
-use std::future::Future;
 use std::sync::Arc;
 
 type CoreSession = friend_core::FriendSession;
@@ -166,81 +163,18 @@ impl From<friend_core::MyJob> for MyJob {
     }
 }
 
-/// Delivery state of an outbox item.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
-pub enum OutboxStatus {
-    /// Waiting to be delivered (or retried).
-    Pending,
-    /// The server applied it.
-    Applied,
-    /// The server refused it for good; set aside with the reason.
-    Refused,
-}
-
-/// An outbox item with its outcome.
-#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
-pub struct OutboxItem {
-    /// Queue position.
-    pub id: i64,
-    /// The job.
-    pub job_id: String,
-    /// What it does: `decline`, `release`, `check_in`, … (the core's stable action kind).
-    pub kind: String,
-    /// Delivery state.
-    pub status: OutboxStatus,
-    /// Failed attempts so far.
-    pub attempts: u32,
-    /// Last transient failure.
-    pub last_error: Option<String>,
-    /// The server's refusal code, for refused items.
-    pub refusal_code: Option<String>,
-    /// The server's refusal message, for refused items.
-    pub refusal_message: Option<String>,
-}
-
-impl From<friend_core::OutboxItem> for OutboxItem {
-    fn from(i: friend_core::OutboxItem) -> OutboxItem {
-        OutboxItem {
-            id: i.id,
-            job_id: i.job_id.to_string(),
-            kind: i.action.kind().to_owned(),
-            status: match i.status {
-                ItemStatus::Pending => OutboxStatus::Pending,
-                ItemStatus::Applied => OutboxStatus::Applied,
-                ItemStatus::Refused => OutboxStatus::Refused,
-            },
-            attempts: i.attempts,
-            last_error: i.last_error,
-            refusal_code: i.refusal_code,
-            refusal_message: i.refusal_message,
-        }
-    }
-}
-
-/// One Friend account on this device: offline cache, sync, inbox, accept and outbox.
+/// One Friend account on this device: the inbox, the accept race, the on-site steps and the
+/// quote; sync, outbox, status and the other calls both roles share are its `session()`'s.
 ///
 /// Open it once per account and keep it while the user is signed in. Works fully offline after the
-/// first sync. `close()` (Kotlin) or releasing the last reference (Swift) stops background work, as
-/// does `shutdown()`. Every async call may be cancelled: durable state is written before a request
-/// leaves, so a cancelled call never leaves the session inconsistent.
+/// first sync. It owns the account: `close()` (Kotlin) or releasing the last reference (Swift)
+/// stops background work and releases the database, and a `Session` still held from `session()`
+/// then fails with `session_closed`. `session().shutdown()` stops background work without closing.
+/// Every async call may be cancelled: durable state is written before a request leaves, so a
+/// cancelled call never leaves the session inconsistent.
 #[derive(uniffi::Object)]
 pub struct FriendSession {
-    inner: Arc<CoreSession>,
-}
-
-impl FriendSession {
-    /// Runs `work` on the owned runtime with the core session.
-    async fn run<T, Fut>(
-        &self,
-        call: &'static str,
-        work: impl FnOnce(Arc<CoreSession>) -> Fut,
-    ) -> Result<T, FriendCoreError>
-    where
-        Fut: Future<Output = Result<T, FriendCoreError>> + Send + 'static,
-        T: Send + 'static,
-    {
-        rt::run(call, work(self.inner.clone())).await
-    }
+    account: Account<CoreSession>,
 }
 
 #[uniffi::export]
@@ -252,44 +186,22 @@ impl FriendSession {
         config: SessionConfig,
         secrets: Arc<dyn SecretsProvider>,
     ) -> Result<Arc<FriendSession>, FriendCoreError> {
-        rt::run("open", async move {
-            let config = friend_core::SessionConfig::try_from(config)?;
-            let inner = CoreSession::open(config, Arc::new(ForeignSecrets(secrets))).await?;
-            tracing::info!("friend session opened");
-            Ok(Arc::new(FriendSession {
-                inner: Arc::new(inner),
-            }))
-        })
-        .await
-    }
-
-    /// Delivers the outbox, resolves accepts whose answer was lost and pulls every page of changes.
-    pub async fn sync_once(&self) -> Result<SyncReport, FriendCoreError> {
-        self.run(
-            "sync_once",
-            |s| async move { Ok(s.sync_once().await?.into()) },
+        let account = Account::open(
+            "FriendSession.open",
+            "friend",
+            config,
+            secrets,
+            CoreSession::open,
         )
-        .await
+        .await?;
+        Ok(Arc::new(FriendSession { account }))
     }
 
-    /// A platform push woke the app: one batched round (deliver, then pull). The payload may be
-    /// empty.
-    pub async fn on_push(&self, payload: String) -> Result<SyncReport, FriendCoreError> {
-        self.run("on_push", |s| async move {
-            Ok(s.on_push(&payload).await?.into())
-        })
-        .await
-    }
-
-    /// Starts the foreground loop (long-poll) while the app is visible; changes arrive through the
-    /// listeners.
-    pub fn start_foreground_sync(&self) -> Result<(), FriendCoreError> {
-        rt::enter(|| self.inner.start_foreground_sync())
-    }
-
-    /// Stops the foreground loop (when the app goes to the background).
-    pub fn stop_foreground_sync(&self) {
-        self.inner.stop_foreground_sync();
+    /// The calls both roles share: sync, foreground loop, catalog, profile, the answers in the
+    /// negotiation, outbox, status, job and status listeners, shutdown. The same session each time;
+    /// it refers to this object's account and lives no longer than it (see `Session`).
+    pub fn session(&self) -> Arc<Session> {
+        self.account.session()
     }
 
     /// Open offers within `radius_km` of `position` (the device's live position, which never leaves
@@ -300,43 +212,48 @@ impl FriendSession {
         radius_km: f64,
         filter: InboxFilter,
     ) -> Result<Inbox, FriendCoreError> {
-        self.run("inbox", |s| async move {
-            let position = position.try_into()?;
-            Ok(s.inbox(position, radius_km, filter.into()).await?.into())
-        })
-        .await
+        self.account
+            .run("FriendSession.inbox", |s| async move {
+                let position = position.try_into()?;
+                Ok(s.inbox(position, radius_km, filter.into()).await?.into())
+            })
+            .await
     }
 
     /// One cached offer, if it is still open.
     pub async fn offer(&self, job_id: String) -> Result<Option<Offer>, FriendCoreError> {
-        self.run("offer", |s| async move {
-            Ok(s.offer(parse_job_id(&job_id)?).await?.map(Into::into))
-        })
-        .await
+        self.account
+            .run("FriendSession.offer", |s| async move {
+                Ok(s.offer(parse_job_id(&job_id)?).await?.map(Into::into))
+            })
+            .await
     }
 
     /// Races to accept an open offer. Never queued: offline answers `AcceptResult.Offline`.
     pub async fn accept(&self, job_id: String) -> Result<AcceptResult, FriendCoreError> {
-        self.run("accept", |s| async move {
-            Ok(s.accept(parse_job_id(&job_id)?).await?.into())
-        })
-        .await
+        self.account
+            .run("FriendSession.accept", |s| async move {
+                Ok(s.accept(parse_job_id(&job_id)?).await?.into())
+            })
+            .await
     }
 
     /// Your jobs with full details, from the cache, with pending actions shown.
     pub async fn my_jobs(&self) -> Result<Vec<MyJob>, FriendCoreError> {
-        self.run("my_jobs", |s| async move {
-            Ok(s.my_jobs().await?.into_iter().map(Into::into).collect())
-        })
-        .await
+        self.account
+            .run("FriendSession.my_jobs", |s| async move {
+                Ok(s.my_jobs().await?.into_iter().map(Into::into).collect())
+            })
+            .await
     }
 
     /// One of your jobs, from the cache (`not_found` when it is not cached).
     pub async fn job(&self, job_id: String) -> Result<MyJob, FriendCoreError> {
-        self.run("job", |s| async move {
-            Ok(s.job(parse_job_id(&job_id)?).await?.into())
-        })
-        .await
+        self.account
+            .run("FriendSession.job", |s| async move {
+                Ok(s.job(parse_job_id(&job_id)?).await?.into())
+            })
+            .await
     }
 
     /// Declines an open offer (queued; it leaves the inbox at once). Returns the outbox item id.
@@ -345,62 +262,29 @@ impl FriendSession {
         job_id: String,
         reason: DeclineReason,
     ) -> Result<i64, FriendCoreError> {
-        self.run("decline", |s| async move {
-            Ok(s.decline(parse_job_id(&job_id)?, reason.into()).await?)
-        })
-        .await
+        self.account
+            .run("FriendSession.decline", |s| async move {
+                Ok(s.decline(parse_job_id(&job_id)?, reason.into()).await?)
+            })
+            .await
     }
 
     /// Gives an assigned job back before arriving (queued). Returns the outbox item id.
     pub async fn release(&self, job_id: String) -> Result<i64, FriendCoreError> {
-        self.run("release", |s| async move {
-            Ok(s.release(parse_job_id(&job_id)?).await?)
-        })
-        .await
+        self.account
+            .run("FriendSession.release", |s| async move {
+                Ok(s.release(parse_job_id(&job_id)?).await?)
+            })
+            .await
     }
 
     /// Checks in on site (queued; works offline). Returns the outbox item id.
     pub async fn check_in(&self, job_id: String) -> Result<i64, FriendCoreError> {
-        self.run("check_in", |s| async move {
-            Ok(s.check_in(parse_job_id(&job_id)?).await?)
-        })
-        .await
-    }
-
-    /// Every outbox item with its outcome (pending, applied, or refused with the server's reason).
-    pub async fn outbox(&self) -> Result<Vec<OutboxItem>, FriendCoreError> {
-        self.run("outbox", |s| async move {
-            Ok(s.outbox().await?.into_iter().map(Into::into).collect())
-        })
-        .await
-    }
-
-    /// Delivers due outbox items now (a timer does this by itself). Returns how many were applied.
-    pub async fn deliver_outbox(&self) -> Result<u32, FriendCoreError> {
-        self.run("deliver_outbox", |s| async move {
-            Ok(s.deliver_outbox().await?)
-        })
-        .await
-    }
-
-    /// The service catalog: fetched when online, the cached copy otherwise.
-    pub async fn catalog(&self) -> Result<Catalog, FriendCoreError> {
-        self.run("catalog", |s| async move { Ok(s.catalog().await?.into()) })
+        self.account
+            .run("FriendSession.check_in", |s| async move {
+                Ok(s.check_in(parse_job_id(&job_id)?).await?)
+            })
             .await
-    }
-
-    /// Your own profile: fetched when online, the cached copy otherwise.
-    pub async fn profile(&self) -> Result<Me, FriendCoreError> {
-        self.run("profile", |s| async move { Ok(s.profile().await?.into()) })
-            .await
-    }
-
-    /// The job's price negotiation as this device knows it (pending local steps included).
-    pub async fn negotiation(&self, job_id: String) -> Result<LocalNegotiation, FriendCoreError> {
-        self.run("negotiation", |s| async move {
-            Ok(s.negotiation(parse_job_id(&job_id)?).await?.into())
-        })
-        .await
     }
 
     /// Proposes a quote (first one, counter-proposal or amendment): validated by the shared rules,
@@ -411,46 +295,12 @@ impl FriendSession {
         items: Vec<LineItem>,
         reason: Option<String>,
     ) -> Result<String, FriendCoreError> {
-        self.run("propose", |s| async move {
-            let items = items.into_iter().map(Into::into).collect();
-            Ok(s.propose(parse_job_id(&job_id)?, items, reason).await?)
-        })
-        .await
-    }
-
-    /// Accepts the customer's pending proposal `version` (queued); returns the signed payload.
-    pub async fn accept_quote(
-        &self,
-        job_id: String,
-        version: u32,
-    ) -> Result<String, FriendCoreError> {
-        self.run("accept_quote", |s| async move {
-            Ok(s.accept_quote(parse_job_id(&job_id)?, version).await?)
-        })
-        .await
-    }
-
-    /// Rejects the customer's pending proposal `version` (queued). Returns the outbox item id.
-    pub async fn reject_quote(&self, job_id: String, version: u32) -> Result<i64, FriendCoreError> {
-        self.run("reject_quote", |s| async move {
-            Ok(s.reject_quote(parse_job_id(&job_id)?, version).await?)
-        })
-        .await
-    }
-
-    /// Imports a payload from the customer's device, verified offline: a tampered, foreign or
-    /// superseded payload fails with `invalid_consent` and nothing is stored.
-    pub async fn import_consent(
-        &self,
-        job_id: String,
-        payload: String,
-    ) -> Result<LocalNegotiation, FriendCoreError> {
-        self.run("import_consent", |s| async move {
-            Ok(s.import_consent(parse_job_id(&job_id)?, &payload)
-                .await?
-                .into())
-        })
-        .await
+        self.account
+            .run("FriendSession.propose", |s| async move {
+                let items = items.into_iter().map(Into::into).collect();
+                Ok(s.propose(parse_job_id(&job_id)?, items, reason).await?)
+            })
+            .await
     }
 
     /// Fee and payout for any total before proposing it (computed locally).
@@ -460,7 +310,8 @@ impl FriendSession {
         payment: PaymentMethod,
     ) -> Result<Settlement, FriendCoreError> {
         Ok(self
-            .inner
+            .account
+            .core()
             .settlement_preview(total.into(), payment.into())?
             .into())
     }
@@ -472,12 +323,13 @@ impl FriendSession {
         job_id: String,
         payment: PaymentMethod,
     ) -> Result<Settlement, FriendCoreError> {
-        self.run("complete", |s| async move {
-            Ok(s.complete(parse_job_id(&job_id)?, payment.into())
-                .await?
-                .into())
-        })
-        .await
+        self.account
+            .run("FriendSession.complete", |s| async move {
+                Ok(s.complete(parse_job_id(&job_id)?, payment.into())
+                    .await?
+                    .into())
+            })
+            .await
     }
 
     /// Hands the job to the company's field service (queued). Returns the outbox item id.
@@ -486,10 +338,11 @@ impl FriendSession {
         job_id: String,
         note: Option<String>,
     ) -> Result<i64, FriendCoreError> {
-        self.run("escalate", |s| async move {
-            Ok(s.escalate(parse_job_id(&job_id)?, note).await?)
-        })
-        .await
+        self.account
+            .run("FriendSession.escalate", |s| async move {
+                Ok(s.escalate(parse_job_id(&job_id)?, note).await?)
+            })
+            .await
     }
 
     /// Checks out without success, e.g. the customer is absent (queued). Returns the outbox item
@@ -500,51 +353,22 @@ impl FriendSession {
         reason: UnsuccessfulReason,
         note: Option<String>,
     ) -> Result<i64, FriendCoreError> {
-        self.run("check_out_unsuccessful", |s| async move {
-            Ok(
-                s.check_out_unsuccessful(parse_job_id(&job_id)?, reason.into(), note)
-                    .await?,
-            )
-        })
-        .await
-    }
-
-    /// The current sync status (in memory).
-    pub fn sync_status(&self) -> SyncStatus {
-        self.inner.sync_status().into()
-    }
-
-    /// Server time now (device clock corrected by the offset measured at the last sync), ms since
-    /// the epoch: use it for offer countdowns.
-    pub fn server_now_ms(&self) -> i64 {
-        self.inner.server_now_ms()
+        self.account
+            .run("FriendSession.check_out_unsuccessful", |s| async move {
+                Ok(
+                    s.check_out_unsuccessful(parse_job_id(&job_id)?, reason.into(), note)
+                        .await?,
+                )
+            })
+            .await
     }
 
     /// Calls `listener` whenever the inbox changed, until the returned handle is cancelled.
     pub fn subscribe_inbox(&self, listener: Arc<dyn InboxListener>) -> Arc<Subscription> {
-        Subscription::new(self.inner.subscribe_inbox(Arc::new(Forward(listener))))
-    }
-
-    /// Calls `listener` whenever one of your jobs changed, until the handle is cancelled.
-    pub fn subscribe_jobs(&self, listener: Arc<dyn JobListener>) -> Arc<Subscription> {
-        Subscription::new(self.inner.subscribe_jobs(Arc::new(Forward(listener))))
-    }
-
-    /// Calls `listener` whenever the sync status changed, until the handle is cancelled.
-    pub fn subscribe_sync_status(
-        &self,
-        listener: Arc<dyn SyncStatusListener>,
-    ) -> Arc<Subscription> {
         Subscription::new(
-            self.inner
-                .subscribe_sync_status(Arc::new(Forward(listener))),
+            self.account
+                .core()
+                .subscribe_inbox(Arc::new(Forward(listener))),
         )
-    }
-
-    /// Stops background work; later network calls fail with `session_closed`. Pending outbox items
-    /// stay queued for the next session.
-    pub fn shutdown(&self) {
-        self.inner.shutdown();
-        tracing::info!("friend session shut down");
     }
 }

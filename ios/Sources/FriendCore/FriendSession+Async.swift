@@ -1,6 +1,7 @@
 // The thin idiomatic layer over the generated bindings (Generated/FriendCore.swift): AsyncSequences
-// instead of listener objects and subscription handles. Ending the iteration (or cancelling the task
-// that iterates) cancels the subscription.
+// instead of listener objects and subscription handles — the inbox on FriendSession, job and status
+// changes on the Session both roles share. Ending the iteration (or cancelling the task that
+// iterates) cancels the subscription.
 import Foundation
 
 extension FriendSession {
@@ -36,20 +37,34 @@ extension FriendSession {
             continuation.onTermination = { _ in task.cancel() }
         }
     }
+}
 
-    /// Ids of the jobs that changed, for as long as it is iterated.
+extension Session {
+    /// Ids of the account's jobs that changed, for as long as it is iterated; for either role
+    /// (`friend.session().jobChanges()`). Ends at once when the role object is already released.
     public func jobChanges() -> AsyncStream<String> {
         AsyncStream(bufferingPolicy: .bufferingNewest(256)) { continuation in
-            let subscription = self.subscribeJobs(listener: JobSignal { continuation.yield($0) })
+            guard let subscription = try? self.subscribeJobs(listener: JobSignal { continuation.yield($0) }) else {
+                continuation.finish()
+                return
+            }
             continuation.onTermination = { _ in subscription.cancel() }
         }
     }
 
-    /// The sync status now and after every change, newest only.
+    /// The sync status now and after every change, newest only; for either role. Ends at once when
+    /// the role object is already released.
     public func syncStatusUpdates() -> AsyncStream<SyncStatus> {
         AsyncStream(bufferingPolicy: .bufferingNewest(1)) { continuation in
-            continuation.yield(self.syncStatus())
-            let subscription = self.subscribeSyncStatus(listener: StatusSignal { continuation.yield($0) })
+            guard let status = try? self.syncStatus() else {
+                continuation.finish()
+                return
+            }
+            continuation.yield(status)
+            guard let subscription = try? self.subscribeSyncStatus(listener: StatusSignal { continuation.yield($0) }) else {
+                continuation.finish()
+                return
+            }
             continuation.onTermination = { _ in subscription.cancel() }
         }
     }

@@ -43,22 +43,23 @@ final class FriendSessionTests: XCTestCase {
         let customer = try await backend.createCustomer("Heidi")
         let anna = try await backend.createFriend("Anna", home: Places.zurich)
         let job = try await backend.book(customer, at: Places.oerlikon)
-        let session = try await open(anna, "anna.db")
+        let friend = try await open(anna, "anna.db")
+        let session = friend.session()
 
         let report = try await session.syncOnce()
         XCTAssertGreaterThanOrEqual(report.changes, 1)
-        let inbox = try await session.inbox(position: Places.zurich, radiusKm: 10, filter: InboxFilter())
+        let inbox = try await friend.inbox(position: Places.zurich, radiusKm: 10, filter: InboxFilter())
         XCTAssertEqual(inbox.items.map(\.offer.id), [job])
         let item = try XCTUnwrap(inbox.items.first)
         XCTAssertEqual(item.offer.category, .network)
         XCTAssertEqual(item.offer.timing, .now)
         XCTAssertEqual(item.offer.district, "8004 Zürich")
         XCTAssertFalse("\(item.offer)".contains("Geheimweg"), "no address before accept")
-        let far = try await session.inbox(position: Places.bern, radiusKm: 10, filter: InboxFilter())
+        let far = try await friend.inbox(position: Places.bern, radiusKm: 10, filter: InboxFilter())
         XCTAssertTrue(far.items.isEmpty)
         guard case .friend(let profile) = try await session.profile() else { return XCTFail("not a friend") }
         XCTAssertEqual(profile.id, anna.id)
-        XCTAssertTrue(session.syncStatus().connected)
+        XCTAssertTrue(try session.syncStatus().connected)
     }
 
     func testTheFirstAcceptWinsAndTheSecondDeviceLoses() async throws {
@@ -68,8 +69,8 @@ final class FriendSessionTests: XCTestCase {
         let job = try await backend.book(customer, at: Places.oerlikon)
         let annaSession = try await open(anna, "anna.db")
         let benSession = try await open(ben, "ben.db")
-        _ = try await annaSession.syncOnce()
-        _ = try await benSession.syncOnce()
+        _ = try await annaSession.session().syncOnce()
+        _ = try await benSession.session().syncOnce()
 
         guard case .won(let details) = try await annaSession.accept(jobId: job) else { return XCTFail("not won") }
         XCTAssertEqual(details.address?.street, "Geheimweg 42")
@@ -85,22 +86,22 @@ final class FriendSessionTests: XCTestCase {
     func testListenersFireAndStopAfterCancel() async throws {
         let customer = try await backend.createCustomer("Heidi")
         let anna = try await backend.createFriend("Anna", home: Places.zurich)
-        let session = try await open(anna, "anna.db")
-        _ = try await session.syncOnce()
+        let friend = try await open(anna, "anna.db")
+        _ = try await friend.session().syncOnce()
         let changed = expectation(description: "inbox listener called")
         changed.assertForOverFulfill = false
         let listener = InboxCounter { changed.fulfill() }
-        let subscription = session.subscribeInbox(listener: listener)
+        let subscription = friend.subscribeInbox(listener: listener)
 
         _ = try await backend.book(customer, at: Places.oerlikon)
-        _ = try await session.syncOnce()
+        _ = try await friend.session().syncOnce()
         await fulfillment(of: [changed], timeout: 5)
 
         subscription.cancel()
         XCTAssertFalse(subscription.isActive())
         let before = listener.count
         _ = try await backend.book(customer, at: Places.oerlikon)
-        _ = try await session.syncOnce()
+        _ = try await friend.session().syncOnce()
         try await Task.sleep(nanoseconds: 300_000_000)
         XCTAssertEqual(listener.count, before, "no callback after cancel")
     }
@@ -108,12 +109,12 @@ final class FriendSessionTests: XCTestCase {
     func testTheAsyncSequenceYieldsTheInboxAgainAfterAChange() async throws {
         let customer = try await backend.createCustomer("Heidi")
         let anna = try await backend.createFriend("Anna", home: Places.zurich)
-        let session = try await open(anna, "anna.db")
-        var updates = session.inboxUpdates(near: Places.zurich, radiusKm: 10).makeAsyncIterator()
+        let friend = try await open(anna, "anna.db")
+        var updates = friend.inboxUpdates(near: Places.zurich, radiusKm: 10).makeAsyncIterator()
         let first = try await updates.next()
         XCTAssertEqual(first?.items.count, 0)
         _ = try await backend.book(customer, at: Places.oerlikon)
-        _ = try await session.syncOnce()
+        _ = try await friend.session().syncOnce()
         let second = try await updates.next()
         XCTAssertEqual(second?.items.count, 1)
     }
@@ -130,13 +131,14 @@ final class FriendSessionTests: XCTestCase {
                 secrets: TestSecrets(token: anna.token))
         }
         XCTAssertEqual(plainHttp, "invalid_url")
-        let session = try await open(Account(id: anna.id, token: "not-a-token"), "bad.db")
+        let friend = try await open(Account(id: anna.id, token: "not-a-token"), "bad.db")
+        let session = friend.session()
         do {
             _ = try await session.syncOnce()
             XCTFail("expected unauthorized")
         } catch FriendCoreError.Unauthorized {
         }
-        let badId = await code { _ = try await session.accept(jobId: "not-a-uuid") }
+        let badId = await code { _ = try await friend.accept(jobId: "not-a-uuid") }
         XCTAssertEqual(badId, "invalid_input")
         session.shutdown()
         let closed = await code { _ = try await session.syncOnce() }
@@ -148,20 +150,37 @@ final class FriendSessionTests: XCTestCase {
     func testAnAbandonedCallDoesNotBreakTheSession() async throws {
         let customer = try await backend.createCustomer("Heidi")
         let anna = try await backend.createFriend("Anna", home: Places.zurich)
-        let session = try await open(anna, "anna.db", requestTimeoutMs: 1000)
+        let friend = try await open(anna, "anna.db", requestTimeoutMs: 1000)
+        let session = friend.session()
         _ = try await session.syncOnce()
         let job = try await backend.book(customer, at: Places.oerlikon)
         _ = try await session.syncOnce()
         try backend.pause()
         let abandoned = Task { try await session.syncOnce() }
         abandoned.cancel()
-        let inbox = try await session.inbox(position: Places.zurich, radiusKm: 10, filter: InboxFilter())
+        let inbox = try await friend.inbox(position: Places.zurich, radiusKm: 10, filter: InboxFilter())
         XCTAssertEqual(inbox.items.count, 1, "the cache answers while a call hangs")
         _ = await abandoned.result
         try backend.resume()
         _ = try await session.syncOnce()
-        let offer = try await session.offer(jobId: job)
+        let offer = try await friend.offer(jobId: job)
         XCTAssertNotNil(offer)
+    }
+
+    /// Releasing the role object closes the account: a `Session` still held fails with
+    /// `session_closed`, and the same database opens again.
+    func testReleasingTheRoleObjectClosesItsSession() async throws {
+        let anna = try await backend.createFriend("Anna", home: Places.zurich)
+        var friend: FriendSession? = try await open(anna, "anna.db")
+        let session = try XCTUnwrap(friend).session()
+        _ = try await session.syncOnce()
+        friend = nil
+        let closed = await code { _ = try await session.syncOnce() }
+        XCTAssertEqual(closed, "session_closed")
+        let status = await code { _ = try session.syncStatus() }
+        XCTAssertEqual(status, "session_closed")
+        let again = try await open(anna, "anna.db")
+        _ = try await again.session().syncOnce()
     }
 
     func testTheCacheAnswersAfterTheBackendStops() async throws {
@@ -169,21 +188,21 @@ final class FriendSessionTests: XCTestCase {
         let anna = try await backend.createFriend("Anna", home: Places.zurich)
         let first = try await backend.book(customer, at: Places.oerlikon)
         let second = try await backend.book(customer, at: Places.oerlikon)
-        let session = try await open(anna, "anna.db")
-        _ = try await session.syncOnce()
-        guard case .won = try await session.accept(jobId: first) else { return XCTFail("not won") }
+        let friend = try await open(anna, "anna.db")
+        _ = try await friend.session().syncOnce()
+        guard case .won = try await friend.accept(jobId: first) else { return XCTFail("not won") }
         backend.stop()
 
-        let offline = await code { _ = try await session.syncOnce() }
+        let offline = await code { _ = try await friend.session().syncOnce() }
         XCTAssertEqual(offline, "offline")
-        let inbox = try await session.inbox(position: Places.zurich, radiusKm: 10, filter: InboxFilter())
+        let inbox = try await friend.inbox(position: Places.zurich, radiusKm: 10, filter: InboxFilter())
         XCTAssertEqual(inbox.items.map(\.offer.id), [second])
-        let job = try await session.job(jobId: first)
+        let job = try await friend.job(jobId: first)
         XCTAssertEqual(job.details.address?.street, "Geheimweg 42")
-        let accept = try await session.accept(jobId: second)
+        let accept = try await friend.accept(jobId: second)
         XCTAssertEqual(accept, .offline)
-        _ = try await session.checkIn(jobId: first)
-        let queued = try await session.job(jobId: first)
+        _ = try await friend.checkIn(jobId: first)
+        let queued = try await friend.job(jobId: first)
         XCTAssertEqual(queued.details.state, .onSite)
         XCTAssertEqual(queued.pendingActions, ["check_in"])
     }

@@ -1,5 +1,6 @@
 // The thin idiomatic layer over the generated bindings: Flows instead of listener objects and
-// subscription handles. Pure Kotlin + kotlinx.coroutines (no Android API), so the host JVM tests in
+// subscription handles — the inbox on FriendSession, job and status changes on the Session both
+// roles share. Pure Kotlin + kotlinx.coroutines (no Android API), so the host JVM tests in
 // android/jvm-tests compile and test this very file.
 package ch.friendcore
 
@@ -38,8 +39,11 @@ private fun FriendSession.inboxSignals(initial: Boolean): Flow<Unit> = callbackF
     awaitClose { subscription.cancel(); subscription.close() }
 }.conflate()
 
-/** Ids of the jobs that changed, for as long as it is collected (buffered: no id is dropped). */
-fun FriendSession.jobChanges(): Flow<String> = callbackFlow {
+/**
+ * Ids of the account's jobs that changed, for as long as it is collected (buffered: no id is
+ * dropped). For either role: `friend.session().jobChanges()`, `customer.session().jobChanges()`.
+ */
+fun Session.jobChanges(): Flow<String> = callbackFlow {
     val subscription = subscribeJobs(object : JobListener {
         override fun onJobChanged(jobId: String) {
             trySend(jobId)
@@ -48,8 +52,11 @@ fun FriendSession.jobChanges(): Flow<String> = callbackFlow {
     awaitClose { subscription.cancel(); subscription.close() }
 }.buffer(capacity = 256)
 
-/** The sync status now and after every change, conflated to the latest. */
-fun FriendSession.syncStatusUpdates(): Flow<SyncStatus> = callbackFlow {
+/**
+ * The sync status now and after every change, conflated to the latest, for either role. Fails with
+ * `FriendCoreException.Closed` when the role object was closed before collection started.
+ */
+fun Session.syncStatusUpdates(): Flow<SyncStatus> = callbackFlow {
     trySend(syncStatus())
     val subscription = subscribeSyncStatus(object : SyncStatusListener {
         override fun onSyncStatus(status: SyncStatus) {

@@ -20,9 +20,10 @@ class FlowsTest {
             val customer = backend.createCustomer("Heidi")
             val anna = backend.createFriend("Anna", Places.ZURICH)
             val dir = tempDir()
-            openFriend(backend, anna, dir.resolve("anna.db")).use { session ->
+            openFriend(backend, anna, dir.resolve("anna.db")).use { friend ->
+                val session = friend.session()
                 val updates = Channel<Inbox>(Channel.UNLIMITED)
-                val collector = launch { session.inboxUpdates(Places.ZURICH, 10.0).collect { updates.send(it) } }
+                val collector = launch { friend.inboxUpdates(Places.ZURICH, 10.0).collect { updates.send(it) } }
                 assertEquals(0, withTimeout(5_000) { updates.receive() }.items.size)
 
                 val job = backend.book(customer, Places.OERLIKON)
@@ -36,7 +37,7 @@ class FlowsTest {
                 }
                 val status = session.syncStatusUpdates().first()
                 assertTrue(status.connected, "$status")
-                session.accept(job)
+                friend.accept(job)
                 withTimeout(5_000) { changedJob.join() }
                 collector.cancelAndJoin()
             }

@@ -9,54 +9,28 @@ import kotlinx.coroutines.delay
 import kotlinx.coroutines.launch
 import kotlinx.coroutines.runBlocking
 import kotlinx.coroutines.withTimeout
-import org.junit.jupiter.api.AfterEach
 import org.junit.jupiter.api.Assertions.assertEquals
 import org.junit.jupiter.api.Assertions.assertFalse
 import org.junit.jupiter.api.Assertions.assertNotNull
 import org.junit.jupiter.api.Assertions.assertNull
 import org.junit.jupiter.api.Assertions.assertTrue
 import org.junit.jupiter.api.Assertions.fail
-import org.junit.jupiter.api.BeforeEach
 import org.junit.jupiter.api.Test
 import java.util.concurrent.TimeUnit
 
-class FriendSessionTest {
-    private lateinit var backend: TestBackend
-    private val dir = tempDir()
-
-    @BeforeEach
-    fun start() {
-        backend = TestBackend()
-    }
-
-    @AfterEach
-    fun stop() {
-        backend.close()
-        dir.toFile().deleteRecursively()
-    }
-
-    /** Runs [block] and returns the FriendCoreException it throws. */
-    private suspend fun failure(block: suspend () -> Unit): FriendCoreException {
-        try {
-            block()
-        } catch (e: FriendCoreException) {
-            return e
-        }
-        fail<Unit>("expected a FriendCoreException")
-        error("unreachable")
-    }
-
+class FriendSessionTest : BackendTest() {
     @Test
     fun `a session opens, syncs and lists offers near a point without personal data`(): Unit = runBlocking {
         val customer = backend.createCustomer("Heidi")
         val anna = backend.createFriend("Anna", Places.ZURICH)
         val job = backend.book(customer, Places.OERLIKON)
 
-        openFriend(backend, anna, dir.resolve("anna.db")).use { session ->
+        openFriend(backend, anna, dir.resolve("anna.db")).use { friend ->
+            val session = friend.session()
             val report = session.syncOnce()
             assertTrue(report.changes >= 1uL, "$report")
 
-            val inbox = session.inbox(Places.ZURICH, 10.0, InboxFilter())
+            val inbox = friend.inbox(Places.ZURICH, 10.0, InboxFilter())
             val item = inbox.items.single()
             assertEquals(job, item.offer.id)
             assertEquals(Category.NETWORK, item.offer.category)
@@ -70,9 +44,9 @@ class FriendSessionTest {
             assertFalse(item.offer.toString().contains("Geheimweg"), "no address before accept")
 
             // Filters and radius pass through.
-            assertTrue(session.inbox(Places.BERN, 10.0, InboxFilter()).items.isEmpty())
+            assertTrue(friend.inbox(Places.BERN, 10.0, InboxFilter()).items.isEmpty())
             val tvOnly = InboxFilter(categories = listOf(Category.TV))
-            assertTrue(session.inbox(Places.ZURICH, 10.0, tvOnly).items.isEmpty())
+            assertTrue(friend.inbox(Places.ZURICH, 10.0, tvOnly).items.isEmpty())
 
             val me = session.profile()
             assertTrue(me is Me.Friend && me.profile.name == "Anna" && me.profile.id == anna.id, "$me")
@@ -91,8 +65,8 @@ class FriendSessionTest {
         val annaSession = openFriend(backend, anna, dir.resolve("anna.db"))
         val benSession = openFriend(backend, ben, dir.resolve("ben.db"))
         try {
-            annaSession.syncOnce()
-            benSession.syncOnce()
+            annaSession.session().syncOnce()
+            benSession.session().syncOnce()
             assertNotNull(benSession.offer(job))
 
             val won = annaSession.accept(job)
@@ -121,12 +95,13 @@ class FriendSessionTest {
     fun `listeners fire after changes and stop after cancel`(): Unit = runBlocking {
         val customer = backend.createCustomer("Heidi")
         val anna = backend.createFriend("Anna", Places.ZURICH)
-        openFriend(backend, anna, dir.resolve("anna.db")).use { session ->
+        openFriend(backend, anna, dir.resolve("anna.db")).use { friend ->
+            val session = friend.session()
             session.syncOnce()
             val inbox = CountingInboxListener()
             val jobs = CollectingJobListener()
             val statuses = CollectingStatusListener()
-            val inboxSub = session.subscribeInbox(inbox)
+            val inboxSub = friend.subscribeInbox(inbox)
             val jobSub = session.subscribeJobs(jobs)
             val statusSub = session.subscribeSyncStatus(statuses)
 
@@ -138,7 +113,7 @@ class FriendSessionTest {
             val status = statuses.statuses.awaitMatching { it.connected && it.lastSuccess != null }
             assertNotNull(status, "a status callback after the sync says connected and synced")
 
-            assertTrue(session.accept(job) is AcceptResult.Won)
+            assertTrue(friend.accept(job) is AcceptResult.Won)
             assertNotNull(jobs.jobs.awaitMatching { it == job }, "job listener called with the id")
 
             assertTrue(inboxSub.isActive())
@@ -151,7 +126,7 @@ class FriendSessionTest {
 
             backend.book(customer, Places.OERLIKON)
             session.syncOnce()
-            session.checkIn(job)
+            friend.checkIn(job)
             assertNull(inbox.calls.poll(300, TimeUnit.MILLISECONDS), "no inbox callback after cancel")
             assertTrue(jobs.jobs.isEmpty(), "no job callback after close")
             assertTrue(statuses.statuses.isEmpty(), "no status callback after cancel")
@@ -162,13 +137,13 @@ class FriendSessionTest {
     fun `a throwing listener does not break the session`(): Unit = runBlocking {
         val customer = backend.createCustomer("Heidi")
         val anna = backend.createFriend("Anna", Places.ZURICH)
-        openFriend(backend, anna, dir.resolve("anna.db")).use { session ->
-            val sub = session.subscribeInbox(object : InboxListener {
+        openFriend(backend, anna, dir.resolve("anna.db")).use { friend ->
+            val sub = friend.subscribeInbox(object : InboxListener {
                 override fun onInboxChanged() = throw IllegalStateException("app bug")
             })
             backend.book(customer, Places.OERLIKON)
-            session.syncOnce()
-            assertEquals(1, session.inbox(Places.ZURICH, 10.0, InboxFilter()).items.size)
+            friend.session().syncOnce()
+            assertEquals(1, friend.inbox(Places.ZURICH, 10.0, InboxFilter()).items.size)
             sub.close()
         }
     }
@@ -204,7 +179,8 @@ class FriendSessionTest {
         }
         assertEquals("secrets_unavailable", locked.code(), locked.describe())
 
-        openFriend(backend, Account(anna.id, "not-a-token"), dir.resolve("bad.db")).use { session ->
+        openFriend(backend, Account(anna.id, "not-a-token"), dir.resolve("bad.db")).use { friend ->
+            val session = friend.session()
             val unauthorized = failure { session.syncOnce() }
             assertTrue(unauthorized is FriendCoreException.Unauthorized, "$unauthorized")
             assertEquals("unauthorized", unauthorized.code())
@@ -213,8 +189,8 @@ class FriendSessionTest {
 
         // A customer's token in a Friend session: unauthorized, naming the account's role.
         val heidi = backend.createCustomer("Heidi")
-        openFriend(backend, heidi, dir.resolve("heidi-as-friend.db")).use { session ->
-            val wrongRole = failure { session.syncOnce() }
+        openFriend(backend, heidi, dir.resolve("heidi-as-friend.db")).use { friend ->
+            val wrongRole = failure { friend.session().syncOnce() }
             assertTrue(wrongRole is FriendCoreException.Unauthorized, "$wrongRole")
             assertTrue(wrongRole.describe().contains("customer account"), wrongRole.describe())
         }
@@ -223,16 +199,18 @@ class FriendSessionTest {
         assertEquals("unauthorized", malformed.code(), malformed.describe())
         assertTrue(malformed.describe().contains("line break"), malformed.describe())
 
-        openFriend(backend, anna, db).use { session ->
-            assertEquals("invalid_input", failure { session.accept("not-a-uuid") }.code())
-            assertEquals("invalid_input", failure { session.inbox(Places.ZURICH, 9_999.0, InboxFilter()) }.code())
-            assertEquals("invalid_input", failure { session.inbox(GeoPoint(91.0, 0.0), 1.0, InboxFilter()) }.code())
-            val missing = failure { session.job("0b7f3c1e-3c59-4a55-9d3e-8d4c7c0e1a2b") }
+        openFriend(backend, anna, db).use { friend ->
+            assertEquals("invalid_input", failure { friend.accept("not-a-uuid") }.code())
+            assertEquals("invalid_input", failure { friend.inbox(Places.ZURICH, 9_999.0, InboxFilter()) }.code())
+            assertEquals("invalid_input", failure { friend.inbox(GeoPoint(91.0, 0.0), 1.0, InboxFilter()) }.code())
+            val missing = failure { friend.job("0b7f3c1e-3c59-4a55-9d3e-8d4c7c0e1a2b") }
             assertTrue(missing is FriendCoreException.NotFound, "$missing")
+            val session = friend.session()
             session.shutdown()
             val closed = failure { session.syncOnce() }
             assertTrue(closed is FriendCoreException.Closed, "$closed")
             assertEquals("session_closed", closed.code())
+            assertEquals("session_closed", failure { friend.accept("0b7f3c1e-3c59-4a55-9d3e-8d4c7c0e1a2b") }.code())
         }
     }
 
@@ -240,7 +218,8 @@ class FriendSessionTest {
     fun `suspend calls can be cancelled without breaking the session`(): Unit = runBlocking {
         val customer = backend.createCustomer("Heidi")
         val anna = backend.createFriend("Anna", Places.ZURICH)
-        openFriend(backend, anna, dir.resolve("anna.db")).use { session ->
+        openFriend(backend, anna, dir.resolve("anna.db")).use { friend ->
+            val session = friend.session()
             session.syncOnce()
             val job = backend.book(customer, Places.OERLIKON)
             session.syncOnce()
@@ -257,13 +236,13 @@ class FriendSessionTest {
                 assertTrue(waitedMs < 3_000, "cancellation took $waitedMs ms")
 
                 // An accept abandoned midway (its request may or may not reach the server).
-                val accepting = launch { session.accept(job) }
+                val accepting = launch { friend.accept(job) }
                 delay(300)
                 accepting.cancelAndJoin()
 
                 // The session still answers from the cache, and a second cancelled call does not wait
                 // for a lock the first one held.
-                assertEquals(1, session.inbox(Places.ZURICH, 10.0, InboxFilter()).items.size)
+                assertEquals(1, friend.inbox(Places.ZURICH, 10.0, InboxFilter()).items.size)
                 try {
                     withTimeout(300) { session.syncOnce() }
                 } catch (_: TimeoutCancellationException) {
@@ -279,8 +258,8 @@ class FriendSessionTest {
             session.syncOnce()
             session.syncOnce()
             val heldByAnna = backend.holder(customer, job) == anna.id
-            assertEquals(heldByAnna, session.myJobs().any { it.details.id == job })
-            assertEquals(!heldByAnna, session.inbox(Places.ZURICH, 10.0, InboxFilter()).items.isNotEmpty())
+            assertEquals(heldByAnna, friend.myJobs().any { it.details.id == job })
+            assertEquals(!heldByAnna, friend.inbox(Places.ZURICH, 10.0, InboxFilter()).items.isNotEmpty())
         }
     }
 
@@ -290,9 +269,10 @@ class FriendSessionTest {
         val anna = backend.createFriend("Anna", Places.ZURICH)
         val first = backend.book(customer, Places.OERLIKON)
         val second = backend.book(customer, Places.OERLIKON)
-        openFriend(backend, anna, dir.resolve("anna.db")).use { session ->
+        openFriend(backend, anna, dir.resolve("anna.db")).use { friend ->
+            val session = friend.session()
             session.syncOnce()
-            assertTrue(session.accept(first) is AcceptResult.Won)
+            assertTrue(friend.accept(first) is AcceptResult.Won)
             session.catalog()
             session.profile()
             backend.stop()
@@ -303,17 +283,17 @@ class FriendSessionTest {
             assertFalse(session.syncStatus().connected)
             assertEquals("offline", session.syncStatus().lastError?.code)
 
-            val inbox = session.inbox(Places.ZURICH, 10.0, InboxFilter())
+            val inbox = friend.inbox(Places.ZURICH, 10.0, InboxFilter())
             assertEquals(listOf(second), inbox.items.map { it.offer.id })
             assertNotNull(inbox.cacheAgeSecs)
-            assertEquals("Geheimweg 42", session.job(first).details.address?.street)
+            assertEquals("Geheimweg 42", friend.job(first).details.address?.street)
             assertTrue(session.catalog().services.isNotEmpty(), "cached catalog")
             assertTrue(session.profile() is Me.Friend, "cached profile")
 
-            assertEquals(AcceptResult.Offline, session.accept(second), "an accept is never queued")
+            assertEquals(AcceptResult.Offline, friend.accept(second), "an accept is never queued")
 
-            session.checkIn(first) // queued offline, shown at once
-            val job = session.job(first)
+            friend.checkIn(first) // queued offline, shown at once
+            val job = friend.job(first)
             assertEquals(JobState.ON_SITE, job.details.state)
             assertEquals(listOf("check_in"), job.pendingActions)
             val item = session.outbox().single()
@@ -332,10 +312,12 @@ class FriendSessionTest {
             }
         })
         val anna = backend.createFriend("Anna", Places.ZURICH)
-        openFriend(backend, anna, dir.resolve("anna.db")).use { it.syncOnce() }
-        val all = generateSequence { records.poll(2, TimeUnit.SECONDS) }.take(50).toList()
+        openFriend(backend, anna, dir.resolve("anna.db")).use { it.session().syncOnce() }
+        val all = generateSequence { records.poll(2, TimeUnit.SECONDS) }.take(500).toList()
         assertTrue(all.any { it.level == LogLevel.INFO && it.message.contains("friend session opened") }, "$all")
-        assertTrue(all.any { it.message.contains("call=\"sync_once\"") || it.message.contains("call=sync_once") }, "$all")
+        assertTrue(all.any { it.message.contains("call=\"Session.sync_once\"") || it.message.contains("call=Session.sync_once") }, "$all")
+        assertTrue(all.any { it.message.contains("call=\"FriendSession.open\"") || it.message.contains("call=FriendSession.open") }, "$all")
+        assertTrue(all.any { it.level == LogLevel.INFO && it.message.contains("friend session closed") }, "$all")
         assertFalse(all.any { it.message.contains(anna.token) }, "no token in logs")
         initLogging(LogLevel.ERROR, object : Logger {
             override fun log(record: LogRecord) {}

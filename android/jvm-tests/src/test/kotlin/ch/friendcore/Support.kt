@@ -2,6 +2,8 @@
 // customer API over java.net.http, and small helpers for sessions and listeners.
 package ch.friendcore
 
+import org.junit.jupiter.api.AfterEach
+import org.junit.jupiter.api.BeforeEach
 import java.io.File
 import java.net.ServerSocket
 import java.net.URI
@@ -141,6 +143,23 @@ class TestBackend : AutoCloseable {
     }
 }
 
+/** A fresh backend and a fresh directory for account databases, for each test. */
+abstract class BackendTest {
+    protected lateinit var backend: TestBackend
+    protected val dir: Path = tempDir()
+
+    @BeforeEach
+    fun startBackend() {
+        backend = TestBackend()
+    }
+
+    @AfterEach
+    fun stopBackend() {
+        backend.close()
+        dir.toFile().deleteRecursively()
+    }
+}
+
 /** The app's keystore, in memory. */
 class TestSecrets(private val token: String, private val key: ByteArray = ByteArray(32) { 7 }) : SecretsProvider {
     override fun accessToken(): String = token
@@ -159,6 +178,21 @@ suspend fun openFriend(
     SessionConfig(dbPath = db.toString(), baseUrl = backend.baseUrl),
     TestSecrets(account.token, key),
 )
+
+suspend fun openCustomer(backend: TestBackend, account: Account, db: Path): CustomerSession = CustomerSession.open(
+    SessionConfig(dbPath = db.toString(), baseUrl = backend.baseUrl),
+    TestSecrets(account.token),
+)
+
+/** Runs [block] and returns the FriendCoreException it throws (fails the test if it throws none). */
+suspend fun failure(block: suspend () -> Unit): FriendCoreException {
+    try {
+        block()
+    } catch (e: FriendCoreException) {
+        return e
+    }
+    throw AssertionError("expected a FriendCoreException")
+}
 
 /** Counts inbox callbacks. */
 class CountingInboxListener : InboxListener {
