@@ -231,3 +231,25 @@ fn serve_friend_and_customer_over_loopback() {
         .unwrap();
     assert!(String::from_utf8_lossy(&help.stdout).contains("Examples"));
 }
+
+/// `friendctl … | head -1`: a reader that goes away after the first line is not a crash — the
+/// command finishes its work, exits with its own code, and prints no panic.
+#[test]
+fn a_closed_output_pipe_is_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, url) = serve(&dir.path().join("backend.db"));
+    let mut child = Command::new(BIN)
+        .args(["customer", "--url", &url, "--token", "dev-customer-heidi", "--db"])
+        .arg(dir.path().join("c.db"))
+        .args(["catalog"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close the reading end before the command writes: every write then fails with EPIPE.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+}

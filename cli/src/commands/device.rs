@@ -308,12 +308,23 @@ pub fn delivered_text(d: &Delivery, what: &str) -> String {
 /// Prints either a JSON value or the text lines.
 pub fn emit(device: &Device, json: serde_json::Value, text: impl FnOnce() -> String) {
     if device.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&json).unwrap_or_else(|_| json.to_string())
-        );
+        print_out(&serde_json::to_string_pretty(&json).unwrap_or_else(|_| json.to_string()));
     } else {
-        println!("{}", text());
+        print_out(&text());
+    }
+}
+
+/// Writes a line to stdout. A reader that went away (`friendctl … | head`) is not a failure — the
+/// command's work is done and its exit code stands — where `println!` would panic; any other
+/// write error is reported on stderr.
+pub fn print_out(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{text}").and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            eprintln!("friendctl: cannot write the output: {e}");
+        }
+        _ => {}
     }
 }
 

@@ -19,21 +19,23 @@ pub async fn run(args: ServeArgs) -> CliResult<()> {
         .local_addr()
         .map_err(|e| CliError::failure(format!("no local address: {e}")))?;
     // The first line is parsed by scripts and tests: keep its shape.
-    println!("FriendCore backend listening on http://{addr}");
-    println!("  database:         {}", args.db.display());
-    println!(
+    let out = super::device::print_out;
+    out(&format!("FriendCore backend listening on http://{addr}"));
+    out(&format!("  database:         {}", args.db.display()));
+    out(&format!(
         "  OpenAPI document: http://{addr}{}",
         friend_backend::OPENAPI_PATH
-    );
-    print!("{}", backend.credentials_text());
-    println!(
+    ));
+    let credentials = backend.credentials_text();
+    out(credentials.strip_suffix('\n').unwrap_or(&credentials));
+    out(&format!(
         "  try: friendctl friend --url http://{addr} --token dev-friend-anna inbox   (Ctrl-C stops)"
-    );
+    ));
     backend
         .serve(listener, shutdown_signal())
         .await
         .map_err(|e| CliError::failure(format!("serving failed: {e}")))?;
-    println!("stopped");
+    super::device::print_out("stopped");
     Ok(())
 }
 

@@ -108,17 +108,18 @@ pub async fn run(args: SimulateArgs) -> CliResult<()> {
     if args.json {
         let json =
             serde_json::to_string_pretty(&report).map_err(|e| CliError::failure(e.to_string()))?;
-        println!("{json}");
+        super::device::print_out(&json);
     } else {
-        print!("{}", report.text());
-        println!(
+        let text = report.text();
+        super::device::print_out(text.strip_suffix('\n').unwrap_or(&text));
+        super::device::print_out(&format!(
             "Files: {}",
             files
                 .iter()
                 .map(|p| p.display().to_string())
                 .collect::<Vec<_>>()
                 .join(", ")
-        );
+        ));
     }
     if report.invariants.ok {
         Ok(())
