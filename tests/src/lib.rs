@@ -5,7 +5,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-pub mod proxy;
+/// The fault-injecting proxy, now its own crate (`friend-faultproxy`) so that friendctl can use it
+/// without depending on this test support; re-exported under its old path.
+pub use friend_faultproxy as proxy;
 pub mod scenario;
 
 pub use scenario::Scenario;

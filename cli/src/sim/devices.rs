@@ -9,8 +9,8 @@ use friend_core::{
     CoreError, CoreResult, CustomerSession, FriendSession, InboxListener, SessionConfig,
     StaticSecrets, Subscription,
 };
+use friend_faultproxy::FaultProxy;
 use friend_protocol::GeoPoint;
-use friend_tests::proxy::FaultProxy;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

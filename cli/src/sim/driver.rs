@@ -16,7 +16,7 @@ use super::metrics::Metrics;
 use super::traffic::Counters;
 use super::world::{World, WorldSize};
 use super::{Progress, ProgressInfo, SimConfig, SimError};
-use friend_tests::proxy::FaultProxy;
+use friend_faultproxy::FaultProxy;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -103,7 +103,9 @@ pub(crate) async fn run(
             .create_friend(f.new.clone())
             .await
             .map_err(|e| SimError::Setup(format!("creating Friend {i}: {e:?}")))?;
-        let proxy = FaultProxy::start(backend.addr).await;
+        let proxy = FaultProxy::bind(backend.addr)
+            .await
+            .map_err(|e| SimError::Setup(format!("fault proxy for Friend {i}: {e}")))?;
         friend_ids.push(created.id);
         friend_traffic.push(backend.traffic.register(&created.token));
         friends.push(FriendDevice::new(

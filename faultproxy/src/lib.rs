@@ -1,8 +1,13 @@
-//! A fault-injecting TCP proxy for end-to-end tests: it sits between a client (reqwest over HTTP/1.1
-//! with keep-alive pooling) and the reference backend, both on 127.0.0.1, and lets a test take the
+//! A fault-injecting TCP proxy on loopback: it sits between a client (reqwest over HTTP/1.1 with
+//! keep-alive pooling) and the reference backend, both on 127.0.0.1, and lets its owner take the
 //! network away ([`FaultProxy::go_offline`]), lose responses the server did process
 //! ([`FaultProxy::drop_next_responses`]) or fail between two requests of a sequence such as sync pages
 //! ([`FaultProxy::go_offline_after_responses`]).
+//!
+//! Its own crate because two users need it and neither should carry the other: the end-to-end
+//! suites (`friend-tests` re-exports it as `friend_tests::proxy`) and `friendctl simulate`, whose
+//! Friend devices each talk through one to lose their signal in tunnels and basements — the shipped
+//! binary must not depend on the test support.
 //!
 //! It works on raw TCP and does not parse HTTP. Each client connection gets its own upstream
 //! connection and bytes are pumped both ways. Requests and responses are recognised by *turns*,
@@ -92,18 +97,10 @@ impl Drop for Running {
 impl FaultProxy {
     /// Starts listening on `127.0.0.1:0` (an ephemeral port), forwarding every connection to
     /// `upstream` (e.g. `127.0.0.1:41234`). Must be called inside a Tokio runtime, which runs the
-    /// proxy's tasks.
-    ///
-    /// # Panics
-    ///
-    /// If no loopback port can be bound (test support: the panic is the failure report).
-    pub async fn start(upstream: SocketAddr) -> FaultProxy {
-        let listener = TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
-            .await
-            .unwrap_or_else(|e| panic!("FaultProxy: cannot listen on 127.0.0.1:0: {e}"));
-        let addr = listener
-            .local_addr()
-            .unwrap_or_else(|e| panic!("FaultProxy: no local address for the listener: {e}"));
+    /// proxy's tasks. Fails when no loopback port can be bound (e.g. out of file descriptors).
+    pub async fn bind(upstream: SocketAddr) -> io::Result<FaultProxy> {
+        let listener = TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).await?;
+        let addr = listener.local_addr()?;
         let (link, _) = watch::channel(Link {
             offline: false,
             generation: 0,
@@ -117,11 +114,22 @@ impl FaultProxy {
             dropped: AtomicUsize::new(0),
         });
         let accept = tokio::spawn(accept_loop(listener, Arc::clone(&shared))).abort_handle();
-        FaultProxy {
+        Ok(FaultProxy {
             shared: Arc::clone(&shared),
             addr,
             _running: Arc::new(Running { shared, accept }),
-        }
+        })
+    }
+
+    /// [`FaultProxy::bind`] for test code, where a failure to bind is the test's failure report.
+    ///
+    /// # Panics
+    ///
+    /// If no loopback port can be bound.
+    pub async fn start(upstream: SocketAddr) -> FaultProxy {
+        FaultProxy::bind(upstream)
+            .await
+            .unwrap_or_else(|e| panic!("FaultProxy: cannot listen on 127.0.0.1:0: {e}"))
     }
 
     /// `http://127.0.0.1:PORT` of the proxy.
@@ -405,6 +413,7 @@ fn reset(stream: &TcpStream) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use tokio::time::timeout;
@@ -693,7 +702,8 @@ mod tests {
     /// The way the end-to-end tests use it: reqwest with a keep-alive pool.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_pooling_http_client_sees_each_fault() {
-        crate::install_crypto_provider();
+        // reqwest is built without a default TLS provider; ignore "already installed".
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let upstream = Upstream::start().await;
         let proxy = FaultProxy::start(upstream.addr).await;
         let client = reqwest::Client::builder()
