@@ -170,3 +170,35 @@ impl Drop for Inflight<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secrets::StaticSecrets;
+    use crate::session::SessionConfig;
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn an_accept_that_never_left_is_offline_and_leaves_nothing_pending() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let dir = tempfile::tempdir().unwrap();
+        let secrets = Arc::new(StaticSecrets::new("dev-friend-x", [6u8; 32]));
+        // A closed loopback port: refused at once, so the request cannot have reached a server.
+        let e = Engine::open(
+            SessionConfig::new(dir.path().join("a.db"), "http://127.0.0.1:9"),
+            secrets,
+        )
+        .await
+        .unwrap();
+        let result = e.accept(JobId::random()).await.unwrap();
+        assert_eq!(result, AcceptResult::Offline);
+        assert!(
+            e.store.read_async(accepts::all).await.unwrap().is_empty(),
+            "never queued, nothing to look up later"
+        );
+        assert!(
+            e.inflight_accepts.lock().unwrap().is_empty(),
+            "the in-flight mark goes with the call"
+        );
+    }
+}

@@ -150,6 +150,17 @@ impl Engine {
         }
     }
 
+    /// Stops the background tasks (the outbox timer) but leaves the engine open, so a test drives
+    /// delivery rounds itself.
+    #[cfg(test)]
+    pub(crate) fn shutdown_timer_for_test(&self) {
+        if let Ok(mut t) = self.tasks.lock() {
+            for h in t.drain(..) {
+                h.abort();
+            }
+        }
+    }
+
     /// Server time now, from the last measured clock offset.
     pub fn server_now_ms(&self) -> i64 {
         now_ms() + self.status().clock_offset_ms

@@ -218,3 +218,63 @@ pub(crate) async fn outbox_timer(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secrets::StaticSecrets;
+    use crate::session::SessionConfig;
+    use crate::store::outbox::ItemStatus;
+
+    /// An engine whose backend is a closed loopback port: every request fails at once, not
+    /// maybe delivered.
+    async fn offline_engine(dir: &std::path::Path) -> Arc<Engine> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let secrets = Arc::new(StaticSecrets::new("dev-friend-x", [5u8; 32]));
+        Engine::open(
+            SessionConfig::new(dir.join("e.db"), "http://127.0.0.1:9"),
+            secrets,
+        )
+        .await
+        .unwrap()
+    }
+
+    async fn items(e: &Engine) -> Vec<rows::ItemRow> {
+        let cipher = e.cipher.clone();
+        e.store
+            .read_async(move |c| rows::all(c, &cipher))
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_offline_round_keeps_the_item_and_backs_off_until_asked_to_try_now() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = offline_engine(dir.path()).await;
+        e.shutdown_timer_for_test();
+        let job = JobId::random();
+        e.enqueue(job, Action::CheckIn).await.unwrap();
+
+        assert_eq!(e.deliver(Due::Now).await.unwrap(), 0);
+        let [item] = items(&e).await.try_into().unwrap();
+        assert_eq!((item.status, item.attempts), (ItemStatus::Pending, 1));
+        assert!(
+            item.last_error
+                .as_deref()
+                .unwrap_or("")
+                .starts_with("offline")
+        );
+        assert!(item.next_attempt_at_ms > now_ms(), "backed off");
+
+        // Not due yet: a scheduled round leaves it alone; a round the app asked for tries again.
+        e.deliver(Due::WhenScheduled).await.unwrap();
+        assert_eq!(items(&e).await[0].attempts, 1);
+        e.deliver(Due::Now).await.unwrap();
+        assert_eq!(items(&e).await[0].attempts, 2);
+        assert_eq!(
+            e.status().last_error.map(|(code, _)| code).as_deref(),
+            Some("offline"),
+            "the status names the failure"
+        );
+    }
+}
