@@ -4,7 +4,7 @@
 use crate::engine::now_ms;
 use crate::error::{CoreError, CoreResult};
 use crate::negotiation::{LocalNegotiation, local_view};
-use crate::outbox::{Action, ActionKind};
+use crate::outbox::{Action, ActionKind, echo};
 use crate::secrets::SecretsProvider;
 use crate::session::Session;
 use crate::session::SessionConfig;
@@ -268,17 +268,10 @@ impl CustomerSession {
     }
 }
 
-fn customer_job(mut details: JobDetails, pending: &[rows::ItemRow]) -> CustomerJob {
+fn customer_job(details: JobDetails, pending: &[rows::ItemRow]) -> CustomerJob {
     let negotiation = local_view(&details, pending);
-    if pending.iter().any(|i| i.kind == ActionKind::Cancel) {
-        // As the state machine would move it (a job already past cancelling stays as it is).
-        let facts = JobFacts::of(&details);
-        if let Ok(next) =
-            lifecycle::transition(&facts, &Actor::Customer(details.customer_id), Event::Cancel)
-        {
-            details.state = next.state;
-        }
-    }
+    // A customer queues nothing that hides a job.
+    let (details, _hidden) = echo::shown(details, pending.iter().map(|i| i.kind));
     let status = live_status(&details, &negotiation);
     CustomerJob {
         id: details.id,

@@ -3,7 +3,7 @@
 use crate::error::{CoreError, CoreResult};
 use crate::inbox::{Inbox, InboxFilter};
 use crate::listeners::{InboxListener, Subscription};
-use crate::outbox::{Action, ActionKind};
+use crate::outbox::{Action, ActionKind, echo};
 use crate::secrets::SecretsProvider;
 use crate::session::Session;
 use crate::session::SessionConfig;
@@ -276,29 +276,11 @@ impl FriendSession {
     }
 }
 
-/// Shows queued actions on top of the server's data, which itself is never overwritten by them.
-/// A queued release hides the job.
-fn with_local_echo(mut details: JobDetails, pending: &[&rows::ItemRow]) -> Option<MyJob> {
-    let mut kinds = Vec::new();
-    for item in pending {
-        match item.kind {
-            // As the state machine would move it (a check-in the job is past changes nothing).
-            ActionKind::CheckIn => {
-                if let Some(me) = details.friend.as_ref().map(|f| f.id) {
-                    let facts = JobFacts::of(&details);
-                    if let Ok(next) =
-                        lifecycle::transition(&facts, &Actor::Friend(me), Event::CheckIn)
-                    {
-                        details.state = next.state;
-                    }
-                }
-            }
-            ActionKind::Release => return None,
-            _ => {}
-        }
-        kinds.push(item.kind);
-    }
-    Some(MyJob {
+/// The job as this device shows it (see `outbox::echo`); `None` while a queued release hides it.
+fn with_local_echo(details: JobDetails, pending: &[&rows::ItemRow]) -> Option<MyJob> {
+    let kinds: Vec<_> = pending.iter().map(|i| i.kind).collect();
+    let (details, hidden) = echo::shown(details, kinds.iter().copied());
+    (!hidden).then_some(MyJob {
         details,
         pending_actions: kinds,
     })

@@ -1,9 +1,10 @@
 //! The durable outbox, in one module: the actions and what each one sends (route, body, stored
 //! payload), how a queued item looks to the app ([`OutboxItem`]), the retry [`backoff`], the table
 //! with its sealed rows ([`table`], also reachable as `store::outbox`) and delivery
-//! ([`delivery`]). The local echo of pending items is in the sessions' job views.
+//! ([`delivery`]), and the local echo of queued actions on the jobs the app is shown ([`echo`]).
 
 pub(crate) mod delivery;
+pub(crate) mod echo;
 pub mod table;
 
 use crate::error::{CoreError, CoreResult};

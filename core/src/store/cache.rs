@@ -374,7 +374,7 @@ pub fn purge_personal(tx: &Transaction<'_>, before_ms: i64) -> CoreResult<usize>
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::store::Store;
     use chrono::{TimeZone, Utc};
@@ -419,7 +419,8 @@ mod tests {
         }
     }
 
-    fn new_job(n: u128, version: u64, state: JobState) -> JobDetails {
+    /// A job with recognisable personal fields (also for other modules' tests).
+    pub(crate) fn new_job(n: u128, version: u64, state: JobState) -> JobDetails {
         JobDetails {
             id: id(n),
             version,
