@@ -364,6 +364,21 @@ fn migrate(conn: &mut Connection) -> Result<(), DbError> {
 mod tests {
     use super::*;
 
+    /// An acknowledged write survives a power cut: the writer syncs every commit (FULL = 2), not
+    /// only at checkpoints (NORMAL = 1, which can roll back an accept already answered `won`).
+    #[test]
+    fn the_writer_commits_durably() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("d.db")).unwrap();
+        let level: i64 = db
+            .write_now(|conn| {
+                conn.pragma_query_value(None, "synchronous", |r| r.get(0))
+                    .map_err(DbError::from)
+            })
+            .unwrap();
+        assert_eq!(level, 2, "PRAGMA synchronous on the writer");
+    }
+
     #[test]
     fn migrates_once_and_refuses_newer_schema() {
         let dir = tempfile::tempdir().unwrap();
