@@ -3,7 +3,8 @@
 //! interleaving is forced by holding the database writer, so none depends on timing.
 
 use friend_protocol::{AcceptOutcome, FriendJobView};
-use friend_tests::{Reply, TestAccount, TestBackend, booking_at, friend_at, places, wait_until};
+use friend_tests::scenario::Scenario;
+use friend_tests::{Reply, TestAccount, TestBackend, wait_until};
 use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(10);
@@ -20,18 +21,16 @@ async fn lookup(tb: &TestBackend, friend: &TestAccount, key: &str) -> Reply {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lookup_behind_a_queued_accept_reads_its_outcome() {
-    let tb = TestBackend::start().await;
-    let customer = tb.customer("Heidi").await;
-    let anna = tb.friend(friend_at("Anna", places::ZURICH)).await;
-    let job = tb.book(&customer, &booking_at(places::OERLIKON)).await;
+    let s = Scenario::new().booked().await;
+    let (tb, anna, job) = (&s.tb, s.friend.clone(), s.job());
     let key = uuid::Uuid::new_v4().to_string();
 
     let pause = tb.backend.pause_writes().await.unwrap();
     let accept = {
         let (http, anna, key) = (tb.http(), anna.clone(), key.clone());
-        tokio::spawn(async move { http.accept(&anna, job.id, &key).await })
+        tokio::spawn(async move { http.accept(&anna, job, &key).await })
     };
-    queued(&tb, 1, "the accept to queue behind the held writer").await;
+    queued(tb, 1, "the accept to queue behind the held writer").await;
     let looked_up = {
         let (http, anna, key) = (tb.http(), anna.clone(), key.clone());
         tokio::spawn(async move {
@@ -41,7 +40,7 @@ async fn a_lookup_behind_a_queued_accept_reads_its_outcome() {
     };
     // The lookup must not answer from a snapshot that misses the queued accept: it waits for the
     // writer too (before the fix it answered 404 at once and the accept then won).
-    queued(&tb, 2, "the lookup to queue behind the accept").await;
+    queued(tb, 2, "the lookup to queue behind the accept").await;
     drop(pause);
 
     let accept = accept.await.unwrap();
@@ -55,16 +54,14 @@ async fn a_lookup_behind_a_queued_accept_reads_its_outcome() {
         looked_up.text()
     );
     // And it stays so.
-    let again = lookup(&tb, &anna, &key).await;
+    let again = lookup(tb, &anna, &key).await;
     assert!(matches!(again.json(), AcceptOutcome::Won { .. }));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lookup_that_finds_nothing_fences_the_key_against_a_late_accept() {
-    let tb = TestBackend::start().await;
-    let customer = tb.customer("Heidi").await;
-    let anna = tb.friend(friend_at("Anna", places::ZURICH)).await;
-    let job = tb.book(&customer, &booking_at(places::OERLIKON)).await;
+    let s = Scenario::new().booked().await;
+    let (tb, anna, job) = (&s.tb, s.friend.clone(), s.job());
     let key = uuid::Uuid::new_v4().to_string();
 
     let pause = tb.backend.pause_writes().await.unwrap();
@@ -75,12 +72,12 @@ async fn a_lookup_that_finds_nothing_fences_the_key_against_a_late_accept() {
                 .await
         })
     };
-    queued(&tb, 1, "the lookup to queue behind the held writer").await;
+    queued(tb, 1, "the lookup to queue behind the held writer").await;
     let accept = {
         let (http, anna, key) = (tb.http(), anna.clone(), key.clone());
-        tokio::spawn(async move { http.accept(&anna, job.id, &key).await })
+        tokio::spawn(async move { http.accept(&anna, job, &key).await })
     };
-    queued(&tb, 2, "the late accept to queue behind the lookup").await;
+    queued(tb, 2, "the late accept to queue behind the lookup").await;
     drop(pause);
 
     let looked_up = looked_up.await.unwrap();
@@ -96,29 +93,29 @@ async fn a_lookup_that_finds_nothing_fences_the_key_against_a_late_accept() {
         "{}",
         accept.text()
     );
-    let again = lookup(&tb, &anna, &key).await;
+    let again = lookup(tb, &anna, &key).await;
     assert_eq!(again.status, 404, "the answer stays: {}", again.text());
     // The job is still open for Anna, and a new key takes it.
     let view = tb
         .http()
-        .get(&format!("/v1/friend/jobs/{}", job.id), &anna.token)
+        .get(&format!("/v1/friend/jobs/{job}"), &anna.token)
         .await;
     assert!(matches!(view.json(), FriendJobView::Offer(_)));
     let retry = tb
         .http()
-        .accept(&anna, job.id, &uuid::Uuid::new_v4().to_string())
+        .accept(&anna, job, &uuid::Uuid::new_v4().to_string())
         .await;
     assert!(matches!(retry.json(), AcceptOutcome::Won { .. }));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_no_accept_could_carry_are_answered_without_a_write() {
-    let tb = TestBackend::start().await;
-    let anna = tb.friend(friend_at("Anna", places::ZURICH)).await;
+    let s = Scenario::new().await;
+    let (tb, anna) = (&s.tb, &s.friend);
     let pause = tb.backend.pause_writes().await.unwrap();
     let long = "k".repeat(129);
     for key in [long.as_str(), "%20padded%20", "tab%09"] {
-        let r = tokio::time::timeout(LIMIT, lookup(&tb, &anna, key))
+        let r = tokio::time::timeout(LIMIT, lookup(tb, anna, key))
             .await
             .unwrap_or_else(|_| panic!("{key:?} waited for the held writer"));
         assert_eq!((r.status, r.code().as_str()), (404, "not_found"), "{key}");
