@@ -258,16 +258,8 @@ impl Engine {
                 total: quote.total,
             },
         )?;
-        let key = self.device_key().await?;
-        let payload = consent::sign_payload(ConsentAction::Propose, me, &quote, &key)?.encode();
-        self.enqueue(
-            job,
-            Action::Consent {
-                payload: payload.clone(),
-            },
-        )
-        .await?;
-        Ok(payload)
+        self.sign_and_queue(job, ConsentAction::Propose, me, &quote)
+            .await
     }
 
     /// Signs and queues the acceptance of the pending proposal `version` (which the other party
@@ -288,9 +280,21 @@ impl Engine {
                 message: format!("version {version} is not the pending proposal"),
             })?;
         negotiation::apply(&view.state, &NegotiationEvent::Accept { by: me, version })?;
+        self.sign_and_queue(job, ConsentAction::Accept, me, &latest.quote)
+            .await
+    }
+
+    /// Signs `quote` with this device's key, queues the consent for delivery and returns its
+    /// payload (for the other device, as a QR code, when either is offline).
+    async fn sign_and_queue(
+        &self,
+        job: JobId,
+        action: ConsentAction,
+        me: Party,
+        quote: &Quote,
+    ) -> CoreResult<String> {
         let key = self.device_key().await?;
-        let payload =
-            consent::sign_payload(ConsentAction::Accept, me, &latest.quote, &key)?.encode();
+        let payload = consent::sign_payload(action, me, quote, &key)?.encode();
         self.enqueue(
             job,
             Action::Consent {
