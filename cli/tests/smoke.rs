@@ -239,7 +239,14 @@ fn a_closed_output_pipe_is_not_a_panic() {
     let dir = tempfile::tempdir().unwrap();
     let (_server, url) = serve(&dir.path().join("backend.db"));
     let mut child = Command::new(BIN)
-        .args(["customer", "--url", &url, "--token", "dev-customer-heidi", "--db"])
+        .args([
+            "customer",
+            "--url",
+            &url,
+            "--token",
+            "dev-customer-heidi",
+            "--db",
+        ])
         .arg(dir.path().join("c.db"))
         .args(["catalog"])
         .stdout(Stdio::piped())
