@@ -3,6 +3,7 @@
 //! items replayed after an offline spell and their outcomes, and each job as the server has it.
 
 use super::driver::Sim;
+use super::ids::{CustomerIx, JobIx};
 use super::metrics::Dev;
 use friend_core::api::Api;
 use friend_core::store::outbox::ItemStatus;
@@ -42,7 +43,7 @@ pub struct Audit {
     pub unexpected_items: u64,
     /// Items replayed after being queued offline, by kind.
     pub replayed: BTreeMap<String, KindCount>,
-    /// Each job as the server has it (none: never booked, or the lookup failed).
+    /// Each job as the server has it, by [`JobIx`] (none: never booked, or the lookup failed).
     pub server: Vec<Option<JobDetails>>,
     /// Server lookups that failed.
     pub server_errors: u64,
@@ -50,6 +51,13 @@ pub struct Audit {
     pub final_expired: usize,
     /// Devices whose outbox could not be read.
     pub unreadable_outboxes: u64,
+}
+
+impl Audit {
+    /// `job` as the server has it.
+    pub fn server_job(&self, job: JobIx) -> Option<&JobDetails> {
+        job.of(&self.server)?.as_ref()
+    }
 }
 
 /// Winds the day down and audits it.
@@ -103,7 +111,7 @@ async fn deliver_all(sim: &Arc<Sim>, devices: &[Dev]) {
         set.spawn(async move {
             for attempt in 0..5u64 {
                 let pending = match dev {
-                    Dev::Friend(f) => match sim.friends.get(f) {
+                    Dev::Friend(f) => match sim.friend_device(f) {
                         Some(d) => match d.session().await {
                             Ok(s) => {
                                 let _ = s.sync_once().await;
@@ -113,7 +121,7 @@ async fn deliver_all(sim: &Arc<Sim>, devices: &[Dev]) {
                         },
                         None => 0,
                     },
-                    Dev::Customer(c) => match sim.customers.get(c) {
+                    Dev::Customer(c) => match sim.customer_device(c) {
                         Some(d) => match d.session().await {
                             Ok(s) => {
                                 let _ = s.sync_once().await;
@@ -137,8 +145,7 @@ async fn deliver_all(sim: &Arc<Sim>, devices: &[Dev]) {
 async fn outbox_of(sim: &Sim, dev: Dev) -> Option<Vec<friend_core::OutboxItem>> {
     match dev {
         Dev::Friend(f) => sim
-            .friends
-            .get(f)?
+            .friend_device(f)?
             .session()
             .await
             .ok()?
@@ -146,8 +153,7 @@ async fn outbox_of(sim: &Sim, dev: Dev) -> Option<Vec<friend_core::OutboxItem>> 
             .await
             .ok(),
         Dev::Customer(c) => sim
-            .customers
-            .get(c)?
+            .customer_device(c)?
             .session()
             .await
             .ok()?
@@ -249,19 +255,19 @@ async fn read_outboxes(
 async fn read_server(sim: &Arc<Sim>, audit: &mut Audit) {
     let runs = sim.metrics.job_runs();
     audit.server = vec![None; runs.len()];
-    let mut set: JoinSet<(usize, Option<JobDetails>)> = JoinSet::new();
-    let mut apis: BTreeMap<usize, Arc<Api>> = BTreeMap::new();
+    let mut set: JoinSet<(JobIx, Option<JobDetails>)> = JoinSet::new();
+    let mut apis: BTreeMap<CustomerIx, Arc<Api>> = BTreeMap::new();
     let mut results = Vec::new();
-    for (j, run) in runs.iter().enumerate() {
-        let (Some(id), Some(spec)) = (run.id, sim.world.jobs.get(j)) else {
+    for (job, run) in JobIx::all(runs.len()).zip(&runs) {
+        let (Some(id), Some(spec)) = (run.id, sim.world.job(job)) else {
             continue;
         };
         let api = match apis.get(&spec.customer) {
             Some(a) => a.clone(),
             None => {
-                let token = sim
-                    .customer_tokens
-                    .get(spec.customer)
+                let token = spec
+                    .customer
+                    .of(&sim.customer_tokens)
                     .cloned()
                     .unwrap_or_default();
                 let secrets = Arc::new(StaticSecrets::new(token, [0u8; 32]));
@@ -283,18 +289,18 @@ async fn read_server(sim: &Arc<Sim>, audit: &mut Audit) {
         {
             results.push(r);
         }
-        set.spawn(async move { (j, fetch(&api, id).await) });
+        set.spawn(async move { (job, fetch(&api, id).await) });
     }
     while let Some(r) = set.join_next().await {
         if let Ok(r) = r {
             results.push(r);
         }
     }
-    for (j, details) in results {
+    for (job, details) in results {
         if details.is_none() {
             audit.server_errors += 1;
         }
-        if let Some(slot) = audit.server.get_mut(j) {
+        if let Some(slot) = audit.server.get_mut(job.0) {
             *slot = details;
         }
     }

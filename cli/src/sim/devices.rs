@@ -5,6 +5,7 @@
 //! on disk, exactly like an app the OS killed).
 
 use super::events::VTime;
+use super::ids::JobIx;
 use friend_core::{
     CoreError, CoreResult, CustomerSession, FriendSession, InboxListener, SessionConfig,
     StaticSecrets, Subscription,
@@ -28,7 +29,7 @@ pub enum Offline {
     /// No signal on site while working on a job.
     Basement {
         /// The job.
-        job: usize,
+        job: JobIx,
     },
 }
 
@@ -40,9 +41,9 @@ pub struct FriendState {
     /// Offline, and why.
     pub offline: Option<Offline>,
     /// The job the Friend is travelling to or working on.
-    pub current: Option<usize>,
+    pub current: Option<JobIx>,
     /// Slot jobs held for later: (job, start, end) in virtual seconds.
-    pub slots: Vec<(usize, VTime, VTime)>,
+    pub slots: Vec<(JobIx, VTime, VTime)>,
     /// A push wake-up is scheduled.
     pub push_pending: bool,
     /// Second of the last push wake-up.

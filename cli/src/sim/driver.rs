@@ -12,6 +12,7 @@ use super::audit::{self, Audit};
 use super::backend::Embedded;
 use super::devices::{CustomerDevice, FriendDevice};
 use super::events::{Agenda, Event, Res, Sequencer, VTime};
+use super::ids::{CustomerIx, FriendIx, JobIx};
 use super::metrics::Metrics;
 use super::traffic::Counters;
 use super::world::{World, WorldSize};
@@ -154,18 +155,18 @@ pub(crate) async fn run(
             .map_err(|e| SimError::Setup(format!("foreground session: {e}")))?;
     }
     let mut agenda = Agenda::default();
-    for (j, spec) in sim.world.jobs.iter().enumerate() {
-        agenda.push(spec.at, Event::Book { job: j });
+    for (job, spec) in JobIx::all(sim.world.jobs.len()).zip(&sim.world.jobs) {
+        agenda.push(spec.at, Event::Book { job });
         if let Some(after) = spec.behaviour.cancel_if_open_after {
-            agenda.push(spec.at + after, Event::CancelOpen { job: j });
+            agenda.push(spec.at + after, Event::CancelOpen { job });
         }
     }
-    for (f, spec) in sim.world.friends.iter().enumerate() {
+    for (friend, spec) in FriendIx::all(sim.world.friends.len()).zip(&sim.world.friends) {
         for (start, secs) in &spec.spells {
             agenda.push(
                 *start,
                 Event::SpellStart {
-                    friend: f,
+                    friend,
                     secs: *secs,
                 },
             );
@@ -190,16 +191,26 @@ pub(crate) async fn run(
 }
 
 impl Sim {
+    /// A Friend's phone.
+    pub fn friend_device(&self, friend: FriendIx) -> Option<&FriendDevice> {
+        friend.of(&self.friends)
+    }
+
+    /// A customer's phone.
+    pub fn customer_device(&self, customer: CustomerIx) -> Option<&CustomerDevice> {
+        customer.of(&self.customers)
+    }
+
     fn touch(&self, res: Res, tick: u64) {
         match res {
             Res::Friend(f) => {
-                if let Some(d) = self.friends.get(f) {
+                if let Some(d) = self.friend_device(f) {
                     d.in_flight.fetch_add(1, Ordering::Relaxed);
                     d.last_used.store(tick, Ordering::Relaxed);
                 }
             }
             Res::Customer(c) => {
-                if let Some(d) = self.customers.get(c) {
+                if let Some(d) = self.customer_device(c) {
                     d.in_flight.fetch_add(1, Ordering::Relaxed);
                     d.last_used.store(tick, Ordering::Relaxed);
                 }
@@ -211,12 +222,12 @@ impl Sim {
     fn untouch(&self, res: Res) {
         match res {
             Res::Friend(f) => {
-                if let Some(d) = self.friends.get(f) {
+                if let Some(d) = self.friend_device(f) {
                     d.in_flight.fetch_sub(1, Ordering::Relaxed);
                 }
             }
             Res::Customer(c) => {
-                if let Some(d) = self.customers.get(c) {
+                if let Some(d) = self.customer_device(c) {
                     d.in_flight.fetch_sub(1, Ordering::Relaxed);
                 }
             }
@@ -240,13 +251,23 @@ impl Sim {
             .filter(|(_, d)| {
                 d.is_open() && !d.foreground && d.in_flight.load(Ordering::Relaxed) == 0
             })
-            .map(|(i, d)| (d.last_used.load(Ordering::Relaxed), Res::Friend(i)))
+            .map(|(i, d)| {
+                (
+                    d.last_used.load(Ordering::Relaxed),
+                    Res::Friend(FriendIx(i)),
+                )
+            })
             .chain(
                 self.customers
                     .iter()
                     .enumerate()
                     .filter(|(_, d)| d.is_open() && d.in_flight.load(Ordering::Relaxed) == 0)
-                    .map(|(i, d)| (d.last_used.load(Ordering::Relaxed), Res::Customer(i))),
+                    .map(|(i, d)| {
+                        (
+                            d.last_used.load(Ordering::Relaxed),
+                            Res::Customer(CustomerIx(i)),
+                        )
+                    }),
             )
             .collect();
         idle.sort_unstable_by_key(|(t, _)| *t);
@@ -254,12 +275,12 @@ impl Sim {
         for (_, res) in idle.into_iter().take(excess) {
             match res {
                 Res::Friend(f) => {
-                    if let Some(d) = self.friends.get(f) {
+                    if let Some(d) = self.friend_device(f) {
                         d.close().await;
                     }
                 }
                 Res::Customer(c) => {
-                    if let Some(d) = self.customers.get(c) {
+                    if let Some(d) = self.customer_device(c) {
                         d.close().await;
                     }
                 }

@@ -7,6 +7,7 @@
 //! job at the same virtual second, which join one *race group* and really run concurrently: that
 //! is the accept race.
 
+use super::ids::{CustomerIx, FriendIx, JobIx};
 use super::model::Reaction;
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
@@ -21,103 +22,103 @@ pub enum Event {
     /// A customer books job `job`.
     Book {
         /// Job index.
-        job: usize,
+        job: JobIx,
     },
     /// The push service wakes a background Friend's app: one sync.
     PushWake {
         /// Friend index.
-        friend: usize,
+        friend: FriendIx,
     },
     /// A Friend looks at an offer and accepts or declines it.
     React {
         /// Job index.
-        job: usize,
+        job: JobIx,
         /// Who, how and what.
         reaction: Reaction,
     },
     /// The push service wakes a customer's app: one sync.
     CustomerPush {
         /// Customer index.
-        customer: usize,
+        customer: CustomerIx,
     },
     /// The customer gives up waiting and cancels the open job.
     CancelOpen {
         /// Job index.
-        job: usize,
+        job: JobIx,
     },
     /// The customer cancels after a Friend accepted.
     CancelAssigned {
         /// Job index.
-        job: usize,
+        job: JobIx,
     },
     /// The Friend arrives and checks in.
     Arrive {
         /// Job index.
-        job: usize,
+        job: JobIx,
     },
     /// Nobody opened: check out unsuccessful.
     NoShow {
         /// Job index.
-        job: usize,
+        job: JobIx,
     },
     /// Too complex: escalate.
     Escalate {
         /// Job index.
-        job: usize,
+        job: JobIx,
     },
     /// The Friend proposes the first quote.
     Quote {
         /// Job index.
-        job: usize,
+        job: JobIx,
     },
     /// The customer answers a proposal.
     CustomerAnswer {
         /// Job index.
-        job: usize,
+        job: JobIx,
     },
     /// The Friend answers the customer's counter or rejection.
     FriendAnswer {
         /// Job index.
-        job: usize,
+        job: JobIx,
     },
     /// More work found: the Friend proposes an amendment.
     Amend {
         /// Job index.
-        job: usize,
+        job: JobIx,
     },
     /// The customer answers the amendment.
     CustomerAmendAnswer {
         /// Job index.
-        job: usize,
+        job: JobIx,
     },
     /// The Friend completes the job.
     Complete {
         /// Job index.
-        job: usize,
+        job: JobIx,
     },
     /// The Friend's phone has signal again and replays its outbox.
     BackOnline {
         /// Friend index.
-        friend: usize,
+        friend: FriendIx,
         /// The job worked on offline, if any.
-        job: Option<usize>,
+        job: Option<JobIx>,
     },
     /// The customer rates the job.
     Rate {
         /// Job index.
-        job: usize,
+        job: JobIx,
     },
     /// A Friend loses connectivity for `secs` (a tunnel).
     SpellStart {
         /// Friend index.
-        friend: usize,
+        friend: FriendIx,
         /// How long.
         secs: i64,
     },
     /// The spell ends.
     SpellEnd {
         /// Friend index.
-        friend: usize,
+        friend: FriendIx,
     },
 }
 
@@ -227,11 +228,11 @@ impl Agenda {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Res {
     /// A Friend's device.
-    Friend(usize),
+    Friend(FriendIx),
     /// A customer's device.
-    Customer(usize),
+    Customer(CustomerIx),
     /// A job.
-    Job(usize),
+    Job(JobIx),
 }
 
 /// How an event holds a resource.
@@ -335,9 +336,24 @@ mod tests {
     #[test]
     fn the_agenda_is_earliest_first_then_fifo() {
         let mut a = Agenda::default();
-        a.push(5, Event::SpellEnd { friend: 1 });
-        a.push(3, Event::SpellEnd { friend: 2 });
-        a.push(5, Event::SpellEnd { friend: 3 });
+        a.push(
+            5,
+            Event::SpellEnd {
+                friend: FriendIx(1),
+            },
+        );
+        a.push(
+            3,
+            Event::SpellEnd {
+                friend: FriendIx(2),
+            },
+        );
+        a.push(
+            5,
+            Event::SpellEnd {
+                friend: FriendIx(3),
+            },
+        );
         assert_eq!(a.pop_until(4).map(|s| s.at), Some(3));
         assert!(a.pop_until(4).is_none());
         let order: Vec<_> = std::iter::from_fn(|| a.pop_until(10))
@@ -345,24 +361,31 @@ mod tests {
             .collect();
         assert_eq!(
             order,
-            vec![Event::SpellEnd { friend: 1 }, Event::SpellEnd { friend: 3 }]
+            vec![
+                Event::SpellEnd {
+                    friend: FriendIx(1)
+                },
+                Event::SpellEnd {
+                    friend: FriendIx(3)
+                }
+            ]
         );
     }
 
     #[test]
     fn racers_of_one_second_run_together_and_others_in_order() {
         let mut s = Sequencer::default();
-        let job = (Res::Job(1), Mode::Race);
-        let (w0, d0) = s.enter(10, &[(Res::Job(1), Mode::Exclusive)]);
+        let job = (Res::Job(JobIx(1)), Mode::Race);
+        let (w0, d0) = s.enter(10, &[(Res::Job(JobIx(1)), Mode::Exclusive)]);
         assert!(w0.is_empty());
-        let (w1, d1) = s.enter(20, &[job, (Res::Friend(1), Mode::Exclusive)]);
-        let (w2, d2) = s.enter(20, &[job, (Res::Friend(2), Mode::Exclusive)]);
+        let (w1, d1) = s.enter(20, &[job, (Res::Friend(FriendIx(1)), Mode::Exclusive)]);
+        let (w2, d2) = s.enter(20, &[job, (Res::Friend(FriendIx(2)), Mode::Exclusive)]);
         assert_eq!(
             (w1.len(), w2.len()),
             (1, 1),
             "both racers wait for the booking only"
         );
-        let (w3, _d3) = s.enter(21, &[job, (Res::Friend(3), Mode::Exclusive)]);
+        let (w3, _d3) = s.enter(21, &[job, (Res::Friend(FriendIx(3)), Mode::Exclusive)]);
         assert_eq!(w3.len(), 2, "a later racer waits for both");
         drop(d0);
         assert!(w1[0].is_done());

@@ -3,6 +3,7 @@
 //! counters. The report is computed from these and from the server's final answer.
 
 use super::events::VTime;
+use super::ids::{CustomerIx, FriendIx, JobIx};
 use friend_protocol::JobId;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -11,10 +12,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// A device of the simulation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Dev {
-    /// Friend index.
-    Friend(usize),
-    /// Customer index.
-    Customer(usize),
+    /// A Friend's phone.
+    Friend(FriendIx),
+    /// A customer's phone.
+    Customer(CustomerIx),
 }
 
 /// How one accept attempt ended.
@@ -87,13 +88,13 @@ pub struct JobRun {
     /// When it stopped being open (won or cancelled), as far as the simulation knows.
     pub closed_at: Option<VTime>,
     /// Accept attempts: when and by whom.
-    pub attempts: Vec<(VTime, usize)>,
+    pub attempts: Vec<(VTime, FriendIx)>,
     /// Their outcomes.
-    pub outcomes: Vec<(usize, AcceptKind)>,
+    pub outcomes: Vec<(FriendIx, AcceptKind)>,
     /// Every Friend that got `Won` (more than one would be a double assignment).
-    pub winners: Vec<usize>,
+    pub winners: Vec<FriendIx>,
     /// The first winner and when.
-    pub accepted: Option<(VTime, usize)>,
+    pub accepted: Option<(VTime, FriendIx)>,
     /// The negotiation.
     pub negotiation: NegotiationRecord,
     /// How many times the current step was retried (waiting for the other side).
@@ -103,9 +104,9 @@ pub struct JobRun {
     /// Free Friends with the offer in their inbox at booking.
     pub free_friends: usize,
     /// The nearest of them (at most 100): (Friend, km away).
-    pub candidates: Vec<(usize, f64)>,
+    pub candidates: Vec<(FriendIx, f64)>,
     /// Friends who reacted (or stood in for a busy one).
-    pub responded: Vec<usize>,
+    pub responded: Vec<FriendIx>,
     /// The winner gave the job back (released it) before arriving.
     pub released: bool,
 }
@@ -155,9 +156,9 @@ impl Metrics {
         }
     }
 
-    /// Runs `f` on job `j`'s record.
-    pub fn job<T>(&self, j: usize, f: impl FnOnce(&mut JobRun) -> T) -> Option<T> {
-        let mut guard = self.jobs.get(j)?.lock().ok()?;
+    /// Runs `f` on `job`'s record.
+    pub fn job<T>(&self, job: JobIx, f: impl FnOnce(&mut JobRun) -> T) -> Option<T> {
+        let mut guard = job.of(&self.jobs)?.lock().ok()?;
         Some(f(&mut guard))
     }
 

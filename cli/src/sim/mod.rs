@@ -17,6 +17,7 @@ pub mod chart;
 pub mod devices;
 pub(crate) mod driver;
 pub mod events;
+pub mod ids;
 pub mod metrics;
 pub mod model;
 mod playbook;

@@ -38,6 +38,7 @@
 //! report shows the distribution each run actually measured next to the published one; what the
 //! model cannot fix are jobs nobody free can take (rare Pro services, brand jobs in sparse areas).
 
+use super::ids::FriendIx;
 use fastrand::Rng;
 use friend_protocol::DeclineReason;
 
@@ -141,8 +142,8 @@ pub fn accept_probability(km: f64) -> f64 {
 /// An available, eligible Friend for a job.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Candidate {
-    /// The Friend's index.
-    pub friend: usize,
+    /// The Friend.
+    pub friend: FriendIx,
     /// Distance from the Friend's current position to the job, km.
     pub distance_km: f64,
     /// Long-polling (the app is open).
@@ -162,7 +163,7 @@ pub enum Decision {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Reaction {
     /// The Friend.
-    pub friend: usize,
+    pub friend: FriendIx,
     /// How they came to look.
     pub attention: Attention,
     /// Seconds after the booking, whole seconds (the simulation's instant).
@@ -361,7 +362,7 @@ mod tests {
         for _ in 0..jobs {
             let candidates: Vec<_> = (0..40)
                 .map(|friend| Candidate {
-                    friend,
+                    friend: FriendIx(friend),
                     distance_km: 30.0 * rng.f64().sqrt(),
                     foreground: false,
                 })
@@ -396,7 +397,7 @@ mod tests {
         let mut rng = Rng::with_seed(3);
         let candidates: Vec<_> = (0..5)
             .map(|friend| Candidate {
-                friend,
+                friend: FriendIx(friend),
                 distance_km: friend as f64,
                 foreground: friend == 0,
             })

@@ -486,13 +486,13 @@ pub(crate) fn build(outcome: &Outcome) -> Report {
         let server_friend = server.friend.as_ref().map(|f| f.id);
         let sim_friend = run
             .accepted
-            .and_then(|(_, f)| sim.friend_ids.get(f).copied());
+            .and_then(|(_, f)| f.of(&sim.friend_ids).copied());
         // A released job may show no Friend any more; otherwise the server's Friend is the winner.
         let matches = server_friend == sim_friend || (run.released && server_friend.is_none());
         let answer_lost = sim_friend.is_none()
             && server_friend.is_some_and(|holder| {
                 run.outcomes.iter().any(|(f, kind)| {
-                    *kind == AcceptKind::Offline && sim.friend_ids.get(*f) == Some(&holder)
+                    *kind == AcceptKind::Offline && f.of(&sim.friend_ids) == Some(&holder)
                 })
             });
         if answer_lost {

@@ -2,6 +2,7 @@
 //! real town centres of the Zürich and Bern regions, and the day's bookings across the six
 //! categories, priced from the backend's seeded catalog.
 
+use super::ids::{CustomerIx, FriendIx, JobIx};
 use super::model::{self, JobBehaviour};
 use fastrand::Rng;
 use friend_protocol::{
@@ -196,8 +197,8 @@ pub struct CustomerSpec {
 pub struct JobSpec {
     /// Booking second of the day.
     pub at: i64,
-    /// The customer's index.
-    pub customer: usize,
+    /// Who books it.
+    pub customer: CustomerIx,
     /// The catalog service.
     pub service: Service,
     /// Slot start and length in seconds after booking, or a now-job.
@@ -217,7 +218,7 @@ impl JobSpec {
     /// second 0 of the day).
     pub fn request(
         &self,
-        index: usize,
+        job: JobIx,
         customer: &CustomerSpec,
         origin: chrono::DateTime<chrono::Utc>,
     ) -> BookRequest {
@@ -234,7 +235,7 @@ impl JobSpec {
         let on_site = self.place == Place::OnSite;
         BookRequest {
             service_id: self.service.id.clone(),
-            description: format!("{} (simulated job {index})", self.service.description),
+            description: format!("{} (simulated job {job})", self.service.description),
             timing,
             place: self.place,
             location: Some(self.location),
@@ -441,7 +442,7 @@ fn draw_customer(rng: &mut Rng, index: usize) -> CustomerSpec {
 }
 
 fn draw_job(rng: &mut Rng, customers: &[CustomerSpec], catalog: &[Service]) -> JobSpec {
-    let customer = rng.usize(..customers.len().max(1));
+    let customer = CustomerIx(rng.usize(..customers.len().max(1)));
     let mut x = rng.f64();
     let mut category = Category::Network;
     for (c, share, _) in CATEGORY_SHARE {
@@ -489,8 +490,8 @@ fn draw_job(rng: &mut Rng, customers: &[CustomerSpec], catalog: &[Service]) -> J
         category,
         Category::Network | Category::Tv | Category::Mobile
     ) && rng.f64() < 0.15;
-    let location = customers
-        .get(customer)
+    let location = customer
+        .of(customers)
         .map(|c| c.home)
         .unwrap_or_else(unreachable_point);
     let behaviour = model::draw_behaviour(rng, place == Place::OnSite);
@@ -536,9 +537,24 @@ impl World {
         }
     }
 
-    /// Indices of the Friends the backend offers job `j` to (same rule, same code).
-    pub fn eligible(&self, j: usize) -> Vec<usize> {
-        let Some(job) = self.jobs.get(j) else {
+    /// A job of the day.
+    pub fn job(&self, job: JobIx) -> Option<&JobSpec> {
+        job.of(&self.jobs)
+    }
+
+    /// A Friend.
+    pub fn friend(&self, friend: FriendIx) -> Option<&FriendSpec> {
+        friend.of(&self.friends)
+    }
+
+    /// A customer.
+    pub fn customer(&self, customer: CustomerIx) -> Option<&CustomerSpec> {
+        customer.of(&self.customers)
+    }
+
+    /// The Friends the backend offers `job` to (same rule, same code).
+    pub fn eligible(&self, job: JobIx) -> Vec<FriendIx> {
+        let Some(job) = self.job(job) else {
             return Vec::new();
         };
         let reach = job.reach();
@@ -551,7 +567,7 @@ impl World {
                 reach.place == Place::Remote || (p.home.lat() - job.location.lat()).abs() <= max_deg
             })
             .filter(|(_, p)| friend_protocol::eligibility::check(p, &reach).is_ok())
-            .map(|(i, _)| i)
+            .map(|(i, _)| FriendIx(i))
             .collect()
     }
 }
@@ -596,9 +612,9 @@ mod tests {
         let origin = chrono::Utc::now() + chrono::Duration::minutes(1);
         let mut reached = 0;
         for (i, j) in w.jobs.iter().enumerate() {
-            let req = j.request(i, &w.customers[j.customer], origin);
+            let req = j.request(JobIx(i), &w.customers[j.customer.0], origin);
             friend_protocol::validate::book_request(&req, chrono::Utc::now()).unwrap();
-            if !w.eligible(i).is_empty() {
+            if !w.eligible(JobIx(i)).is_empty() {
                 reached += 1;
             }
         }

@@ -1,0 +1,113 @@
+//! What happens at each event: real calls on the real sessions of the devices involved, and the
+//! follow-up events they lead to. The push service is played here too (wake the Friends a job
+//! concerns, wake a customer when their job moved).
+//!
+//! One file per phase of a job's day, each an `impl Sim` block: [`booking`] (booking, the push
+//! service, the accept race, the customer cancelling), [`on_site`] (arriving and checking in, or
+//! giving the job back), [`negotiation`] (the price agreed on site, online or by payload),
+//! [`closing`] (completion, check-out without success, the Friend leaving, the rating) and
+//! [`connectivity`] (tunnels and coming back online). [`common`] holds what they all look up. This
+//! file says which resources an event holds and which step runs it.
+
+mod booking;
+mod closing;
+mod common;
+mod connectivity;
+mod negotiation;
+mod on_site;
+
+use super::driver::Sim;
+use super::events::{Event, Mode, Res, VTime};
+use super::ids::{CustomerIx, JobIx};
+
+/// Follow-up events.
+type Next = Vec<(VTime, Event)>;
+
+/// The push service's delay from a change to the wake-up.
+const PUSH_DELAY: VTime = 3;
+
+impl Sim {
+    /// The resources `event` holds.
+    pub(crate) fn claims(&self, event: &Event) -> Vec<(Res, Mode)> {
+        use Mode::{Exclusive, Race};
+        let customer_of = |job: JobIx| {
+            self.world
+                .job(job)
+                .map(|s| s.customer)
+                .unwrap_or(CustomerIx(0))
+        };
+        let job_parties = |job: JobIx| {
+            let mut v = vec![
+                (Res::Job(job), Exclusive),
+                (Res::Customer(customer_of(job)), Exclusive),
+            ];
+            if let Some(winner) = self.winner(job) {
+                v.push((Res::Friend(winner), Exclusive));
+            }
+            v
+        };
+        match event {
+            Event::Book { job } => vec![
+                (Res::Job(*job), Exclusive),
+                (Res::Customer(customer_of(*job)), Exclusive),
+            ],
+            Event::PushWake { friend }
+            | Event::SpellStart { friend, .. }
+            | Event::SpellEnd { friend } => vec![(Res::Friend(*friend), Exclusive)],
+            Event::React { job, reaction } => vec![
+                (Res::Job(*job), Race),
+                (Res::Friend(reaction.friend), Exclusive),
+            ],
+            Event::CustomerPush { customer } => vec![(Res::Customer(*customer), Exclusive)],
+            Event::BackOnline { friend, job } => {
+                let mut v = vec![(Res::Friend(*friend), Exclusive)];
+                if let Some(job) = job {
+                    v.push((Res::Job(*job), Exclusive));
+                    v.push((Res::Customer(customer_of(*job)), Exclusive));
+                }
+                v
+            }
+            Event::CancelOpen { job }
+            | Event::CancelAssigned { job }
+            | Event::Arrive { job }
+            | Event::NoShow { job }
+            | Event::Escalate { job }
+            | Event::Quote { job }
+            | Event::CustomerAnswer { job }
+            | Event::FriendAnswer { job }
+            | Event::Amend { job }
+            | Event::CustomerAmendAnswer { job }
+            | Event::Complete { job }
+            | Event::Rate { job } => job_parties(*job),
+        }
+    }
+
+    /// Runs one event; returns its follow-ups.
+    pub(crate) async fn handle(&self, at: VTime, event: Event) -> Next {
+        self.metrics.count(&format!("event.{}", event.name()));
+        match event {
+            Event::Book { job } => self.book(at, job).await,
+            Event::PushWake { friend } => self.push_wake(at, friend).await,
+            Event::React { job, reaction } => self.react(at, job, reaction).await,
+            Event::CustomerPush { customer } => {
+                self.sync_customer(customer, "customer_push").await;
+                Vec::new()
+            }
+            Event::CancelOpen { job } => self.cancel(at, job, false).await,
+            Event::CancelAssigned { job } => self.cancel(at, job, true).await,
+            Event::Arrive { job } => self.arrive(at, job).await,
+            Event::NoShow { job } => self.check_out(at, job, false).await,
+            Event::Escalate { job } => self.check_out(at, job, true).await,
+            Event::Quote { job } => self.quote(at, job).await,
+            Event::CustomerAnswer { job } => self.customer_answer(at, job).await,
+            Event::FriendAnswer { job } => self.friend_answer(at, job).await,
+            Event::Amend { job } => self.amend(at, job).await,
+            Event::CustomerAmendAnswer { job } => self.customer_amend_answer(at, job).await,
+            Event::Complete { job } => self.complete(at, job).await,
+            Event::BackOnline { friend, job } => self.back_online(at, friend, job).await,
+            Event::Rate { job } => self.rate(at, job).await,
+            Event::SpellStart { friend, secs } => self.spell_start(at, friend, secs),
+            Event::SpellEnd { friend } => self.spell_end(friend).await,
+        }
+    }
+}
