@@ -8,6 +8,7 @@ use super::{shared, views};
 use crate::args::{CustomerArgs, CustomerCommand};
 use crate::exit::{CliError, CliResult, Exit};
 use friend_core::{CustomerJob, CustomerSession, JobListener, LiveStatus};
+use friend_protocol::quote::LineItem;
 use friend_protocol::{Address, BookRequest, Contact, GeoPoint, JobId, Me, Place, Timing};
 use serde_json::json;
 use std::sync::Arc;
@@ -74,75 +75,65 @@ impl JobListener for Wake {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn booking_request(
-    device_name: String,
+/// What `customer book` was given.
+struct BookOptions {
     service: String,
     at: Option<GeoPoint>,
-    address: Address,
+    street: String,
+    postal_code: String,
+    city: String,
+    name: Option<String>,
     phone: String,
     description: String,
-    timing: Timing,
+    slot_start: Option<chrono::DateTime<chrono::Utc>>,
+    slot_hours: u32,
     remote: bool,
     brand: Option<String>,
     access_notes: Option<String>,
-) -> CliResult<BookRequest> {
-    let location = match at {
+}
+
+/// The booking request: on site at `--at` (Zürich main station by default) or remote, in the
+/// name of `contact_name`.
+fn booking_request(o: BookOptions, contact_name: String, timing: Timing) -> CliResult<BookRequest> {
+    let location = match o.at {
         Some(p) => Some(p),
-        None if remote => None,
+        None if o.remote => None,
         None => Some(
             GeoPoint::new(ZURICH_HB.0, ZURICH_HB.1)
                 .map_err(|e| CliError::failure(e.to_string()))?,
         ),
     };
+    let address = Address {
+        street: o.street,
+        postal_code: o.postal_code,
+        city: o.city,
+    };
     Ok(BookRequest {
-        service_id: service,
-        description,
+        service_id: o.service,
+        description: o.description,
         timing,
-        place: if remote { Place::Remote } else { Place::OnSite },
-        location,
-        address: if remote { None } else { Some(address) },
-        contact: Contact {
-            name: device_name,
-            phone,
+        place: if o.remote {
+            Place::Remote
+        } else {
+            Place::OnSite
         },
-        access_notes,
-        brand,
+        location,
+        address: if o.remote { None } else { Some(address) },
+        contact: Contact {
+            name: contact_name,
+            phone: o.phone,
+        },
+        access_notes: o.access_notes,
+        brand: o.brand,
         radius_km: None,
     })
 }
 
+/// One function per subcommand; the ones both roles have are in [`shared`].
 async fn dispatch(device: &Device, s: &CustomerSession, command: CustomerCommand) -> CliResult<()> {
     match command {
-        CustomerCommand::Status => {
-            sync(device, s).await?;
-            let (json, text) = status_lines(&s.sync_status());
-            emit(device, json, || text);
-        }
-        CustomerCommand::Catalog => {
-            let catalog = s.catalog().await.map_err(|e| device.err(e))?;
-            emit(
-                device,
-                serde_json::to_value(&catalog).unwrap_or_default(),
-                || {
-                    catalog
-                        .services
-                        .iter()
-                        .map(|svc| {
-                            format!(
-                                "{:<24} {:>11}  {:>4} min  {:<10} {}",
-                                svc.id,
-                                svc.orientation_price.to_string(),
-                                svc.duration_minutes,
-                                svc.category.as_str(),
-                                svc.title
-                            )
-                        })
-                        .collect::<Vec<_>>()
-                        .join("\n")
-                },
-            );
-        }
+        CustomerCommand::Status => status(device, s).await,
+        CustomerCommand::Catalog => catalog(device, s).await,
         CustomerCommand::Book {
             service,
             at,
@@ -158,201 +149,283 @@ async fn dispatch(device: &Device, s: &CustomerSession, command: CustomerCommand
             brand,
             access_notes,
         } => {
-            if !device.offline {
-                // Registers the device key and learns the account's name.
-                sync(device, s).await?;
-            }
-            let name = match name {
-                Some(n) => n,
-                None => match s.profile().await {
-                    Ok(Me::Customer(p)) => p.name,
-                    _ => "Customer".into(),
-                },
-            };
-            let timing = match slot_start {
-                Some(start) => Timing::Slot {
-                    start,
-                    end: start + chrono::Duration::hours(i64::from(slot_hours.max(1))),
-                },
-                None => Timing::Now,
-            };
-            let request = booking_request(
-                name,
+            let options = BookOptions {
                 service,
                 at,
-                Address {
-                    street,
-                    postal_code,
-                    city,
-                },
+                street,
+                postal_code,
+                city,
+                name,
                 phone,
                 description,
-                timing,
+                slot_start,
+                slot_hours,
                 remote,
                 brand,
                 access_notes,
-            )?;
-            let local = s.book(request).await.map_err(|e| device.err(e))?;
-            if device.offline {
-                emit(device, json!({"queued": local}), || {
-                    format!(
-                        "booking queued on this device (local id {local}); sent by the next online command"
-                    )
-                });
-                return Ok(());
-            }
-            try_sync(device, s).await?;
-            match s.booking(local).await.map_err(|e| device.err(e))? {
-                Some(job) => emit(device, json!({"job_id": job}), || {
-                    format!("booked: job {job}")
-                }),
-                None => {
-                    return Err(CliError::new(
-                        Exit::Unreachable,
-                        format!(
-                            "the booking is queued (local id {local}) but {} did not take it yet",
-                            device.url
-                        ),
-                    ));
-                }
-            }
+            };
+            book(device, s, options).await
         }
-        CustomerCommand::Jobs => {
-            sync(device, s).await?;
-            let jobs = s.my_jobs().await.map_err(|e| device.err(e))?;
-            let json = json!(jobs.iter().map(customer_job_json).collect::<Vec<_>>());
-            emit(device, json, || {
-                if jobs.is_empty() {
-                    return "no jobs".to_owned();
-                }
-                jobs.iter()
-                    .map(|j| {
-                        format!(
-                            "{}  {:<30} {}",
-                            j.id,
-                            j.details
-                                .as_ref()
-                                .map(|d| d.title.as_str())
-                                .unwrap_or("(queued booking)"),
-                            status_text(&j.status)
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            });
-        }
-        CustomerCommand::Show { job } => {
-            sync(device, s).await?;
-            let j = s.job(job).await.map_err(|e| device.err(e))?;
-            emit(device, customer_job_json(&j), || {
-                let mut text = format!("status: {}", status_text(&j.status));
-                if let Some(d) = &j.details {
-                    text.push('\n');
-                    text.push_str(&views::job_text(d));
-                }
-                if j.negotiation.latest.is_some() {
-                    text.push('\n');
-                    text.push_str(&views::negotiation_text(&j.negotiation));
-                }
-                text
-            });
-        }
-        CustomerCommand::Watch { job, timeout } => {
-            if device.offline {
-                return Err(CliError::usage(
-                    "watch follows the backend live: drop --offline",
-                ));
-            }
-            sync(device, s).await?;
-            let wake = Arc::new(tokio::sync::Notify::new());
-            let _subscription = s.subscribe_jobs(Arc::new(Wake(wake.clone())));
-            s.start_foreground_sync();
-            let deadline = timeout.map(|t| tokio::time::Instant::now() + Duration::from_secs(t));
-            let mut last: Option<LiveStatus> = None;
-            loop {
-                let current = s.job(job).await.map_err(|e| device.err(e))?;
-                if last.as_ref() != Some(&current.status) {
-                    let stamp = chrono::Utc::now().format("%H:%M:%S");
-                    emit(
-                        device,
-                        json!({"at": stamp.to_string(), "status": status_text(&current.status)}),
-                        || format!("{stamp}  {}", status_text(&current.status)),
-                    );
-                    last = Some(current.status.clone());
-                }
-                if is_final(&current.status) {
-                    break;
-                }
-                let wait = wake.notified();
-                match deadline {
-                    Some(d) => {
-                        if tokio::time::timeout_at(d, wait).await.is_err() {
-                            s.stop_foreground_sync();
-                            return Err(CliError::new(
-                                Exit::Timeout,
-                                "timed out waiting for the job to end",
-                            ));
-                        }
-                    }
-                    None => wait.await,
-                }
-            }
-            s.stop_foreground_sync();
-        }
-        CustomerCommand::Quote { job } => shared::quote(device, s, job).await?,
+        CustomerCommand::Jobs => jobs(device, s).await,
+        CustomerCommand::Show { job } => show(device, s, job).await,
+        CustomerCommand::Watch { job, timeout } => watch(device, s, job, timeout).await,
+        CustomerCommand::Quote { job } => shared::quote(device, s, job).await,
         CustomerCommand::AcceptQuote(answer) => {
-            shared::accept_quote(device, s, answer, "the Friend's device").await?
+            shared::accept_quote(device, s, answer, "the Friend's device").await
         }
-        CustomerCommand::RejectQuote(answer) => shared::reject_quote(device, s, answer).await?,
+        CustomerCommand::RejectQuote(answer) => shared::reject_quote(device, s, answer).await,
         CustomerCommand::Counter { job, items, reason } => {
-            sync(device, s).await?;
-            let payload = s
-                .counter(job, items, reason)
-                .await
-                .map_err(|e| device.err(e))?;
-            let d = deliver(device, s, job, None).await?;
-            emit(
-                device,
-                json!({"payload": payload, "applied": matches!(d, Delivery::Applied)}),
-                || {
-                    format!(
-                        "{}\npayload for the Friend's device (QR):\n{payload}",
-                        delivered_text(&d, "counter-proposed")
-                    )
-                },
-            );
+            counter(device, s, job, items, reason).await
         }
-        CustomerCommand::Import { job, payload } => {
-            shared::import(device, s, job, &payload).await?
-        }
-        CustomerCommand::Cancel { job } => {
-            sync(device, s).await?;
-            let id = s.cancel(job).await.map_err(|e| device.err(e))?;
-            let d = deliver(device, s, job, Some(id)).await?;
-            emit(
-                device,
-                json!({"cancelled": job, "applied": matches!(d, Delivery::Applied)}),
-                || delivered_text(&d, "cancelled"),
-            );
-        }
+        CustomerCommand::Import { job, payload } => shared::import(device, s, job, &payload).await,
+        CustomerCommand::Cancel { job } => cancel(device, s, job).await,
         CustomerCommand::Rate {
             job,
             stars,
             comment,
-        } => {
-            sync(device, s).await?;
-            let id = s
-                .rate(job, stars, comment)
-                .await
-                .map_err(|e| device.err(e))?;
-            let d = deliver(device, s, job, Some(id)).await?;
+        } => rate(device, s, job, stars, comment).await,
+        CustomerCommand::Outbox => shared::outbox(device, s).await,
+    }
+}
+
+/// Sync, then the sync status and the outbox counts.
+async fn status(device: &Device, s: &CustomerSession) -> CliResult<()> {
+    sync(device, s).await?;
+    let (json, text) = status_lines(&s.sync_status());
+    emit(device, json, || text);
+    Ok(())
+}
+
+/// The service catalog (cached).
+async fn catalog(device: &Device, s: &CustomerSession) -> CliResult<()> {
+    let catalog = s.catalog().await.map_err(|e| device.err(e))?;
+    emit(
+        device,
+        serde_json::to_value(&catalog).unwrap_or_default(),
+        || {
+            catalog
+                .services
+                .iter()
+                .map(|svc| {
+                    format!(
+                        "{:<24} {:>11}  {:>4} min  {:<10} {}",
+                        svc.id,
+                        svc.orientation_price.to_string(),
+                        svc.duration_minutes,
+                        svc.category.as_str(),
+                        svc.title
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        },
+    );
+    Ok(())
+}
+
+/// Books a service (registering the device key first when online) and, online, waits for the
+/// backend to take it; offline, it stays queued.
+async fn book(device: &Device, s: &CustomerSession, mut o: BookOptions) -> CliResult<()> {
+    if !device.offline {
+        // Registers the device key and learns the account's name.
+        sync(device, s).await?;
+    }
+    let name = match o.name.take() {
+        Some(n) => n,
+        None => match s.profile().await {
+            Ok(Me::Customer(p)) => p.name,
+            _ => "Customer".into(),
+        },
+    };
+    let timing = match o.slot_start {
+        Some(start) => Timing::Slot {
+            start,
+            end: start + chrono::Duration::hours(i64::from(o.slot_hours.max(1))),
+        },
+        None => Timing::Now,
+    };
+    let request = booking_request(o, name, timing)?;
+    let local = s.book(request).await.map_err(|e| device.err(e))?;
+    if device.offline {
+        emit(device, json!({"queued": local}), || {
+            format!(
+                "booking queued on this device (local id {local}); sent by the next online command"
+            )
+        });
+        return Ok(());
+    }
+    try_sync(device, s).await?;
+    match s.booking(local).await.map_err(|e| device.err(e))? {
+        Some(job) => {
+            emit(device, json!({"job_id": job}), || {
+                format!("booked: job {job}")
+            });
+            Ok(())
+        }
+        None => Err(CliError::new(
+            Exit::Unreachable,
+            format!(
+                "the booking is queued (local id {local}) but {} did not take it yet",
+                device.url
+            ),
+        )),
+    }
+}
+
+/// Sync, then the customer's jobs with their live status.
+async fn jobs(device: &Device, s: &CustomerSession) -> CliResult<()> {
+    sync(device, s).await?;
+    let jobs = s.my_jobs().await.map_err(|e| device.err(e))?;
+    let json = json!(jobs.iter().map(customer_job_json).collect::<Vec<_>>());
+    emit(device, json, || {
+        if jobs.is_empty() {
+            return "no jobs".to_owned();
+        }
+        jobs.iter()
+            .map(|j| {
+                format!(
+                    "{}  {:<30} {}",
+                    j.id,
+                    j.details
+                        .as_ref()
+                        .map(|d| d.title.as_str())
+                        .unwrap_or("(queued booking)"),
+                    status_text(&j.status)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    Ok(())
+}
+
+/// Sync, then one job: its live status, details and negotiation.
+async fn show(device: &Device, s: &CustomerSession, job: JobId) -> CliResult<()> {
+    sync(device, s).await?;
+    let j = s.job(job).await.map_err(|e| device.err(e))?;
+    emit(device, customer_job_json(&j), || {
+        let mut text = format!("status: {}", status_text(&j.status));
+        if let Some(d) = &j.details {
+            text.push('\n');
+            text.push_str(&views::job_text(d));
+        }
+        if j.negotiation.latest.is_some() {
+            text.push('\n');
+            text.push_str(&views::negotiation_text(&j.negotiation));
+        }
+        text
+    });
+    Ok(())
+}
+
+/// Follows the job live (long-polling) until it ends or `timeout` seconds pass.
+async fn watch(
+    device: &Device,
+    s: &CustomerSession,
+    job: JobId,
+    timeout: Option<u64>,
+) -> CliResult<()> {
+    if device.offline {
+        return Err(CliError::usage(
+            "watch follows the backend live: drop --offline",
+        ));
+    }
+    sync(device, s).await?;
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let _subscription = s.subscribe_jobs(Arc::new(Wake(wake.clone())));
+    s.start_foreground_sync();
+    let deadline = timeout.map(|t| tokio::time::Instant::now() + Duration::from_secs(t));
+    let mut last: Option<LiveStatus> = None;
+    loop {
+        let current = s.job(job).await.map_err(|e| device.err(e))?;
+        if last.as_ref() != Some(&current.status) {
+            let stamp = chrono::Utc::now().format("%H:%M:%S");
             emit(
                 device,
-                json!({"rated": job, "stars": stars, "applied": matches!(d, Delivery::Applied)}),
-                || delivered_text(&d, &format!("rated {stars} of 5")),
+                json!({"at": stamp.to_string(), "status": status_text(&current.status)}),
+                || format!("{stamp}  {}", status_text(&current.status)),
             );
+            last = Some(current.status.clone());
         }
-        CustomerCommand::Outbox => shared::outbox(device, s).await?,
+        if is_final(&current.status) {
+            break;
+        }
+        let wait = wake.notified();
+        match deadline {
+            Some(d) => {
+                if tokio::time::timeout_at(d, wait).await.is_err() {
+                    s.stop_foreground_sync();
+                    return Err(CliError::new(
+                        Exit::Timeout,
+                        "timed out waiting for the job to end",
+                    ));
+                }
+            }
+            None => wait.await,
+        }
     }
+    s.stop_foreground_sync();
+    Ok(())
+}
+
+/// Counter-proposes a quote: delivered, and printed as a payload for the Friend's device.
+async fn counter(
+    device: &Device,
+    s: &CustomerSession,
+    job: JobId,
+    items: Vec<LineItem>,
+    reason: Option<String>,
+) -> CliResult<()> {
+    sync(device, s).await?;
+    let payload = s
+        .counter(job, items, reason)
+        .await
+        .map_err(|e| device.err(e))?;
+    let d = deliver(device, s, job, None).await?;
+    emit(
+        device,
+        json!({"payload": payload, "applied": matches!(d, Delivery::Applied)}),
+        || {
+            format!(
+                "{}\npayload for the Friend's device (QR):\n{payload}",
+                delivered_text(&d, "counter-proposed")
+            )
+        },
+    );
+    Ok(())
+}
+
+/// Cancels the job and delivers it.
+async fn cancel(device: &Device, s: &CustomerSession, job: JobId) -> CliResult<()> {
+    sync(device, s).await?;
+    let id = s.cancel(job).await.map_err(|e| device.err(e))?;
+    let d = deliver(device, s, job, Some(id)).await?;
+    emit(
+        device,
+        json!({"cancelled": job, "applied": matches!(d, Delivery::Applied)}),
+        || delivered_text(&d, "cancelled"),
+    );
+    Ok(())
+}
+
+/// Rates the completed job and delivers it.
+async fn rate(
+    device: &Device,
+    s: &CustomerSession,
+    job: JobId,
+    stars: u8,
+    comment: Option<String>,
+) -> CliResult<()> {
+    sync(device, s).await?;
+    let id = s
+        .rate(job, stars, comment)
+        .await
+        .map_err(|e| device.err(e))?;
+    let d = deliver(device, s, job, Some(id)).await?;
+    emit(
+        device,
+        json!({"rated": job, "stars": stars, "applied": matches!(d, Delivery::Applied)}),
+        || delivered_text(&d, &format!("rated {stars} of 5")),
+    );
     Ok(())
 }

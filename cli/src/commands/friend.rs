@@ -3,10 +3,11 @@
 
 use super::device::{Delivery, Device, deliver, delivered_text, emit, status_lines, sync};
 use super::{shared, views};
-use crate::args::{FriendArgs, FriendCommand};
+use crate::args::{DeclineArg, FriendArgs, FriendCommand, PaymentArg, UnsuccessfulArg};
 use crate::exit::{CliError, CliResult, Exit};
 use friend_core::{AcceptResult, FriendSession, InboxFilter};
-use friend_protocol::Me;
+use friend_protocol::quote::LineItem;
+use friend_protocol::{GeoPoint, JobId, Me};
 use serde_json::json;
 
 /// Runs one Friend command.
@@ -18,307 +19,383 @@ pub async fn run(args: FriendArgs) -> CliResult<()> {
     result
 }
 
+/// One function per subcommand; the ones both roles have are in [`shared`].
 async fn dispatch(device: &Device, s: &FriendSession, command: FriendCommand) -> CliResult<()> {
     match command {
-        FriendCommand::Status => {
-            sync(device, s).await?;
-            let (mut json, mut text) = status_lines(&s.sync_status());
-            if let Ok(Me::Friend(p)) = s.profile().await {
-                json["profile"] = serde_json::to_value(&p).unwrap_or_default();
-                text = format!(
-                    "{} — home {:.4},{:.4}, radius {} km, {} categories, tier {}\n{text}",
-                    p.name,
-                    p.home.lat(),
-                    p.home.lon(),
-                    p.radius_km,
-                    p.categories.len(),
-                    p.tier.as_str()
-                );
-            }
-            emit(device, json, || text);
-        }
-        FriendCommand::Inbox { at, radius, limit } => {
-            sync(device, s).await?;
-            let profile = match s.profile().await {
-                Ok(Me::Friend(p)) => Some(p),
-                _ => None,
-            };
-            let position = at
-                .or_else(|| profile.as_ref().map(|p| p.home))
-                .ok_or_else(|| CliError::usage("no --at given and no cached profile"))?;
-            let radius = radius
-                .or_else(|| profile.as_ref().map(|p| f64::from(p.radius_km)))
-                .unwrap_or(30.0);
-            let filter = InboxFilter {
-                limit,
-                ..InboxFilter::default()
-            };
-            let inbox = s
-                .inbox(position, radius, filter)
-                .await
-                .map_err(|e| device.err(e))?;
-            let json = json!({
-                "cache_age_secs": inbox.cache_age_secs,
-                "items": inbox.items.iter().map(views::inbox_json).collect::<Vec<_>>(),
-            });
-            emit(device, json, || {
-                let mut lines = vec![format!(
-                    "{} offer(s) within {radius} km of {:.4},{:.4} (cache age {})",
-                    inbox.items.len(),
-                    position.lat(),
-                    position.lon(),
-                    inbox
-                        .cache_age_secs
-                        .map(|a| format!("{a} s"))
-                        .unwrap_or_else(|| "never synced".into())
-                )];
-                lines.extend(inbox.items.iter().map(views::inbox_line));
-                lines.join("\n")
-            });
-        }
-        FriendCommand::Accept { job } => {
-            if device.offline {
-                return Err(CliError::usage(
-                    "an accept is never queued (the Friend must not believe they hold a job they do not): drop --offline",
-                ));
-            }
-            let outcome = s.accept(job).await.map_err(|e| device.err(e))?;
-            match outcome {
-                AcceptResult::Won(details) => {
-                    emit(
-                        device,
-                        json!({"outcome": "won", "job": views::job_json(&details)}),
-                        || format!("won!\n{}", views::job_text(&details)),
-                    );
-                }
-                AcceptResult::Lost => {
-                    return Err(CliError::new(
-                        Exit::NotWon,
-                        "lost: another Friend was first",
-                    ));
-                }
-                AcceptResult::Gone(reason) => {
-                    return Err(CliError::new(
-                        Exit::NotWon,
-                        format!("gone: the job is {reason:?}").to_lowercase(),
-                    ));
-                }
-                AcceptResult::NotEligible(reason) => {
-                    return Err(CliError::new(
-                        Exit::NotWon,
-                        format!("not eligible: {}", reason.as_str()),
-                    ));
-                }
-                AcceptResult::Offline => {
-                    return Err(CliError::new(
-                        Exit::Unreachable,
-                        format!(
-                            "offline: the accept did not reach {} (if it might have, its outcome is looked up at the next sync)",
-                            device.url
-                        ),
-                    ));
-                }
-            }
-        }
-        FriendCommand::Decline { job, reason } => {
-            let id = s
-                .decline(job, reason.into())
-                .await
-                .map_err(|e| device.err(e))?;
-            let d = deliver(device, s, job, Some(id)).await?;
-            emit(
-                device,
-                json!({"declined": job, "applied": matches!(d, Delivery::Applied)}),
-                || delivered_text(&d, "declined"),
-            );
-        }
-        FriendCommand::Jobs => {
-            sync(device, s).await?;
-            let jobs = s.my_jobs().await.map_err(|e| device.err(e))?;
-            let json = json!(jobs
-                .iter()
-                .map(|j| json!({"job": views::job_json(&j.details), "pending_actions": j.pending_actions}))
-                .collect::<Vec<_>>());
-            emit(device, json, || {
-                if jobs.is_empty() {
-                    return "no jobs".to_owned();
-                }
-                jobs.iter()
-                    .map(|j| {
-                        format!(
-                            "{}  {:<12} {:<26} {}{}",
-                            j.details.id,
-                            j.details.state.as_str(),
-                            j.details.title,
-                            views::timing(&j.details.timing),
-                            if j.pending_actions.is_empty() {
-                                String::new()
-                            } else {
-                                format!(
-                                    "  (queued: {})",
-                                    j.pending_actions
-                                        .iter()
-                                        .map(|k| k.as_str())
-                                        .collect::<Vec<_>>()
-                                        .join(", ")
-                                )
-                            }
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            });
-        }
-        FriendCommand::Show { job } => {
-            sync(device, s).await?;
-            match s.job(job).await {
-                Ok(j) => emit(device, views::job_json(&j.details), || {
-                    views::job_text(&j.details)
-                }),
-                Err(_) => {
-                    let offer =
-                        s.offer(job)
-                            .await
-                            .map_err(|e| device.err(e))?
-                            .ok_or_else(|| {
-                                CliError::new(
-                                    Exit::Refused,
-                                    format!("job {job} is not in this device's cache"),
-                                )
-                            })?;
-                    emit(device, views::offer_json(&offer), || {
-                        format!(
-                            "offer {} — {} {} [{}]\n  \"{}\"\n  {} · {}",
-                            offer.id,
-                            offer.title,
-                            offer.orientation_price,
-                            offer.district.as_deref().unwrap_or("-"),
-                            offer.description,
-                            views::timing(&offer.timing),
-                            offer.place.as_str()
-                        )
-                    });
-                }
-            }
-        }
-        FriendCommand::CheckIn { job } => {
-            sync(device, s).await?;
-            let id = s.check_in(job).await.map_err(|e| device.err(e))?;
-            let d = deliver(device, s, job, Some(id)).await?;
-            emit(
-                device,
-                json!({"checked_in": job, "applied": matches!(d, Delivery::Applied)}),
-                || delivered_text(&d, "checked in"),
-            );
-        }
+        FriendCommand::Status => status(device, s).await,
+        FriendCommand::Inbox { at, radius, limit } => inbox(device, s, at, radius, limit).await,
+        FriendCommand::Accept { job } => accept(device, s, job).await,
+        FriendCommand::Decline { job, reason } => decline(device, s, job, reason).await,
+        FriendCommand::Jobs => jobs(device, s).await,
+        FriendCommand::Show { job } => show(device, s, job).await,
+        FriendCommand::CheckIn { job } => check_in(device, s, job).await,
         FriendCommand::Propose { job, items, reason } => {
-            sync(device, s).await?;
-            let payload = s
-                .propose(job, items, reason)
-                .await
-                .map_err(|e| device.err(e))?;
-            let d = deliver(device, s, job, None).await?;
-            let n = s.negotiation(job).await.map_err(|e| device.err(e))?;
-            let total = n.latest.as_ref().map(|q| q.quote.total);
-            let preview = total.and_then(|t| {
-                s.settlement_preview(t, friend_protocol::PaymentMethod::Online)
-                    .ok()
-            });
-            emit(
-                device,
-                json!({"payload": payload, "total": total, "settlement_online": preview, "applied": matches!(d, Delivery::Applied)}),
-                || {
-                    format!(
-                        "{}\n{}\npayload for the customer's device (QR):\n{payload}",
-                        delivered_text(&d, "proposed"),
-                        match (total, preview) {
-                            (Some(t), Some(p)) =>
-                                format!("total {t}: fee {}, payout {} (online)", p.fee, p.payout),
-                            _ => String::new(),
-                        }
-                    )
-                },
-            );
+            propose(device, s, job, items, reason).await
         }
-        FriendCommand::Quote { job } => shared::quote(device, s, job).await?,
+        FriendCommand::Quote { job } => shared::quote(device, s, job).await,
         FriendCommand::AcceptQuote(answer) => {
-            shared::accept_quote(device, s, answer, "the customer's device").await?
+            shared::accept_quote(device, s, answer, "the customer's device").await
         }
-        FriendCommand::RejectQuote(answer) => shared::reject_quote(device, s, answer).await?,
-        FriendCommand::Import { job, payload } => shared::import(device, s, job, &payload).await?,
-        FriendCommand::Complete { job, payment } => {
-            sync(device, s).await?;
-            let settled = s
-                .complete(job, payment.into())
-                .await
-                .map_err(|e| device.err(e))?;
-            let d = deliver(device, s, job, None).await?;
-            emit(
-                device,
-                json!({"settlement": settled, "applied": matches!(d, Delivery::Applied)}),
-                || {
-                    format!(
-                        "{}\ncharged {}, platform fee {}, payout {}",
-                        delivered_text(&d, "completed"),
-                        settled.charged,
-                        settled.fee,
-                        settled.payout
-                    )
-                },
-            );
-        }
-        FriendCommand::Escalate { job, note } => {
-            sync(device, s).await?;
-            let id = s.escalate(job, note).await.map_err(|e| device.err(e))?;
-            let d = deliver(device, s, job, Some(id)).await?;
-            emit(
-                device,
-                json!({"escalated": job, "applied": matches!(d, Delivery::Applied)}),
-                || delivered_text(&d, "escalated to the field service"),
-            );
-        }
+        FriendCommand::RejectQuote(answer) => shared::reject_quote(device, s, answer).await,
+        FriendCommand::Import { job, payload } => shared::import(device, s, job, &payload).await,
+        FriendCommand::Complete { job, payment } => complete(device, s, job, payment).await,
+        FriendCommand::Escalate { job, note } => escalate(device, s, job, note).await,
         FriendCommand::Unsuccessful { job, reason, note } => {
-            sync(device, s).await?;
-            let id = s
-                .check_out_unsuccessful(job, reason.into(), note)
-                .await
-                .map_err(|e| device.err(e))?;
-            let d = deliver(device, s, job, Some(id)).await?;
-            emit(
-                device,
-                json!({"unsuccessful": job, "applied": matches!(d, Delivery::Applied)}),
-                || delivered_text(&d, "checked out unsuccessful"),
-            );
+            unsuccessful(device, s, job, reason, note).await
         }
-        FriendCommand::Outbox => shared::outbox(device, s).await?,
-        FriendCommand::Ledger => {
-            let ledger = s.ledger().await.map_err(|e| device.err(e))?;
+        FriendCommand::Outbox => shared::outbox(device, s).await,
+        FriendCommand::Ledger => ledger(device, s).await,
+    }
+}
+
+/// Sync, then the sync status, the outbox counts and the cached profile.
+async fn status(device: &Device, s: &FriendSession) -> CliResult<()> {
+    sync(device, s).await?;
+    let (mut json, mut text) = status_lines(&s.sync_status());
+    if let Ok(Me::Friend(p)) = s.profile().await {
+        json["profile"] = serde_json::to_value(&p).unwrap_or_default();
+        text = format!(
+            "{} — home {:.4},{:.4}, radius {} km, {} categories, tier {}\n{text}",
+            p.name,
+            p.home.lat(),
+            p.home.lon(),
+            p.radius_km,
+            p.categories.len(),
+            p.tier.as_str()
+        );
+    }
+    emit(device, json, || text);
+    Ok(())
+}
+
+/// Sync, then the offers within `radius` km of `at` (default: the profile's home and radius).
+async fn inbox(
+    device: &Device,
+    s: &FriendSession,
+    at: Option<GeoPoint>,
+    radius: Option<f64>,
+    limit: Option<u32>,
+) -> CliResult<()> {
+    sync(device, s).await?;
+    let profile = match s.profile().await {
+        Ok(Me::Friend(p)) => Some(p),
+        _ => None,
+    };
+    let position = at
+        .or_else(|| profile.as_ref().map(|p| p.home))
+        .ok_or_else(|| CliError::usage("no --at given and no cached profile"))?;
+    let radius = radius
+        .or_else(|| profile.as_ref().map(|p| f64::from(p.radius_km)))
+        .unwrap_or(30.0);
+    let filter = InboxFilter {
+        limit,
+        ..InboxFilter::default()
+    };
+    let inbox = s
+        .inbox(position, radius, filter)
+        .await
+        .map_err(|e| device.err(e))?;
+    let json = json!({
+        "cache_age_secs": inbox.cache_age_secs,
+        "items": inbox.items.iter().map(views::inbox_json).collect::<Vec<_>>(),
+    });
+    emit(device, json, || {
+        let mut lines = vec![format!(
+            "{} offer(s) within {radius} km of {:.4},{:.4} (cache age {})",
+            inbox.items.len(),
+            position.lat(),
+            position.lon(),
+            inbox
+                .cache_age_secs
+                .map(|a| format!("{a} s"))
+                .unwrap_or_else(|| "never synced".into())
+        )];
+        lines.extend(inbox.items.iter().map(views::inbox_line));
+        lines.join("\n")
+    });
+    Ok(())
+}
+
+/// Races for the job; anything but a win is an error with its own exit code. Never queued.
+async fn accept(device: &Device, s: &FriendSession, job: JobId) -> CliResult<()> {
+    if device.offline {
+        return Err(CliError::usage(
+            "an accept is never queued (the Friend must not believe they hold a job they do not): drop --offline",
+        ));
+    }
+    match s.accept(job).await.map_err(|e| device.err(e))? {
+        AcceptResult::Won(details) => {
             emit(
                 device,
-                serde_json::to_value(&ledger).unwrap_or_default(),
-                || {
-                    if ledger.entries.is_empty() {
-                        return "no ledger entries".to_owned();
-                    }
-                    ledger
-                        .entries
-                        .iter()
-                        .map(|e| {
-                            format!(
-                                "{}  {:<7} total {:>12}  fee {:>11}  payout {:>12}  {}",
-                                e.job_id,
-                                views::payment_name(e.method),
-                                e.total.to_string(),
-                                e.fee.to_string(),
-                                e.payout.to_string(),
-                                e.status.as_str()
-                            )
-                        })
-                        .collect::<Vec<_>>()
-                        .join("\n")
-                },
+                json!({"outcome": "won", "job": views::job_json(&details)}),
+                || format!("won!\n{}", views::job_text(&details)),
             );
+            Ok(())
+        }
+        AcceptResult::Lost => Err(CliError::new(
+            Exit::NotWon,
+            "lost: another Friend was first",
+        )),
+        AcceptResult::Gone(reason) => Err(CliError::new(
+            Exit::NotWon,
+            format!("gone: the job is {reason:?}").to_lowercase(),
+        )),
+        AcceptResult::NotEligible(reason) => Err(CliError::new(
+            Exit::NotWon,
+            format!("not eligible: {}", reason.as_str()),
+        )),
+        AcceptResult::Offline => Err(CliError::new(
+            Exit::Unreachable,
+            format!(
+                "offline: the accept did not reach {} (if it might have, its outcome is looked up at the next sync)",
+                device.url
+            ),
+        )),
+    }
+}
+
+/// Declines an offer and delivers the decline.
+async fn decline(
+    device: &Device,
+    s: &FriendSession,
+    job: JobId,
+    reason: DeclineArg,
+) -> CliResult<()> {
+    let id = s
+        .decline(job, reason.into())
+        .await
+        .map_err(|e| device.err(e))?;
+    let d = deliver(device, s, job, Some(id)).await?;
+    emit(
+        device,
+        json!({"declined": job, "applied": matches!(d, Delivery::Applied)}),
+        || delivered_text(&d, "declined"),
+    );
+    Ok(())
+}
+
+/// Sync, then the Friend's jobs with their queued actions.
+async fn jobs(device: &Device, s: &FriendSession) -> CliResult<()> {
+    sync(device, s).await?;
+    let jobs = s.my_jobs().await.map_err(|e| device.err(e))?;
+    let json = json!(jobs
+        .iter()
+        .map(|j| json!({"job": views::job_json(&j.details), "pending_actions": j.pending_actions}))
+        .collect::<Vec<_>>());
+    emit(device, json, || {
+        if jobs.is_empty() {
+            return "no jobs".to_owned();
+        }
+        jobs.iter()
+            .map(|j| {
+                format!(
+                    "{}  {:<12} {:<26} {}{}",
+                    j.details.id,
+                    j.details.state.as_str(),
+                    j.details.title,
+                    views::timing(&j.details.timing),
+                    if j.pending_actions.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            "  (queued: {})",
+                            j.pending_actions
+                                .iter()
+                                .map(|k| k.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
+                    }
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    Ok(())
+}
+
+/// Sync, then one job of the Friend's, or else the offer from the cache.
+async fn show(device: &Device, s: &FriendSession, job: JobId) -> CliResult<()> {
+    sync(device, s).await?;
+    match s.job(job).await {
+        Ok(j) => emit(device, views::job_json(&j.details), || {
+            views::job_text(&j.details)
+        }),
+        Err(_) => {
+            let offer = s
+                .offer(job)
+                .await
+                .map_err(|e| device.err(e))?
+                .ok_or_else(|| {
+                    CliError::new(
+                        Exit::Refused,
+                        format!("job {job} is not in this device's cache"),
+                    )
+                })?;
+            emit(device, views::offer_json(&offer), || {
+                format!(
+                    "offer {} — {} {} [{}]\n  \"{}\"\n  {} · {}",
+                    offer.id,
+                    offer.title,
+                    offer.orientation_price,
+                    offer.district.as_deref().unwrap_or("-"),
+                    offer.description,
+                    views::timing(&offer.timing),
+                    offer.place.as_str()
+                )
+            });
         }
     }
+    Ok(())
+}
+
+/// Checks in on site and delivers it.
+async fn check_in(device: &Device, s: &FriendSession, job: JobId) -> CliResult<()> {
+    sync(device, s).await?;
+    let id = s.check_in(job).await.map_err(|e| device.err(e))?;
+    let d = deliver(device, s, job, Some(id)).await?;
+    emit(
+        device,
+        json!({"checked_in": job, "applied": matches!(d, Delivery::Applied)}),
+        || delivered_text(&d, "checked in"),
+    );
+    Ok(())
+}
+
+/// Proposes a quote: delivered, and printed as a payload for the customer's device with the fee and payout.
+async fn propose(
+    device: &Device,
+    s: &FriendSession,
+    job: JobId,
+    items: Vec<LineItem>,
+    reason: Option<String>,
+) -> CliResult<()> {
+    sync(device, s).await?;
+    let payload = s
+        .propose(job, items, reason)
+        .await
+        .map_err(|e| device.err(e))?;
+    let d = deliver(device, s, job, None).await?;
+    let n = s.negotiation(job).await.map_err(|e| device.err(e))?;
+    let total = n.latest.as_ref().map(|q| q.quote.total);
+    let preview = total.and_then(|t| {
+        s.settlement_preview(t, friend_protocol::PaymentMethod::Online)
+            .ok()
+    });
+    emit(
+        device,
+        json!({"payload": payload, "total": total, "settlement_online": preview, "applied": matches!(d, Delivery::Applied)}),
+        || {
+            format!(
+                "{}\n{}\npayload for the customer's device (QR):\n{payload}",
+                delivered_text(&d, "proposed"),
+                match (total, preview) {
+                    (Some(t), Some(p)) =>
+                        format!("total {t}: fee {}, payout {} (online)", p.fee, p.payout),
+                    _ => String::new(),
+                }
+            )
+        },
+    );
+    Ok(())
+}
+
+/// Completes the job at the agreed price and delivers it.
+async fn complete(
+    device: &Device,
+    s: &FriendSession,
+    job: JobId,
+    payment: PaymentArg,
+) -> CliResult<()> {
+    sync(device, s).await?;
+    let settled = s
+        .complete(job, payment.into())
+        .await
+        .map_err(|e| device.err(e))?;
+    let d = deliver(device, s, job, None).await?;
+    emit(
+        device,
+        json!({"settlement": settled, "applied": matches!(d, Delivery::Applied)}),
+        || {
+            format!(
+                "{}\ncharged {}, platform fee {}, payout {}",
+                delivered_text(&d, "completed"),
+                settled.charged,
+                settled.fee,
+                settled.payout
+            )
+        },
+    );
+    Ok(())
+}
+
+/// Hands the job to the field service and delivers it.
+async fn escalate(
+    device: &Device,
+    s: &FriendSession,
+    job: JobId,
+    note: Option<String>,
+) -> CliResult<()> {
+    sync(device, s).await?;
+    let id = s.escalate(job, note).await.map_err(|e| device.err(e))?;
+    let d = deliver(device, s, job, Some(id)).await?;
+    emit(
+        device,
+        json!({"escalated": job, "applied": matches!(d, Delivery::Applied)}),
+        || delivered_text(&d, "escalated to the field service"),
+    );
+    Ok(())
+}
+
+/// Checks out without success and delivers it.
+async fn unsuccessful(
+    device: &Device,
+    s: &FriendSession,
+    job: JobId,
+    reason: UnsuccessfulArg,
+    note: Option<String>,
+) -> CliResult<()> {
+    sync(device, s).await?;
+    let id = s
+        .check_out_unsuccessful(job, reason.into(), note)
+        .await
+        .map_err(|e| device.err(e))?;
+    let d = deliver(device, s, job, Some(id)).await?;
+    emit(
+        device,
+        json!({"unsuccessful": job, "applied": matches!(d, Delivery::Applied)}),
+        || delivered_text(&d, "checked out unsuccessful"),
+    );
+    Ok(())
+}
+
+/// The Friend's fee ledger.
+async fn ledger(device: &Device, s: &FriendSession) -> CliResult<()> {
+    let ledger = s.ledger().await.map_err(|e| device.err(e))?;
+    emit(
+        device,
+        serde_json::to_value(&ledger).unwrap_or_default(),
+        || {
+            if ledger.entries.is_empty() {
+                return "no ledger entries".to_owned();
+            }
+            ledger
+                .entries
+                .iter()
+                .map(|e| {
+                    format!(
+                        "{}  {:<7} total {:>12}  fee {:>11}  payout {:>12}  {}",
+                        e.job_id,
+                        views::payment_name(e.method),
+                        e.total.to_string(),
+                        e.fee.to_string(),
+                        e.payout.to_string(),
+                        e.status.as_str()
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        },
+    );
     Ok(())
 }
