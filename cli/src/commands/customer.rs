@@ -2,7 +2,8 @@
 //! book, follow the job live, answer quotes (online or by payload), cancel, rate.
 
 use super::device::{
-    Delivery, Device, deliver, delivered_text, emit, status_lines, sync, try_sync,
+    Delivery, Device, deliver, deliver_and_report, delivered_text, emit, status_lines, sync,
+    try_sync,
 };
 use super::{shared, views};
 use crate::args::{CustomerArgs, CustomerCommand};
@@ -398,14 +399,8 @@ async fn counter(
 /// Cancels the job and delivers it.
 async fn cancel(device: &Device, s: &CustomerSession, job: JobId) -> CliResult<()> {
     sync(device, s).await?;
-    let id = s.cancel(job).await.map_err(|e| device.err(e))?;
-    let d = deliver(device, s, job, Some(id)).await?;
-    emit(
-        device,
-        json!({"cancelled": job, "applied": matches!(d, Delivery::Applied)}),
-        || delivered_text(&d, "cancelled"),
-    );
-    Ok(())
+    let queued = s.cancel(job).await;
+    deliver_and_report(device, s, job, queued, "cancelled", "cancelled").await
 }
 
 /// Rates the completed job and delivers it.

@@ -305,6 +305,26 @@ pub fn delivered_text(d: &Delivery, what: &str) -> String {
     }
 }
 
+/// Delivers the outbox item an action just queued for `job` and reports it: JSON
+/// `{key: job, "applied": …}`, text "`what`: applied by the backend" (or queued, when offline).
+pub(crate) async fn deliver_and_report(
+    device: &Device,
+    s: &Session,
+    job: JobId,
+    queued: friend_core::CoreResult<i64>,
+    key: &str,
+    what: &str,
+) -> CliResult<()> {
+    let id = queued.map_err(|e| device.err(e))?;
+    let d = deliver(device, s, job, Some(id)).await?;
+    emit(
+        device,
+        serde_json::json!({ (key): job, "applied": matches!(d, Delivery::Applied) }),
+        || delivered_text(&d, what),
+    );
+    Ok(())
+}
+
 /// Prints either a JSON value or the text lines.
 pub fn emit(device: &Device, json: serde_json::Value, text: impl FnOnce() -> String) {
     if device.json {

@@ -1,7 +1,9 @@
 //! `friendctl friend …`: one Friend's device against a running backend, on the real core — sync,
 //! inbox near a point, the accept race, check-in, quotes and consent payloads, completion.
 
-use super::device::{Delivery, Device, deliver, delivered_text, emit, status_lines, sync};
+use super::device::{
+    Delivery, Device, deliver, deliver_and_report, delivered_text, emit, status_lines, sync,
+};
 use super::{shared, views};
 use crate::args::{DeclineArg, FriendArgs, FriendCommand, PaymentArg, UnsuccessfulArg};
 use crate::exit::{CliError, CliResult, Exit};
@@ -161,17 +163,8 @@ async fn decline(
     job: JobId,
     reason: DeclineArg,
 ) -> CliResult<()> {
-    let id = s
-        .decline(job, reason.into())
-        .await
-        .map_err(|e| device.err(e))?;
-    let d = deliver(device, s, job, Some(id)).await?;
-    emit(
-        device,
-        json!({"declined": job, "applied": matches!(d, Delivery::Applied)}),
-        || delivered_text(&d, "declined"),
-    );
-    Ok(())
+    let queued = s.decline(job, reason.into()).await;
+    deliver_and_report(device, s, job, queued, "declined", "declined").await
 }
 
 /// Sync, then the Friend's jobs with their queued actions.
@@ -252,14 +245,8 @@ async fn show(device: &Device, s: &FriendSession, job: JobId) -> CliResult<()> {
 /// Checks in on site and delivers it.
 async fn check_in(device: &Device, s: &FriendSession, job: JobId) -> CliResult<()> {
     sync(device, s).await?;
-    let id = s.check_in(job).await.map_err(|e| device.err(e))?;
-    let d = deliver(device, s, job, Some(id)).await?;
-    emit(
-        device,
-        json!({"checked_in": job, "applied": matches!(d, Delivery::Applied)}),
-        || delivered_text(&d, "checked in"),
-    );
-    Ok(())
+    let queued = s.check_in(job).await;
+    deliver_and_report(device, s, job, queued, "checked_in", "checked in").await
 }
 
 /// Proposes a quote: delivered, and printed as a payload for the customer's device with the fee and payout.
@@ -337,14 +324,16 @@ async fn escalate(
     note: Option<String>,
 ) -> CliResult<()> {
     sync(device, s).await?;
-    let id = s.escalate(job, note).await.map_err(|e| device.err(e))?;
-    let d = deliver(device, s, job, Some(id)).await?;
-    emit(
+    let queued = s.escalate(job, note).await;
+    deliver_and_report(
         device,
-        json!({"escalated": job, "applied": matches!(d, Delivery::Applied)}),
-        || delivered_text(&d, "escalated to the field service"),
-    );
-    Ok(())
+        s,
+        job,
+        queued,
+        "escalated",
+        "escalated to the field service",
+    )
+    .await
 }
 
 /// Checks out without success and delivers it.
@@ -356,17 +345,16 @@ async fn unsuccessful(
     note: Option<String>,
 ) -> CliResult<()> {
     sync(device, s).await?;
-    let id = s
-        .check_out_unsuccessful(job, reason.into(), note)
-        .await
-        .map_err(|e| device.err(e))?;
-    let d = deliver(device, s, job, Some(id)).await?;
-    emit(
+    let queued = s.check_out_unsuccessful(job, reason.into(), note).await;
+    deliver_and_report(
         device,
-        json!({"unsuccessful": job, "applied": matches!(d, Delivery::Applied)}),
-        || delivered_text(&d, "checked out unsuccessful"),
-    );
-    Ok(())
+        s,
+        job,
+        queued,
+        "unsuccessful",
+        "checked out unsuccessful",
+    )
+    .await
 }
 
 /// The Friend's fee ledger.
