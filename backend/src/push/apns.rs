@@ -12,7 +12,9 @@ use serde_json::json;
 use tokio::sync::Mutex;
 
 use super::jwt::{pem_decode, sign_es256};
-use super::{Outcome, PushError, PushMessage, http_client, retry_after, short, token_tag};
+use super::{
+    Answer, Outcome, PushError, PushMessage, exchange, http_client, retry_after, short, token_tag,
+};
 use crate::clock::Clock;
 
 /// Apple's production gateway.
@@ -146,13 +148,11 @@ impl ApnsClient {
             if !message.collapse_key.is_empty() {
                 request = request.header("apns-collapse-id", &message.collapse_key);
             }
-            let response = request
-                .send()
-                .await
-                .map_err(|e| PushError::Transport(e.without_url().to_string()))?;
-            let status = response.status();
-            let headers = response.headers().clone();
-            let text = response.text().await.unwrap_or_default();
+            let Answer {
+                status,
+                headers,
+                text,
+            } = exchange(request).await?;
             let reason = serde_json::from_str::<serde_json::Value>(&text)
                 .ok()
                 .and_then(|v| v["reason"].as_str().map(str::to_string))

@@ -15,7 +15,9 @@ use serde_json::json;
 use tokio::sync::Mutex;
 
 use super::jwt::{pem_decode, sign_rs256};
-use super::{Outcome, PushError, PushMessage, http_client, retry_after, short, token_tag};
+use super::{
+    Answer, Outcome, PushError, PushMessage, exchange, http_client, retry_after, short, token_tag,
+};
 use crate::clock::Clock;
 
 /// The production FCM endpoint.
@@ -138,17 +140,17 @@ impl FcmClient {
                 Ok(t) => t,
                 Err(outcome) => return Ok(outcome),
             };
-            let response = self
-                .http
-                .post(&self.send_url)
-                .bearer_auth(&token)
-                .json(&body)
-                .send()
-                .await
-                .map_err(|e| PushError::Transport(e.without_url().to_string()))?;
-            let status = response.status();
-            let headers = response.headers().clone();
-            let text = response.text().await.unwrap_or_default();
+            let Answer {
+                status,
+                headers,
+                text,
+            } = exchange(
+                self.http
+                    .post(&self.send_url)
+                    .bearer_auth(&token)
+                    .json(&body),
+            )
+            .await?;
             match classify(status, &headers, &text, self.clock.now()) {
                 Verdict::Done(outcome) => {
                     tracing::debug!(device = %token_tag(device_token), ?outcome, "fcm send");
@@ -194,20 +196,20 @@ impl FcmClient {
         });
         let assertion = sign_rs256(&self.key, &header, &claims)?;
         self.exchanges.fetch_add(1, Ordering::Relaxed);
-        let response = self
-            .http
-            .post(&self.account.token_uri)
-            .header(
-                reqwest::header::CONTENT_TYPE,
-                "application/x-www-form-urlencoded",
-            )
-            .body(format!("{JWT_BEARER_FORM}{assertion}"))
-            .send()
-            .await
-            .map_err(|e| PushError::Transport(e.without_url().to_string()))?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let text = response.text().await.unwrap_or_default();
+        let Answer {
+            status,
+            headers,
+            text,
+        } = exchange(
+            self.http
+                .post(&self.account.token_uri)
+                .header(
+                    reqwest::header::CONTENT_TYPE,
+                    "application/x-www-form-urlencoded",
+                )
+                .body(format!("{JWT_BEARER_FORM}{assertion}")),
+        )
+        .await?;
         if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
             return Ok(Err(Outcome::RetryAfter(retry_after(&headers, now))));
         }

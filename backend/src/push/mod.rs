@@ -137,6 +137,33 @@ pub(crate) fn http_client(base_url: &str, h2_only: bool) -> Result<reqwest::Clie
         .map_err(|e| PushError::Transport(e.to_string()))
 }
 
+/// A gateway's answer: what a send's outcome is decided on.
+pub(crate) struct Answer {
+    /// The HTTP status.
+    pub status: reqwest::StatusCode,
+    /// The headers (`Retry-After`).
+    pub headers: reqwest::header::HeaderMap,
+    /// The body; empty when it could not be read (the status decides then).
+    pub text: String,
+}
+
+/// Sends `request` and reads the answer. A transport error never names the URL: for APNs it holds
+/// the device token.
+pub(crate) async fn exchange(request: reqwest::RequestBuilder) -> Result<Answer, PushError> {
+    let response = request
+        .send()
+        .await
+        .map_err(|e| PushError::Transport(e.without_url().to_string()))?;
+    let status = response.status();
+    let headers = response.headers().clone();
+    let text = response.text().await.unwrap_or_default();
+    Ok(Answer {
+        status,
+        headers,
+        text,
+    })
+}
+
 /// Reads a `Retry-After` header (delay-seconds or an HTTP date), capped at [`MAX_RETRY_AFTER`].
 pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap, now: DateTime<Utc>) -> Duration {
     let Some(value) = headers
