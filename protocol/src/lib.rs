@@ -1,7 +1,7 @@
 //! FriendCore's shared protocol: the wire types both the reference backend and the client core speak,
 //! and the rules both sides must agree on — the job state machine ([`lifecycle`]), the price
 //! negotiation ([`negotiation`]), quote guardrails and settlement ([`quote`]), signed offline
-//! consent ([`consent`]), money ([`money`]), geography and the approximate-location rule
+//! consent ([`consent`]), the push token and payload ([`push`]), money ([`money`]), geography and the approximate-location rule
 //! ([`geo`]), offer eligibility ([`eligibility`]), input limits ([`validate`]) and the error
 //! codes ([`error`]).
 //!
@@ -25,6 +25,7 @@ pub mod lifecycle;
 pub mod money;
 pub mod negotiation;
 pub mod onsite;
+pub mod push;
 pub mod quote;
 pub mod sync;
 pub mod validate;
@@ -39,6 +40,7 @@ pub use job::*;
 pub use money::{Currency, Money, MoneyError};
 pub use negotiation::{Negotiation, NegotiationError, NegotiationEvent, Party};
 pub use onsite::*;
+pub use push::{PushDevices, PushPlatform, PushTokenRemoval, PushTokenRequest};
 pub use quote::{
     LineItem, LineItemKind, PaymentMethod, Quote, QuoteError, QuotePolicy, Settlement,
     validate_quote,
