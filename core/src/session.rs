@@ -13,6 +13,7 @@ use crate::outbox::OutboxItem;
 use crate::secrets::SecretsProvider;
 use crate::store::outbox as rows;
 use friend_protocol::negotiation::Party;
+use friend_protocol::push::{PushPayload, PushPlatform};
 use friend_protocol::quote::LineItem;
 use friend_protocol::{Catalog, JobId, Me, Role};
 use std::path::PathBuf;
@@ -110,10 +111,59 @@ impl Session {
         self.engine.on_push().await
     }
 
-    /// A platform push woke the app: one batched round, as [`Session::sync_once`]. The payload is
-    /// not needed; it may be empty.
-    pub async fn on_push(&self, _payload: &str) -> CoreResult<SyncReport> {
+    /// A platform push woke the app: one batched round, as [`Session::sync_once`] (deliver the
+    /// outbox, resolve accepts whose answer was lost, pull every page — the job the push names
+    /// arrives with it). `payload` is whatever the app received (FCM's data map or APNs'
+    /// `userInfo` as JSON; see [`PushPayload::parse`]); it is untrusted and only read for a log
+    /// line: an empty, unknown or garbage payload is a plain sync and never the cause of an error.
+    pub async fn on_push(&self, payload: &str) -> CoreResult<SyncReport> {
+        let push = PushPayload::parse(payload);
+        // Only what parsing accepted is logged (a known kind, a well-formed id), never the payload.
+        tracing::debug!(
+            kind = push.kind.map(|k| k.as_str()),
+            job = push.job.map(|j| j.to_string()),
+            "push received: one sync round"
+        );
         self.engine.on_push().await
+    }
+
+    /// Registers this device's push token (`platform`: FCM, or APNs production or sandbox) with the
+    /// backend, for this account. Validated by the shared rule (`invalid_input` otherwise), then
+    /// queued in the outbox — works offline, delivered in order with its own idempotency key,
+    /// sealed at rest — and remembered (sealed): a later registration of a new token replaces this
+    /// one on the backend, and registering the same token again queues nothing. A newer
+    /// registration supersedes an older one still waiting in the outbox. Returns the queued outbox
+    /// item, or `None` when there was nothing to send. Call it whenever the platform hands the app
+    /// a token (at start and on rotation).
+    pub async fn register_push_token(
+        &self,
+        platform: PushPlatform,
+        token: &str,
+    ) -> CoreResult<Option<i64>> {
+        self.engine
+            .register_push_token(platform, token.to_owned())
+            .await
+    }
+
+    /// Queues the removal of the push token this device registered (a no-op returning `None` when
+    /// there is none) and forgets it: call it at sign-out. Closing or shutting down a session does
+    /// not unregister — a device keeps receiving the pushes of the account it is signed in to
+    /// while the app is closed. The removal is queued like a registration, so a device offline at
+    /// sign-out sends it when a session of the account is next online.
+    pub async fn unregister_push_token(&self) -> CoreResult<Option<i64>> {
+        self.engine.unregister_push_token().await
+    }
+
+    /// The short tag ([`crate::outbox::push::token_tag`]) and platform of the push token this
+    /// device registered last (queued or delivered), if any — never the token itself.
+    pub async fn push_token(&self) -> CoreResult<Option<(PushPlatform, String)>> {
+        let cipher = self.engine.cipher.clone();
+        Ok(self
+            .engine
+            .store
+            .read_async(move |c| crate::outbox::push::registered(c, &cipher))
+            .await?
+            .map(|r| (r.platform, r.token.tag())))
     }
 
     /// Starts the foreground loop (long-poll) while the app is visible.
@@ -223,8 +273,123 @@ impl Drop for Session {
 
 #[cfg(test)]
 mod tests {
-    use crate::{CustomerSession, SessionConfig, StaticSecrets};
+    use crate::outbox::push::{DEVICE_QUEUE, token_tag};
+    use crate::store::outbox::ItemStatus;
+    use crate::{
+        ActionKind, CustomerSession, FriendSession, JobListener, SessionConfig, StaticSecrets,
+    };
+    use friend_protocol::JobId;
+    use friend_protocol::push::PushPlatform;
     use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A Friend session whose backend is a closed loopback port (every request fails at once).
+    async fn offline_friend(dir: &tempfile::TempDir) -> FriendSession {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let secrets = Arc::new(StaticSecrets::new("dev-friend-x", [2u8; 32]));
+        FriendSession::open(
+            SessionConfig::new(dir.path().join("f.db"), "http://127.0.0.1:9"),
+            secrets,
+        )
+        .await
+        .unwrap()
+    }
+
+    struct CountJobs(AtomicUsize);
+
+    impl JobListener for CountJobs {
+        fn on_job_changed(&self, _job: JobId) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_push_token_is_validated_queued_offline_and_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = offline_friend(&dir).await;
+        let jobs = Arc::new(CountJobs(AtomicUsize::new(0)));
+        let _sub = s.subscribe_jobs(jobs.clone());
+        for (platform, token) in [
+            (PushPlatform::Unknown, "tok"),
+            (PushPlatform::Fcm, ""),
+            (PushPlatform::Fcm, "with space"),
+            (PushPlatform::Apns, "not-hex"),
+        ] {
+            let e = s.register_push_token(platform, token).await.unwrap_err();
+            assert_eq!(e.code(), "invalid_input", "{platform:?} {token:?}");
+            assert!(token.is_empty() || !e.to_string().contains(token));
+        }
+        assert!(s.outbox().await.unwrap().is_empty(), "nothing queued");
+
+        let first = s
+            .register_push_token(PushPlatform::Fcm, "fcm-token-1")
+            .await;
+        assert!(first.unwrap().is_some());
+        assert_eq!(
+            s.register_push_token(PushPlatform::Fcm, "fcm-token-1")
+                .await
+                .unwrap(),
+            None,
+            "the same token again is a no-op"
+        );
+        s.register_push_token(PushPlatform::Fcm, "fcm-token-2")
+            .await
+            .unwrap()
+            .unwrap();
+        let items = s.outbox().await.unwrap();
+        let kinds: Vec<_> = items.iter().map(|i| i.action.kind()).collect();
+        assert_eq!(kinds, [ActionKind::PushToken, ActionKind::PushToken]);
+        assert!(
+            items
+                .iter()
+                .all(|i| i.job_id == DEVICE_QUEUE && i.status == ItemStatus::Pending)
+        );
+        assert_eq!(s.sync_status().pending_outbox, 2);
+        assert_eq!(
+            s.push_token().await.unwrap(),
+            Some((PushPlatform::Fcm, token_tag("fcm-token-2")))
+        );
+
+        // Unregistering supersedes the second registration (it never left); the first may be on
+        // its way and stays.
+        assert!(s.unregister_push_token().await.unwrap().is_some());
+        assert_eq!(s.unregister_push_token().await.unwrap(), None);
+        let kinds: Vec<_> = s
+            .outbox()
+            .await
+            .unwrap()
+            .iter()
+            .map(|i| i.action.kind())
+            .collect();
+        assert_eq!(kinds, [ActionKind::PushToken, ActionKind::PushTokenRemoval]);
+        assert_eq!(s.push_token().await.unwrap(), None);
+
+        // An offline delivery round keeps them; no job listener hears of the device's queue.
+        assert_eq!(s.deliver_outbox().await.unwrap(), 0);
+        assert_eq!(s.sync_status().pending_outbox, 2);
+        assert_eq!(jobs.0.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn a_garbage_push_is_a_plain_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = offline_friend(&dir).await;
+        let plain = s.sync_once().await.unwrap_err().code();
+        let job = JobId::random();
+        for payload in [
+            String::new(),
+            "{".into(),
+            "null".into(),
+            "\u{0}\u{ffff}".into(),
+            r#"{"kind":"party","job_id":17}"#.into(),
+            format!(r#"{{"kind":"offer","job_id":"{job}"}}"#),
+            format!(r#"{{"data":{{"kind":"job","job_id":"{job}"}}}}"#),
+        ] {
+            // Offline here: the round fails as a plain sync does, never because of the payload.
+            let e = s.on_push(&payload).await.unwrap_err();
+            assert_eq!(e.code(), plain, "{payload:?}");
+        }
+    }
 
     #[tokio::test]
     async fn a_rebuilt_cache_is_reported_in_the_status() {

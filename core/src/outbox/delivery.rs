@@ -2,6 +2,7 @@
 //! set aside and the job's next item goes on; a transient failure schedules a retry with backoff
 //! and holds back that job's later items. A timer delivers whenever an item falls due.
 
+use super::push::DEVICE_QUEUE;
 use super::table as rows;
 use super::{Action, backoff};
 use crate::engine::{Engine, now_ms, purge};
@@ -127,7 +128,7 @@ impl Engine {
                         self.record_error(&e).await;
                         self.notify(&Applied {
                             inbox_changed: false,
-                            jobs_changed: vec![item.job_id],
+                            jobs_changed: job_changed(item.job_id),
                             ..Applied::default()
                         });
                         if e.is_token_problem()
@@ -161,8 +162,8 @@ impl Engine {
                     }
                 }
                 self.notify(&Applied {
-                    inbox_changed: true,
-                    jobs_changed: vec![item.job_id],
+                    inbox_changed: item.job_id != DEVICE_QUEUE,
+                    jobs_changed: job_changed(item.job_id),
                     ..Applied::default()
                 });
             }
@@ -177,6 +178,16 @@ impl Engine {
             }
         }
         Ok(delivered)
+    }
+}
+
+/// The job listeners' news of an item's outcome: none for the device's own queue
+/// ([`DEVICE_QUEUE`], the push token), which is no job.
+fn job_changed(job: JobId) -> Vec<JobId> {
+    if job == DEVICE_QUEUE {
+        Vec::new()
+    } else {
+        vec![job]
     }
 }
 

@@ -1,16 +1,20 @@
 //! The durable outbox, in one module: the actions and what each one sends (route, body, stored
 //! payload), how a queued item looks to the app ([`OutboxItem`]), the retry [`backoff`], the table
 //! with its sealed rows ([`table`], also reachable as `store::outbox`) and delivery
-//! ([`delivery`]), and the local echo of queued actions on the jobs the app is shown ([`echo`]).
+//! ([`delivery`]), the local echo of queued actions on the jobs the app is shown ([`echo`]), and
+//! the device's push-token registration, queued like the rest ([`push`]).
 
 pub(crate) mod delivery;
 pub(crate) mod echo;
+pub mod push;
 pub mod table;
 
 use crate::error::{CoreError, CoreResult};
+use friend_protocol::push::{PushPlatform, PushTokenRemoval, PushTokenRequest};
 use friend_protocol::{
     BookRequest, DeclineReason, JobId, Money, PaymentMethod, UnsuccessfulReason,
 };
+use push::DeviceToken;
 use serde::{Deserialize, Serialize};
 
 /// An on-site action queued for delivery.
@@ -69,6 +73,21 @@ pub enum Action {
         /// Optional comment.
         comment: Option<String>,
     },
+    /// Register this device's push token (either role). Queued on [`push::DEVICE_QUEUE`], not on a
+    /// job.
+    PushToken {
+        /// Where the token is delivered through.
+        platform: PushPlatform,
+        /// The device token.
+        token: DeviceToken,
+        /// The token this device registered before, forgotten by the backend.
+        replaces: Option<DeviceToken>,
+    },
+    /// Forget one of this device's push tokens (either role; [`push::DEVICE_QUEUE`]).
+    PushTokenRemoval {
+        /// The device token.
+        token: DeviceToken,
+    },
 }
 
 /// What an outbox item does, without its data: how queued actions are compared, shown and stored
@@ -98,11 +117,15 @@ pub enum ActionKind {
     Cancel,
     /// [`Action::Rate`].
     Rate,
+    /// [`Action::PushToken`].
+    PushToken,
+    /// [`Action::PushTokenRemoval`].
+    PushTokenRemoval,
 }
 
 impl ActionKind {
     /// Every kind.
-    pub const ALL: [ActionKind; 11] = [
+    pub const ALL: [ActionKind; 13] = [
         ActionKind::Decline,
         ActionKind::Release,
         ActionKind::CheckIn,
@@ -114,6 +137,8 @@ impl ActionKind {
         ActionKind::Book,
         ActionKind::Cancel,
         ActionKind::Rate,
+        ActionKind::PushToken,
+        ActionKind::PushTokenRemoval,
     ];
 
     /// The stable name stored in the outbox and shown to apps.
@@ -130,6 +155,8 @@ impl ActionKind {
             ActionKind::Book => "book",
             ActionKind::Cancel => "cancel",
             ActionKind::Rate => "rate",
+            ActionKind::PushToken => "push_token",
+            ActionKind::PushTokenRemoval => "push_token_removal",
         }
     }
 
@@ -160,10 +187,12 @@ impl Action {
             Action::Book { .. } => ActionKind::Book,
             Action::Cancel => ActionKind::Cancel,
             Action::Rate { .. } => ActionKind::Rate,
+            Action::PushToken { .. } => ActionKind::PushToken,
+            Action::PushTokenRemoval { .. } => ActionKind::PushTokenRemoval,
         }
     }
 
-    /// The route the action is sent to.
+    /// The route the action is sent to (`job` is ignored by the device's own actions).
     pub fn path(&self, job: JobId) -> String {
         match self {
             Action::Decline { .. } => format!("v1/friend/jobs/{job}/decline"),
@@ -177,6 +206,8 @@ impl Action {
             Action::Book { .. } => "v1/customer/jobs".to_owned(),
             Action::Cancel => format!("v1/customer/jobs/{job}/cancel"),
             Action::Rate { .. } => format!("v1/customer/jobs/{job}/rate"),
+            Action::PushToken { .. } => "v1/push-tokens".to_owned(),
+            Action::PushTokenRemoval { .. } => "v1/push-tokens/remove".to_owned(),
         }
     }
 
@@ -195,6 +226,20 @@ impl Action {
                 serde_json::to_value(request).unwrap_or(serde_json::Value::Null)
             }
             Action::Rate { stars, comment } => json!({ "stars": stars, "comment": comment }),
+            Action::PushToken {
+                platform,
+                token,
+                replaces,
+            } => serde_json::to_value(PushTokenRequest {
+                platform: *platform,
+                token: token.as_str().to_owned(),
+                replaces: replaces.as_ref().map(|t| t.as_str().to_owned()),
+            })
+            .unwrap_or(serde_json::Value::Null),
+            Action::PushTokenRemoval { token } => serde_json::to_value(PushTokenRemoval {
+                token: token.as_str().to_owned(),
+            })
+            .unwrap_or(serde_json::Value::Null),
         }
     }
 

@@ -162,6 +162,16 @@ pub fn enqueue(
     Ok(tx.last_insert_rowid())
 }
 
+/// Deletes a pending item that never left the device, superseded by a newer one (the device's
+/// push-token queue: `super::push::queue_change`). Settled items are left alone.
+pub fn forget(tx: &Transaction<'_>, id: i64) -> CoreResult<()> {
+    tx.execute(
+        "DELETE FROM outbox WHERE id = ?1 AND status = 'pending'",
+        params![id],
+    )?;
+    Ok(())
+}
+
 /// Seals what a version-1 database (or a rescued copy of one) left in clear, fills in missing
 /// digests, and keeps only the job id of applied items. Returns how many rows it rewrote.
 pub fn seal_legacy(tx: &Transaction<'_>, cipher: &FieldCipher) -> CoreResult<usize> {

@@ -21,6 +21,9 @@ pub const PROFILE: &str = "profile";
 pub const DEVICE_KEY: &str = "device_key";
 /// Set once the device key was registered with the backend.
 pub const KEY_REGISTERED: &str = "key_registered";
+/// The push token this device registered last (queued or delivered), sealed: platform and token as
+/// JSON (`crate::outbox::push::Registered`).
+pub const PUSH_TOKEN: &str = "push_token";
 
 /// Reads a text value.
 pub fn get_text(conn: &Connection, key: &str) -> CoreResult<Option<String>> {
