@@ -17,7 +17,7 @@ use crate::negotiation::LocalNegotiation;
 use crate::rt;
 use crate::secrets::{ForeignSecrets, SecretsProvider};
 use crate::status::{SyncReport, SyncStatus};
-use crate::types::{Catalog, Me, parse_job_id};
+use crate::types::{Catalog, Me, PushPlatform, parse_job_id};
 use friend_core::CoreError;
 use friend_core::store::outbox::ItemStatus;
 use std::future::Future;
@@ -116,9 +116,11 @@ pub enum OutboxStatus {
 pub struct OutboxItem {
     /// Queue position.
     pub id: i64,
-    /// The job.
+    /// The job; the nil UUID (`00000000-0000-0000-0000-000000000000`) for this device's own items
+    /// (the push token), which concern no job.
     pub job_id: String,
-    /// What it does: `book`, `decline`, `check_in`, `rate`, … (the core's stable action kind).
+    /// What it does: `book`, `decline`, `check_in`, `rate`, `push_token`, `push_token_removal`, …
+    /// (the core's stable action kind).
     pub kind: String,
     /// Delivery state.
     pub status: OutboxStatus,
@@ -149,6 +151,16 @@ impl From<friend_core::OutboxItem> for OutboxItem {
             refusal_message: i.refusal_message,
         }
     }
+}
+
+/// The push token this device registered last (queued or delivered), as an app may show it: never
+/// the token itself.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct PushRegistration {
+    /// Where it is delivered through.
+    pub platform: PushPlatform,
+    /// A short tag of the token (8 hex digits of its SHA-256), to tell tokens apart.
+    pub tag: String,
 }
 
 /// What one account on this device does whatever its role: sync, push wake-ups, the foreground
@@ -206,11 +218,54 @@ impl Session {
         .await
     }
 
-    /// A platform push woke the app: one batched round (deliver, then pull). The payload may be
-    /// empty.
+    /// A platform push woke the app: one batched round (deliver, then pull). Hand it what the push
+    /// carried — FCM's data map or APNs' `userInfo` as a JSON object — or an empty string. An
+    /// unknown or unreadable payload is a plain sync: the payload never causes an error (offline
+    /// and the other sync errors still can).
     pub async fn on_push(&self, payload: String) -> Result<SyncReport, FriendCoreError> {
         self.run("Session.on_push", move |s| async move {
             Ok(s.on_push(&payload).await?.into())
+        })
+        .await
+    }
+
+    /// Registers this device's push token for this account: call it with the token the platform
+    /// hands the app (`FirebaseMessaging.getToken()`, `onNewToken`; APNs'
+    /// `didRegisterForRemoteNotificationsWithDeviceToken` as hex) at every start and on rotation.
+    /// Validated here (`invalid_input`: unknown platform, empty, spaces, too long, an APNs token
+    /// that is not hex), then queued in the outbox — it works offline and is delivered in order —
+    /// and remembered, sealed: a new token replaces the previous one on the backend, the same token
+    /// again sends nothing. Returns the queued outbox item id, or null when nothing was queued.
+    pub async fn register_push_token(
+        &self,
+        platform: PushPlatform,
+        token: String,
+    ) -> Result<Option<i64>, FriendCoreError> {
+        self.run("Session.register_push_token", move |s| async move {
+            Ok(s.register_push_token(platform.into(), &token).await?)
+        })
+        .await
+    }
+
+    /// Queues the removal of this device's push token (null, and nothing queued, when none is
+    /// registered): call it at sign-out, before closing the role object. Closing alone does not
+    /// unregister — a signed-in device keeps its pushes while the app is closed.
+    pub async fn unregister_push_token(&self) -> Result<Option<i64>, FriendCoreError> {
+        self.run("Session.unregister_push_token", move |s| async move {
+            Ok(s.unregister_push_token().await?)
+        })
+        .await
+    }
+
+    /// The push token this device registered last (its platform and a short tag), or null.
+    pub async fn push_registration(&self) -> Result<Option<PushRegistration>, FriendCoreError> {
+        self.run("Session.push_registration", move |s| async move {
+            Ok(s.push_token()
+                .await?
+                .map(|(platform, tag)| PushRegistration {
+                    platform: platform.into(),
+                    tag,
+                }))
         })
         .await
     }
@@ -418,5 +473,66 @@ mod tests {
         }
         session.stop_foreground_sync();
         session.shutdown();
+    }
+
+    /// Push-token calls across the FFI: a bad token or an unknown platform is `invalid_input`
+    /// (never a panic), a good one is queued once, and only a tag of it comes back.
+    #[test]
+    fn push_tokens_are_validated_queued_and_shown_as_a_tag() {
+        let dir = tempfile::tempdir().unwrap();
+        let caller = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let account = caller
+            .block_on(Account::open(
+                "test.open",
+                "friend",
+                config(&dir),
+                Arc::new(Keys),
+                friend_core::FriendSession::open,
+            ))
+            .unwrap();
+        let session = account.session();
+        for (platform, token) in [
+            (PushPlatform::Unknown, "fcm-token"),
+            (PushPlatform::Fcm, ""),
+            (PushPlatform::Apns, "zz"),
+        ] {
+            let error = caller
+                .block_on(session.register_push_token(platform, token.into()))
+                .unwrap_err();
+            assert_eq!(error.code(), "invalid_input", "{error}");
+        }
+        let token = "fcm-token-for-the-ffi-test";
+        assert!(
+            caller
+                .block_on(session.register_push_token(PushPlatform::Fcm, token.into()))
+                .unwrap()
+                .is_some()
+        );
+        assert_eq!(
+            caller
+                .block_on(session.register_push_token(PushPlatform::Fcm, token.into()))
+                .unwrap(),
+            None
+        );
+        let shown = caller
+            .block_on(session.push_registration())
+            .unwrap()
+            .unwrap();
+        assert_eq!(shown.platform, PushPlatform::Fcm);
+        assert_eq!(shown.tag.len(), 8);
+        assert!(!token.contains(&shown.tag));
+        let items = caller.block_on(session.outbox()).unwrap();
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0].kind, "push_token");
+        assert!(
+            caller
+                .block_on(session.unregister_push_token())
+                .unwrap()
+                .is_some()
+        );
+        assert_eq!(caller.block_on(session.push_registration()).unwrap(), None);
     }
 }

@@ -245,6 +245,20 @@ mirror_enum!(
     }
 );
 
+mirror_enum!(
+    /// Where this device's push token is delivered through (`Session.registerPushToken`).
+    PushPlatform => p::push::PushPlatform {
+        /// Firebase Cloud Messaging (Android).
+        Fcm,
+        /// Apple Push Notification service, production (App Store and TestFlight builds).
+        Apns,
+        /// APNs sandbox (development builds).
+        ApnsSandbox,
+        /// A platform this version does not know (refused as input).
+        Unknown,
+    }
+);
+
 /// A WGS84 point in decimal degrees. Checked when passed in (latitude −90…90, longitude −180…180).
 #[derive(Debug, Clone, Copy, PartialEq, uniffi::Record)]
 pub struct GeoPoint {
@@ -845,6 +859,10 @@ mod tests {
         }
         for s in p::JobState::ALL {
             assert_eq!(p::JobState::from(JobState::from(s)), s);
+        }
+        use p::push::PushPlatform as P;
+        for platform in [P::Fcm, P::Apns, P::ApnsSandbox, P::Unknown] {
+            assert_eq!(P::from(PushPlatform::from(platform)), platform);
         }
     }
 }
