@@ -3,6 +3,8 @@
 //! and appends the change-log entries — so the accept race is decided by the database.
 
 use crate::error::AppError;
+use crate::push::content::Update;
+use crate::push::plan::News;
 use crate::store::jobs::{self, JobRow};
 use crate::store::{Effects, accounts, catalog, feed};
 use chrono::{DateTime, Utc};
@@ -64,7 +66,7 @@ pub fn book(
         onsite: Default::default(),
     };
     jobs::insert(tx, &row)?;
-    let effects = feed::record(tx, &row, None, true, now)?;
+    let effects = feed::record(tx, &row, None, true, News::Offered, now)?;
     Ok((row.details(), effects))
 }
 
@@ -114,7 +116,7 @@ pub fn accept(
     }
     jobs::delete_decline(tx, job_id, friend)?;
     let won = load(tx, job_id)?;
-    let effects = feed::record(tx, &won, None, true, now)?;
+    let effects = feed::record(tx, &won, None, true, News::Customer(Update::Accepted), now)?;
     Ok((
         AcceptOutcome::Won {
             job: Box::new(won.details()),
@@ -156,6 +158,7 @@ pub fn apply(
         &after,
         job.friend_id(),
         job.state == JobState::Open,
+        News::of(event, &actor),
         now,
     )?;
     Ok((after, effects))

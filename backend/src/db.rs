@@ -22,6 +22,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/001_initial.sql"),
     include_str!("../migrations/002_negotiation.sql"),
     include_str!("../migrations/003_area_feed.sql"),
+    include_str!("../migrations/004_push.sql"),
 ];
 
 /// Most idle reader connections kept open.
@@ -147,6 +148,8 @@ impl Db {
         writer.pragma_update(None, "wal_autocheckpoint", 16_000)?;
         configure(&writer)?;
         migrate(&mut writer)?;
+        // Derived columns a migration cannot compute in SQL (the Friends' home tiles).
+        crate::store::accounts::fill_home_tiles(&writer)?;
         let (tx, rx) = mpsc::channel::<WriteJob>();
         let queued = Arc::new(AtomicUsize::new(0));
         let taken = queued.clone();

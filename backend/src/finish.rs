@@ -6,6 +6,8 @@
 
 use crate::actions::{self, load};
 use crate::error::AppError;
+use crate::push::content::Update;
+use crate::push::plan::News;
 use crate::store::jobs::{self, JobRow};
 use crate::store::{Effects, feed, ledger, outcomes, ratings};
 use chrono::{DateTime, Utc};
@@ -113,7 +115,7 @@ pub fn rate(
     }
     jobs::touch(tx, job_id, now)?;
     let after = load(tx, job_id)?;
-    let effects = feed::record(tx, &after, None, false, now)?;
+    let effects = feed::record(tx, &after, None, false, News::Friend(Update::Rated), now)?;
     Ok((after, effects))
 }
 

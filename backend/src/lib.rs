@@ -60,6 +60,8 @@ pub struct Config {
     pub expiry_interval: Option<Duration>,
     /// How long the change feed is kept; older cursors get "cursor too old".
     pub feed_retention: chrono::Duration,
+    /// Push gateways (none by default: pushes are counted, not sent).
+    pub push: push::PushSettings,
 }
 
 impl Config {
@@ -72,6 +74,7 @@ impl Config {
             clock: Arc::new(SystemClock),
             expiry_interval: Some(Duration::from_secs(5)),
             feed_retention: chrono::Duration::days(7),
+            push: push::PushSettings::default(),
         }
     }
 }
@@ -96,6 +99,7 @@ pub(crate) struct AppState {
     pub clock: Arc<dyn Clock>,
     pub notifier: notify::Notifier,
     pub admin_token_hash: auth::TokenHash,
+    pub pusher: Arc<push::Dispatcher>,
     pub auth_cache: RwLock<HashMap<auth::TokenHash, auth::Caller>>,
 }
 
@@ -112,6 +116,8 @@ impl Backend {
     /// Opens the database, migrates it and, for a new database, seeds the catalog and dev accounts.
     pub fn open(config: Config) -> Result<Backend, BackendError> {
         let db = db::Db::open(&config.db_path)?;
+        let pusher = push::Dispatcher::new(db.clone(), config.clock.clone(), &config.push)
+            .map_err(|e| BackendError::Startup(e.to_string()))?;
         let admin_token = match &config.admin_token {
             Some(t) => t.clone(),
             None => auth::new_token().map_err(|e| BackendError::Startup(e.message))?,
@@ -121,6 +127,7 @@ impl Backend {
             clock: config.clock.clone(),
             notifier: notify::Notifier::default(),
             admin_token_hash: auth::hash_token(&admin_token),
+            pusher: Arc::new(pusher),
             auth_cache: RwLock::new(HashMap::new()),
         });
         let seeded = seed::ensure(&state, config.seed_dev_data)
@@ -198,8 +205,10 @@ impl Backend {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), BackendError> {
         let timers = tokio::spawn(self.clone().run_timers());
+        let dispatcher = tokio::spawn(self.state.pusher.clone().run());
         let result = http1::serve(listener, app, self.state.clock.clone(), shutdown).await;
         timers.abort();
+        dispatcher.abort();
         result.map_err(BackendError::Io)
     }
 
@@ -254,6 +263,43 @@ impl Backend {
     /// How many writes wait for the database writer (e.g. behind [`Backend::pause_writes`]).
     pub fn queued_writes(&self) -> usize {
         self.state.db.queued_writes()
+    }
+
+    /// What the push dispatcher did since start.
+    pub fn push_counts(&self) -> push::PushCounts {
+        self.state.pusher.stats().counts()
+    }
+
+    /// The push platforms with a configured gateway (the others' pushes are counted, not sent).
+    pub fn push_gateways(&self) -> Vec<&'static str> {
+        self.state.pusher.configured()
+    }
+
+    /// How many pushes wait in the queue, and since when the oldest.
+    pub async fn push_queue(
+        &self,
+    ) -> Result<(u64, Option<chrono::DateTime<chrono::Utc>>), DbError> {
+        self.state
+            .db
+            .read(|tx| store::push::depth(tx).map_err(DbError::from))
+            .await
+    }
+
+    /// The platforms and device counts registered for `account` (tests, the CLI).
+    pub async fn push_devices(
+        &self,
+        account: AccountId,
+    ) -> Result<Vec<(friend_protocol::PushPlatform, String)>, DbError> {
+        self.state
+            .db
+            .read(move |tx| {
+                let devices = store::push::devices_of(tx, account).map_err(DbError::from)?;
+                Ok(devices
+                    .into_iter()
+                    .map(|d| (d.platform, push::token_tag(&d.token)))
+                    .collect())
+            })
+            .await
     }
 
     /// How many accounts currently have a long-poll waiting.

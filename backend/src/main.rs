@@ -21,6 +21,8 @@ struct Args {
     /// Do not seed development accounts into a new database.
     #[arg(long)]
     no_dev_seed: bool,
+    #[command(flatten)]
+    push: friend_backend::push::PushArgs,
 }
 
 #[tokio::main]
@@ -50,6 +52,8 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let mut config = Config::new(&args.db);
     config.admin_token = args.admin_token;
     config.seed_dev_data = !args.no_dev_seed;
+    config.push = args.push.settings();
+    let config_push = config.push.describe();
     let backend = Backend::open(config)?;
     let listener = tokio::net::TcpListener::bind(&args.addr).await?;
     let addr = listener.local_addr()?;
@@ -61,6 +65,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         "  OpenAPI document: http://{addr}{}",
         friend_backend::OPENAPI_PATH
     );
+    println!("  push:             {}", config_push);
     print!("{}", backend.credentials_text());
     println!("  try: curl -H 'Authorization: Bearer dev-friend-anna' 'http://{addr}/v1/sync'");
     println!("  new accounts: POST /v1/admin/friends or /v1/admin/customers with the admin token");

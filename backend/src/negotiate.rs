@@ -8,6 +8,8 @@
 use crate::actions::load;
 use crate::auth::Caller;
 use crate::error::AppError;
+use crate::push::content::Update;
+use crate::push::plan::News;
 use crate::store::jobs::{self, JobRow};
 use crate::store::{Effects, feed, keys, quotes};
 use chrono::{DateTime, Utc};
@@ -80,7 +82,7 @@ pub fn register_key(
         for job in jobs::held_with(tx, caller.id)? {
             jobs::touch(tx, job.id, now)?;
             let after = load(tx, job.id)?;
-            effects.merge(feed::record(tx, &after, None, false, now)?);
+            effects.merge(feed::record(tx, &after, None, false, News::Quiet, now)?);
         }
     }
     Ok((
@@ -212,7 +214,12 @@ pub fn consent(
         }
     }
     let after = load(tx, job_id)?;
-    let effects = feed::record(tx, &after, None, false, now)?;
+    let update = match verified.action {
+        ConsentAction::Propose => Update::QuoteWaits,
+        _ => Update::PriceAgreed,
+    };
+    let news = News::to_other_than(signer, update);
+    let effects = feed::record(tx, &after, None, false, news, now)?;
     Ok((after, effects))
 }
 
@@ -240,6 +247,7 @@ pub fn reject(
     quotes::reject(tx, job_id, version, now)?;
     jobs::touch(tx, job_id, now)?;
     let after = load(tx, job_id)?;
-    let effects = feed::record(tx, &after, None, false, now)?;
+    let news = News::to_other_than(party, Update::QuoteRejected);
+    let effects = feed::record(tx, &after, None, false, news, now)?;
     Ok((after, effects))
 }

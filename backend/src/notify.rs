@@ -94,6 +94,14 @@ impl Notifier {
             .unwrap_or(0)
     }
 
+    /// Whether `account` has a long-poll waiting (its devices need no push).
+    pub fn is_waiting(&self, account: AccountId) -> bool {
+        self.slots
+            .lock()
+            .map(|s| s.get(&account).is_some_and(|s| s.sender.is_some()))
+            .unwrap_or(false)
+    }
+
     /// How many accounts have a waiting long-poll.
     pub fn waiting_accounts(&self) -> usize {
         self.slots

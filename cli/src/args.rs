@@ -92,6 +92,9 @@ pub struct ServeArgs {
     /// Do not seed development accounts into a new database.
     #[arg(long)]
     pub no_dev_seed: bool,
+    /// Push gateways (FCM, APNs); none: pushes are counted, not sent.
+    #[command(flatten)]
+    pub push: friend_backend::push::PushArgs,
 }
 
 /// `friendctl simulate`.
@@ -293,6 +296,9 @@ Example:
     Outbox,
     /// The commission ledger (online).
     Ledger,
+    /// Register this device's push token, or remove it (queued; works offline).
+    #[command(after_help = PUSH_TOKEN_HELP)]
+    PushToken(PushTokenArgs),
 }
 
 /// `friendctl customer`.
@@ -428,6 +434,55 @@ Examples:
     },
     /// Every outbox item with its outcome.
     Outbox,
+    /// Register this device's push token, or remove it (queued; works offline).
+    #[command(after_help = PUSH_TOKEN_HELP)]
+    PushToken(PushTokenArgs),
+}
+
+const PUSH_TOKEN_HELP: &str = "\
+The token is never printed back: output names it by a tag (8 hex digits of its SHA-256).
+A new token replaces the one registered before; the same token again sends nothing.
+
+Examples:
+  friendctl friend --token dev-friend-anna push-token --platform fcm 'fcm-registration-token'
+  friendctl customer --token dev-customer-heidi push-token --platform apns-sandbox 0a1b…(64 hex)
+  friendctl friend --token dev-friend-anna push-token --remove";
+
+/// `push-token`: register this device's push token, or remove it, for a Friend and a customer
+/// alike.
+#[derive(Debug, Args)]
+pub struct PushTokenArgs {
+    /// Where the token is delivered through.
+    #[arg(long, value_enum, required_unless_present = "remove")]
+    pub platform: Option<PushPlatformArg>,
+    /// The device token the platform issued (FCM registration token, APNs device token in hex).
+    #[arg(required_unless_present = "remove", conflicts_with = "remove")]
+    pub token: Option<String>,
+    /// Remove the token this device registered instead (at sign-out).
+    #[arg(long, conflicts_with = "platform")]
+    pub remove: bool,
+}
+
+/// A push platform on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PushPlatformArg {
+    /// Firebase Cloud Messaging (Android).
+    Fcm,
+    /// APNs, production.
+    Apns,
+    /// APNs sandbox (development builds).
+    ApnsSandbox,
+}
+
+impl From<PushPlatformArg> for friend_protocol::push::PushPlatform {
+    fn from(p: PushPlatformArg) -> Self {
+        use friend_protocol::push::PushPlatform;
+        match p {
+            PushPlatformArg::Fcm => PushPlatform::Fcm,
+            PushPlatformArg::Apns => PushPlatform::Apns,
+            PushPlatformArg::ApnsSandbox => PushPlatform::ApnsSandbox,
+        }
+    }
 }
 
 /// Which proposal `accept-quote` and `reject-quote` answer, for a Friend and a customer alike.

@@ -119,7 +119,7 @@ pub fn validate_token(
     }
     if platform.is_apns()
         && (token.len() < 64
-            || token.len() % 2 != 0
+            || !token.len().is_multiple_of(2)
             || !token.bytes().all(|b| b.is_ascii_hexdigit()))
     {
         return Err(bad(

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use friend_protocol::push::{PUSH_JOB_KEY, PUSH_KIND_KEY, PushKind};
 use friend_protocol::{GeoPoint, JobDetails, JobState, Offer};
 
 use super::PushMessage;
@@ -16,10 +17,10 @@ use super::PushMessage;
 /// How long a job update may wait at the gateway for an offline device.
 pub const UPDATE_TTL: Duration = Duration::from_secs(24 * 3600);
 
-/// The data key every push carries: `offer` or `job`.
-pub const KIND: &str = "kind";
+/// The data key every push carries: `offer` or `job` ([`PushKind`]).
+pub const KIND: &str = PUSH_KIND_KEY;
 /// The data key naming the job.
-pub const JOB_ID: &str = "job_id";
+pub const JOB_ID: &str = PUSH_JOB_KEY;
 
 /// The collapse key of a job's pushes to one device (≤ 64 bytes: a UUID and a short prefix).
 pub fn collapse_key(kind: &str, job: &friend_protocol::JobId) -> String {
@@ -44,7 +45,7 @@ pub fn offer_push(offer: &Offer, home: Option<&GeoPoint>, now: DateTime<Utc>) ->
         None => format!("Remote · {price}"),
     };
     let mut data = BTreeMap::new();
-    data.insert(KIND.to_string(), "offer".to_string());
+    data.insert(KIND.to_string(), PushKind::Offer.as_str().to_string());
     data.insert(JOB_ID.to_string(), offer.id.to_string());
     data.insert("category".to_string(), offer.category.as_str().to_string());
     data.insert("title".to_string(), offer.title.clone());
@@ -60,7 +61,7 @@ pub fn offer_push(offer: &Offer, home: Option<&GeoPoint>, now: DateTime<Utc>) ->
         title: format!("New job: {}", offer.title),
         body,
         data,
-        collapse_key: collapse_key("offer", &offer.id),
+        collapse_key: collapse_key(PushKind::Offer.as_str(), &offer.id),
         ttl: (offer.expires_at - now).to_std().unwrap_or(Duration::ZERO),
     }
 }
@@ -74,9 +75,60 @@ pub enum Recipient {
     Friend,
 }
 
-/// The push that tells the customer or the holding Friend their job changed: the state and, for
-/// the customer, the Friend's first name at most.
+/// What happened to a job, as a push tells its parties.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Update {
+    /// A Friend accepted the job (to the customer).
+    Accepted,
+    /// The Friend checked in (to the customer).
+    Arrived,
+    /// A price proposal waits for the recipient's answer.
+    QuoteWaits,
+    /// The other party accepted the price.
+    PriceAgreed,
+    /// The other party rejected the price proposal.
+    QuoteRejected,
+    /// The job is completed (to the customer).
+    Completed,
+    /// Nobody accepted in time (to the customer).
+    Expired,
+    /// The customer cancelled (to the Friend).
+    Cancelled,
+    /// The customer rated the job (to the Friend).
+    Rated,
+    /// The Friend handed the job to the field service (to the customer).
+    Escalated,
+    /// The Friend checked out without success (to the customer).
+    CheckedOut,
+    /// Any other change.
+    Changed,
+}
+
+impl Update {
+    /// The update a job's state implies when nothing more specific is known.
+    pub fn of_state(state: JobState) -> Update {
+        match state {
+            JobState::Assigned => Update::Accepted,
+            JobState::OnSite => Update::Arrived,
+            JobState::Agreed => Update::PriceAgreed,
+            JobState::Completed => Update::Completed,
+            JobState::Expired => Update::Expired,
+            JobState::Cancelled => Update::Cancelled,
+            JobState::Escalated => Update::Escalated,
+            JobState::Unsuccessful => Update::CheckedOut,
+            _ => Update::Changed,
+        }
+    }
+}
+
+/// The push that tells the customer or the holding Friend their job changed, by its state.
 pub fn job_update_push(job: &JobDetails, to: Recipient) -> PushMessage {
+    update_push(job, to, Update::of_state(job.state))
+}
+
+/// The push that tells the customer or the holding Friend what happened to their job: the state
+/// and, for the customer, the Friend's first name at most.
+pub fn update_push(job: &JobDetails, to: Recipient, what: Update) -> PushMessage {
     let first_name = match to {
         Recipient::Customer => job
             .friend
@@ -86,17 +138,22 @@ pub fn job_update_push(job: &JobDetails, to: Recipient) -> PushMessage {
         Recipient::Friend => None,
     };
     let who = first_name.as_deref().unwrap_or("Your Friend");
-    let body = match (to, job.state) {
-        (Recipient::Customer, JobState::Assigned) => format!("{who} accepted your job"),
-        (Recipient::Customer, JobState::OnSite) => format!("{who} has arrived"),
-        (Recipient::Customer, JobState::Agreed) => "The price is agreed".to_string(),
-        (Recipient::Customer, JobState::Completed) => "Your job is done".to_string(),
-        (Recipient::Customer, JobState::Expired) => "Nobody accepted your job in time".to_string(),
-        (Recipient::Friend, JobState::Cancelled) => "The customer cancelled".to_string(),
-        (_, state) => format!("Your job is now {}", state.as_str().replace('_', " ")),
+    let body = match what {
+        Update::Accepted => format!("{who} accepted your job"),
+        Update::Arrived => format!("{who} has arrived"),
+        Update::QuoteWaits => "A price proposal waits for your answer".to_string(),
+        Update::PriceAgreed => "The price is agreed".to_string(),
+        Update::QuoteRejected => "The price proposal was rejected".to_string(),
+        Update::Completed => "Your job is done".to_string(),
+        Update::Expired => "Nobody accepted your job in time".to_string(),
+        Update::Cancelled => "The customer cancelled".to_string(),
+        Update::Rated => "The customer rated your work".to_string(),
+        Update::Escalated => "Your job was handed to the field service".to_string(),
+        Update::CheckedOut => format!("{who} checked out without finishing"),
+        Update::Changed => format!("Your job is now {}", job.state.as_str().replace('_', " ")),
     };
     let mut data = BTreeMap::new();
-    data.insert(KIND.to_string(), "job".to_string());
+    data.insert(KIND.to_string(), PushKind::Job.as_str().to_string());
     data.insert(JOB_ID.to_string(), job.id.to_string());
     data.insert("state".to_string(), job.state.as_str().to_string());
     if let Some(name) = &first_name {
@@ -106,7 +163,7 @@ pub fn job_update_push(job: &JobDetails, to: Recipient) -> PushMessage {
         title: job.title.clone(),
         body,
         data,
-        collapse_key: collapse_key("job", &job.id),
+        collapse_key: collapse_key(PushKind::Job.as_str(), &job.id),
         ttl: UPDATE_TTL,
     }
 }

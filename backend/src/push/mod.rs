@@ -1,18 +1,18 @@
-//! Platform push delivery — the foundation of issue 13 point 4: small own clients for FCM HTTP v1
-//! ([`fcm::FcmClient`]) and APNs over HTTP/2 with token auth ([`apns::ApnsClient`]), one
-//! [`Outcome`] for both, and the content builders ([`content`]) that keep personal data out of
-//! every push (SPEC §5).
-//!
-//! Not wired yet: no registration routes, no push queue, no dispatcher and no configuration flags
-//! use these clients; a later change builds those on top.
+//! Platform push (SPEC §5): who is pushed ([`plan`], queued in the transaction of the change),
+//! what a push says without personal data ([`content`]), the dispatcher that drains the queue
+//! ([`dispatch`]), and small own clients for FCM HTTP v1 ([`fcm::FcmClient`]) and APNs over HTTP/2
+//! with token auth ([`apns::ApnsClient`]) with one [`Outcome`] for both.
 //!
 //! Secrets (keys, access and provider tokens) and device tokens are never logged; a device token
 //! appears in logs only as [`token_tag`], a short hash.
 
 pub mod apns;
+mod args;
 pub mod content;
+pub mod dispatch;
 pub mod fcm;
 mod jwt;
+pub mod plan;
 #[cfg(test)]
 mod tests;
 
@@ -21,6 +21,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+
+pub use args::PushArgs;
+pub use dispatch::{ApnsSettings, Dispatcher, FcmSettings, PushCounts, PushSettings};
 
 /// Back-off when a gateway asks for one (429, 503, …) without a usable `Retry-After`.
 pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(30);

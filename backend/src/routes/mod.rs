@@ -9,6 +9,7 @@ mod friend;
 mod ledger;
 mod meta;
 mod negotiation;
+mod push_tokens;
 mod sync;
 
 use crate::AppState;
@@ -64,6 +65,8 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/v1/friend/ledger", get(ledger::friend_ledger))
         .route("/v1/customer/jobs/{id}/rate", post(closing::rate))
         .route("/v1/keys", post(negotiation::register_key))
+        .route("/v1/push-tokens", post(push_tokens::register))
+        .route("/v1/push-tokens/remove", post(push_tokens::remove))
         .route("/v1/jobs/{id}/consent", post(negotiation::consent))
         .route("/v1/jobs/{id}/reject", post(negotiation::reject))
         .route("/v1/admin/ledger/{id}", post(ledger::move_entry))
@@ -128,6 +131,7 @@ where
     F: FnOnce(&Connection, DateTime<Utc>) -> Result<(T, Effects), AppError> + Send + 'static,
 {
     let clock = state.clock.clone();
+    let shared = state.clone();
     let (value, effects) = state
         .db
         .write(move |tx| {
@@ -142,6 +146,7 @@ where
             // The clock is read under the writer lock so change times follow commit order.
             let now = clock.now();
             let (value, effects) = work(tx, now)?;
+            queue_pushes(&shared, tx, &effects, now)?;
             if let (Some(k), Some(fp)) = (&key, &fingerprint) {
                 let body = serde_json::to_string(&value)?;
                 idempotency::store(tx, account, k, &route, fp, &body, now)?;
@@ -149,8 +154,31 @@ where
             Ok::<_, AppError>((value, effects))
         })
         .await?;
-    state.notifier.wake(&effects);
+    committed(state, &effects);
     Ok(value)
+}
+
+/// Queues the pushes a write's changes call for, inside its transaction (before the commit, so
+/// the long-polls that count as awake are the ones this commit will wake).
+pub(crate) fn queue_pushes(
+    state: &AppState,
+    tx: &Connection,
+    effects: &Effects,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<usize> {
+    if effects.announce.is_empty() {
+        return Ok(0);
+    }
+    let awake = |a| state.notifier.is_waiting(a);
+    crate::push::plan::enqueue(tx, &effects.announce, &awake, now)
+}
+
+/// After a commit: wake the long-polls it concerns and the push dispatcher.
+pub(crate) fn committed(state: &AppState, effects: &Effects) {
+    state.notifier.wake(effects);
+    if !effects.announce.is_empty() {
+        state.pusher.kick();
+    }
 }
 
 /// [`idempotent`] for the routes that change one job and answer with it: `work` returns the changed
@@ -178,12 +206,17 @@ where
 pub(crate) async fn expire_due(state: &Arc<AppState>) -> Result<usize, AppError> {
     let mut total = 0;
     loop {
-        let clock = state.clock.clone();
+        let shared = state.clone();
         let (n, effects) = state
             .db
-            .write(move |tx| crate::actions::expire_due(tx, clock.now(), 200))
+            .write(move |tx| {
+                let now = shared.clock.now();
+                let (n, effects) = crate::actions::expire_due(tx, now, 200)?;
+                queue_pushes(&shared, tx, &effects, now)?;
+                Ok::<_, AppError>((n, effects))
+            })
             .await?;
-        state.notifier.wake(&effects);
+        committed(state, &effects);
         total += n;
         if n < 200 {
             return Ok(total);
@@ -225,6 +258,8 @@ pub(crate) async fn expire_due(state: &Arc<AppState>) -> Result<usize, AppError>
         ledger::friend_ledger,
         closing::rate,
         negotiation::register_key,
+        push_tokens::register,
+        push_tokens::remove,
         negotiation::consent,
         negotiation::reject,
         ledger::move_entry,
@@ -240,6 +275,7 @@ pub(crate) async fn expire_due(state: &Arc<AppState>) -> Result<usize, AppError>
         (name = "customer", description = "Booking and the customer's jobs"),
         (name = "friend", description = "Offers, the accept race and held jobs"),
         (name = "negotiation", description = "Device keys and signed price consent, for both parties"),
+        (name = "push", description = "Push tokens of the caller's devices (FCM, APNs)"),
         (name = "admin", description = "Accounts and operations (admin token)"),
     )
 )]

@@ -46,8 +46,8 @@ pub fn insert_friend(
     )?;
     let categories: Vec<&str> = f.categories.iter().map(|c| c.as_str()).collect();
     tx.exec(
-        "INSERT INTO friends (account_id, home_lat, home_lon, radius_km, categories, communities, tier)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO friends (account_id, home_lat, home_lon, radius_km, categories, communities, tier, home_tile)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![
             id.to_string(),
             f.home.lat(),
@@ -56,9 +56,28 @@ pub fn insert_friend(
             serde_json::to_string(&categories).unwrap_or_default(),
             serde_json::to_string(&f.communities).unwrap_or_default(),
             f.tier.as_str(),
+            crate::area::tile_of(&f.home),
         ],
     )?;
     Ok(())
+}
+
+/// Fills in the home tile of Friends created before the column existed (migration 004).
+pub fn fill_home_tiles(tx: &Connection) -> rusqlite::Result<usize> {
+    let missing: Vec<(String, f64, f64)> = tx
+        .prepare("SELECT account_id, home_lat, home_lon FROM friends WHERE home_tile IS NULL")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (id, lat, lon) in &missing {
+        let home = GeoPoint::new(*lat, *lon).map_err(|_| {
+            rusqlite::Error::InvalidColumnType(1, "home".into(), rusqlite::types::Type::Real)
+        })?;
+        tx.exec(
+            "UPDATE friends SET home_tile = ?1 WHERE account_id = ?2",
+            params![crate::area::tile_of(&home), id],
+        )?;
+    }
+    Ok(missing.len())
 }
 
 /// Creates a customer account.

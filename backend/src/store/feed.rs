@@ -9,24 +9,34 @@ use super::jobs::JobRow;
 use super::{Effects, parse_id};
 use crate::area;
 use crate::clock::to_ms;
+use crate::push::plan::{Announcement, News};
 use crate::store::Cached as _;
 use chrono::{DateTime, Utc};
 use friend_protocol::{AccountId, JobId, JobState, Place};
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// Appends a change of `job` (its state after the change) and fans it out. `previous_holder` is the
-/// Friend who held it before the change (for releases), `was_open` whether it was open before.
+/// Friend who held it before the change (for releases), `was_open` whether it was open before,
+/// `news` whom the change is pushed to.
 pub fn record(
     tx: &Connection,
     job: &JobRow,
     previous_holder: Option<AccountId>,
     was_open: bool,
+    news: News,
     now: DateTime<Utc>,
 ) -> rusqlite::Result<Effects> {
     let mut named = vec![job.customer_id];
     named.extend(job.friend_id());
     named.extend(previous_holder);
     let mut effects = append(tx, job.id, named, now)?;
+    if news != News::Quiet {
+        effects.announce.push(Announcement {
+            job: job.clone(),
+            news,
+            holder: job.friend_id().or(previous_holder),
+        });
+    }
     if was_open || job.state == JobState::Open {
         tx.exec(
             "INSERT INTO area_feed (tile, seq, job_id) VALUES (?1, ?2, ?3)",
@@ -69,6 +79,7 @@ fn append(
         stmt.execute(params![account.to_string(), seq, job])?;
     }
     Ok(Effects {
+        announce: Vec::new(),
         wake: named,
         broadcast: Vec::new(),
         seq: seq as u64,

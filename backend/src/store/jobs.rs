@@ -509,3 +509,15 @@ pub fn declined(tx: &Connection, job: JobId, friend: AccountId) -> rusqlite::Res
     )?;
     stmt.query_row(params![job.to_string(), friend.to_string()], |r| r.get(0))
 }
+
+/// The Friends who declined (or released) a job.
+pub fn decliners(
+    tx: &Connection,
+    job: JobId,
+) -> rusqlite::Result<std::collections::HashSet<AccountId>> {
+    let mut stmt = tx.prepare_cached("SELECT friend_id FROM declines WHERE job_id = ?1")?;
+    stmt.query_map(params![job.to_string()], |r| {
+        parse_id(&r.get::<_, String>(0)?)
+    })?
+    .collect()
+}

@@ -10,6 +10,7 @@ pub mod keys;
 pub mod ledger;
 pub mod onsite;
 pub mod outcomes;
+pub mod push;
 pub mod quotes;
 pub mod ratings;
 
@@ -48,9 +49,12 @@ pub(crate) fn parse_id<T: std::str::FromStr>(s: &str) -> rusqlite::Result<T> {
     })
 }
 
-/// What a committed write must do afterwards: wake the long-polls it concerns.
+/// What a write's changes call for: pushes (queued in the same transaction, see
+/// [`crate::push::plan`]) and, once committed, wake-ups of the long-polls they concern.
 #[derive(Debug, Default)]
 pub struct Effects {
+    /// What each change tells whom, for the push queue.
+    pub announce: Vec<crate::push::plan::Announcement>,
     /// Accounts the changed jobs name (customer, holder, previous holder).
     pub wake: Vec<AccountId>,
     /// Open (or just closed) jobs whose change every eligible Friend must hear of.
@@ -62,6 +66,7 @@ pub struct Effects {
 impl Effects {
     /// Merges another write's effects into this one.
     pub fn merge(&mut self, other: Effects) {
+        self.announce.extend(other.announce);
         self.wake.extend(other.wake);
         self.broadcast.extend(other.broadcast);
         self.seq = self.seq.max(other.seq);

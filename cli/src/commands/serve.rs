@@ -10,6 +10,8 @@ pub async fn run(args: ServeArgs) -> CliResult<()> {
     let mut config = Config::new(&args.db);
     config.admin_token = args.admin_token;
     config.seed_dev_data = !args.no_dev_seed;
+    config.push = args.push.settings();
+    let push = config.push.describe();
     let backend = Backend::open(config)
         .map_err(|e| CliError::failure(format!("cannot open {}: {e}", args.db.display())))?;
     let listener = tokio::net::TcpListener::bind(&args.addr)
@@ -26,6 +28,7 @@ pub async fn run(args: ServeArgs) -> CliResult<()> {
         "  OpenAPI document: http://{addr}{}",
         friend_backend::OPENAPI_PATH
     ));
+    out(&format!("  push:             {push}"));
     let credentials = backend.credentials_text();
     out(credentials.strip_suffix('\n').unwrap_or(&credentials));
     out(&format!(

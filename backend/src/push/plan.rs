@@ -1,0 +1,161 @@
+//! Who is pushed, decided by the backend from the same rules as sync (SPEC §5, issue 13.2), and
+//! queued in the transaction of the change itself.
+//!
+//! - An open job (booked, or given back): every eligible Friend ([`eligibility::check`]) with a
+//!   push device, who did not decline it and has no waiting long-poll. Candidates are read by home
+//!   tile around the job ([`area::tiles_around`] at the job's largest reach), so the choice costs
+//!   O(Friends in the job's tiles), not O(all Friends); remote jobs reach every qualified Friend.
+//! - The customer: accepted, arrived, a quote waits, the price is agreed, completed, expired, and
+//!   the unhappy endings.
+//! - The holding Friend: the customer cancelled, consent arrived, a quote was rejected, rated.
+//!
+//! "No waiting long-poll" is per account and read when the change is committed, before the
+//! long-polls are woken: a long-poll waiting then is woken by this very commit and reads the change,
+//! so the account's devices need no push.
+
+use crate::area;
+use crate::push::PushMessage;
+use crate::push::content::{self, Recipient, Update};
+use crate::store::jobs::{self, JobRow};
+use crate::store::push::{self as queue, Device};
+use chrono::{DateTime, Utc};
+use friend_protocol::lifecycle::{Actor, Event};
+use friend_protocol::{AccountId, JobState, Party, Place, eligibility};
+use rusqlite::Connection;
+
+/// What a change tells whom; chosen where the change is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum News {
+    /// Nobody is pushed (a declined offer, a new device key): syncing clients still see it.
+    Quiet,
+    /// The job is open for the crowd: offer it to the eligible Friends.
+    Offered,
+    /// The customer hears of it.
+    Customer(Update),
+    /// The holding Friend (or the one who held it until this change) hears of it.
+    Friend(Update),
+}
+
+impl News {
+    /// The news of a state-machine event.
+    pub fn of(event: Event, actor: &Actor) -> News {
+        match event {
+            Event::Accept => News::Customer(Update::Accepted),
+            Event::Release => News::Offered,
+            Event::CheckIn => News::Customer(Update::Arrived),
+            Event::AgreePrice => News::Customer(Update::PriceAgreed),
+            Event::Complete => News::Customer(Update::Completed),
+            Event::Cancel => match actor {
+                Actor::Customer(_) => News::Friend(Update::Cancelled),
+                _ => News::Quiet,
+            },
+            Event::Expire => News::Customer(Update::Expired),
+            Event::Escalate => News::Customer(Update::Escalated),
+            Event::CheckOutUnsuccessful => News::Customer(Update::CheckedOut),
+        }
+    }
+
+    /// `update` for the party other than `by` (negotiation steps tell the other side).
+    pub fn to_other_than(by: Party, update: Update) -> News {
+        match by {
+            Party::Friend => News::Customer(update),
+            _ => News::Friend(update),
+        }
+    }
+}
+
+/// A committed change's news about one job, with the job after the change.
+#[derive(Debug, Clone)]
+pub struct Announcement {
+    /// The job after the change.
+    pub job: JobRow,
+    /// What it tells whom.
+    pub news: News,
+    /// The Friend holding it, or the one who held it until this change (a cancelled job's).
+    pub holder: Option<AccountId>,
+}
+
+/// Queues the pushes `announcements` call for, skipping accounts for which `awake` holds (a
+/// long-poll waits). Runs inside the change's transaction. Returns how many were queued.
+pub fn enqueue(
+    tx: &Connection,
+    announcements: &[Announcement],
+    awake: &dyn Fn(AccountId) -> bool,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<usize> {
+    let mut queued = 0;
+    for a in announcements {
+        queued += match a.news {
+            News::Quiet => 0,
+            News::Offered => offer(tx, &a.job, awake, now)?,
+            News::Customer(update) => {
+                let push = content::update_push(&a.job.details(), Recipient::Customer, update);
+                to_account(tx, a.job.customer_id, &push, awake, now)?
+            }
+            News::Friend(update) => match a.holder {
+                Some(friend) => {
+                    let push = content::update_push(&a.job.details(), Recipient::Friend, update);
+                    to_account(tx, friend, &push, awake, now)?
+                }
+                None => 0,
+            },
+        };
+    }
+    Ok(queued)
+}
+
+fn to_account(
+    tx: &Connection,
+    account: AccountId,
+    push: &PushMessage,
+    awake: &dyn Fn(AccountId) -> bool,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<usize> {
+    if awake(account) {
+        return Ok(0);
+    }
+    let devices = queue::devices_of(tx, account)?;
+    let expires = now + chrono::Duration::from_std(push.ttl).unwrap_or(chrono::Duration::zero());
+    for d in &devices {
+        queue::enqueue(tx, d, push, expires, now)?;
+    }
+    Ok(devices.len())
+}
+
+/// Offers an open job to the eligible Friends' devices.
+fn offer(
+    tx: &Connection,
+    job: &JobRow,
+    awake: &dyn Fn(AccountId) -> bool,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<usize> {
+    if job.state != JobState::Open || job.expires_at <= now {
+        return Ok(0);
+    }
+    let tiles = match (job.place, job.location) {
+        (Place::OnSite, Some(at)) => Some(area::tiles_around(
+            &at,
+            eligibility::max_reach_m(job.radius_km),
+        )),
+        (Place::OnSite, None) => return Ok(0),
+        _ => None,
+    };
+    let declined = jobs::decliners(tx, job.id)?;
+    let offer = job.offer();
+    let reach = job.reach();
+    let mut queued = 0;
+    let candidates: Vec<(friend_protocol::FriendProfile, Device)> =
+        queue::friend_devices(tx, tiles.as_deref())?;
+    for (friend, device) in &candidates {
+        if declined.contains(&friend.id)
+            || eligibility::check(friend, &reach).is_err()
+            || awake(friend.id)
+        {
+            continue;
+        }
+        let push = content::offer_push(&offer, Some(&friend.home), now);
+        queue::enqueue(tx, device, &push, job.expires_at, now)?;
+        queued += 1;
+    }
+    Ok(queued)
+}

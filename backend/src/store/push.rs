@@ -1,0 +1,327 @@
+//! Push devices and the push queue (migration 004). Registration, the Friends an open job may be
+//! pushed to (read by home tile), and the queue the dispatcher drains: one row per device and
+//! collapse key, written in the transaction of the change it announces.
+
+use super::parse_id;
+use crate::clock::{from_ms, to_ms};
+use crate::push::PushMessage;
+use crate::store::Cached as _;
+use chrono::{DateTime, Utc};
+use friend_protocol::push::MAX_PUSH_DEVICES;
+use friend_protocol::{AccountId, Category, FriendProfile, GeoPoint, PushPlatform, Tier};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// A device registered for pushes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    /// The account it belongs to.
+    pub account: AccountId,
+    /// Where its token is delivered through.
+    pub platform: PushPlatform,
+    /// The platform's device token.
+    pub token: String,
+}
+
+/// Registers `token` for `account`, forgetting `replaces` when it is the account's. A token another
+/// account registered moves (and the pushes still queued for it, which were the other account's,
+/// are dropped). Beyond [`MAX_PUSH_DEVICES`] the least recently registered devices are forgotten.
+/// Returns the account's device count.
+pub fn register(
+    tx: &Connection,
+    account: AccountId,
+    platform: PushPlatform,
+    token: &str,
+    replaces: Option<&str>,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<u32> {
+    let id = account.to_string();
+    if let Some(old) = replaces.filter(|old| *old != token) {
+        remove(tx, account, old)?;
+    }
+    let owner: Option<String> = tx
+        .row(
+            "SELECT account_id FROM push_devices WHERE token = ?1",
+            params![token],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if owner.as_deref().is_some_and(|o| o != id) {
+        tx.exec("DELETE FROM push_queue WHERE token = ?1", params![token])?;
+    }
+    tx.exec(
+        "INSERT INTO push_devices (token, account_id, platform, registered_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (token) DO UPDATE SET account_id = excluded.account_id,
+             platform = excluded.platform, registered_at = excluded.registered_at",
+        params![token, id, platform.as_str(), to_ms(now)],
+    )?;
+    let extra: Vec<String> = tx
+        .prepare_cached(
+            "SELECT token FROM push_devices WHERE account_id = ?1
+             ORDER BY registered_at DESC, token LIMIT -1 OFFSET ?2",
+        )?
+        .query_map(params![id, MAX_PUSH_DEVICES as i64], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for old in &extra {
+        forget(tx, old)?;
+    }
+    count(tx, account)
+}
+
+/// Forgets `token` when it is `account`'s; returns the account's device count.
+pub fn remove(tx: &Connection, account: AccountId, token: &str) -> rusqlite::Result<u32> {
+    let n = tx.exec(
+        "DELETE FROM push_devices WHERE token = ?1 AND account_id = ?2",
+        params![token, account.to_string()],
+    )?;
+    if n > 0 {
+        tx.exec("DELETE FROM push_queue WHERE token = ?1", params![token])?;
+    }
+    count(tx, account)
+}
+
+/// Forgets a token whatever its account (the gateway said it is dead), with its queued pushes.
+pub fn forget(tx: &Connection, token: &str) -> rusqlite::Result<()> {
+    tx.exec("DELETE FROM push_devices WHERE token = ?1", params![token])?;
+    tx.exec("DELETE FROM push_queue WHERE token = ?1", params![token])?;
+    Ok(())
+}
+
+/// How many devices `account` registered.
+pub fn count(tx: &Connection, account: AccountId) -> rusqlite::Result<u32> {
+    tx.row(
+        "SELECT COUNT(*) FROM push_devices WHERE account_id = ?1",
+        params![account.to_string()],
+        |r| r.get(0),
+    )
+}
+
+/// The devices of `account`.
+pub fn devices_of(tx: &Connection, account: AccountId) -> rusqlite::Result<Vec<Device>> {
+    let mut stmt = tx.prepare_cached(
+        "SELECT token, platform FROM push_devices WHERE account_id = ?1 ORDER BY registered_at",
+    )?;
+    stmt.query_map(params![account.to_string()], |r| {
+        Ok(Device {
+            account,
+            platform: PushPlatform::parse(&r.get::<_, String>(1)?),
+            token: r.get(0)?,
+        })
+    })?
+    .collect()
+}
+
+const FRIEND_DEVICE_COLUMNS: &str = "a.id, a.name, f.home_lat, f.home_lon, f.radius_km, \
+     f.categories, f.communities, f.tier, d.token, d.platform";
+
+fn friend_device(r: &Row<'_>) -> rusqlite::Result<(FriendProfile, Device)> {
+    let bad = |what: &str| {
+        rusqlite::Error::InvalidColumnType(0, what.into(), rusqlite::types::Type::Text)
+    };
+    let id: AccountId = parse_id(&r.get::<_, String>(0)?)?;
+    let categories: Vec<String> =
+        serde_json::from_str(&r.get::<_, String>(5)?).map_err(|_| bad("categories"))?;
+    let profile = FriendProfile {
+        id,
+        name: r.get(1)?,
+        home: GeoPoint::new(r.get(2)?, r.get(3)?).map_err(|_| bad("home"))?,
+        radius_km: r.get(4)?,
+        categories: categories.iter().map(|n| Category::parse(n)).collect(),
+        communities: serde_json::from_str(&r.get::<_, String>(6)?)
+            .map_err(|_| bad("communities"))?,
+        tier: Tier::parse(&r.get::<_, String>(7)?),
+    };
+    let device = Device {
+        account: id,
+        platform: PushPlatform::parse(&r.get::<_, String>(9)?),
+        token: r.get(8)?,
+    };
+    Ok((profile, device))
+}
+
+/// Friends living in `tiles` with their push devices (one entry per device). `None`: every Friend
+/// with a device (remote jobs reach everyone qualified).
+pub fn friend_devices(
+    tx: &Connection,
+    tiles: Option<&[i64]>,
+) -> rusqlite::Result<Vec<(FriendProfile, Device)>> {
+    let from = "FROM friends f JOIN accounts a ON a.id = f.account_id \
+                JOIN push_devices d ON d.account_id = f.account_id";
+    let Some(tiles) = tiles else {
+        let mut stmt = tx.prepare_cached(&format!("SELECT {FRIEND_DEVICE_COLUMNS} {from}"))?;
+        return stmt.query_map([], friend_device)?.collect();
+    };
+    let mut stmt = tx.prepare_cached(&format!(
+        "SELECT {FRIEND_DEVICE_COLUMNS} {from} WHERE f.home_tile = ?1"
+    ))?;
+    let mut out = Vec::new();
+    for tile in tiles {
+        for row in stmt.query_map(params![tile], friend_device)? {
+            out.push(row?);
+        }
+    }
+    Ok(out)
+}
+
+/// Queues `message` for `device` until `expires_at`. A push with the same collapse key still
+/// waiting for this device is replaced (its retry time is kept, so a gateway's back-off holds).
+pub fn enqueue(
+    tx: &Connection,
+    device: &Device,
+    message: &PushMessage,
+    expires_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<()> {
+    let stored = Stored {
+        title: message.title.clone(),
+        body: message.body.clone(),
+        data: message.data.clone(),
+    };
+    let json = serde_json::to_string(&stored)
+        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+    tx.exec(
+        "INSERT INTO push_queue (token, platform, collapse_key, message, rev, expires_at, due_at, created_at)
+         VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6, ?6)
+         ON CONFLICT (token, collapse_key) DO UPDATE SET message = excluded.message,
+             platform = excluded.platform, rev = push_queue.rev + 1,
+             expires_at = excluded.expires_at",
+        params![
+            device.token,
+            device.platform.as_str(),
+            message.collapse_key,
+            json,
+            to_ms(expires_at),
+            to_ms(now),
+        ],
+    )?;
+    Ok(())
+}
+
+/// A message as the queue keeps it (the collapse key and expiry are columns).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Stored {
+    title: String,
+    body: String,
+    data: BTreeMap<String, String>,
+}
+
+/// A queued push the dispatcher may send.
+#[derive(Debug, Clone)]
+pub struct Queued {
+    /// Row id.
+    pub id: i64,
+    /// Revision: a replacement while it was being sent changes it.
+    pub rev: i64,
+    /// The device.
+    pub token: String,
+    /// Its platform.
+    pub platform: PushPlatform,
+    /// The message (TTL: what is left until `expires_at`, set when read).
+    pub message: PushMessage,
+    /// Dropped unsent after this.
+    pub expires_at: DateTime<Utc>,
+    /// Attempts so far.
+    pub attempts: u32,
+}
+
+/// Up to `limit` pushes due at `now` for `platforms` (at most three: the platforms there are),
+/// oldest due first, skipping `busy` rows (being sent).
+pub fn due(
+    tx: &Connection,
+    now: DateTime<Utc>,
+    platforms: &[PushPlatform],
+    busy: &std::collections::HashSet<i64>,
+    limit: usize,
+) -> rusqlite::Result<Vec<Queued>> {
+    let mut stmt = tx.prepare_cached(
+        "SELECT id, rev, token, platform, collapse_key, message, expires_at, attempts
+         FROM push_queue WHERE due_at <= ?1 AND platform IN (?3, ?4, ?5)
+         ORDER BY due_at, id LIMIT ?2",
+    )?;
+    let take = (limit + busy.len()) as i64;
+    let name = |i: usize| platforms.get(i).map_or("", |p| p.as_str());
+    let rows = stmt.query_map(params![to_ms(now), take, name(0), name(1), name(2)], |r| {
+        let message: String = r.get(5)?;
+        let stored: Stored = serde_json::from_str(&message).map_err(|_| {
+            rusqlite::Error::InvalidColumnType(5, "message".into(), rusqlite::types::Type::Text)
+        })?;
+        let expires_at = from_ms(r.get(6)?);
+        Ok(Queued {
+            id: r.get(0)?,
+            rev: r.get(1)?,
+            token: r.get(2)?,
+            platform: PushPlatform::parse(&r.get::<_, String>(3)?),
+            message: PushMessage {
+                title: stored.title,
+                body: stored.body,
+                data: stored.data,
+                collapse_key: r.get(4)?,
+                ttl: (expires_at - now).to_std().unwrap_or(Duration::ZERO),
+            },
+            expires_at,
+            attempts: r.get(7)?,
+        })
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let row = row?;
+        if !busy.contains(&row.id) {
+            out.push(row);
+        }
+        if out.len() == limit {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// When the earliest push not in `busy` falls due (`None`: nothing else is queued).
+pub fn next_due(
+    tx: &Connection,
+    busy: &std::collections::HashSet<i64>,
+) -> rusqlite::Result<Option<DateTime<Utc>>> {
+    let mut stmt =
+        tx.prepare_cached("SELECT id, due_at FROM push_queue ORDER BY due_at, id LIMIT ?1")?;
+    let rows = stmt.query_map(params![(busy.len() + 1) as i64], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+    })?;
+    for row in rows {
+        let (id, due) = row?;
+        if !busy.contains(&id) {
+            return Ok(Some(from_ms(due)));
+        }
+    }
+    Ok(None)
+}
+
+/// A push was delivered (or given up on): remove it unless it was replaced meanwhile.
+pub fn done(tx: &Connection, id: i64, rev: i64) -> rusqlite::Result<bool> {
+    Ok(tx.exec(
+        "DELETE FROM push_queue WHERE id = ?1 AND rev = ?2",
+        params![id, rev],
+    )? == 1)
+}
+
+/// A push failed transiently: try again at `due_at`.
+pub fn retry_at(tx: &Connection, id: i64, due_at: DateTime<Utc>) -> rusqlite::Result<()> {
+    tx.exec(
+        "UPDATE push_queue SET attempts = attempts + 1, due_at = ?2 WHERE id = ?1",
+        params![id, to_ms(due_at)],
+    )?;
+    Ok(())
+}
+
+/// The queue's depth and the creation time of its oldest push.
+pub fn depth(tx: &Connection) -> rusqlite::Result<(u64, Option<DateTime<Utc>>)> {
+    tx.row(
+        "SELECT COUNT(*), MIN(created_at) FROM push_queue",
+        [],
+        |r| {
+            Ok((
+                r.get::<_, i64>(0)? as u64,
+                r.get::<_, Option<i64>>(1)?.map(from_ms),
+            ))
+        },
+    )
+}
