@@ -270,6 +270,12 @@ impl Backend {
         self.state.pusher.stats().counts()
     }
 
+    /// Makes the push dispatcher look at its queue now (commits do this themselves; for tests that
+    /// moved the clock past a retry time).
+    pub fn kick_push(&self) {
+        self.state.pusher.kick();
+    }
+
     /// The push platforms with a configured gateway (the others' pushes are counted, not sent).
     pub fn push_gateways(&self) -> Vec<&'static str> {
         self.state.pusher.configured()

@@ -74,14 +74,24 @@ pub struct TestBackend {
 impl TestBackend {
     /// Starts a backend with the catalog seeded, no dev accounts, and expiry only on demand.
     pub async fn start() -> TestBackend {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-        let db_path = dir.path().join("backend.db");
-        Self::start_on(dir, db_path).await
+        Self::start_with_push(friend_backend::push::PushSettings::default()).await
     }
 
-    async fn start_on(dir: tempfile::TempDir, db_path: std::path::PathBuf) -> TestBackend {
+    /// [`TestBackend::start`] with push gateways (e.g. the loopback fakes of `friend-fakepush`).
+    pub async fn start_with_push(push: friend_backend::push::PushSettings) -> TestBackend {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let db_path = dir.path().join("backend.db");
+        Self::start_on(dir, db_path, push).await
+    }
+
+    async fn start_on(
+        dir: tempfile::TempDir,
+        db_path: std::path::PathBuf,
+        push: friend_backend::push::PushSettings,
+    ) -> TestBackend {
         let clock = Arc::new(ManualClock::new());
         let mut config = Config::new(&db_path);
+        config.push = push;
         config.seed_dev_data = false;
         config.clock = clock.clone();
         config.expiry_interval = None;

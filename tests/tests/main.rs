@@ -16,3 +16,4 @@ mod core_negotiation;
 mod core_outbox;
 mod core_privacy;
 mod core_sync;
+mod push_delivery;

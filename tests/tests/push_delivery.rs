@@ -1,0 +1,413 @@
+//! Platform push end to end (issue 13): the backend decides who is pushed, queues the pushes in
+//! the transaction of the change and delivers them to loopback fakes of FCM and APNs that check
+//! credentials and headers the way Google and Apple do.
+
+use friend_backend::push::{ApnsSettings, FcmSettings, PushSettings};
+use friend_fakepush::{FakeApns, FakeFcm, Reply, Request};
+use friend_protocol::{Category, JobDetails, PushDevices, PushPlatform, PushTokenRequest};
+use friend_tests::places::{BERN, OERLIKON, ZURICH};
+use friend_tests::{Http, TestAccount, TestBackend, booking_at, friend_at, wait_until};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// A backend pushing to a fake FCM and a fake APNs.
+struct Pushing {
+    server: TestBackend,
+    fcm: FakeFcm,
+    apns: FakeApns,
+    _dir: tempfile::TempDir,
+}
+
+impl Pushing {
+    async fn start() -> Pushing {
+        let fcm = FakeFcm::start().await;
+        let apns = FakeApns::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let credentials = dir.path().join("fcm.json");
+        fcm.write_service_account(&credentials).unwrap();
+        let settings = PushSettings {
+            fcm: Some(FcmSettings {
+                credentials,
+                url: Some(fcm.base_url()),
+            }),
+            apns: Some(ApnsSettings {
+                key: friend_fakepush::apns::key_path(),
+                key_id: friend_fakepush::apns::KEY_ID.into(),
+                team_id: friend_fakepush::apns::TEAM_ID.into(),
+                topic: friend_fakepush::apns::TOPIC.into(),
+                url: Some(apns.base_url()),
+                sandbox: false,
+            }),
+            ..PushSettings::default()
+        };
+        Pushing {
+            server: TestBackend::start_with_push(settings).await,
+            fcm,
+            apns,
+            _dir: dir,
+        }
+    }
+
+    fn http(&self) -> Http {
+        self.server.http()
+    }
+
+    async fn register(&self, who: &TestAccount, platform: PushPlatform, token: &str) -> u32 {
+        let req = PushTokenRequest {
+            platform,
+            token: token.into(),
+            replaces: None,
+        };
+        let r = self
+            .http()
+            .post("/v1/push-tokens", &who.token, None, &req)
+            .await;
+        assert_eq!(r.status, 200, "register: {}", r.text());
+        r.json::<PushDevices>().devices
+    }
+
+    /// Waits until the push queue is empty: every push queued so far has been answered by a
+    /// gateway (a push leaves the queue only then), so the fakes' records are final for it.
+    async fn drained(&self) {
+        let backend = self.server.backend.clone();
+        wait_until("an empty push queue", WAIT, || {
+            let backend = backend.clone();
+            async move { backend.push_queue().await.unwrap().0 == 0 }
+        })
+        .await;
+    }
+
+    fn requests(&self) -> Vec<Request> {
+        let mut all = self.fcm.requests();
+        all.extend(self.apns.requests());
+        all
+    }
+
+    /// Delivered pushes by device token: (kind, job id, collapse key).
+    fn delivered(&self) -> BTreeMap<String, Vec<(String, String, String)>> {
+        let mut out: BTreeMap<String, Vec<_>> = BTreeMap::new();
+        for d in self.fcm.deliveries().into_iter().chain(self.apns.deliveries()) {
+            out.entry(d.device_token.clone()).or_default().push((
+                d.data.get("kind").cloned().unwrap_or_default(),
+                d.data.get("job_id").cloned().unwrap_or_default(),
+                d.collapse_key.clone().unwrap_or_default(),
+            ));
+        }
+        out
+    }
+}
+
+fn apns_token(n: u8) -> String {
+    format!("{n:02x}").repeat(32)
+}
+
+/// The personal data of `booking_at`: none may appear in any push.
+const PERSONAL: [&str; 8] = [
+    "Hildegard",
+    "Vertraulich",
+    "+41 79 555",
+    "Geheimweg",
+    "4711",
+    "bedroom",
+    "47.3779",
+    "8.5403",
+];
+
+fn assert_no_personal_data(requests: &[Request]) {
+    assert!(!requests.is_empty());
+    for r in requests {
+        let text = format!("{} {:?}", r.body, r.headers);
+        for marker in PERSONAL {
+            assert!(!text.contains(marker), "{marker:?} in a push: {text}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_offer_reaches_exactly_the_eligible_background_devices() {
+    let p = Pushing::start().await;
+    let s = &p.server;
+    let near = s.friend(friend_at("Nina Near", OERLIKON)).await;
+    let near_ios = s.friend(friend_at("Ivo Phone", ZURICH)).await;
+    let far = s.friend(friend_at("Bea Bern", BERN)).await;
+    let mut tv_only = friend_at("Theo Tv", ZURICH);
+    tv_only.categories = vec![Category::Tv];
+    let tv_only = s.friend(tv_only).await;
+    let poller = s.friend(friend_at("Paula Poll", ZURICH)).await;
+    let _no_device = s.friend(friend_at("Nadia None", ZURICH)).await;
+    let customer = s.customer("Hildegard Vertraulich").await;
+
+    p.register(&near, PushPlatform::Fcm, "fcm-near").await;
+    p.register(&near_ios, PushPlatform::Apns, &apns_token(1)).await;
+    p.register(&far, PushPlatform::Fcm, "fcm-far").await;
+    p.register(&tv_only, PushPlatform::Fcm, "fcm-tv").await;
+    p.register(&poller, PushPlatform::Fcm, "fcm-poller").await;
+    p.register(&customer, PushPlatform::Fcm, "fcm-customer").await;
+
+    // The poller's app is in the foreground: its long-poll waits when the job is booked.
+    let (_, cursor) = friend_tests::scenario::drain(&p.http(), &poller, None).await;
+    let http = p.http();
+    let polling = poller.clone();
+    let long_poll = tokio::spawn(async move { http.sync(&polling, Some(&cursor), 25).await });
+    let backend = s.backend.clone();
+    wait_until("the poller's long-poll to wait", WAIT, || {
+        let backend = backend.clone();
+        async move { backend.waiting_accounts() == 1 }
+    })
+    .await;
+
+    let job: JobDetails = s.book(&customer, &booking_at(ZURICH)).await;
+    let woken = long_poll.await.unwrap();
+    assert_eq!(woken.status, 200);
+    assert!(woken.text().contains(&job.id.to_string()), "the long-poll hears of the job");
+    p.drained().await;
+
+    let id = job.id.to_string();
+    let offer = ("offer".to_string(), id.clone(), format!("offer-{id}"));
+    let expected: BTreeMap<String, Vec<_>> = [
+        ("fcm-near".to_string(), vec![offer.clone()]),
+        (apns_token(1), vec![offer.clone()]),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(p.delivered(), expected, "only the eligible background devices");
+    assert_eq!(p.server.backend.push_counts().sent, 2);
+    assert_no_personal_data(&p.requests());
+    let near_push = p
+        .fcm
+        .deliveries()
+        .into_iter()
+        .find(|d| d.device_token == "fcm-near")
+        .unwrap();
+    assert_eq!(near_push.data["category"], "network");
+    assert!(near_push.data["distance_km"].parse::<u32>().unwrap() <= 6);
+
+    // The accept tells the customer (a job update with the Friend's first name at most).
+    let r = p.http().accept(&near, job.id, "accept-1").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    p.drained().await;
+    let to_customer: Vec<_> = p
+        .fcm
+        .deliveries()
+        .into_iter()
+        .filter(|d| d.device_token == "fcm-customer")
+        .collect();
+    assert_eq!(to_customer.len(), 1);
+    assert_eq!(to_customer[0].data["kind"], "job");
+    assert_eq!(to_customer[0].data["state"], "assigned");
+    assert_eq!(to_customer[0].data["friend_first_name"], "Nina");
+    assert_eq!(to_customer[0].collapse_key.as_deref(), Some(&*format!("job-{id}")));
+    assert_no_personal_data(&p.requests());
+}
+
+#[tokio::test]
+async fn a_dead_token_is_forgotten() {
+    let p = Pushing::start().await;
+    let s = &p.server;
+    let android = s.friend(friend_at("Dora Dead", ZURICH)).await;
+    let ios = s.friend(friend_at("Ian Dead", OERLIKON)).await;
+    let customer = s.customer("C").await;
+    p.register(&android, PushPlatform::Fcm, "fcm-dead").await;
+    p.register(&ios, PushPlatform::Apns, &apns_token(7)).await;
+    p.fcm.always_reply_to("fcm-dead", Reply::fcm_unregistered());
+    p.apns
+        .always_reply_to(&apns_token(7), Reply::apns_unregistered());
+
+    s.book(&customer, &booking_at(ZURICH)).await;
+    p.drained().await;
+
+    assert_eq!(p.server.backend.push_counts().dead_tokens, 2);
+    assert!(s.backend.push_devices(android.id).await.unwrap().is_empty());
+    assert!(s.backend.push_devices(ios.id).await.unwrap().is_empty());
+    // A second job is pushed to nobody.
+    s.book(&customer, &booking_at(ZURICH)).await;
+    p.drained().await;
+    assert_eq!(p.requests().len(), 2);
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured() {
+    let p = Pushing::start().await;
+    let s = &p.server;
+    let friend = s.friend(friend_at("Rita Retry", ZURICH)).await;
+    let customer = s.customer("C").await;
+    p.register(&friend, PushPlatform::Fcm, "fcm-retry").await;
+    p.fcm.queue_reply(
+        Reply::fcm_error(429, "RESOURCE_EXHAUSTED", Some("QUOTA_EXCEEDED")).with_retry_after(30),
+    );
+
+    s.book(&customer, &booking_at(ZURICH)).await;
+    let backend = s.backend.clone();
+    wait_until("the 429 to be recorded", WAIT, || {
+        let backend = backend.clone();
+        async move { backend.push_counts().retried == 1 }
+    })
+    .await;
+    // The server clock has not moved: the push waits for its Retry-After.
+    assert_eq!(s.backend.push_queue().await.unwrap().0, 1);
+    assert_eq!(p.fcm.request_count(), 1);
+    assert_eq!(p.fcm.delivery_count(), 0);
+
+    s.clock.advance(chrono::Duration::seconds(31));
+    s.backend.kick_push();
+    p.fcm.wait_for_deliveries(1, WAIT).await.unwrap();
+    p.drained().await;
+    assert_eq!(p.fcm.request_count(), 2);
+    assert_eq!(s.backend.push_counts().sent, 1);
+}
+
+#[tokio::test]
+async fn a_device_token_moves_and_is_replaced() {
+    let p = Pushing::start().await;
+    let s = &p.server;
+    let a = s.friend(friend_at("Alma", ZURICH)).await;
+    let b = s.friend(friend_at("Berta", ZURICH)).await;
+    assert_eq!(p.register(&a, PushPlatform::Fcm, "shared-phone").await, 1);
+    assert_eq!(p.register(&a, PushPlatform::Fcm, "shared-phone").await, 1);
+    // The same phone, signed in to another account: the token moves.
+    assert_eq!(p.register(&b, PushPlatform::Fcm, "shared-phone").await, 1);
+    assert!(s.backend.push_devices(a.id).await.unwrap().is_empty());
+    // A rotated token replaces the old one.
+    let req = PushTokenRequest {
+        platform: PushPlatform::Fcm,
+        token: "rotated".into(),
+        replaces: Some("shared-phone".into()),
+    };
+    let r = p.http().post("/v1/push-tokens", &b.token, None, &req).await;
+    assert_eq!(r.json::<PushDevices>().devices, 1);
+    // Removing it leaves none; removing it again is fine.
+    for _ in 0..2 {
+        let r = p
+            .http()
+            .post(
+                "/v1/push-tokens/remove",
+                &b.token,
+                None,
+                &serde_json::json!({ "token": "rotated" }),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json::<PushDevices>().devices, 0);
+    }
+    // Bad input is refused with a typed error.
+    for body in [
+        serde_json::json!({ "platform": "web", "token": "x" }),
+        serde_json::json!({ "platform": "apns", "token": "not-hex" }),
+        serde_json::json!({ "platform": "fcm", "token": "" }),
+        serde_json::json!({ "platform": "fcm", "token": "a b" }),
+    ] {
+        let r = p.http().post("/v1/push-tokens", &a.token, None, &body).await;
+        friend_tests::assert_refused(&r, 400, "invalid_input", None);
+    }
+}
+
+/// A backend killed between committing a booking and hearing the gateway's answer delivers every
+/// push after its restart, once per device and collapse key.
+#[tokio::test]
+async fn pushes_survive_a_sigkill_between_commit_and_delivery() {
+    use std::io::BufRead;
+    let fcm = FakeFcm::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let credentials = dir.path().join("fcm.json");
+    fcm.write_service_account(&credentials).unwrap();
+    let db = dir.path().join("backend.db");
+    let start = || {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_backend-child"))
+            .arg(&db)
+            .arg(&credentials)
+            .arg(fcm.base_url())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn backend-child");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line.trim().strip_prefix("listening ").unwrap().to_string();
+        (child, url)
+    };
+
+    let (mut first, url) = start();
+    let http = Http::new(&url);
+    let mut friends = Vec::new();
+    for (i, home) in [ZURICH, OERLIKON, ZURICH].into_iter().enumerate() {
+        let r = http
+            .post("/v1/admin/friends", "test-admin", None, &friend_at(&format!("F{i}"), home))
+            .await;
+        let created: friend_protocol::CreatedAccount = r.json();
+        let who = TestAccount {
+            id: created.id,
+            token: created.token,
+        };
+        let req = PushTokenRequest {
+            platform: PushPlatform::Fcm,
+            token: format!("fcm-{i}"),
+            replaces: None,
+        };
+        assert_eq!(http.post("/v1/push-tokens", &who.token, None, &req).await.status, 200);
+        friends.push(who);
+    }
+    let r = http
+        .post("/v1/admin/customers", "test-admin", None, &serde_json::json!({ "name": "C" }))
+        .await;
+    let customer: friend_protocol::CreatedAccount = r.json();
+
+    fcm.hold();
+    let booked = http
+        .post(
+            "/v1/customer/jobs",
+            &customer.token,
+            Some("book-1"),
+            &booking_at(ZURICH),
+        )
+        .await;
+    assert_eq!(booked.status, 200, "{}", booked.text());
+    fcm.wait_for_requests(3, WAIT).await.unwrap();
+    first.kill().unwrap();
+    first.wait().unwrap();
+    fcm.wait_until(WAIT, |rs| rs.iter().all(|r| r.abandoned))
+        .await
+        .unwrap();
+    fcm.release();
+    assert_eq!(fcm.delivery_count(), 0);
+
+    let (mut second, _) = start();
+    let delivered = fcm.wait_for_deliveries(3, WAIT).await;
+    // The queue empties once every delivery is recorded; then nothing more can be sent.
+    let queued = || {
+        let conn = rusqlite::Connection::open_with_flags(
+            &db,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap();
+        conn.query_row("SELECT COUNT(*) FROM push_queue", [], |r| r.get::<_, i64>(0))
+            .unwrap()
+    };
+    wait_until("the restarted backend to empty its push queue", WAIT, || {
+        let n = queued();
+        async move { n == 0 }
+    })
+    .await;
+    second.kill().unwrap();
+    second.wait().unwrap();
+    let delivered = delivered.unwrap();
+    let mut seen: Vec<(String, Option<String>)> = fcm
+        .deliveries()
+        .into_iter()
+        .map(|d| (d.device_token, d.collapse_key))
+        .collect();
+    seen.sort();
+    let job: friend_protocol::JobResponse = booked.json();
+    let key = Some(format!("offer-{}", job.job.id));
+    assert_eq!(
+        seen,
+        vec![
+            ("fcm-0".to_string(), key.clone()),
+            ("fcm-1".to_string(), key.clone()),
+            ("fcm-2".to_string(), key.clone()),
+        ],
+        "exactly once per device and collapse key: {delivered:?}"
+    );
+}
