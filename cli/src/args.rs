@@ -456,8 +456,13 @@ pub struct PushTokenArgs {
     #[arg(long, value_enum, required_unless_present = "remove")]
     pub platform: Option<PushPlatformArg>,
     /// The device token the platform issued (FCM registration token, APNs device token in hex).
-    #[arg(required_unless_present = "remove", conflicts_with = "remove")]
-    pub token: Option<String>,
+    // Not named `token`: that id is the global `--token`, the account's bearer token.
+    #[arg(
+        value_name = "TOKEN",
+        required_unless_present = "remove",
+        conflicts_with = "remove"
+    )]
+    pub device_token: Option<String>,
     /// Remove the token this device registered instead (at sign-out).
     #[arg(long, conflicts_with = "platform")]
     pub remove: bool,

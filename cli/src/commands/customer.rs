@@ -186,6 +186,7 @@ async fn dispatch(device: &Device, s: &CustomerSession, command: CustomerCommand
             comment,
         } => rate(device, s, job, stars, comment).await,
         CustomerCommand::Outbox => shared::outbox(device, s).await,
+        CustomerCommand::PushToken(args) => shared::push_token(device, s, args).await,
     }
 }
 

@@ -384,12 +384,16 @@ pub fn outbox_lines(items: &[OutboxItem]) -> (serde_json::Value, String) {
                         .unwrap_or_default(),
                     ItemStatus::Applied => String::new(),
                 };
+                let on = if i.job_id == friend_core::outbox::push::DEVICE_QUEUE {
+                    "this device".to_owned()
+                } else {
+                    format!("job {}", i.job_id)
+                };
                 format!(
-                    "#{:<4} {:<8} {:<13} job {}{}",
+                    "#{:<4} {:<8} {:<13} {on}{}",
                     i.id,
                     status_name(i.status),
                     i.action.kind(),
-                    i.job_id,
                     extra
                 )
             })

@@ -47,6 +47,7 @@ async fn dispatch(device: &Device, s: &FriendSession, command: FriendCommand) ->
         }
         FriendCommand::Outbox => shared::outbox(device, s).await,
         FriendCommand::Ledger => ledger(device, s).await,
+        FriendCommand::PushToken(args) => shared::push_token(device, s, args).await,
     }
 }
 

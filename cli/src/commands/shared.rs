@@ -1,15 +1,17 @@
 //! The device subcommands a Friend and a customer run alike — `quote`, `accept-quote`,
-//! `reject-quote`, `import`, `outbox` — written once over the core's [`Session`].
+//! `reject-quote`, `import`, `outbox`, `push-token` — written once over the core's [`Session`].
 
 use super::device::{
     Delivery, Device, deliver, delivered_text, emit, outbox_lines, payload_arg, pending_version,
     sync, try_sync,
 };
 use super::views;
-use crate::args::QuoteAnswer;
-use crate::exit::CliResult;
+use crate::args::{PushTokenArgs, QuoteAnswer};
+use crate::exit::{CliError, CliResult};
 use friend_core::Session;
+use friend_core::outbox::push::{DEVICE_QUEUE, token_tag};
 use friend_protocol::JobId;
+use friend_protocol::push::PushPlatform;
 use serde_json::json;
 
 /// `quote`: the job's negotiation as this device knows it.
@@ -108,4 +110,132 @@ pub(crate) async fn outbox(device: &Device, s: &Session) -> CliResult<()> {
     let (json, text) = outbox_lines(&items);
     emit(device, json, || text);
     Ok(())
+}
+
+/// `push-token`: registers this device's push token (or with `--remove` removes the one it
+/// registered) through the outbox, then delivers and reports it like the other queued actions.
+/// The token is named only by its tag.
+pub(crate) async fn push_token(device: &Device, s: &Session, args: PushTokenArgs) -> CliResult<()> {
+    if args.remove {
+        let registered = s.push_token().await.map_err(|e| device.err(e))?;
+        let id = s.unregister_push_token().await.map_err(|e| device.err(e))?;
+        let (Some((platform, tag)), Some(id)) = (registered, id) else {
+            emit(
+                device,
+                json!({"removed": null, "queued": false, "applied": false}),
+                || "no push token is registered on this device: nothing to remove".to_owned(),
+            );
+            return Ok(());
+        };
+        let d = deliver(device, s, DEVICE_QUEUE, Some(id)).await?;
+        emit(
+            device,
+            json!({"removed": tag, "platform": platform.as_str(), "queued": true,
+                   "applied": matches!(d, Delivery::Applied)}),
+            || {
+                delivered_text(
+                    &d,
+                    &format!("removal of push token {tag} ({})", platform.as_str()),
+                )
+            },
+        );
+        return Ok(());
+    }
+    let (Some(platform), Some(token)) = (args.platform, args.device_token) else {
+        return Err(CliError::usage(
+            "push-token needs --platform and TOKEN, or --remove",
+        ));
+    };
+    let platform = PushPlatform::from(platform);
+    let id = s
+        .register_push_token(platform, &token)
+        .await
+        .map_err(|e| device.err(e))?;
+    let tag = token_tag(&token);
+    // Nothing new queued (the same token again): report the registration queued before, if kept.
+    let d = deliver(device, s, DEVICE_QUEUE, id).await?;
+    let what = match id {
+        Some(_) => format!("push token {tag} ({})", platform.as_str()),
+        None => format!(
+            "push token {tag} ({}, already registered: nothing new sent)",
+            platform.as_str()
+        ),
+    };
+    emit(
+        device,
+        json!({"registered": tag, "platform": platform.as_str(), "queued": id.is_some(),
+               "applied": matches!(d, Delivery::Applied)}),
+        || delivered_text(&d, &what),
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::args::{Cli, Command, CustomerCommand, FriendCommand, PushPlatformArg};
+    use clap::Parser;
+
+    /// The push token is its own argument: it never takes the place of `--token`, the account's
+    /// bearer token (both are "token" to a person).
+    #[test]
+    fn the_push_token_is_not_the_bearer_token() {
+        let cli = Cli::try_parse_from([
+            "friendctl",
+            "friend",
+            "--token",
+            "dev-friend-anna",
+            "push-token",
+            "--platform",
+            "fcm",
+            "fcm-device-token",
+        ])
+        .unwrap();
+        let Command::Friend(args) = cli.command else {
+            panic!("a friend command")
+        };
+        assert_eq!(args.device.token.as_deref(), Some("dev-friend-anna"));
+        let FriendCommand::PushToken(push) = args.command else {
+            panic!("push-token")
+        };
+        assert_eq!(push.device_token.as_deref(), Some("fcm-device-token"));
+        assert_eq!(push.platform, Some(PushPlatformArg::Fcm));
+
+        let cli = Cli::try_parse_from([
+            "friendctl",
+            "customer",
+            "push-token",
+            "--remove",
+            "--token",
+            "dev-customer-heidi",
+        ])
+        .unwrap();
+        let Command::Customer(args) = cli.command else {
+            panic!("a customer command")
+        };
+        assert_eq!(args.device.token.as_deref(), Some("dev-customer-heidi"));
+        assert!(matches!(args.command, CustomerCommand::PushToken(p) if p.remove));
+
+        for bad in [
+            &["friendctl", "friend", "push-token"][..],
+            &[
+                "friendctl",
+                "friend",
+                "push-token",
+                "--platform",
+                "web",
+                "t",
+            ],
+            &["friendctl", "friend", "push-token", "--remove", "t"],
+            &[
+                "friendctl",
+                "friend",
+                "push-token",
+                "--remove",
+                "--platform",
+                "fcm",
+            ],
+        ] {
+            assert!(Cli::try_parse_from(bad).is_err(), "{bad:?}");
+        }
+    }
 }
