@@ -17,3 +17,4 @@ mod core_outbox;
 mod core_privacy;
 mod core_sync;
 mod push_delivery;
+mod push_registration;
