@@ -203,6 +203,7 @@ mod tests {
     use super::*;
     use crate::store::Store;
     use crate::store::outbox::ItemStatus;
+    use std::sync::{Arc, Mutex};
 
     const APNS: &str = "a0b1c2d3e4f5a0b1c2d3e4f5a0b1c2d3e4f5a0b1c2d3e4f5a0b1c2d3e4f5a0b1";
 
@@ -353,6 +354,139 @@ mod tests {
                 token: DeviceToken::new(APNS),
                 replaces: None,
             }]
+        );
+    }
+
+    /// A loopback backend that refuses the first push-token registration (400 `invalid_input`)
+    /// and applies everything else; returns its URL and the paths it was sent, in order.
+    async fn refusing_backend() -> (String, Arc<Mutex<Vec<String>>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let log = log.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    loop {
+                        let mut chunk = [0u8; 4096];
+                        let Ok(n) = socket.read(&mut chunk).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                            continue;
+                        };
+                        let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+                        let length: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse().ok())
+                            .unwrap_or(0);
+                        if buf.len() < end + 4 + length {
+                            continue;
+                        }
+                        let path = head.split(' ').nth(1).unwrap_or("").to_owned();
+                        buf.drain(..end + 4 + length);
+                        let first_registration = {
+                            let mut seen = log.lock().unwrap();
+                            seen.push(path.clone());
+                            path == "/v1/push-tokens"
+                                && seen.iter().filter(|p| *p == "/v1/push-tokens").count() == 1
+                        };
+                        let (status, body) = if first_registration {
+                            (
+                                "400 Bad Request",
+                                r#"{"code":"invalid_input","message":"token: refused"}"#,
+                            )
+                        } else if path.starts_with("/v1/push-tokens") {
+                            ("200 OK", r#"{"devices":1}"#)
+                        } else {
+                            ("200 OK", "{}")
+                        };
+                        let answer = format!(
+                            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        if socket.write_all(answer.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (url, seen)
+    }
+
+    #[tokio::test]
+    async fn a_refused_registration_is_set_aside_and_blocks_nothing() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let (url, seen) = refusing_backend().await;
+        let dir = tempfile::tempdir().unwrap();
+        let secrets = Arc::new(crate::StaticSecrets::new("dev-friend-x", [6u8; 32]));
+        let engine = Engine::open(
+            crate::SessionConfig::new(dir.path().join("e.db"), url),
+            secrets,
+        )
+        .await
+        .unwrap();
+        engine.shutdown_timer_for_test();
+        let job = JobId::random();
+        engine
+            .register_push_token(PushPlatform::Fcm, "fcm-refused".into())
+            .await
+            .unwrap();
+        engine.enqueue(job, Action::CheckIn).await.unwrap();
+        engine
+            .deliver(crate::outbox::delivery::Due::Now)
+            .await
+            .unwrap();
+        let cipher = engine.cipher.clone();
+        let items = engine
+            .store
+            .read_async(move |c| rows::all(c, &cipher))
+            .await
+            .unwrap();
+        let status: Vec<_> = items
+            .iter()
+            .map(|i| (i.kind, i.status, i.outcome_code.as_deref()))
+            .collect();
+        assert_eq!(
+            status,
+            [
+                (
+                    crate::ActionKind::PushToken,
+                    ItemStatus::Refused,
+                    Some("invalid_input")
+                ),
+                (crate::ActionKind::CheckIn, ItemStatus::Applied, None),
+            ]
+        );
+        // The next registration goes out (replacing the refused token is harmless).
+        engine
+            .register_push_token(PushPlatform::Fcm, "fcm-next".into())
+            .await
+            .unwrap()
+            .unwrap();
+        engine
+            .deliver(crate::outbox::delivery::Due::Now)
+            .await
+            .unwrap();
+        assert_eq!(engine.status().pending_outbox, 0);
+        assert_eq!(engine.status().refused_outbox, 1);
+        let paths = seen.lock().unwrap().clone();
+        assert_eq!(
+            paths,
+            [
+                "/v1/push-tokens",
+                &*format!("/v1/friend/jobs/{job}/check-in"),
+                "/v1/push-tokens"
+            ]
         );
     }
 
