@@ -1,207 +1,44 @@
-//! The push clients against loopback fakes: a fake FCM (axum, HTTP/1.1) whose token endpoint
-//! verifies the RS256 assertion with the public half of a test key, and a fake APNs (hyper,
-//! HTTP/2 cleartext with prior knowledge) that verifies the ES256 provider token and the headers.
+//! The push clients against the loopback fakes of `friend-fakepush`: a fake FCM (HTTP/1.1) whose
+//! token endpoint verifies the RS256 assertion with the public half of a test key, and a fake APNs
+//! (HTTP/2 cleartext with prior knowledge) that verifies the ES256 provider token and the headers.
 //! Both record what they receive and can be scripted to fail.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::VecDeque;
-use std::convert::Infallible;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Utc;
+use friend_fakepush::{FakeApns, FakeFcm, Reply, apns as fake_apns, fcm as fake_fcm};
 use friend_protocol::*;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
-use ring::signature::{ECDSA_P256_SHA256_FIXED, RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::apns::{ApnsClient, ApnsConfig};
 use super::content::{Recipient, job_update_push, offer_push};
-use super::fcm::{FcmClient, SCOPE, ServiceAccount};
+use super::fcm::{FcmClient, ServiceAccount};
 use super::jwt::pem_decode;
 use super::{DEFAULT_RETRY_AFTER, Outcome, PushError, PushMessage};
 use crate::clock::{Clock, ManualClock};
 
-const FCM_KEY: &str = include_str!("../../../tests/fixtures/push-test-only-fcm-rsa.key.pem");
-const FCM_PUB: &str = include_str!("../../../tests/fixtures/push-test-only-fcm-rsa.pkcs1.pub.pem");
-const APNS_KEY: &str = include_str!("../../../tests/fixtures/push-test-only-apns-p256.p8");
-const APNS_PUB: &str = include_str!("../../../tests/fixtures/push-test-only-apns-p256.pub.pem");
-
-const CLIENT_EMAIL: &str = "push-test@friendcore-test.iam.gserviceaccount.com";
-const PROJECT: &str = "friendcore-test";
-const KEY_ID: &str = "TESTKEY123";
-const TEAM_ID: &str = "TESTTEAM99";
-const TOPIC: &str = "ch.friendcore.test";
 const FCM_DEVICE: &str = "fcm-device-token:APA91b-test";
 const APNS_DEVICE: &str = "a0b1c2d3e4f5a0b1c2d3e4f5a0b1c2d3e4f5a0b1c2d3e4f5a0b1c2d3e4f5a0b1";
 
-/// A scripted answer: status, extra headers, JSON body.
-#[derive(Clone)]
-struct Reply(u16, Vec<(&'static str, &'static str)>, Value);
-
-fn reply(status: u16, body: Value) -> Reply {
-    Reply(status, vec![], body)
-}
-
-/// Splits a compact JWS and verifies it with `verify`; returns (header, claims).
-fn verify_jwt(jwt: &str, verify: impl Fn(&[u8], &[u8]) -> bool) -> Option<(Value, Value)> {
-    let mut parts = jwt.split('.');
-    let (h, c, s) = (parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() {
-        return None;
-    }
-    let sig = URL_SAFE_NO_PAD.decode(s).ok()?;
-    if !verify(format!("{h}.{c}").as_bytes(), &sig) {
-        return None;
-    }
-    let header = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(h).ok()?).ok()?;
-    let claims = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(c).ok()?).ok()?;
-    Some((header, claims))
-}
-
-fn rsa_verify(input: &[u8], sig: &[u8]) -> bool {
-    let public = pem_decode(FCM_PUB, "RSA PUBLIC KEY").unwrap();
-    UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, public)
-        .verify(input, sig)
-        .is_ok()
-}
-
-fn p256_verify(input: &[u8], sig: &[u8]) -> bool {
-    let spki = pem_decode(APNS_PUB, "PUBLIC KEY").unwrap();
-    // A P-256 SubjectPublicKeyInfo ends with the 65-byte uncompressed point ring verifies with.
-    assert_eq!(spki.len(), 91);
-    UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &spki[26..])
-        .verify(input, sig)
-        .is_ok()
-}
-
-// ---------------------------------------------------------------- fake FCM
-
-#[derive(Default)]
-struct FakeFcm {
-    token_uri: Mutex<String>,
-    issued: Mutex<Vec<String>>,
-    refused_assertions: AtomicU64,
-    sends: Mutex<Vec<(String, String, Value)>>,
-    script: Mutex<VecDeque<Reply>>,
-    expires_in: AtomicU64,
-}
-
-async fn fcm_token(State(fake): State<Arc<FakeFcm>>, body: String) -> Response {
-    let refuse = |why: &str| {
-        fake.refused_assertions.fetch_add(1, Ordering::Relaxed);
-        (
-            StatusCode::BAD_REQUEST,
-            axum::Json(json!({ "error": "invalid_grant", "error_description": why })),
-        )
-            .into_response()
-    };
-    let mut grant = None;
-    let mut assertion = None;
-    for pair in body.split('&') {
-        match pair.split_once('=') {
-            Some(("grant_type", v)) => grant = Some(v.to_string()),
-            Some(("assertion", v)) => assertion = Some(v.to_string()),
-            _ => {}
-        }
-    }
-    if grant.as_deref() != Some("urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer") {
-        return refuse("grant_type");
-    }
-    let Some((header, claims)) = assertion.and_then(|a| verify_jwt(&a, rsa_verify)) else {
-        return refuse("signature");
-    };
-    let token_uri = fake.token_uri.lock().unwrap().clone();
-    if header["alg"] != "RS256"
-        || claims["iss"] != CLIENT_EMAIL
-        || claims["aud"] != token_uri.as_str()
-        || claims["scope"] != SCOPE
-        || claims["exp"].as_i64().unwrap_or(0) - claims["iat"].as_i64().unwrap_or(0) != 3600
-    {
-        return refuse("claims");
-    }
-    let mut issued = fake.issued.lock().unwrap();
-    let token = format!("ya29.test-access-{}", issued.len());
-    issued.push(token.clone());
-    axum::Json(json!({
-        "access_token": token,
-        "expires_in": fake.expires_in.load(Ordering::Relaxed),
-        "token_type": "Bearer",
-    }))
-    .into_response()
-}
-
-async fn fcm_send(
-    State(fake): State<Arc<FakeFcm>>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: String,
-) -> Response {
-    let auth = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    let known = auth
-        .strip_prefix("Bearer ")
-        .is_some_and(|t| fake.issued.lock().unwrap().iter().any(|i| i == t));
-    let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-    fake.sends
-        .lock()
-        .unwrap()
-        .push((uri.path().to_string(), auth, body));
-    if !known {
-        return (StatusCode::UNAUTHORIZED, "unknown token").into_response();
-    }
-    let scripted = fake.script.lock().unwrap().pop_front();
-    let Reply(status, headers, body) =
-        scripted.unwrap_or_else(|| reply(200, json!({ "name": "projects/p/messages/1" })));
-    let mut response = (StatusCode::from_u16(status).unwrap(), axum::Json(body)).into_response();
-    for (k, v) in headers {
-        response.headers_mut().insert(k, v.parse().unwrap());
-    }
-    response
-}
+// ---------------------------------------------------------------- FCM
 
 struct Fcm {
-    fake: Arc<FakeFcm>,
+    fake: FakeFcm,
     client: FcmClient,
     clock: Arc<ManualClock>,
 }
 
+/// A client for the fake's service account, signing as `email`.
 async fn fcm_with(email: &str) -> Fcm {
-    let fake = Arc::new(FakeFcm::default());
-    fake.expires_in.store(3600, Ordering::Relaxed);
-    let router = axum::Router::new()
-        .route("/token", axum::routing::post(fcm_token))
-        .fallback(fcm_send)
-        .with_state(fake.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    *fake.token_uri.lock().unwrap() = format!("{base}/token");
-    let account = ServiceAccount::from_json(
-        &json!({
-            "type": "service_account",
-            "project_id": PROJECT,
-            "private_key_id": "test-key-id",
-            "private_key": FCM_KEY,
-            "client_email": email,
-            "token_uri": format!("{base}/token"),
-        })
-        .to_string(),
-    )
-    .unwrap();
+    let fake = FakeFcm::start().await;
+    let mut account = fake.service_account_json();
+    account["client_email"] = json!(email);
+    let account = ServiceAccount::from_json(&account.to_string()).unwrap();
     let clock = Arc::new(ManualClock::new());
-    let client = FcmClient::new(account, &base, clock.clone()).unwrap();
+    let client = FcmClient::new(account, &fake.base_url(), clock.clone()).unwrap();
     Fcm {
         fake,
         client,
@@ -210,7 +47,7 @@ async fn fcm_with(email: &str) -> Fcm {
 }
 
 async fn fcm() -> Fcm {
-    fcm_with(CLIENT_EMAIL).await
+    fcm_with(fake_fcm::CLIENT_EMAIL).await
 }
 
 fn message() -> PushMessage {
@@ -235,11 +72,16 @@ async fn fcm_message_arrives_with_the_right_body() {
         f.client.send(FCM_DEVICE, &msg).await.unwrap(),
         Outcome::Delivered
     );
-    let sends = f.fake.sends.lock().unwrap();
-    let (path, auth, body) = &sends[0];
-    assert_eq!(path, &format!("/v1/projects/{PROJECT}/messages:send"));
-    assert_eq!(auth, "Bearer ya29.test-access-0");
-    let m = &body["message"];
+    let sends = f.fake.requests();
+    assert_eq!(
+        sends[0].path,
+        format!("/v1/projects/{}/messages:send", fake_fcm::PROJECT_ID)
+    );
+    assert_eq!(
+        sends[0].header("authorization"),
+        Some("Bearer ya29.test-access-0")
+    );
+    let m = &sends[0].body["message"];
     assert_eq!(m["token"], FCM_DEVICE);
     assert_eq!(m["android"]["priority"], "HIGH");
     assert_eq!(m["android"]["collapse_key"], format!("offer-{}", offer.id));
@@ -280,10 +122,16 @@ async fn fcm_access_token_is_cached_then_refreshed_before_expiry() {
     f.clock.advance(chrono::Duration::minutes(2));
     f.client.send(FCM_DEVICE, &message()).await.unwrap();
     assert_eq!(f.client.token_exchanges(), 2);
-    let sends = f.fake.sends.lock().unwrap();
-    assert_eq!(sends[3].1, "Bearer ya29.test-access-0");
-    assert_eq!(sends[4].1, "Bearer ya29.test-access-1");
-    assert_eq!(f.fake.refused_assertions.load(Ordering::Relaxed), 0);
+    let sends = f.fake.requests();
+    assert_eq!(
+        sends[3].header("authorization"),
+        Some("Bearer ya29.test-access-0")
+    );
+    assert_eq!(
+        sends[4].header("authorization"),
+        Some("Bearer ya29.test-access-1")
+    );
+    assert_eq!(f.fake.refused_assertions(), 0);
 }
 
 #[tokio::test]
@@ -294,15 +142,17 @@ async fn fcm_token_endpoint_refuses_a_wrong_assertion() {
         f.client.send(FCM_DEVICE, &message()).await.unwrap(),
         Outcome::AuthFailed
     );
-    assert_eq!(f.fake.refused_assertions.load(Ordering::Relaxed), 1);
-    assert!(f.fake.sends.lock().unwrap().is_empty());
+    assert_eq!(f.fake.refused_assertions(), 1);
+    assert!(f.fake.requests().is_empty());
     // And the signature: a tampered assertion does not verify against the test key's public half.
-    let key = ring::signature::RsaKeyPair::from_pkcs8(&pem_decode(FCM_KEY, "PRIVATE KEY").unwrap())
-        .unwrap();
+    let key = ring::signature::RsaKeyPair::from_pkcs8(
+        &pem_decode(fake_fcm::KEY_PEM, "PRIVATE KEY").unwrap(),
+    )
+    .unwrap();
     let jwt = super::jwt::sign_rs256(&key, &json!({"alg": "RS256"}), &json!({"iss": "x"})).unwrap();
-    assert!(verify_jwt(&jwt, rsa_verify).is_some());
+    assert!(friend_fakepush::jwt::verify_rs256(&jwt).is_ok());
     let tampered = jwt.replacen(".eyJ", ".eyK", 1);
-    assert!(verify_jwt(&tampered, rsa_verify).is_none());
+    assert!(friend_fakepush::jwt::verify_rs256(&tampered).is_err());
 }
 
 #[tokio::test]
@@ -310,15 +160,13 @@ async fn fcm_failures_map_to_outcomes() {
     let f = fcm().await;
     let cases = vec![
         (
-            reply(
-                404,
-                json!({"error": {"code": 404, "status": "NOT_FOUND", "details": [
-                    {"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError", "errorCode": "UNREGISTERED"}]}}),
-            ),
+            // {"error": {"code": 404, "status": "NOT_FOUND", "details": [{"@type":
+            // "type.googleapis.com/google.firebase.fcm.v1.FcmError", "errorCode": "UNREGISTERED"}]}}
+            Reply::fcm_unregistered(),
             Outcome::DeadToken,
         ),
         (
-            reply(
+            Reply::new(
                 400,
                 json!({"error": {"code": 400, "status": "INVALID_ARGUMENT",
                     "message": "The registration token is not a valid FCM registration token",
@@ -328,7 +176,7 @@ async fn fcm_failures_map_to_outcomes() {
             Outcome::DeadToken,
         ),
         (
-            reply(
+            Reply::new(
                 400,
                 json!({"error": {"code": 400, "status": "INVALID_ARGUMENT",
                     "message": "Invalid value at 'message.android.ttl'"}}),
@@ -336,32 +184,25 @@ async fn fcm_failures_map_to_outcomes() {
             Outcome::Failed("400 Bad Request INVALID_ARGUMENT".into()),
         ),
         (
-            Reply(
+            Reply::new(
                 429,
-                vec![("retry-after", "7")],
                 json!({"error": {"code": 429, "status": "RESOURCE_EXHAUSTED", "details": [
                     {"errorCode": "QUOTA_EXCEEDED"}]}}),
-            ),
+            )
+            .with_retry_after(7),
             Outcome::RetryAfter(Duration::from_secs(7)),
         ),
         (
-            reply(
-                503,
-                json!({"error": {"code": 503, "status": "UNAVAILABLE"}}),
-            ),
+            Reply::fcm_error(503, "UNAVAILABLE", None),
             Outcome::RetryAfter(DEFAULT_RETRY_AFTER),
         ),
         (
-            Reply(
-                500,
-                vec![("retry-after", "12")],
-                json!({"error": {"code": 500, "status": "INTERNAL"}}),
-            ),
+            Reply::fcm_error(500, "INTERNAL", None).with_retry_after(12),
             Outcome::RetryAfter(Duration::from_secs(12)),
         ),
     ];
     for (scripted, expected) in cases {
-        f.fake.script.lock().unwrap().push_back(scripted);
+        f.fake.queue_reply(scripted);
         assert_eq!(
             f.client.send(FCM_DEVICE, &message()).await.unwrap(),
             expected
@@ -373,153 +214,45 @@ async fn fcm_failures_map_to_outcomes() {
 #[tokio::test]
 async fn fcm_auth_failure_refreshes_once_then_reports() {
     let f = fcm().await;
-    let unauthenticated = || {
-        reply(
-            401,
-            json!({"error": {"code": 401, "status": "UNAUTHENTICATED"}}),
-        )
-    };
+    let unauthenticated = || Reply::fcm_error(401, "UNAUTHENTICATED", None);
     // Refused once: a new access token, the push retried and delivered.
-    f.fake.script.lock().unwrap().push_back(unauthenticated());
+    f.fake.queue_reply(unauthenticated());
     assert_eq!(
         f.client.send(FCM_DEVICE, &message()).await.unwrap(),
         Outcome::Delivered
     );
     assert_eq!(f.client.token_exchanges(), 2);
-    assert_eq!(f.fake.sends.lock().unwrap().len(), 2);
+    assert_eq!(f.fake.request_count(), 2);
     // Refused twice: one refresh, one retry, then AuthFailed.
-    f.fake.script.lock().unwrap().push_back(unauthenticated());
-    f.fake.script.lock().unwrap().push_back(reply(
-        403,
-        json!({"error": {"code": 403, "status": "PERMISSION_DENIED"}}),
-    ));
+    f.fake.queue_reply(unauthenticated());
+    f.fake
+        .queue_reply(Reply::fcm_error(403, "PERMISSION_DENIED", None));
     assert_eq!(
         f.client.send(FCM_DEVICE, &message()).await.unwrap(),
         Outcome::AuthFailed
     );
     assert_eq!(f.client.token_exchanges(), 3);
-    assert_eq!(f.fake.sends.lock().unwrap().len(), 4);
+    assert_eq!(f.fake.request_count(), 4);
 }
 
-// ---------------------------------------------------------------- fake APNs
-
-#[derive(Default)]
-struct FakeApns {
-    requests: Mutex<Vec<(hyper::Version, String, HeaderMap, Value)>>,
-    script: Mutex<VecDeque<Reply>>,
-}
-
-fn apns_reply(status: u16, headers: &[(&str, &str)], body: Value) -> hyper::Response<Full<Bytes>> {
-    let mut builder = hyper::Response::builder().status(status);
-    for (k, v) in headers {
-        builder = builder.header(*k, *v);
-    }
-    builder
-        .body(Full::new(Bytes::from(body.to_string())))
-        .unwrap()
-}
-
-/// Checks what Apple checks: the provider token's signature and claims, and the headers.
-fn apns_check(headers: &HeaderMap) -> Result<(), (u16, &'static str)> {
-    let get = |k: &str| headers.get(k).and_then(|v| v.to_str().ok());
-    let jwt = get("authorization")
-        .and_then(|a| a.strip_prefix("bearer "))
-        .ok_or((403, "MissingProviderToken"))?;
-    let (header, claims) = verify_jwt(jwt, p256_verify).ok_or((403, "InvalidProviderToken"))?;
-    if header["alg"] != "ES256" || header["kid"] != KEY_ID || claims["iss"] != TEAM_ID {
-        return Err((403, "InvalidProviderToken"));
-    }
-    if !claims["iat"].is_i64() {
-        return Err((403, "InvalidProviderToken"));
-    }
-    if get("apns-topic") != Some(TOPIC) {
-        return Err((400, "BadTopic"));
-    }
-    if get("apns-push-type") != Some("alert") {
-        return Err((400, "InvalidPushType"));
-    }
-    if get("apns-priority") != Some("10") {
-        return Err((400, "BadPriority"));
-    }
-    if get("apns-expiration")
-        .and_then(|e| e.parse::<i64>().ok())
-        .is_none()
-    {
-        return Err((400, "BadExpirationDate"));
-    }
-    if get("apns-collapse-id").is_some_and(|c| c.len() > 64) {
-        return Err((400, "BadCollapseId"));
-    }
-    Ok(())
-}
-
-async fn apns_handle(
-    fake: Arc<FakeApns>,
-    req: hyper::Request<hyper::body::Incoming>,
-) -> hyper::Response<Full<Bytes>> {
-    let (parts, body) = req.into_parts();
-    let bytes = body
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
-    let json: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    fake.requests.lock().unwrap().push((
-        parts.version,
-        parts.uri.path().to_string(),
-        parts.headers.clone(),
-        json,
-    ));
-    if parts.method != hyper::Method::POST || !parts.uri.path().starts_with("/3/device/") {
-        return apns_reply(405, &[], json!({"reason": "MethodNotAllowed"}));
-    }
-    if let Err((status, reason)) = apns_check(&parts.headers) {
-        return apns_reply(status, &[], json!({ "reason": reason }));
-    }
-    match fake.script.lock().unwrap().pop_front() {
-        Some(Reply(status, headers, body)) => apns_reply(status, &headers, body),
-        None => apns_reply(
-            200,
-            &[("apns-id", "00000000-0000-0000-0000-000000000001")],
-            json!({}),
-        ),
-    }
-}
+// ---------------------------------------------------------------- APNs
 
 struct Apns {
-    fake: Arc<FakeApns>,
+    fake: FakeApns,
     client: ApnsClient,
     clock: Arc<ManualClock>,
 }
 
 async fn apns() -> Apns {
-    let fake = Arc::new(FakeApns::default());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let served = fake.clone();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let fake = served.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| {
-                    let fake = fake.clone();
-                    async move { Ok::<_, Infallible>(apns_handle(fake, req).await) }
-                });
-                let _ =
-                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                        .await;
-            });
-        }
-    });
+    let fake = FakeApns::start().await;
     let clock = Arc::new(ManualClock::new());
     let client = ApnsClient::new(
         ApnsConfig {
-            key_pem: APNS_KEY.into(),
-            key_id: KEY_ID.into(),
-            team_id: TEAM_ID.into(),
-            topic: TOPIC.into(),
-            base_url: base,
+            key_pem: fake_apns::KEY_PEM.into(),
+            key_id: fake_apns::KEY_ID.into(),
+            team_id: fake_apns::TEAM_ID.into(),
+            topic: fake_apns::TOPIC.into(),
+            base_url: fake.base_url(),
         },
         clock.clone(),
     )
@@ -544,23 +277,20 @@ async fn apns_message_arrives_over_http2_with_the_right_headers() {
         a.client.send(APNS_DEVICE, &msg).await.unwrap(),
         Outcome::Delivered
     );
-    let requests = a.fake.requests.lock().unwrap();
-    let (version, path, headers, body) = &requests[0];
-    assert_eq!(*version, hyper::Version::HTTP_2);
-    assert_eq!(path, &format!("/3/device/{APNS_DEVICE}"));
-    assert_eq!(headers["apns-push-type"], "alert");
-    assert_eq!(headers["apns-priority"], "10");
-    assert_eq!(headers["apns-topic"], TOPIC);
+    let requests = a.fake.requests();
+    let request = &requests[0];
+    assert_eq!(request.http_version, "HTTP/2.0");
+    assert_eq!(request.path, format!("/3/device/{APNS_DEVICE}"));
+    assert_eq!(request.header("apns-push-type"), Some("alert"));
+    assert_eq!(request.header("apns-priority"), Some("10"));
+    assert_eq!(request.header("apns-topic"), Some(fake_apns::TOPIC));
     assert_eq!(
-        headers["apns-collapse-id"].to_str().unwrap(),
+        request.header("apns-collapse-id").unwrap(),
         format!("offer-{}", offer.id)
     );
-    let expiration: i64 = headers["apns-expiration"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let expiration: i64 = request.header("apns-expiration").unwrap().parse().unwrap();
     assert!((expiration - offer.expires_at.timestamp()).abs() <= 2);
+    let body = &request.body;
     assert_eq!(
         body["aps"]["alert"]["title"],
         "New job: Router installation"
@@ -584,8 +314,8 @@ async fn apns_provider_token_is_reused_within_its_lifetime() {
         Outcome::Delivered
     );
     assert_eq!(a.client.tokens_signed(), 2);
-    let requests = a.fake.requests.lock().unwrap();
-    let auth = |i: usize| requests[i].2["authorization"].clone();
+    let requests = a.fake.requests();
+    let auth = |i: usize| requests[i].header("authorization").unwrap();
     assert_eq!(auth(0), auth(3));
     assert_ne!(auth(3), auth(4));
 }
@@ -594,88 +324,75 @@ async fn apns_provider_token_is_reused_within_its_lifetime() {
 async fn apns_failures_map_to_outcomes() {
     let a = apns().await;
     let cases = vec![
+        (Reply::apns_unregistered(), Outcome::DeadToken),
+        (Reply::apns_error(400, "BadDeviceToken"), Outcome::DeadToken),
         (
-            reply(410, json!({"reason": "Unregistered", "timestamp": 1})),
-            Outcome::DeadToken,
-        ),
-        (
-            reply(400, json!({"reason": "BadDeviceToken"})),
-            Outcome::DeadToken,
-        ),
-        (
-            Reply(
-                429,
-                vec![("retry-after", "5")],
-                json!({"reason": "TooManyRequests"}),
-            ),
+            Reply::apns_error(429, "TooManyRequests").with_retry_after(5),
             Outcome::RetryAfter(Duration::from_secs(5)),
         ),
         (
-            reply(503, json!({"reason": "ServiceUnavailable"})),
+            Reply::apns_error(503, "ServiceUnavailable"),
             Outcome::RetryAfter(DEFAULT_RETRY_AFTER),
         ),
         (
-            reply(413, json!({"reason": "PayloadTooLarge"})),
+            Reply::apns_error(413, "PayloadTooLarge"),
             Outcome::Failed("413 Payload Too Large PayloadTooLarge".into()),
         ),
     ];
     for (scripted, expected) in cases {
-        a.fake.script.lock().unwrap().push_back(scripted);
+        a.fake.queue_reply(scripted);
         assert_eq!(
             a.client.send(APNS_DEVICE, &message()).await.unwrap(),
             expected
         );
     }
     // A token that is not hex is dead without a request.
-    let before = a.fake.requests.lock().unwrap().len();
+    let before = a.fake.request_count();
     assert_eq!(
         a.client.send("../../admin", &message()).await.unwrap(),
         Outcome::DeadToken
     );
-    assert_eq!(a.fake.requests.lock().unwrap().len(), before);
+    assert_eq!(a.fake.request_count(), before);
     assert_eq!(a.client.tokens_signed(), 1);
 }
 
 #[tokio::test]
 async fn apns_auth_failure_refreshes_once_then_reports() {
     let a = apns().await;
-    let expired = || reply(403, json!({"reason": "ExpiredProviderToken"}));
+    let expired = || Reply::apns_error(403, "ExpiredProviderToken");
     a.client.send(APNS_DEVICE, &message()).await.unwrap();
     assert_eq!(a.client.tokens_signed(), 1);
 
     // Refused while younger than 20 min: never re-signed that soon; reported at once.
-    a.fake.script.lock().unwrap().push_back(expired());
+    a.fake.queue_reply(expired());
     assert_eq!(
         a.client.send(APNS_DEVICE, &message()).await.unwrap(),
         Outcome::AuthFailed
     );
     assert_eq!(a.client.tokens_signed(), 1);
-    assert_eq!(a.fake.requests.lock().unwrap().len(), 2);
+    assert_eq!(a.fake.request_count(), 2);
 
     // Refused at 25 min: a new token, the push retried once and delivered.
     a.clock.advance(chrono::Duration::minutes(25));
-    a.fake.script.lock().unwrap().push_back(expired());
+    a.fake.queue_reply(expired());
     assert_eq!(
         a.client.send(APNS_DEVICE, &message()).await.unwrap(),
         Outcome::Delivered
     );
     assert_eq!(a.client.tokens_signed(), 2);
-    assert_eq!(a.fake.requests.lock().unwrap().len(), 4);
+    assert_eq!(a.fake.request_count(), 4);
 
     // Refused twice (old token, then the fresh one): one refresh, one retry, AuthFailed.
     a.clock.advance(chrono::Duration::minutes(25));
-    a.fake.script.lock().unwrap().push_back(expired());
+    a.fake.queue_reply(expired());
     a.fake
-        .script
-        .lock()
-        .unwrap()
-        .push_back(reply(403, json!({"reason": "InvalidProviderToken"})));
+        .queue_reply(Reply::apns_error(403, "InvalidProviderToken"));
     assert_eq!(
         a.client.send(APNS_DEVICE, &message()).await.unwrap(),
         Outcome::AuthFailed
     );
     assert_eq!(a.client.tokens_signed(), 3);
-    assert_eq!(a.fake.requests.lock().unwrap().len(), 6);
+    assert_eq!(a.fake.request_count(), 6);
 }
 
 #[tokio::test]
@@ -686,7 +403,7 @@ async fn apns_collapse_id_over_64_bytes_is_refused() {
     let err = a.client.send(APNS_DEVICE, &msg).await.unwrap_err();
     assert!(matches!(err, PushError::InvalidMessage(_)), "{err}");
     assert_eq!(err.code(), "push_invalid_message");
-    assert!(a.fake.requests.lock().unwrap().is_empty());
+    assert!(a.fake.requests().is_empty());
     msg.collapse_key = "c".repeat(64);
     assert_eq!(
         a.client.send(APNS_DEVICE, &msg).await.unwrap(),
