@@ -411,3 +411,41 @@ async fn pushes_survive_a_sigkill_between_commit_and_delivery() {
         "exactly once per device and collapse key: {delivered:?}"
     );
 }
+
+/// A device that stops long-polling (the app went to the background, the connection is closed)
+/// counts as awake no longer: the next offer is pushed to it.
+#[tokio::test]
+async fn a_long_poll_given_up_by_the_device_no_longer_suppresses_pushes() {
+    let p = Pushing::start().await;
+    let s = &p.server;
+    let friend = s.friend(friend_at("Gina Gone", ZURICH)).await;
+    let customer = s.customer("C").await;
+    p.register(&friend, PushPlatform::Fcm, "fcm-gone").await;
+    let (_, cursor) = friend_tests::scenario::drain(&p.http(), &friend, None).await;
+    let url = format!("{}/v1/sync?cursor={cursor}&wait=25", s.base_url);
+    let token = friend.token.clone();
+    let long_poll = tokio::spawn(async move {
+        reqwest::Client::new()
+            .get(url)
+            .bearer_auth(token)
+            .send()
+            .await
+    });
+    let backend = s.backend.clone();
+    wait_until("the long-poll to wait", WAIT, || {
+        let backend = backend.clone();
+        async move { backend.waiting_accounts() == 1 }
+    })
+    .await;
+    // The app goes to the background: its request is dropped and the connection closed.
+    long_poll.abort();
+    let _ = long_poll.await;
+    wait_until("the backend to notice the closed long-poll", WAIT, || {
+        let backend = backend.clone();
+        async move { backend.waiting_accounts() == 0 }
+    })
+    .await;
+    let job = s.book(&customer, &booking_at(ZURICH)).await;
+    p.fcm.wait_for_deliveries(1, WAIT).await.unwrap();
+    assert_eq!(p.fcm.deliveries()[0].data["job_id"], job.id.to_string());
+}
