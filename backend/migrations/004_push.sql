@@ -33,3 +33,5 @@ CREATE TABLE push_queue (
     UNIQUE (token, collapse_key)
 );
 CREATE INDEX push_queue_due ON push_queue(due_at);
+-- Withdrawing a job's unsent offers once it is no longer open.
+CREATE INDEX push_queue_key ON push_queue(collapse_key);

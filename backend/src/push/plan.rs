@@ -20,6 +20,7 @@ use crate::store::jobs::{self, JobRow};
 use crate::store::push::{self as queue, Device};
 use chrono::{DateTime, Utc};
 use friend_protocol::lifecycle::{Actor, Event};
+use friend_protocol::push::PushKind;
 use friend_protocol::{AccountId, JobState, Party, Place, eligibility};
 use rusqlite::Connection;
 
@@ -85,6 +86,14 @@ pub fn enqueue(
 ) -> rusqlite::Result<usize> {
     let mut queued = 0;
     for a in announcements {
+        if a.job.state != JobState::Open {
+            // The offer is gone: its pushes still waiting would only announce a job the Friend
+            // can no longer take.
+            queue::withdraw(
+                tx,
+                &content::collapse_key(PushKind::Offer.as_str(), &a.job.id),
+            )?;
+        }
         queued += match a.news {
             News::Quiet => 0,
             News::Offered => offer(tx, &a.job, awake, now)?,

@@ -198,6 +198,15 @@ pub fn enqueue(
     Ok(())
 }
 
+/// Drops the unsent pushes with `collapse_key` (a job's offers once it is taken, cancelled or
+/// expired); a push already being sent is not recalled. Returns how many.
+pub fn withdraw(tx: &Connection, collapse_key: &str) -> rusqlite::Result<usize> {
+    tx.exec(
+        "DELETE FROM push_queue WHERE collapse_key = ?1",
+        params![collapse_key],
+    )
+}
+
 /// A message as the queue keeps it (the collapse key and expiry are columns).
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Stored {
@@ -324,4 +333,126 @@ pub fn depth(tx: &Connection) -> rusqlite::Result<(u64, Option<DateTime<Utc>>)> 
             ))
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::{Db, DbError};
+    use std::collections::HashSet;
+
+    fn message(body: &str) -> PushMessage {
+        PushMessage {
+            title: "t".into(),
+            body: body.into(),
+            data: BTreeMap::new(),
+            collapse_key: "offer-1".into(),
+            ttl: Duration::from_secs(60),
+        }
+    }
+
+    fn with_db<T>(f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static) -> T
+    where
+        T: Send + 'static,
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("p.db")).unwrap();
+        db.write_now(move |tx| f(tx).map_err(DbError::from))
+            .unwrap()
+    }
+
+    fn account(tx: &Connection) -> rusqlite::Result<AccountId> {
+        let id = AccountId::random();
+        tx.exec(
+            "INSERT INTO accounts (id, role, name, token_hash, created_at) VALUES (?1, 'customer', 'c', ?2, 0)",
+            params![id.to_string(), id.to_string().into_bytes()],
+        )?;
+        Ok(id)
+    }
+
+    /// A newer push with the same collapse key replaces the waiting one; the sent older revision
+    /// does not remove it, so the newer one is sent next.
+    #[test]
+    fn a_replacement_survives_the_removal_of_the_revision_in_flight() {
+        let (first, second, left) = with_db(|tx| {
+            let now = Utc::now();
+            let device = Device {
+                account: account(tx)?,
+                platform: PushPlatform::Fcm,
+                token: "t1".into(),
+            };
+            enqueue(
+                tx,
+                &device,
+                &message("old"),
+                now + chrono::Duration::minutes(5),
+                now,
+            )?;
+            let first = due(tx, now, &[PushPlatform::Fcm], &HashSet::new(), 10)?;
+            enqueue(
+                tx,
+                &device,
+                &message("new"),
+                now + chrono::Duration::minutes(5),
+                now,
+            )?;
+            let removed = done(tx, first[0].id, first[0].rev)?;
+            let second = due(tx, now, &[PushPlatform::Fcm], &HashSet::new(), 10)?;
+            assert!(!removed);
+            done(tx, second[0].id, second[0].rev)?;
+            Ok((first, second, depth(tx)?.0))
+        });
+        assert_eq!((first.len(), second.len()), (1, 1));
+        assert_eq!(first[0].message.body, "old");
+        assert_eq!(second[0].message.body, "new");
+        assert_eq!(left, 0);
+    }
+
+    /// A token moves to the account that registered it last, its old account's pushes dropped;
+    /// an account keeps at most MAX_PUSH_DEVICES devices; a withdrawn offer is not sent.
+    #[test]
+    fn tokens_move_are_bounded_and_offers_withdraw() {
+        let (a_after_move, b_count, kept, withdrawn) = with_db(|tx| {
+            let now = Utc::now();
+            let (a, b) = (account(tx)?, account(tx)?);
+            register(tx, a, PushPlatform::Fcm, "phone", None, now)?;
+            let device = Device {
+                account: a,
+                platform: PushPlatform::Fcm,
+                token: "phone".into(),
+            };
+            enqueue(
+                tx,
+                &device,
+                &message("for a"),
+                now + chrono::Duration::minutes(5),
+                now,
+            )?;
+            let b_count = register(tx, b, PushPlatform::Fcm, "phone", None, now)?;
+            let a_after_move = count(tx, a)?;
+            let queued_after_move = depth(tx)?.0;
+            assert_eq!(queued_after_move, 0, "a's push does not reach b");
+            for i in 0..MAX_PUSH_DEVICES + 3 {
+                let at = now + chrono::Duration::seconds(i as i64);
+                register(tx, a, PushPlatform::Fcm, &format!("d{i}"), None, at)?;
+            }
+            let kept: Vec<String> = devices_of(tx, a)?.into_iter().map(|d| d.token).collect();
+            enqueue(
+                tx,
+                &device,
+                &message("offer"),
+                now + chrono::Duration::minutes(5),
+                now,
+            )?;
+            let withdrawn = withdraw(tx, "offer-1")?;
+            Ok((a_after_move, b_count, kept, withdrawn))
+        });
+        assert_eq!((a_after_move, b_count), (0, 1));
+        assert_eq!(kept.len(), MAX_PUSH_DEVICES);
+        assert!(
+            !kept.contains(&"d0".to_string()),
+            "the oldest is forgotten: {kept:?}"
+        );
+        assert_eq!(withdrawn, 1);
+    }
 }
