@@ -288,6 +288,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/friend/ledger"),
     ("post", "/v1/customer/jobs/{id}/rate"),
     ("post", "/v1/keys"),
+    ("post", "/v1/push-tokens"),
+    ("post", "/v1/push-tokens/remove"),
     ("post", "/v1/jobs/{id}/consent"),
     ("post", "/v1/jobs/{id}/reject"),
     ("post", "/v1/admin/ledger/{id}"),

@@ -88,7 +88,12 @@ impl Pushing {
     /// Delivered pushes by device token: (kind, job id, collapse key).
     fn delivered(&self) -> BTreeMap<String, Vec<(String, String, String)>> {
         let mut out: BTreeMap<String, Vec<_>> = BTreeMap::new();
-        for d in self.fcm.deliveries().into_iter().chain(self.apns.deliveries()) {
+        for d in self
+            .fcm
+            .deliveries()
+            .into_iter()
+            .chain(self.apns.deliveries())
+        {
             out.entry(d.device_token.clone()).or_default().push((
                 d.data.get("kind").cloned().unwrap_or_default(),
                 d.data.get("job_id").cloned().unwrap_or_default(),
@@ -140,11 +145,13 @@ async fn an_offer_reaches_exactly_the_eligible_background_devices() {
     let customer = s.customer("Hildegard Vertraulich").await;
 
     p.register(&near, PushPlatform::Fcm, "fcm-near").await;
-    p.register(&near_ios, PushPlatform::Apns, &apns_token(1)).await;
+    p.register(&near_ios, PushPlatform::Apns, &apns_token(1))
+        .await;
     p.register(&far, PushPlatform::Fcm, "fcm-far").await;
     p.register(&tv_only, PushPlatform::Fcm, "fcm-tv").await;
     p.register(&poller, PushPlatform::Fcm, "fcm-poller").await;
-    p.register(&customer, PushPlatform::Fcm, "fcm-customer").await;
+    p.register(&customer, PushPlatform::Fcm, "fcm-customer")
+        .await;
 
     // The poller's app is in the foreground: its long-poll waits when the job is booked.
     let (_, cursor) = friend_tests::scenario::drain(&p.http(), &poller, None).await;
@@ -161,7 +168,10 @@ async fn an_offer_reaches_exactly_the_eligible_background_devices() {
     let job: JobDetails = s.book(&customer, &booking_at(ZURICH)).await;
     let woken = long_poll.await.unwrap();
     assert_eq!(woken.status, 200);
-    assert!(woken.text().contains(&job.id.to_string()), "the long-poll hears of the job");
+    assert!(
+        woken.text().contains(&job.id.to_string()),
+        "the long-poll hears of the job"
+    );
     p.drained().await;
 
     let id = job.id.to_string();
@@ -172,7 +182,11 @@ async fn an_offer_reaches_exactly_the_eligible_background_devices() {
     ]
     .into_iter()
     .collect();
-    assert_eq!(p.delivered(), expected, "only the eligible background devices");
+    assert_eq!(
+        p.delivered(),
+        expected,
+        "only the eligible background devices"
+    );
     assert_eq!(p.server.backend.push_counts().sent, 2);
     assert_no_personal_data(&p.requests());
     let near_push = p
@@ -198,7 +212,10 @@ async fn an_offer_reaches_exactly_the_eligible_background_devices() {
     assert_eq!(to_customer[0].data["kind"], "job");
     assert_eq!(to_customer[0].data["state"], "assigned");
     assert_eq!(to_customer[0].data["friend_first_name"], "Nina");
-    assert_eq!(to_customer[0].collapse_key.as_deref(), Some(&*format!("job-{id}")));
+    assert_eq!(
+        to_customer[0].collapse_key.as_deref(),
+        Some(&*format!("job-{id}"))
+    );
     assert_no_personal_data(&p.requests());
 }
 
@@ -298,7 +315,10 @@ async fn a_device_token_moves_and_is_replaced() {
         serde_json::json!({ "platform": "fcm", "token": "" }),
         serde_json::json!({ "platform": "fcm", "token": "a b" }),
     ] {
-        let r = p.http().post("/v1/push-tokens", &a.token, None, &body).await;
+        let r = p
+            .http()
+            .post("/v1/push-tokens", &a.token, None, &body)
+            .await;
         friend_tests::assert_refused(&r, 400, "invalid_input", None);
     }
 }
@@ -334,7 +354,12 @@ async fn pushes_survive_a_sigkill_between_commit_and_delivery() {
     let mut friends = Vec::new();
     for (i, home) in [ZURICH, OERLIKON, ZURICH].into_iter().enumerate() {
         let r = http
-            .post("/v1/admin/friends", "test-admin", None, &friend_at(&format!("F{i}"), home))
+            .post(
+                "/v1/admin/friends",
+                "test-admin",
+                None,
+                &friend_at(&format!("F{i}"), home),
+            )
             .await;
         let created: friend_protocol::CreatedAccount = r.json();
         let who = TestAccount {
@@ -346,11 +371,21 @@ async fn pushes_survive_a_sigkill_between_commit_and_delivery() {
             token: format!("fcm-{i}"),
             replaces: None,
         };
-        assert_eq!(http.post("/v1/push-tokens", &who.token, None, &req).await.status, 200);
+        assert_eq!(
+            http.post("/v1/push-tokens", &who.token, None, &req)
+                .await
+                .status,
+            200
+        );
         friends.push(who);
     }
     let r = http
-        .post("/v1/admin/customers", "test-admin", None, &serde_json::json!({ "name": "C" }))
+        .post(
+            "/v1/admin/customers",
+            "test-admin",
+            None,
+            &serde_json::json!({ "name": "C" }),
+        )
         .await;
     let customer: friend_protocol::CreatedAccount = r.json();
 
@@ -377,18 +412,22 @@ async fn pushes_survive_a_sigkill_between_commit_and_delivery() {
     let delivered = fcm.wait_for_deliveries(3, WAIT).await;
     // The queue empties once every delivery is recorded; then nothing more can be sent.
     let queued = || {
-        let conn = rusqlite::Connection::open_with_flags(
-            &db,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-        )
-        .unwrap();
-        conn.query_row("SELECT COUNT(*) FROM push_queue", [], |r| r.get::<_, i64>(0))
-            .unwrap()
+        let conn =
+            rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .unwrap();
+        conn.query_row("SELECT COUNT(*) FROM push_queue", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .unwrap()
     };
-    wait_until("the restarted backend to empty its push queue", WAIT, || {
-        let n = queued();
-        async move { n == 0 }
-    })
+    wait_until(
+        "the restarted backend to empty its push queue",
+        WAIT,
+        || {
+            let n = queued();
+            async move { n == 0 }
+        },
+    )
     .await;
     second.kill().unwrap();
     second.wait().unwrap();
