@@ -6,12 +6,14 @@ use crate::error::AppError;
 use crate::push::content::Update;
 use crate::push::plan::News;
 use crate::store::jobs::{self, JobRow};
-use crate::store::{Effects, accounts, catalog, feed};
+use crate::store::{Effects, accounts, catalog, feed, ledger};
 use chrono::{DateTime, Utc};
 use friend_protocol::lifecycle::{self, Actor, Event, transition};
+use friend_protocol::visit;
 use friend_protocol::{
-    AcceptOutcome, AccountId, BookRequest, ErrorCode, JobDetails, JobId, JobState,
-    NotEligibleReason, Role, eligibility, slots_conflict, validate,
+    AcceptOutcome, AccountId, BookRequest, CompensationCause, CompensationPolicy, ErrorCode,
+    JobDetails, JobId, JobState, NotEligibleReason, QuotePolicy, Role, eligibility, slots_conflict,
+    validate,
 };
 use rusqlite::Connection;
 
@@ -60,13 +62,14 @@ pub fn book(
             .radius_km
             .unwrap_or(friend_protocol::DEFAULT_JOB_RADIUS_KM),
         cancelled_by: None,
+        visit: Default::default(),
         created_at: now,
         expires_at: req.timing.expires_at(now),
         updated_at: now,
         onsite: Default::default(),
     };
     jobs::insert(tx, &row)?;
-    let effects = feed::record(tx, &row, None, true, News::Offered, now)?;
+    let effects = feed::record(tx, &row, None, true, &[News::Offered], now)?;
     Ok((row.details(), effects))
 }
 
@@ -116,7 +119,14 @@ pub fn accept(
     }
     jobs::delete_decline(tx, job_id, friend)?;
     let won = load(tx, job_id)?;
-    let effects = feed::record(tx, &won, None, true, News::Customer(Update::Accepted), now)?;
+    let effects = feed::record(
+        tx,
+        &won,
+        None,
+        true,
+        &[News::Customer(Update::Accepted)],
+        now,
+    )?;
     Ok((
         AcceptOutcome::Won {
             job: Box::new(won.details()),
@@ -148,9 +158,20 @@ pub fn apply(
             "the job changed meanwhile",
         ));
     }
-    if let (Event::Release, Actor::Friend(f)) = (event, actor) {
-        // A released job goes back to the crowd, not back into the releasing Friend's inbox.
-        jobs::insert_decline(tx, job_id, f, "released", now)?;
+    match (event, job.friend_id()) {
+        (Event::Release | Event::DeclineAppointment, Some(f)) => {
+            // The job goes back to the crowd, not back into the released Friend's inbox.
+            let why = match event {
+                Event::Release => "released",
+                _ => "visit_declined",
+            };
+            jobs::insert_decline(tx, job_id, f, why, now)?;
+            jobs::reopen(tx, job_id, now)?;
+        }
+        (Event::Cancel, Some(f)) if job.state == JobState::Assigned => {
+            compensate(tx, &job, f, CompensationCause::LateCancellation, now)?;
+        }
+        _ => {}
     }
     let after = load(tx, job_id)?;
     let effects = feed::record(
@@ -162,6 +183,38 @@ pub fn apply(
         now,
     )?;
     Ok((after, effects))
+}
+
+/// Records the compensation `friend` is owed for `job`, when the rule says one is owed: a
+/// cancellation of a held job late before the visit (SPEC §3), or a no-show.
+pub(crate) fn compensate(
+    tx: &Connection,
+    job: &JobRow,
+    friend: AccountId,
+    cause: CompensationCause,
+    now: DateTime<Utc>,
+) -> Result<(), AppError> {
+    let policy = CompensationPolicy::default();
+    let owed = match cause {
+        CompensationCause::LateCancellation => visit::cancel_preview(
+            true,
+            &job.timing,
+            job.visit.appointment.as_ref(),
+            now,
+            &policy,
+        )
+        .fee
+        .is_some(),
+        CompensationCause::NoShow => true,
+        CompensationCause::Unknown => false,
+    };
+    if let Some(c) = policy
+        .compensation(cause, &QuotePolicy::default())
+        .filter(|_| owed)
+    {
+        ledger::insert_compensation(tx, job.id, friend, &c, now)?;
+    }
+    Ok(())
 }
 
 /// A Friend declines an open offer: it leaves their inbox (and only theirs).

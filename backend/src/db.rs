@@ -23,6 +23,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/002_negotiation.sql"),
     include_str!("../migrations/003_area_feed.sql"),
     include_str!("../migrations/004_push.sql"),
+    include_str!("../migrations/005_visit.sql"),
 ];
 
 /// Most idle reader connections kept open.

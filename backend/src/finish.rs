@@ -13,8 +13,8 @@ use crate::store::{Effects, feed, ledger, outcomes, ratings};
 use chrono::{DateTime, Utc};
 use friend_protocol::lifecycle::{Actor, Event};
 use friend_protocol::{
-    AccountId, CompleteRequest, ErrorCode, JobId, JobOutcome, JobState, LedgerEntry, LedgerStatus,
-    QuotePolicy, RateRequest, Settlement,
+    AccountId, CompensationCause, CompleteRequest, ErrorCode, JobId, JobOutcome, JobState,
+    LedgerEntry, LedgerStatus, QuotePolicy, RateRequest, Settlement, UnsuccessfulReason,
 };
 use rusqlite::Connection;
 
@@ -74,6 +74,13 @@ pub fn end_unhappily(
         return Err(AppError::job_closed(job.state));
     }
     outcomes::insert(tx, job_id, outcome, now)?;
+    if let JobOutcome::Unsuccessful {
+        reason: UnsuccessfulReason::CustomerAbsent,
+        ..
+    } = outcome
+    {
+        actions::compensate(tx, &job, friend, CompensationCause::NoShow, now)?;
+    }
     actions::apply(tx, job_id, Actor::Friend(friend), event, now)
 }
 
@@ -115,7 +122,7 @@ pub fn rate(
     }
     jobs::touch(tx, job_id, now)?;
     let after = load(tx, job_id)?;
-    let effects = feed::record(tx, &after, None, false, News::Friend(Update::Rated), now)?;
+    let effects = feed::record(tx, &after, None, false, &[News::Friend(Update::Rated)], now)?;
     Ok((after, effects))
 }
 

@@ -31,6 +31,7 @@ mod routes;
 pub mod seed;
 mod store;
 mod views;
+mod visit;
 
 pub use auth::hash_token;
 pub use db::{DbError, WritePause};

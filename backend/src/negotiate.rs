@@ -82,7 +82,7 @@ pub fn register_key(
         for job in jobs::held_with(tx, caller.id)? {
             jobs::touch(tx, job.id, now)?;
             let after = load(tx, job.id)?;
-            effects.merge(feed::record(tx, &after, None, false, News::Quiet, now)?);
+            effects.merge(feed::record(tx, &after, None, false, &[], now)?);
         }
     }
     Ok((
@@ -219,7 +219,7 @@ pub fn consent(
         _ => Update::PriceAgreed,
     };
     let news = News::to_other_than(signer, update);
-    let effects = feed::record(tx, &after, None, false, news, now)?;
+    let effects = feed::record(tx, &after, None, false, &[news], now)?;
     Ok((after, effects))
 }
 
@@ -248,6 +248,6 @@ pub fn reject(
     jobs::touch(tx, job_id, now)?;
     let after = load(tx, job_id)?;
     let news = News::to_other_than(party, Update::QuoteRejected);
-    let effects = feed::record(tx, &after, None, false, news, now)?;
+    let effects = feed::record(tx, &after, None, false, &[news], now)?;
     Ok((after, effects))
 }

@@ -120,4 +120,7 @@ pub struct Catalog {
     pub version: u32,
     /// All services.
     pub services: Vec<Service>,
+    /// What a late cancellation or a no-show owes the Friend.
+    #[serde(default)]
+    pub compensation: crate::visit::CompensationPolicy,
 }

@@ -356,6 +356,9 @@ pub struct JobDetails {
     /// How an escalated or unsuccessful job ended, with the Friend's note.
     #[serde(default)]
     pub outcome: Option<JobOutcome>,
+    /// The agreed visit, "on my way", compensation, and how often it was offered again.
+    #[serde(default)]
+    pub visit: crate::visit::VisitView,
 }
 
 /// Why a Friend declines an offer.

@@ -29,6 +29,7 @@ pub mod push;
 pub mod quote;
 pub mod sync;
 pub mod validate;
+pub mod visit;
 
 pub use accept::*;
 pub use account::*;
@@ -46,3 +47,7 @@ pub use quote::{
     validate_quote,
 };
 pub use sync::*;
+pub use visit::{
+    Appointment, AppointmentRequest, CancelPreview, Compensation, CompensationCause,
+    CompensationPolicy, EnRoute, OnMyWayRequest, ReleaseReason, ReleaseRequest, VisitView,
+};

@@ -48,11 +48,18 @@ pub enum Event {
     Escalate,
     /// The holding Friend checks out without success (customer absent, cannot help).
     CheckOutUnsuccessful,
+    /// The holding Friend records the agreed visit (the job stays assigned).
+    SetAppointment,
+    /// The holding Friend is on the way, with an arrival estimate (the job stays assigned).
+    OnMyWay,
+    /// The customer declines a moved visit: the Friend is released without penalty and the job is
+    /// open again.
+    DeclineAppointment,
 }
 
 impl Event {
     /// Every event.
-    pub const ALL: [Event; 9] = [
+    pub const ALL: [Event; 12] = [
         Event::Accept,
         Event::Release,
         Event::CheckIn,
@@ -62,6 +69,9 @@ impl Event {
         Event::Expire,
         Event::Escalate,
         Event::CheckOutUnsuccessful,
+        Event::SetAppointment,
+        Event::OnMyWay,
+        Event::DeclineAppointment,
     ];
 
     /// Stable name.
@@ -76,6 +86,9 @@ impl Event {
             Event::Expire => "expire",
             Event::Escalate => "escalate",
             Event::CheckOutUnsuccessful => "check_out_unsuccessful",
+            Event::SetAppointment => "set_appointment",
+            Event::OnMyWay => "on_my_way",
+            Event::DeclineAppointment => "decline_appointment",
         }
     }
 }
@@ -178,7 +191,7 @@ pub fn transition(job: &JobFacts, actor: &Actor, event: Event) -> Result<JobFact
                 return Err(Refusal::NotYourJob);
             }
         }
-        (Event::AgreePrice, Actor::Customer(c)) => {
+        (Event::AgreePrice | Event::DeclineAppointment, Actor::Customer(c)) => {
             if *c != job.customer {
                 return Err(Refusal::NotYourJob);
             }
@@ -189,7 +202,9 @@ pub fn transition(job: &JobFacts, actor: &Actor, event: Event) -> Result<JobFact
             | Event::AgreePrice
             | Event::Complete
             | Event::Escalate
-            | Event::CheckOutUnsuccessful,
+            | Event::CheckOutUnsuccessful
+            | Event::SetAppointment
+            | Event::OnMyWay,
             Actor::Friend(f),
         ) => {
             if job.friend != Some(*f) || !(job.state.is_held() || job.state.is_terminal()) {
@@ -212,6 +227,8 @@ pub fn transition(job: &JobFacts, actor: &Actor, event: Event) -> Result<JobFact
         (Event::Expire, Open) => (Expired, None),
         (Event::Escalate, OnSite | Agreed) => (Escalated, job.friend),
         (Event::CheckOutUnsuccessful, OnSite | Agreed) => (Unsuccessful, job.friend),
+        (Event::SetAppointment | Event::OnMyWay, Assigned) => (Assigned, job.friend),
+        (Event::DeclineAppointment, Assigned) => (Open, None),
         _ => return Err(invalid()),
     };
     Ok(JobFacts {

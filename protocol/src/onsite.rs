@@ -286,6 +286,9 @@ pub struct LedgerEntry {
     /// When it was settled.
     #[serde(default)]
     pub paid_at: Option<DateTime<Utc>>,
+    /// Set when the entry compensates a late cancellation or a no-show (`None`: a completed job).
+    #[serde(default)]
+    pub compensation: Option<crate::visit::CompensationCause>,
 }
 
 /// `GET /v1/friend/ledger`.

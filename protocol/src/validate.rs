@@ -55,6 +55,15 @@ fn radius(field: &'static str, km: u32) -> Result<(), Invalid> {
     Ok(())
 }
 
+/// Validates an optional free-text note (at most [`MAX_TEXT_CHARS`], no control characters but
+/// line breaks).
+pub fn note(field: &'static str, value: Option<&str>) -> Result<(), Invalid> {
+    match value {
+        Some(v) => text(field, v, MAX_TEXT_CHARS, false),
+        None => Ok(()),
+    }
+}
+
 /// Validates a booking. `now` is the server's clock (slots must lie in the future).
 pub fn book_request(req: &BookRequest, now: chrono::DateTime<chrono::Utc>) -> Result<(), Invalid> {
     text("service_id", &req.service_id, MAX_SHORT_CHARS, true)?;

@@ -9,6 +9,7 @@ mod backend_input;
 mod backend_negotiation;
 mod backend_race;
 mod backend_sync;
+mod backend_visit;
 mod core_accept;
 mod core_crash;
 mod core_identity;

@@ -488,3 +488,63 @@ async fn a_long_poll_given_up_by_the_device_no_longer_suppresses_pushes() {
     p.fcm.wait_for_deliveries(1, WAIT).await.unwrap();
     assert_eq!(p.fcm.deliveries()[0].data["job_id"], job.id.to_string());
 }
+
+/// "On my way" reaches the customer with the estimate; a release tells the customer the search
+/// goes on and offers the job again to the other eligible Friends, not to the one who gave it back.
+#[tokio::test]
+async fn on_my_way_and_a_release_are_pushed() {
+    let p = Pushing::start().await;
+    let s = &p.server;
+    let holder = s.friend(friend_at("Hana Holder", ZURICH)).await;
+    let other = s.friend(friend_at("Olga Other", OERLIKON)).await;
+    let customer = s.customer("Hildegard Vertraulich").await;
+    p.register(&holder, PushPlatform::Fcm, "fcm-holder").await;
+    p.register(&other, PushPlatform::Fcm, "fcm-other").await;
+    p.register(&customer, PushPlatform::Apns, &apns_token(9))
+        .await;
+    let job = s.book(&customer, &booking_at(ZURICH)).await;
+    assert_eq!(p.http().accept(&holder, job.id, "a-1").await.status, 200);
+    p.drained().await;
+
+    let eta = s.clock_now() + chrono::Duration::minutes(18);
+    let r = p
+        .http()
+        .post(
+            &format!("/v1/friend/jobs/{}/on-my-way", job.id),
+            &holder.token,
+            None,
+            &serde_json::json!({ "eta": eta.to_rfc3339() }),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    p.drained().await;
+    let last = p.apns.deliveries().pop().unwrap();
+    assert_eq!(last.data["state"], "assigned");
+    assert_eq!(last.data["eta"], eta.timestamp_millis().to_string());
+    assert!(
+        last.text.as_deref().unwrap().contains("on the way"),
+        "{:?}",
+        last.text
+    );
+
+    let before = p.fcm.delivery_count();
+    let r = p
+        .http()
+        .post(
+            &format!("/v1/friend/jobs/{}/release", job.id),
+            &holder.token,
+            None,
+            &serde_json::json!({ "reason": "cannot_come" }),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    p.drained().await;
+    let offers: Vec<String> = p.fcm.deliveries()[before..]
+        .iter()
+        .map(|d| d.device_token.clone())
+        .collect();
+    assert_eq!(offers, vec!["fcm-other".to_string()]);
+    let last = p.apns.deliveries().pop().unwrap();
+    assert_eq!(last.text.as_deref(), Some("Looking for another Friend"));
+    assert_no_personal_data(&p.requests());
+}

@@ -100,6 +100,14 @@ pub enum Update {
     Escalated,
     /// The Friend checked out without success (to the customer).
     CheckedOut,
+    /// The holding Friend recorded the visit (to the customer).
+    AppointmentSet,
+    /// The holding Friend is on the way (to the customer).
+    OnTheWay,
+    /// The job is offered again: the Friend gave it back (to the customer).
+    SearchingAgain,
+    /// The customer declined the moved visit; the Friend is released (to that Friend).
+    AppointmentDeclined,
     /// Any other change.
     Changed,
 }
@@ -150,6 +158,19 @@ pub fn update_push(job: &JobDetails, to: Recipient, what: Update) -> PushMessage
         Update::Rated => "The customer rated your work".to_string(),
         Update::Escalated => "Your job was handed to the field service".to_string(),
         Update::CheckedOut => format!("{who} checked out without finishing"),
+        Update::AppointmentSet => match job.visit.appointment {
+            Some(a) if a.moved => format!("{who} proposes another time for the visit"),
+            _ => format!("{who} confirmed the visit"),
+        },
+        Update::OnTheWay => match job.visit.en_route {
+            Some(r) => format!(
+                "{who} is on the way, arriving in about {} min",
+                (r.eta - r.sent_at).num_minutes().max(1)
+            ),
+            None => format!("{who} is on the way"),
+        },
+        Update::SearchingAgain => "Looking for another Friend".to_string(),
+        Update::AppointmentDeclined => "The customer declined the new time".to_string(),
         Update::Changed => format!("Your job is now {}", job.state.as_str().replace('_', " ")),
     };
     let mut data = BTreeMap::new();
@@ -158,6 +179,9 @@ pub fn update_push(job: &JobDetails, to: Recipient, what: Update) -> PushMessage
     data.insert("state".to_string(), job.state.as_str().to_string());
     if let Some(name) = &first_name {
         data.insert("friend_first_name".to_string(), name.clone());
+    }
+    if let (Update::OnTheWay, Some(r)) = (what, job.visit.en_route) {
+        data.insert("eta".to_string(), r.eta.timestamp_millis().to_string());
     }
     PushMessage {
         title: job.title.clone(),

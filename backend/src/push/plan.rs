@@ -38,21 +38,26 @@ pub enum News {
 }
 
 impl News {
-    /// The news of a state-machine event.
-    pub fn of(event: Event, actor: &Actor) -> News {
+    /// The news of a state-machine event (an event may tell several parties).
+    pub fn of(event: Event, actor: &Actor) -> &'static [News] {
         match event {
-            Event::Accept => News::Customer(Update::Accepted),
-            Event::Release => News::Offered,
-            Event::CheckIn => News::Customer(Update::Arrived),
-            Event::AgreePrice => News::Customer(Update::PriceAgreed),
-            Event::Complete => News::Customer(Update::Completed),
+            Event::Accept => &[News::Customer(Update::Accepted)],
+            Event::Release => &[News::Offered, News::Customer(Update::SearchingAgain)],
+            Event::CheckIn => &[News::Customer(Update::Arrived)],
+            Event::AgreePrice => &[News::Customer(Update::PriceAgreed)],
+            Event::Complete => &[News::Customer(Update::Completed)],
             Event::Cancel => match actor {
-                Actor::Customer(_) => News::Friend(Update::Cancelled),
-                _ => News::Quiet,
+                Actor::Customer(_) => &[News::Friend(Update::Cancelled)],
+                _ => &[],
             },
-            Event::Expire => News::Customer(Update::Expired),
-            Event::Escalate => News::Customer(Update::Escalated),
-            Event::CheckOutUnsuccessful => News::Customer(Update::CheckedOut),
+            Event::Expire => &[News::Customer(Update::Expired)],
+            Event::Escalate => &[News::Customer(Update::Escalated)],
+            Event::CheckOutUnsuccessful => &[News::Customer(Update::CheckedOut)],
+            Event::SetAppointment => &[News::Customer(Update::AppointmentSet)],
+            Event::OnMyWay => &[News::Customer(Update::OnTheWay)],
+            Event::DeclineAppointment => {
+                &[News::Offered, News::Friend(Update::AppointmentDeclined)]
+            }
         }
     }
 

@@ -473,6 +473,7 @@ fn marked_job() -> (Offer, JobDetails) {
         settlement: None,
         rating: None,
         outcome: None,
+        visit: Default::default(),
     };
     let offer = Offer {
         id: details.id,

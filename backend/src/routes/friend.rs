@@ -13,7 +13,7 @@ use axum::extract::State;
 use friend_protocol::lifecycle::{Actor, Event};
 use friend_protocol::{
     AcceptOutcome, AccountId, ApiError, Change, DeclineReason, DeclineRequest, ErrorCode,
-    FriendJobView, JobId, JobResponse,
+    FriendJobView, JobId, JobResponse, ReleaseRequest,
 };
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -204,12 +204,15 @@ async fn held_job_event(
     .await
 }
 
-/// Gives an assigned job back to the crowd before arriving.
+/// Gives an assigned job back to the crowd before arriving, saying why: it is offered again to the
+/// eligible Friends (not to the caller) and the customer sees "looking for another Friend".
 #[utoipa::path(post, path = "/v1/friend/jobs/{id}/release", tag = "friend", security(("friend" = [])),
     params(("id" = uuid::Uuid, Path, description = "Job id"),
         ("Idempotency-Key" = Option<String>, Header, description = "Optional; makes retries safe",
             min_length = 1, max_length = 128, pattern = r"^[!-~]([\t -~]*[!-~])?$")),
+    request_body = ReleaseRequest,
     responses((status = 200, body = JobResponse),
+        (status = 400, body = ApiError, description = "`invalid_input`: unknown reason or a note too long"),
         (status = 404, body = ApiError, description = "`not_found`: no such job"),
         (status = 409, body = ApiError, description = "`not_assigned_to_you` or `invalid_transition`")))]
 pub async fn release(
@@ -217,8 +220,13 @@ pub async fn release(
     FriendCaller(me): FriendCaller,
     key: IdempotencyKey,
     ApiPath(id): ApiPath<JobId>,
+    ApiJson(req): ApiJson<ReleaseRequest>,
 ) -> Result<Json<JobResponse>, AppError> {
-    held_job_event(state, me, key.0, id, Event::Release).await
+    let body = serde_json::json!({ "job": id, "release": req });
+    idempotent_job(&state, me, key.0, "release", body, move |tx, now| {
+        crate::visit::release(tx, me, id, &req, now)
+    })
+    .await
 }
 
 /// Checks in on site.

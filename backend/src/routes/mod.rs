@@ -11,6 +11,7 @@ mod meta;
 mod negotiation;
 mod push_tokens;
 mod sync;
+mod visit;
 
 use crate::AppState;
 use crate::error::AppError;
@@ -56,6 +57,19 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/v1/friend/jobs/{id}/decline", post(friend::decline))
         .route("/v1/friend/jobs/{id}/release", post(friend::release))
         .route("/v1/friend/jobs/{id}/check-in", post(friend::check_in))
+        .route(
+            "/v1/friend/jobs/{id}/appointment",
+            post(visit::set_appointment),
+        )
+        .route("/v1/friend/jobs/{id}/on-my-way", post(visit::on_my_way))
+        .route(
+            "/v1/customer/jobs/{id}/appointment/decline",
+            post(visit::decline_appointment),
+        )
+        .route(
+            "/v1/customer/jobs/{id}/cancel-preview",
+            get(visit::cancel_preview),
+        )
         .route("/v1/friend/jobs/{id}/complete", post(closing::complete))
         .route("/v1/friend/jobs/{id}/escalate", post(closing::escalate))
         .route(
@@ -252,6 +266,10 @@ pub(crate) async fn expire_due(state: &Arc<AppState>) -> Result<usize, AppError>
         friend::decline,
         friend::release,
         friend::check_in,
+        visit::set_appointment,
+        visit::on_my_way,
+        visit::decline_appointment,
+        visit::cancel_preview,
         closing::complete,
         closing::escalate,
         closing::unsuccessful,

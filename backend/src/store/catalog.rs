@@ -58,6 +58,7 @@ pub fn catalog(tx: &Connection) -> rusqlite::Result<Catalog> {
     Ok(Catalog {
         version: version.and_then(|v| v.parse().ok()).unwrap_or(0),
         services,
+        compensation: friend_protocol::CompensationPolicy::default(),
     })
 }
 

@@ -23,17 +23,17 @@ pub fn record(
     job: &JobRow,
     previous_holder: Option<AccountId>,
     was_open: bool,
-    news: News,
+    news: &[News],
     now: DateTime<Utc>,
 ) -> rusqlite::Result<Effects> {
     let mut named = vec![job.customer_id];
     named.extend(job.friend_id());
     named.extend(previous_holder);
     let mut effects = append(tx, job.id, named, now)?;
-    if news != News::Quiet {
+    for news in news.iter().filter(|n| **n != News::Quiet) {
         effects.announce.push(Announcement {
             job: job.clone(),
-            news,
+            news: *news,
             holder: job.friend_id().or(previous_holder),
         });
     }

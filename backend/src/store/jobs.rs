@@ -9,8 +9,9 @@ use chrono::{DateTime, Utc};
 use friend_protocol::eligibility::JobReach;
 use friend_protocol::lifecycle::JobFacts;
 use friend_protocol::{
-    AccountId, Address, Category, Contact, FriendSummary, GeoPoint, JobDetails, JobId, JobState,
-    Money, Negotiation, Offer, Place, Role, SlotUse, Tier, Timing,
+    AccountId, Address, Appointment, Category, Contact, EnRoute, FriendSummary, GeoPoint,
+    JobDetails, JobId, JobState, Money, Negotiation, Offer, Place, Role, SlotUse, Tier, Timing,
+    VisitView,
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
@@ -69,6 +70,8 @@ pub struct JobRow {
     pub expires_at: DateTime<Utc>,
     /// Last change.
     pub updated_at: DateTime<Utc>,
+    /// The agreed visit, "on my way", and how often it was offered again.
+    pub visit: Visit,
     /// Keys, negotiation, completion, rating and outcome.
     pub onsite: OnSite,
 }
@@ -109,10 +112,16 @@ impl JobRow {
         }
     }
 
-    /// Time and place for the slot-overlap rule (slot jobs only).
+    /// Time and place for the slot-overlap rule (slot jobs only): the agreed visit once there is
+    /// one, the booked slot before.
     pub fn slot_use(&self) -> Option<SlotUse> {
-        match self.timing {
-            Timing::Slot { start, end } => Some(SlotUse {
+        match (self.timing, self.visit.appointment) {
+            (Timing::Slot { .. }, Some(a)) => Some(SlotUse {
+                start: a.start,
+                end: a.end,
+                location: self.location,
+            }),
+            (Timing::Slot { start, end }, None) => Some(SlotUse {
                 start,
                 end,
                 location: self.location,
@@ -177,6 +186,12 @@ impl JobRow {
             settlement: self.onsite.settlement,
             rating: self.onsite.rating,
             outcome: self.onsite.outcome.clone(),
+            visit: VisitView {
+                appointment: self.visit.appointment,
+                en_route: self.visit.en_route,
+                compensation: self.onsite.compensation,
+                reopened: self.visit.reopened,
+            },
         }
     }
 }
@@ -186,12 +201,15 @@ const COLUMNS: &str = concat!(
     j.service_id, j.category, j.title, j.description, j.timing_kind, j.slot_start, j.slot_end, j.place,
     j.lat, j.lon, j.approx_lat, j.approx_lon, j.district, j.address, j.contact, j.access_notes,
     j.price_minor, j.currency, j.brand, j.min_tier, j.radius_km, j.cancelled_by,
-    j.created_at, j.expires_at, j.updated_at, ",
+    j.created_at, j.expires_at, j.updated_at,
+    j.appt_start, j.appt_end, j.appt_moved, j.eta, j.eta_sent_at, j.reopened, ",
     onsite_columns!()
 );
 
+/// Where the visit columns start.
+const VISIT_AT: usize = 33;
 /// Where the on-site columns start.
-const ONSITE_AT: usize = 33;
+const ONSITE_AT: usize = 39;
 
 const FROM: &str = concat!(
     "jobs j LEFT JOIN accounts fa ON fa.id = j.friend_id LEFT JOIN friends ff ON ff.account_id = j.friend_id",
@@ -278,7 +296,37 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<JobRow> {
         created_at: from_ms(r.get(30)?),
         expires_at: from_ms(r.get(31)?),
         updated_at: from_ms(r.get(32)?),
+        visit: visit_from_row(r, VISIT_AT)?,
         onsite: onsite::from_row(r, ONSITE_AT)?,
+    })
+}
+
+fn visit_from_row(r: &Row<'_>, at: usize) -> rusqlite::Result<Visit> {
+    let appointment = match (
+        r.get::<_, Option<i64>>(at)?,
+        r.get::<_, Option<i64>>(at + 1)?,
+    ) {
+        (Some(start), Some(end)) => Some(Appointment {
+            start: from_ms(start),
+            end: from_ms(end),
+            moved: r.get::<_, i64>(at + 2)? != 0,
+        }),
+        _ => None,
+    };
+    let en_route = match (
+        r.get::<_, Option<i64>>(at + 3)?,
+        r.get::<_, Option<i64>>(at + 4)?,
+    ) {
+        (Some(eta), Some(sent)) => Some(EnRoute {
+            eta: from_ms(eta),
+            sent_at: from_ms(sent),
+        }),
+        _ => None,
+    };
+    Ok(Visit {
+        appointment,
+        en_route,
+        reopened: r.get(at + 5)?,
     })
 }
 
@@ -520,4 +568,64 @@ pub fn decliners(
         parse_id(&r.get::<_, String>(0)?)
     })?
     .collect()
+}
+
+/// Between the accept and the arrival: what the holding Friend recorded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Visit {
+    /// The agreed visit.
+    pub appointment: Option<Appointment>,
+    /// The latest "on my way".
+    pub en_route: Option<EnRoute>,
+    /// How often the job was offered again after a Friend held it.
+    pub reopened: u32,
+}
+
+/// Records the agreed visit of a held job.
+pub fn set_appointment(
+    tx: &Connection,
+    id: JobId,
+    a: &Appointment,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<()> {
+    tx.exec(
+        "UPDATE jobs SET appt_start = ?1, appt_end = ?2, appt_moved = ?3,
+            version = version + 1, updated_at = ?4 WHERE id = ?5",
+        params![
+            to_ms(a.start),
+            to_ms(a.end),
+            a.moved,
+            to_ms(now),
+            id.to_string()
+        ],
+    )?;
+    Ok(())
+}
+
+/// Records the holding Friend's latest "on my way".
+pub fn set_en_route(
+    tx: &Connection,
+    id: JobId,
+    eta: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<()> {
+    tx.exec(
+        "UPDATE jobs SET eta = ?1, eta_sent_at = ?2, version = version + 1, updated_at = ?2
+         WHERE id = ?3",
+        params![to_ms(eta), to_ms(now), id.to_string()],
+    )?;
+    Ok(())
+}
+
+/// A job offered again (given back, or its moved visit declined): the visit and the estimate are
+/// forgotten, the count grows, and a now-job gets a fresh search time.
+pub fn reopen(tx: &Connection, id: JobId, now: DateTime<Utc>) -> rusqlite::Result<()> {
+    tx.exec(
+        "UPDATE jobs SET appt_start = NULL, appt_end = NULL, appt_moved = 0, eta = NULL,
+            eta_sent_at = NULL, reopened = reopened + 1,
+            expires_at = CASE WHEN timing_kind = 'now' THEN MAX(expires_at, ?1) ELSE expires_at END
+         WHERE id = ?2",
+        params![to_ms(now + friend_protocol::NOW_JOB_TTL), id.to_string()],
+    )?;
+    Ok(())
 }

@@ -11,6 +11,34 @@ use friend_protocol::{
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
+/// Records what a late cancellation or a no-show owes the Friend: charged online, settled as a
+/// completed job would be.
+pub fn insert_compensation(
+    tx: &Connection,
+    job: JobId,
+    friend: AccountId,
+    c: &friend_protocol::Compensation,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<()> {
+    let s = &c.settlement;
+    tx.exec(
+        "INSERT INTO ledger (job_id, friend_id, method, currency, total_minor, charged_minor, fee_minor,
+            payout_minor, status, created_at, updated_at, kind)
+         VALUES (?1, ?2, 'online', ?3, ?4, ?4, ?5, ?6, 'pending', ?7, ?7, ?8)",
+        params![
+            job.to_string(),
+            friend.to_string(),
+            s.charged.currency.code(),
+            s.charged.minor,
+            s.fee.minor,
+            s.payout.minor,
+            to_ms(now),
+            c.cause.as_str(),
+        ],
+    )?;
+    Ok(())
+}
+
 /// Records a completed job.
 pub fn insert(
     tx: &Connection,
@@ -42,7 +70,7 @@ pub fn insert(
 
 const COLUMNS: &str =
     "job_id, method, currency, total_minor, charged_minor, fee_minor, payout_minor,
-    status, created_at, updated_at, to_pay_at, paid_at";
+    status, created_at, updated_at, to_pay_at, paid_at, kind";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<LedgerEntry> {
     let method = payment(&r.get::<_, String>(1)?);
@@ -61,6 +89,10 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<LedgerEntry> {
         updated_at: from_ms(r.get(9)?),
         to_pay_at: r.get::<_, Option<i64>>(10)?.map(from_ms),
         paid_at: r.get::<_, Option<i64>>(11)?.map(from_ms),
+        compensation: match r.get::<_, String>(12)?.as_str() {
+            "completion" => None,
+            kind => Some(friend_protocol::CompensationCause::parse(kind)),
+        },
     })
 }
 

@@ -5,8 +5,8 @@
 use crate::clock::from_ms;
 use friend_protocol::negotiation::{Agreement, Answer, Proposal};
 use friend_protocol::{
-    Currency, JobOutcome, Money, Negotiation, NegotiationView, Party, PartyKeys, PaymentMethod,
-    Quote, QuoteRecord, Settlement, UnsuccessfulReason,
+    Compensation, CompensationCause, Currency, JobOutcome, Money, Negotiation, NegotiationView,
+    Party, PartyKeys, PaymentMethod, Quote, QuoteRecord, Settlement, UnsuccessfulReason,
 };
 use rusqlite::Row;
 
@@ -21,7 +21,7 @@ macro_rules! onsite_columns {
         ql.version, ql.proposed_by, ql.quote, ql.answer, ql.proposal, ql.acceptance, ql.proposed_at, ql.answered_at,
         qa.version, qa.proposed_by, qa.quote, qa.answer, qa.proposal, qa.acceptance, qa.proposed_at, qa.answered_at,
         l.method, l.currency, l.total_minor, l.charged_minor, l.fee_minor, l.payout_minor,
-        r.stars, o.kind, o.reason, o.note"
+        r.stars, o.kind, o.reason, o.note, l.kind"
     };
 }
 
@@ -58,6 +58,8 @@ pub struct OnSite {
     pub rating: Option<u8>,
     /// How an escalated or unsuccessful job ended.
     pub outcome: Option<JobOutcome>,
+    /// What a late cancellation or a no-show owes (a ledger entry of that kind).
+    pub compensation: Option<Compensation>,
 }
 
 fn corrupt(what: &str) -> rusqlite::Error {
@@ -160,7 +162,23 @@ pub fn from_row(r: &Row<'_>, at: usize) -> rusqlite::Result<OnSite> {
     });
 
     let l = at + 18;
+    let ledger_kind: Option<String> = r.get(at + 28)?;
+    let mut compensation = None;
     let (payment, final_total, settlement) = match r.get::<_, Option<String>>(l)? {
+        Some(_) if ledger_kind.as_deref().is_some_and(|k| k != "completion") => {
+            let cur = currency(&r.get::<_, String>(l + 1)?);
+            let money =
+                |i: usize| -> rusqlite::Result<Money> { Ok(Money::new(r.get(l + i)?, cur)) };
+            compensation = Some(Compensation {
+                cause: CompensationCause::parse(ledger_kind.as_deref().unwrap_or_default()),
+                settlement: Settlement {
+                    charged: money(3)?,
+                    fee: money(4)?,
+                    payout: money(5)?,
+                },
+            });
+            (None, None, None)
+        }
         Some(method) => {
             let cur = currency(&r.get::<_, String>(l + 1)?);
             let money =
@@ -201,5 +219,6 @@ pub fn from_row(r: &Row<'_>, at: usize) -> rusqlite::Result<OnSite> {
         settlement,
         rating,
         outcome,
+        compensation,
     })
 }

@@ -460,6 +460,7 @@ pub(crate) mod tests {
             settlement: None,
             rating: None,
             outcome: None,
+            visit: Default::default(),
         }
     }
 
