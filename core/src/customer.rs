@@ -9,11 +9,15 @@ use crate::secrets::SecretsProvider;
 use crate::session::Session;
 use crate::session::SessionConfig;
 use crate::store::outbox::ItemStatus;
-use crate::store::{cache, outbox as rows};
+use crate::store::{cache, meta, outbox as rows};
+use chrono::{DateTime, Utc};
 use friend_protocol::lifecycle::{self, Actor, Event, JobFacts};
 use friend_protocol::negotiation::{Answer, Party};
 use friend_protocol::quote::LineItem;
-use friend_protocol::{BookRequest, JobDetails, JobId, JobState, validate};
+use friend_protocol::visit;
+use friend_protocol::{
+    Appointment, BookRequest, CancelPreview, Catalog, JobDetails, JobId, JobState, validate,
+};
 use std::sync::Arc;
 
 /// A double tap or a repeated call with the same booking within this window returns the first one.
@@ -26,10 +30,23 @@ pub enum LiveStatus {
     Queued,
     /// Broadcast; waiting for a Friend.
     Searching,
-    /// A Friend accepted and is on the way.
+    /// Offered again after a Friend held it (they gave it back, or the customer declined a moved
+    /// visit): "looking for another Friend". How often: `details.visit.reopened`.
+    SearchingAgain,
+    /// A Friend accepted; `visit` is the agreed visit once they recorded it (a slot job's visit
+    /// with `moved` set may be declined: [`CustomerSession::decline_appointment`]).
     Accepted {
         /// The Friend's name.
         friend: String,
+        /// The agreed visit, if recorded yet.
+        visit: Option<Appointment>,
+    },
+    /// The Friend is on the way, arriving about `eta` (their latest estimate).
+    OnTheWay {
+        /// The Friend's name.
+        friend: String,
+        /// Estimated arrival (server clock).
+        eta: DateTime<Utc>,
     },
     /// The Friend is on site.
     OnSite,
@@ -42,13 +59,14 @@ pub enum LiveStatus {
     Agreed,
     /// Done (and paid).
     Completed,
-    /// Cancelled.
+    /// Cancelled. A late cancellation's compensation fee is in `details.visit.compensation`.
     Cancelled,
     /// Nobody accepted in time.
     Expired,
     /// Handed to the field service.
     Escalated,
-    /// The Friend checked out without success.
+    /// The Friend checked out without success. A no-show's compensation fee is in
+    /// `details.visit.compensation`.
     Unsuccessful,
 }
 
@@ -83,14 +101,22 @@ impl std::ops::Deref for CustomerSession {
 
 fn live_status(details: &JobDetails, negotiation: &LocalNegotiation) -> LiveStatus {
     match details.state {
+        JobState::Open if details.visit.reopened > 0 => LiveStatus::SearchingAgain,
         JobState::Open | JobState::Unknown => LiveStatus::Searching,
-        JobState::Assigned => LiveStatus::Accepted {
-            friend: details
+        JobState::Assigned => {
+            let friend = details
                 .friend
                 .as_ref()
                 .map(|f| f.name.clone())
-                .unwrap_or_default(),
-        },
+                .unwrap_or_default();
+            match details.visit.en_route {
+                Some(r) => LiveStatus::OnTheWay { friend, eta: r.eta },
+                None => LiveStatus::Accepted {
+                    friend,
+                    visit: details.visit.appointment,
+                },
+            }
+        }
         JobState::OnSite | JobState::Agreed => match negotiation.latest.as_ref() {
             Some(q) if q.answer == Answer::Pending => {
                 LiveStatus::QuotePending { by: q.proposed_by }
@@ -216,19 +242,85 @@ impl CustomerSession {
             .await
     }
 
-    /// Cancels a job before the Friend is on site (queued).
+    /// Cancels a job before the Friend is on site (queued). Once a Friend holds it, a late
+    /// cancellation owes the compensation fee: show [`Self::cancel_preview`] first.
     pub async fn cancel(&self, job: JobId) -> CoreResult<i64> {
+        self.cancellable(job).await?;
+        self.session.engine.enqueue(job, Action::Cancel).await
+    }
+
+    /// The job as this device shows it, if the customer may cancel it: the shared state machine
+    /// decides, on the job as this device shows it (a queued cancel included); the server decides
+    /// again.
+    async fn cancellable(&self, job: JobId) -> CoreResult<JobDetails> {
         let details = self
             .job(job)
             .await?
             .details
             .ok_or_else(|| CoreError::NotCached(job.to_string()))?;
-        // The shared state machine decides, on the job as this device shows it (a queued cancel
-        // included); the server decides again.
         let facts = JobFacts::of(&details);
         lifecycle::transition(&facts, &Actor::Customer(details.customer_id), Event::Cancel)
             .map_err(|refusal| CoreError::InvalidInput(refusal.to_string()))?;
-        self.session.engine.enqueue(job, Action::Cancel).await
+        Ok(details)
+    }
+
+    /// What cancelling the job now would cost, computed on the device — offline too — with the
+    /// protocol's rule (`friend_protocol::visit::cancel_preview`) on the job as this device shows
+    /// it, the compensation policy of the cached catalog (the protocol's default when none is
+    /// cached) and the server's clock as this device knows it: nothing while the job is open; once
+    /// a Friend holds it, the fee for a now-job, and for a slot job less than 24 h before the
+    /// visit (`free_until` says until when it is free). A job that can no longer be cancelled is
+    /// `invalid_input`, as [`Self::cancel`] refuses it. Changes nothing.
+    pub async fn cancel_preview(&self, job: JobId) -> CoreResult<CancelPreview> {
+        let details = self.cancellable(job).await?;
+        let cipher = self.session.engine.cipher.clone();
+        let policy = self
+            .session
+            .engine
+            .store
+            .read_async(move |c| meta::get_sealed(c, &cipher, meta::CATALOG))
+            .await?
+            .and_then(|json| serde_json::from_str::<Catalog>(&json).ok())
+            .map(|catalog| catalog.compensation)
+            .unwrap_or_default();
+        let now =
+            DateTime::from_timestamp_millis(self.session.server_now_ms()).unwrap_or_else(Utc::now);
+        Ok(visit::cancel_preview(
+            details.state == JobState::Assigned,
+            &details.timing,
+            details.visit.appointment.as_ref(),
+            now,
+            &policy,
+        ))
+    }
+
+    /// Declines the visit the Friend moved away from the booked slot (queued; works offline): the
+    /// Friend is released without penalty and the job is offered again — it shows "looking for
+    /// another Friend" at once. Only a moved visit of an assigned job can be declined
+    /// (`invalid_input` otherwise, checked by the state machine before queueing). Returns the
+    /// outbox item id.
+    pub async fn decline_appointment(&self, job: JobId) -> CoreResult<i64> {
+        let details = self
+            .job(job)
+            .await?
+            .details
+            .ok_or_else(|| CoreError::NotCached(job.to_string()))?;
+        let facts = JobFacts::of(&details);
+        lifecycle::transition(
+            &facts,
+            &Actor::Customer(details.customer_id),
+            Event::DeclineAppointment,
+        )
+        .map_err(|refusal| CoreError::InvalidInput(refusal.to_string()))?;
+        if !details.visit.appointment.is_some_and(|a| a.moved) {
+            return Err(CoreError::InvalidInput(
+                "only a visit the Friend moved away from the booked slot can be declined".into(),
+            ));
+        }
+        self.session
+            .engine
+            .enqueue(job, Action::DeclineAppointment)
+            .await
     }
 
     /// Rates a completed job, 1–5 stars, once (queued).
@@ -271,7 +363,7 @@ impl CustomerSession {
 fn customer_job(details: JobDetails, pending: &[rows::ItemRow]) -> CustomerJob {
     let negotiation = local_view(&details, pending);
     // A customer queues nothing that hides a job.
-    let (details, _hidden) = echo::shown(details, pending.iter().map(|i| i.kind));
+    let (details, _hidden) = echo::shown(details, pending);
     let status = live_status(&details, &negotiation);
     CustomerJob {
         id: details.id,
@@ -279,5 +371,64 @@ fn customer_job(details: JobDetails, pending: &[rows::ItemRow]) -> CustomerJob {
         details: Some(details),
         negotiation,
         pending_actions: pending.iter().map(|i| i.kind).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::cache::tests::new_job;
+    use chrono::Duration;
+    use friend_protocol::{AccountId, EnRoute, FriendSummary, Tier};
+
+    fn held(state: JobState) -> JobDetails {
+        let mut job = new_job(1, 3, state);
+        job.friend = Some(FriendSummary {
+            id: AccountId(uuid::Uuid::from_u128(9)),
+            name: "Anna".into(),
+            tier: Tier::Friend,
+        });
+        job
+    }
+
+    #[test]
+    fn the_live_status_follows_the_visit() {
+        let none = LocalNegotiation::default();
+        let now = Utc::now();
+        let mut job = held(JobState::Assigned);
+        assert_eq!(
+            live_status(&job, &none),
+            LiveStatus::Accepted {
+                friend: "Anna".into(),
+                visit: None
+            }
+        );
+        let visit = Appointment {
+            start: now + Duration::minutes(20),
+            end: now + Duration::minutes(50),
+            moved: false,
+        };
+        job.visit.appointment = Some(visit);
+        assert_eq!(
+            live_status(&job, &none),
+            LiveStatus::Accepted {
+                friend: "Anna".into(),
+                visit: Some(visit)
+            }
+        );
+        let eta = now + Duration::minutes(25);
+        job.visit.en_route = Some(EnRoute { eta, sent_at: now });
+        assert_eq!(
+            live_status(&job, &none),
+            LiveStatus::OnTheWay {
+                friend: "Anna".into(),
+                eta
+            }
+        );
+        // Offered again after a Friend held it: "looking for another Friend".
+        let mut open = new_job(2, 5, JobState::Open);
+        assert_eq!(live_status(&open, &none), LiveStatus::Searching);
+        open.visit.reopened = 1;
+        assert_eq!(live_status(&open, &none), LiveStatus::SearchingAgain);
     }
 }

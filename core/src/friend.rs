@@ -8,10 +8,13 @@ use crate::secrets::SecretsProvider;
 use crate::session::Session;
 use crate::session::SessionConfig;
 use crate::store::{cache, outbox as rows};
+use chrono::{DateTime, Utc};
 use friend_protocol::lifecycle::{self, Actor, Event, JobFacts};
 use friend_protocol::quote::{LineItem, PaymentMethod, Settlement};
+use friend_protocol::visit::{self, AppointmentRequest, OnMyWayRequest};
 use friend_protocol::{
-    DeclineReason, GeoPoint, JobDetails, JobId, Ledger, Money, Offer, UnsuccessfulReason,
+    DeclineReason, GeoPoint, JobDetails, JobId, Ledger, Money, Offer, ReleaseReason,
+    UnsuccessfulReason, validate,
 };
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -40,6 +43,16 @@ pub enum GoneReason {
     Cancelled,
     /// Nobody accepted in time.
     Expired,
+}
+
+/// An "on my way" computed from the device's position and queued
+/// ([`FriendSession::on_my_way_from`]): the estimate, never the position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueuedEta {
+    /// The outbox item.
+    pub outbox_id: i64,
+    /// The estimated arrival that was queued (server clock).
+    pub eta: DateTime<Utc>,
 }
 
 /// A cached job of the Friend with what is still waiting in the outbox for it.
@@ -182,10 +195,101 @@ impl FriendSession {
             .await
     }
 
-    /// Gives a job back before arriving (queued).
+    /// Gives a job back before arriving without saying why (queued); see
+    /// [`FriendSession::release_with_reason`].
     pub async fn release(&self, job: JobId) -> CoreResult<i64> {
+        self.release_with_reason(job, None, None).await
+    }
+
+    /// Gives a job back before arriving, saying why (queued; works offline; it leaves "my jobs"
+    /// at once). The job is offered again to the other eligible Friends and the customer sees
+    /// "looking for another Friend". `note` is for the platform, never shown to the customer.
+    /// Refused before queueing: an unknown reason, a note the shared input rules refuse, a job
+    /// the state machine does not let this Friend release (`invalid_input`).
+    pub async fn release_with_reason(
+        &self,
+        job: JobId,
+        reason: Option<ReleaseReason>,
+        note: Option<String>,
+    ) -> CoreResult<i64> {
+        if reason == Some(ReleaseReason::Unknown) {
+            return Err(CoreError::InvalidInput("release reason".into()));
+        }
+        validate::note("note", note.as_deref())
+            .map_err(|e| CoreError::InvalidInput(e.to_string()))?;
         self.check(job, Event::Release).await?;
-        self.session.engine.enqueue(job, Action::Release).await
+        self.session
+            .engine
+            .enqueue(job, Action::Release { reason, note })
+            .await
+    }
+
+    /// Records the agreed visit of a job this Friend holds (queued; works offline): a now-job's
+    /// arrival window (at most 4 h, ending within 12 h), or a slot job's booked slot confirmed or
+    /// moved by agreement (a visit of at most 12 h; the customer may decline a moved one). Checked
+    /// before queueing by the state machine and by the protocol's rule
+    /// (`friend_protocol::visit::appointment`) on the server's clock as this device knows it;
+    /// refused as `invalid_input`. The job shows the visit at once. Returns the outbox item id.
+    pub async fn set_appointment(
+        &self,
+        job: JobId,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> CoreResult<i64> {
+        let details = self.checked(job, Event::SetAppointment).await?;
+        let appointment = visit::appointment(
+            &details.timing,
+            &AppointmentRequest { start, end },
+            self.server_now(),
+        )
+        .map_err(|e| CoreError::InvalidInput(e.to_string()))?;
+        self.session
+            .engine
+            .enqueue(job, Action::Appointment { appointment })
+            .await
+    }
+
+    /// "On my way" to a job this Friend holds, arriving about `eta` (server clock; queued, works
+    /// offline). Checked before queueing: the state machine (assigned, held by this Friend) and
+    /// the protocol's rule (not in the past, at most 6 h ahead). The job shows the estimate at
+    /// once; the customer's live status becomes "on the way" once it is delivered.
+    ///
+    /// A new estimate supersedes an older one still waiting in the outbox for the same job, so
+    /// however often the Friend updates while offline, only the latest one is queued — the older
+    /// ones are deleted, not queued up. The job's first waiting item is the exception: it may be
+    /// on its way to the backend already, so it is sent as it is, and the newer estimate follows
+    /// it (the backend keeps the latest). Returns the outbox item id.
+    pub async fn on_my_way(&self, job: JobId, eta: DateTime<Utc>) -> CoreResult<i64> {
+        self.checked(job, Event::OnMyWay).await?;
+        visit::on_my_way(&OnMyWayRequest { eta }, self.server_now())
+            .map_err(|e| CoreError::InvalidInput(e.to_string()))?;
+        self.session
+            .engine
+            .enqueue_superseding(job, Action::OnMyWay { eta })
+            .await
+    }
+
+    /// "On my way", with the arrival estimated from `position`, the device's current position:
+    /// the straight line to the job's location at the documented travel speed, plus a margin
+    /// (`friend_protocol::visit::straight_line_eta`). The position is used for this computation
+    /// only — it is not stored, logged or sent; only the resulting time is queued (as
+    /// [`FriendSession::on_my_way`]). A remote job has no place to travel to (`invalid_input`),
+    /// nor has a place more than 6 h away.
+    pub async fn on_my_way_from(&self, job: JobId, position: GeoPoint) -> CoreResult<QueuedEta> {
+        let details = self.checked(job, Event::OnMyWay).await?;
+        let Some(place) = details.location else {
+            return Err(CoreError::InvalidInput(
+                "the job has no location to travel to (remote)".into(),
+            ));
+        };
+        let eta = visit::straight_line_eta(&position, &place, self.server_now());
+        let outbox_id = self.on_my_way(job, eta).await?;
+        Ok(QueuedEta { outbox_id, eta })
+    }
+
+    /// The server's clock as this device knows it (the offset measured at the last sync).
+    fn server_now(&self) -> DateTime<Utc> {
+        DateTime::from_timestamp_millis(self.session.server_now_ms()).unwrap_or_else(Utc::now)
     }
 
     /// Checks in on site (queued; works offline).
@@ -198,6 +302,11 @@ impl FriendSession {
     /// device shows it (queued actions included), before anything is queued. The server decides
     /// again; this refuses what cannot succeed while offline.
     async fn check(&self, job: JobId, event: Event) -> CoreResult<()> {
+        self.checked(job, event).await.map(|_| ())
+    }
+
+    /// [`Self::check`], returning the job as this device shows it.
+    async fn checked(&self, job: JobId, event: Event) -> CoreResult<JobDetails> {
         let details = self.job(job).await?.details;
         // The device's jobs are its own: the holder named in them is this Friend.
         let Some(me) = details.friend.as_ref().map(|f| f.id) else {
@@ -209,8 +318,8 @@ impl FriendSession {
         };
         let facts = JobFacts::of(&details);
         lifecycle::transition(&facts, &Actor::Friend(me), event)
-            .map(|_| ())
-            .map_err(|refusal| CoreError::InvalidInput(refusal.to_string()))
+            .map_err(|refusal| CoreError::InvalidInput(refusal.to_string()))?;
+        Ok(details)
     }
 
     /// Proposes a quote (first one, counter-proposal or amendment): validated by the shared rules,
@@ -279,9 +388,204 @@ impl FriendSession {
 /// The job as this device shows it (see `outbox::echo`); `None` while a queued release hides it.
 fn with_local_echo(details: JobDetails, pending: &[&rows::ItemRow]) -> Option<MyJob> {
     let kinds: Vec<_> = pending.iter().map(|i| i.kind).collect();
-    let (details, hidden) = echo::shown(details, kinds.iter().copied());
+    let (details, hidden) = echo::shown(details, pending.iter().copied());
     (!hidden).then_some(MyJob {
         details,
         pending_actions: kinds,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::StaticSecrets;
+    use crate::store::cache::tests::new_job;
+    use chrono::Duration;
+    use friend_protocol::{AccountId, FriendSummary, JobState, Tier};
+
+    /// A Friend session whose backend is a closed loopback port, with its outbox timer stopped (so
+    /// nothing is attempted behind the test's back), holding `job` in its cache.
+    async fn offline_holding(dir: &tempfile::TempDir, job: &JobDetails) -> FriendSession {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let secrets = Arc::new(StaticSecrets::new("dev-friend-x", [4u8; 32]));
+        let s = FriendSession::open(
+            SessionConfig::new(dir.path().join("f.db"), "http://127.0.0.1:9"),
+            secrets,
+        )
+        .await
+        .unwrap();
+        s.engine.shutdown_timer_for_test();
+        let (cipher, job) = (s.engine.cipher.clone(), job.clone());
+        s.engine
+            .store
+            .write_async(move |tx| cache::store_job(tx, &cipher, &job, 1))
+            .await
+            .unwrap();
+        s
+    }
+
+    fn held(state: JobState) -> JobDetails {
+        let mut job = new_job(1, 3, state);
+        job.friend = Some(FriendSummary {
+            id: AccountId(uuid::Uuid::from_u128(9)),
+            name: "Anna".into(),
+            tier: Tier::Friend,
+        });
+        job
+    }
+
+    async fn waiting(s: &FriendSession) -> Vec<Action> {
+        s.outbox()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|i| i.action)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_newer_estimate_supersedes_the_waiting_one_but_not_the_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let job = held(JobState::Assigned);
+        let s = offline_holding(&dir, &job).await;
+        let now = Utc::now();
+        let eta = |min| visit::to_millis(now + Duration::minutes(min));
+        // The first may be on its way (the job's first waiting item): it stays.
+        let first = s.on_my_way(job.id, eta(30)).await.unwrap();
+        s.on_my_way(job.id, eta(28)).await.unwrap();
+        let newest = s.on_my_way(job.id, eta(25)).await.unwrap();
+        assert_eq!(
+            waiting(&s).await,
+            [
+                Action::OnMyWay { eta: eta(30) },
+                Action::OnMyWay { eta: eta(25) }
+            ]
+        );
+        let ids: Vec<_> = s.outbox().await.unwrap().iter().map(|i| i.id).collect();
+        assert_eq!(ids, [first, newest]);
+        assert_eq!(s.sync_status().pending_outbox, 2);
+        // Other kinds are never superseded; an estimate queued behind them replaces only the older
+        // estimate.
+        s.set_appointment(
+            job.id,
+            now + Duration::minutes(20),
+            now + Duration::minutes(60),
+        )
+        .await
+        .unwrap();
+        s.on_my_way(job.id, eta(24)).await.unwrap();
+        let kinds: Vec<_> = waiting(&s).await.iter().map(Action::kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                ActionKind::OnMyWay,
+                ActionKind::Appointment,
+                ActionKind::OnMyWay
+            ]
+        );
+        // The job shows the latest estimate and the visit at once.
+        let shown = s.job(job.id).await.unwrap().details;
+        assert_eq!(shown.visit.en_route.map(|r| r.eta), Some(eta(24)));
+        assert!(shown.visit.appointment.is_some());
+        // Another job's estimates are its own.
+        let other = new_job(2, 3, JobState::Assigned);
+        let mut other = other;
+        other.friend = job.friend.clone();
+        let (cipher, o) = (s.engine.cipher.clone(), other.clone());
+        s.engine
+            .store
+            .write_async(move |tx| cache::store_job(tx, &cipher, &o, 1))
+            .await
+            .unwrap();
+        s.on_my_way(other.id, eta(40)).await.unwrap();
+        assert_eq!(s.outbox().await.unwrap().len(), 4);
+    }
+
+    #[tokio::test]
+    async fn visit_steps_are_checked_before_anything_is_queued() {
+        let dir = tempfile::tempdir().unwrap();
+        let job = held(JobState::Assigned);
+        let s = offline_holding(&dir, &job).await;
+        let now = Utc::now();
+        let refused = |r: CoreResult<i64>| r.unwrap_err().code();
+        // The protocol's rules: a now-job's window at most 4 h, an estimate not in the past.
+        assert_eq!(
+            refused(
+                s.set_appointment(job.id, now, now + Duration::hours(5))
+                    .await
+            ),
+            "invalid_input"
+        );
+        assert_eq!(
+            refused(
+                s.set_appointment(job.id, now + Duration::hours(2), now + Duration::hours(1))
+                    .await
+            ),
+            "invalid_input"
+        );
+        assert_eq!(
+            refused(s.on_my_way(job.id, now - Duration::hours(1)).await),
+            "invalid_input"
+        );
+        assert_eq!(
+            refused(s.on_my_way(job.id, now + Duration::hours(7)).await),
+            "invalid_input"
+        );
+        assert_eq!(
+            refused(
+                s.release_with_reason(job.id, Some(ReleaseReason::Unknown), None)
+                    .await
+            ),
+            "invalid_input"
+        );
+        assert!(s.outbox().await.unwrap().is_empty());
+        // The state machine: once a check-in is queued the job shows on site, and an estimate or
+        // a visit is refused.
+        s.check_in(job.id).await.unwrap();
+        assert_eq!(
+            refused(s.on_my_way(job.id, now + Duration::minutes(10)).await),
+            "invalid_input"
+        );
+        assert_eq!(
+            refused(
+                s.set_appointment(job.id, now, now + Duration::hours(1))
+                    .await
+            ),
+            "invalid_input"
+        );
+        assert_eq!(s.outbox().await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_estimate_from_a_position_queues_only_the_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let job = held(JobState::Assigned);
+        let s = offline_holding(&dir, &job).await;
+        // ~3.7 km from the job (Oerlikon) at Zürich main station: 8 minutes plus the margin.
+        let here = GeoPoint::new(47.3779, 8.5403).unwrap();
+        let before = Utc::now();
+        let queued = s.on_my_way_from(job.id, here).await.unwrap();
+        let minutes = (queued.eta - before).num_minutes();
+        assert!((12..=14).contains(&minutes), "{minutes} min");
+        let [item] = s.outbox().await.unwrap().try_into().unwrap();
+        assert_eq!(item.id, queued.outbox_id);
+        assert_eq!(item.action, Action::OnMyWay { eta: queued.eta });
+        let sent = item.action.body().to_string();
+        assert!(!sent.contains("47.37") && !sent.contains("8.54"), "{sent}");
+        // A remote job has nowhere to travel to.
+        let mut remote = new_job(3, 3, JobState::Assigned);
+        remote.friend = job.friend.clone();
+        remote.location = None;
+        remote.place = friend_protocol::Place::Remote;
+        let (cipher, r) = (s.engine.cipher.clone(), remote.clone());
+        s.engine
+            .store
+            .write_async(move |tx| cache::store_job(tx, &cipher, &r, 1))
+            .await
+            .unwrap();
+        assert_eq!(
+            s.on_my_way_from(remote.id, here).await.unwrap_err().code(),
+            "invalid_input"
+        );
+    }
 }

@@ -42,7 +42,7 @@ pub use customer::{BOOKING_DEDUP_WINDOW_MS, CustomerJob, CustomerSession, LiveSt
 pub use engine::PURGE_PERSONAL_AFTER;
 pub use error::{CoreError, CoreResult};
 pub use friend::{AcceptResult, GoneReason};
-pub use friend::{FriendSession, MyJob};
+pub use friend::{FriendSession, MyJob, QueuedEta};
 pub use inbox::{Inbox, InboxFilter, InboxItem};
 pub use listeners::{InboxListener, JobListener, Subscription, SyncStatusListener};
 pub use negotiation::{LocalNegotiation, LocalQuote};

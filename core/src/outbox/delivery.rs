@@ -26,13 +26,35 @@ pub(crate) enum Due {
 impl Engine {
     /// Queues an action for `job` and wakes the delivery timer.
     pub async fn enqueue(&self, job: JobId, action: Action) -> CoreResult<i64> {
+        self.enqueue_with(job, action, false).await
+    }
+
+    /// Queues an action for `job` that replaces the items of the same kind still waiting for the
+    /// job: they are deleted in the same transaction. Only items behind the job's first pending
+    /// item are replaced — delivery sends a job's items one after the other, and only its first
+    /// one can be on its way (or have reached the backend with the answer lost), so that one is
+    /// sent as it is; every item behind it has certainly not left the device. So at most two items
+    /// of the kind wait for a job: the one perhaps in flight and the newest. For actions where only
+    /// the latest counts ("on my way" with a new estimate).
+    pub(crate) async fn enqueue_superseding(&self, job: JobId, action: Action) -> CoreResult<i64> {
+        self.enqueue_with(job, action, true).await
+    }
+
+    async fn enqueue_with(&self, job: JobId, action: Action, supersede: bool) -> CoreResult<i64> {
         let payload = action.to_payload()?;
         let key = uuid::Uuid::new_v4().to_string();
         let cipher = self.cipher.clone();
+        let kind = action.kind();
         let id = self
             .store
             .write_async(move |tx| {
-                rows::enqueue(tx, &cipher, job, action.kind(), &payload, &key, now_ms())
+                if supersede {
+                    let waiting = rows::pending_for_job(tx, &cipher, job)?;
+                    for older in waiting.iter().skip(1).filter(|i| i.kind == kind) {
+                        rows::forget(tx, older.id)?;
+                    }
+                }
+                rows::enqueue(tx, &cipher, job, kind, &payload, &key, now_ms())
             })
             .await?;
         self.notify(&Applied {

@@ -10,9 +10,11 @@ pub mod push;
 pub mod table;
 
 use crate::error::{CoreError, CoreResult};
+use chrono::{DateTime, Utc};
 use friend_protocol::push::{PushPlatform, PushTokenRemoval, PushTokenRequest};
 use friend_protocol::{
-    BookRequest, DeclineReason, JobId, Money, PaymentMethod, UnsuccessfulReason,
+    Appointment, AppointmentRequest, BookRequest, DeclineReason, JobId, Money, OnMyWayRequest,
+    PaymentMethod, ReleaseReason, ReleaseRequest, UnsuccessfulReason,
 };
 use push::DeviceToken;
 use serde::{Deserialize, Serialize};
@@ -26,8 +28,32 @@ pub enum Action {
         /// Why.
         reason: DeclineReason,
     },
-    /// Give an assigned job back.
-    Release,
+    /// Give an assigned job back before arriving, saying why (items queued by older versions
+    /// carry neither field).
+    Release {
+        /// Why (`None`: not said).
+        #[serde(default)]
+        reason: Option<ReleaseReason>,
+        /// A short note for the platform (never shown to the customer).
+        #[serde(default)]
+        note: Option<String>,
+    },
+    /// Record the agreed visit (the Friend holding the job). The whole appointment is kept, as the
+    /// protocol's rule computed it when queued (`moved` included), for the local echo; the request
+    /// sends `start` and `end`.
+    Appointment {
+        /// The agreed visit.
+        appointment: Appointment,
+    },
+    /// "On my way", with the estimated arrival (the Friend holding the job). A newer one
+    /// supersedes an older one still waiting in the outbox (see `FriendSession::on_my_way`).
+    OnMyWay {
+        /// Estimated arrival (server clock).
+        eta: DateTime<Utc>,
+    },
+    /// Decline the visit the Friend moved away from the booked slot (customer): the job is
+    /// offered again.
+    DeclineAppointment,
     /// Arrive on site.
     CheckIn,
     /// Upload a signed proposal or acceptance (either party's; the server verifies it).
@@ -121,11 +147,17 @@ pub enum ActionKind {
     PushToken,
     /// [`Action::PushTokenRemoval`].
     PushTokenRemoval,
+    /// [`Action::Appointment`].
+    Appointment,
+    /// [`Action::OnMyWay`].
+    OnMyWay,
+    /// [`Action::DeclineAppointment`].
+    DeclineAppointment,
 }
 
 impl ActionKind {
     /// Every kind.
-    pub const ALL: [ActionKind; 13] = [
+    pub const ALL: [ActionKind; 16] = [
         ActionKind::Decline,
         ActionKind::Release,
         ActionKind::CheckIn,
@@ -139,6 +171,9 @@ impl ActionKind {
         ActionKind::Rate,
         ActionKind::PushToken,
         ActionKind::PushTokenRemoval,
+        ActionKind::Appointment,
+        ActionKind::OnMyWay,
+        ActionKind::DeclineAppointment,
     ];
 
     /// The stable name stored in the outbox and shown to apps.
@@ -157,6 +192,9 @@ impl ActionKind {
             ActionKind::Rate => "rate",
             ActionKind::PushToken => "push_token",
             ActionKind::PushTokenRemoval => "push_token_removal",
+            ActionKind::Appointment => "appointment",
+            ActionKind::OnMyWay => "on_my_way",
+            ActionKind::DeclineAppointment => "decline_appointment",
         }
     }
 
@@ -177,7 +215,7 @@ impl Action {
     pub fn kind(&self) -> ActionKind {
         match self {
             Action::Decline { .. } => ActionKind::Decline,
-            Action::Release => ActionKind::Release,
+            Action::Release { .. } => ActionKind::Release,
             Action::CheckIn => ActionKind::CheckIn,
             Action::Consent { .. } => ActionKind::Consent,
             Action::Reject { .. } => ActionKind::Reject,
@@ -189,6 +227,9 @@ impl Action {
             Action::Rate { .. } => ActionKind::Rate,
             Action::PushToken { .. } => ActionKind::PushToken,
             Action::PushTokenRemoval { .. } => ActionKind::PushTokenRemoval,
+            Action::Appointment { .. } => ActionKind::Appointment,
+            Action::OnMyWay { .. } => ActionKind::OnMyWay,
+            Action::DeclineAppointment => ActionKind::DeclineAppointment,
         }
     }
 
@@ -196,7 +237,7 @@ impl Action {
     pub fn path(&self, job: JobId) -> String {
         match self {
             Action::Decline { .. } => format!("v1/friend/jobs/{job}/decline"),
-            Action::Release => format!("v1/friend/jobs/{job}/release"),
+            Action::Release { .. } => format!("v1/friend/jobs/{job}/release"),
             Action::CheckIn => format!("v1/friend/jobs/{job}/check-in"),
             Action::Consent { .. } => format!("v1/jobs/{job}/consent"),
             Action::Reject { .. } => format!("v1/jobs/{job}/reject"),
@@ -208,6 +249,9 @@ impl Action {
             Action::Rate { .. } => format!("v1/customer/jobs/{job}/rate"),
             Action::PushToken { .. } => "v1/push-tokens".to_owned(),
             Action::PushTokenRemoval { .. } => "v1/push-tokens/remove".to_owned(),
+            Action::Appointment { .. } => format!("v1/friend/jobs/{job}/appointment"),
+            Action::OnMyWay { .. } => format!("v1/friend/jobs/{job}/on-my-way"),
+            Action::DeclineAppointment => format!("v1/customer/jobs/{job}/appointment/decline"),
         }
     }
 
@@ -216,7 +260,16 @@ impl Action {
         use serde_json::json;
         match self {
             Action::Decline { reason } => json!({ "reason": reason }),
-            Action::Release | Action::CheckIn | Action::Cancel => json!({}),
+            Action::CheckIn | Action::Cancel | Action::DeclineAppointment => json!({}),
+            Action::Release { reason, note } => to_body(&ReleaseRequest {
+                reason: *reason,
+                note: note.clone(),
+            }),
+            Action::Appointment { appointment } => to_body(&AppointmentRequest {
+                start: appointment.start,
+                end: appointment.end,
+            }),
+            Action::OnMyWay { eta } => to_body(&OnMyWayRequest { eta: *eta }),
             Action::Consent { payload } => json!({ "payload": payload }),
             Action::Reject { version } => json!({ "version": version }),
             Action::Complete { payment, total } => json!({ "payment": payment, "total": total }),
@@ -253,6 +306,11 @@ impl Action {
         serde_json::from_str(payload)
             .map_err(|e| CoreError::Corrupt(format!("outbox payload: {e}")))
     }
+}
+
+/// A wire request as a JSON body (these plain records always serialize).
+fn to_body<T: Serialize>(request: &T) -> serde_json::Value {
+    serde_json::to_value(request).unwrap_or(serde_json::Value::Null)
 }
 
 /// An outbox item as the app sees it.
@@ -311,11 +369,69 @@ mod tests {
             Action::Decline {
                 reason: DeclineReason::NoTime,
             },
-            Action::Release,
+            Action::Release {
+                reason: Some(ReleaseReason::CannotCome),
+                note: Some("fever".into()),
+            },
             Action::CheckIn,
+            Action::OnMyWay {
+                eta: DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
+            },
+            Action::DeclineAppointment,
         ] {
             assert_eq!(Action::from_payload(&a.to_payload().unwrap()).unwrap(), a);
         }
+    }
+
+    #[test]
+    fn a_release_queued_by_an_older_version_still_reads_and_sends_an_empty_reason() {
+        let old = Action::from_payload(r#"{"kind":"release"}"#).unwrap();
+        assert_eq!(
+            old,
+            Action::Release {
+                reason: None,
+                note: None
+            }
+        );
+        assert_eq!(
+            old.body(),
+            serde_json::json!({"reason": null, "note": null})
+        );
+        let new = Action::Release {
+            reason: Some(ReleaseReason::NoMatchingTime),
+            note: None,
+        };
+        assert_eq!(new.body()["reason"], "no_matching_time");
+    }
+
+    #[test]
+    fn visit_actions_send_the_wire_requests() {
+        let t = |min: i64| {
+            DateTime::from_timestamp(1_800_000_000, 0).unwrap() + chrono::Duration::minutes(min)
+        };
+        let job = JobId::random();
+        let a = Action::Appointment {
+            appointment: Appointment {
+                start: t(20),
+                end: t(50),
+                moved: true,
+            },
+        };
+        assert_eq!(a.path(job), format!("v1/friend/jobs/{job}/appointment"));
+        let sent: AppointmentRequest = serde_json::from_value(a.body()).unwrap();
+        assert_eq!((sent.start, sent.end), (t(20), t(50)));
+        assert!(
+            a.body().get("moved").is_none(),
+            "moved is the server's to decide"
+        );
+        let w = Action::OnMyWay { eta: t(25) };
+        assert_eq!(w.path(job), format!("v1/friend/jobs/{job}/on-my-way"));
+        let sent: OnMyWayRequest = serde_json::from_value(w.body()).unwrap();
+        assert_eq!(sent.eta, t(25));
+        assert_eq!(
+            Action::DeclineAppointment.path(job),
+            format!("v1/customer/jobs/{job}/appointment/decline")
+        );
     }
 
     #[test]

@@ -163,7 +163,8 @@ pub fn enqueue(
 }
 
 /// Deletes a pending item that never left the device, superseded by a newer one (the device's
-/// push-token queue: `super::push::queue_change`). Settled items are left alone.
+/// push-token queue: `super::push::queue_change`; a job's waiting "on my way":
+/// `Engine::enqueue_superseding`). Settled items are left alone.
 pub fn forget(tx: &Transaction<'_>, id: i64) -> CoreResult<()> {
     tx.execute(
         "DELETE FROM outbox WHERE id = ?1 AND status = 'pending'",
