@@ -32,7 +32,27 @@ pub fn status_text(s: &LiveStatus) -> String {
     match s {
         LiveStatus::Queued => "queued on this device (not yet at the backend)".into(),
         LiveStatus::Searching => "searching for a Friend".into(),
-        LiveStatus::Accepted { friend } => format!("accepted by {friend}, on the way"),
+        LiveStatus::SearchingAgain => "looking for another Friend".into(),
+        LiveStatus::Accepted {
+            friend,
+            visit: None,
+        } => format!("accepted by {friend}; the visit time is not agreed yet"),
+        LiveStatus::Accepted {
+            friend,
+            visit: Some(v),
+        } => format!(
+            "accepted by {friend}; visit {}{}",
+            views::window(v.start, v.end),
+            if v.moved {
+                " (moved from the booked slot: you may decline it)"
+            } else {
+                ""
+            }
+        ),
+        LiveStatus::OnTheWay { friend, eta } => format!(
+            "{friend} is on the way, arriving about {}",
+            views::clock(*eta)
+        ),
         LiveStatus::OnSite => "the Friend is on site".into(),
         LiveStatus::QuotePending { by } => {
             format!("a quote by the {} waits for an answer", by.as_str())

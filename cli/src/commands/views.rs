@@ -1,8 +1,9 @@
 //! How jobs, offers and negotiations are shown: one text form for people, one JSON form for
 //! scripts, shared by the Friend and customer commands.
 
+use chrono::{DateTime, Utc};
 use friend_core::{InboxItem, LocalNegotiation, LocalQuote};
-use friend_protocol::{JobDetails, Offer, Timing};
+use friend_protocol::{CompensationCause, JobDetails, Offer, Timing, VisitView};
 use serde_json::{Value, json};
 
 /// "now" or the slot in UTC.
@@ -16,6 +17,70 @@ pub fn timing(t: &Timing) -> String {
         ),
         Timing::Unknown => "unknown".into(),
     }
+}
+
+/// A time of day as the apps show it, "HH:MM UTC" (the CLI has no time zone to show it in).
+pub fn clock(t: DateTime<Utc>) -> String {
+    t.format("%H:%M UTC").to_string()
+}
+
+/// A visit window, "2030-05-01 14:00–15:00 UTC".
+pub fn window(start: DateTime<Utc>, end: DateTime<Utc>) -> String {
+    let end_format = if start.date_naive() == end.date_naive() {
+        "%H:%M UTC"
+    } else {
+        "%Y-%m-%d %H:%M UTC"
+    };
+    format!(
+        "{}–{}",
+        start.format("%Y-%m-%d %H:%M"),
+        end.format(end_format)
+    )
+}
+
+/// Why a compensation fee is owed, in words.
+pub fn compensation_cause(c: CompensationCause) -> &'static str {
+    match c {
+        CompensationCause::LateCancellation => "late cancellation",
+        CompensationCause::NoShow => "no-show",
+        CompensationCause::Unknown => "compensation",
+    }
+}
+
+/// The lines about the time between the accept and the arrival, and the compensation owed.
+fn visit_lines(v: &VisitView) -> Vec<String> {
+    let mut lines = Vec::new();
+    if let Some(a) = &v.appointment {
+        lines.push(format!(
+            "  visit: {}{}",
+            window(a.start, a.end),
+            if a.moved {
+                " (moved from the booked slot)"
+            } else {
+                ""
+            }
+        ));
+    }
+    if let Some(r) = &v.en_route {
+        lines.push(format!(
+            "  on the way, arriving about {} (sent {})",
+            clock(r.eta),
+            clock(r.sent_at)
+        ));
+    }
+    if v.reopened > 0 {
+        lines.push(format!("  offered again {} time(s)", v.reopened));
+    }
+    if let Some(c) = &v.compensation {
+        lines.push(format!(
+            "  compensation ({}): {} charged, platform fee {}, Friend's payout {}",
+            compensation_cause(c.cause),
+            c.settlement.charged,
+            c.settlement.fee,
+            c.settlement.payout
+        ));
+    }
+    lines
 }
 
 /// One inbox line.
@@ -84,6 +149,7 @@ pub fn job_text(d: &JobDetails) -> String {
     if let Some(f) = &d.friend {
         lines.push(format!("  Friend: {} ({})", f.name, f.tier.as_str()));
     }
+    lines.extend(visit_lines(&d.visit));
     if let Some(total) = d.final_total {
         lines.push(format!(
             "  completed at {total}{}",
