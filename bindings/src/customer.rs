@@ -8,8 +8,11 @@ use crate::error::FriendCoreError;
 use crate::negotiation::LocalNegotiation;
 use crate::secrets::SecretsProvider;
 use crate::session::{Account, Session};
-use crate::types::{BookRequest, JobDetails, LineItem, Party, parse_job_id};
+use crate::types::{
+    Appointment, BookRequest, CancelPreview, JobDetails, LineItem, Party, parse_job_id,
+};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 type CoreSession = friend_core::CustomerSession;
 
@@ -20,10 +23,23 @@ pub enum LiveStatus {
     Queued,
     /// Broadcast; waiting for a Friend.
     Searching,
-    /// A Friend accepted and is on the way.
+    /// Offered again after a Friend held it (they gave it back, or you declined a moved visit):
+    /// "looking for another Friend". How often: `details.visit.reopened`.
+    SearchingAgain,
+    /// A Friend accepted; `visit` is the agreed visit once they recorded it (one with `moved` set
+    /// may be declined: `declineAppointment`).
     Accepted {
         /// The Friend's name.
         friend: String,
+        /// The agreed visit, if recorded yet.
+        visit: Option<Appointment>,
+    },
+    /// The Friend is on the way, arriving about `eta` (their latest estimate).
+    OnTheWay {
+        /// The Friend's name.
+        friend: String,
+        /// Estimated arrival (server clock).
+        eta: SystemTime,
     },
     /// The Friend is on site.
     OnSite,
@@ -36,13 +52,14 @@ pub enum LiveStatus {
     Agreed,
     /// Done (and paid).
     Completed,
-    /// Cancelled.
+    /// Cancelled. A late cancellation's compensation fee is in `details.visit.compensation`.
     Cancelled,
     /// Nobody accepted in time.
     Expired,
     /// Handed to the field service.
     Escalated,
-    /// The Friend checked out without success.
+    /// The Friend checked out without success. A no-show's compensation fee is in
+    /// `details.visit.compensation`.
     Unsuccessful,
 }
 
@@ -52,7 +69,15 @@ impl From<friend_core::LiveStatus> for LiveStatus {
         match s {
             L::Queued => LiveStatus::Queued,
             L::Searching => LiveStatus::Searching,
-            L::Accepted { friend } => LiveStatus::Accepted { friend },
+            L::SearchingAgain => LiveStatus::SearchingAgain,
+            L::Accepted { friend, visit } => LiveStatus::Accepted {
+                friend,
+                visit: visit.map(Into::into),
+            },
+            L::OnTheWay { friend, eta } => LiveStatus::OnTheWay {
+                friend,
+                eta: eta.into(),
+            },
             L::OnSite => LiveStatus::OnSite,
             L::QuotePending { by } => LiveStatus::QuotePending { by: by.into() },
             L::Agreed => LiveStatus::Agreed,
@@ -177,11 +202,38 @@ impl CustomerSession {
             .await
     }
 
-    /// Cancels a job before the Friend is on site (queued). Returns the outbox item id.
+    /// Cancels a job before the Friend is on site (queued). Returns the outbox item id. Once a
+    /// Friend holds the job, a late cancellation owes the compensation fee: show `cancelPreview`
+    /// first.
     pub async fn cancel(&self, job_id: String) -> Result<i64, FriendCoreError> {
         self.account
             .run("CustomerSession.cancel", |s| async move {
                 Ok(s.cancel(parse_job_id(&job_id)?).await?)
+            })
+            .await
+    }
+
+    /// What cancelling the job now would cost, computed on the device (offline too) by the shared
+    /// rule from the cached job, the cached catalog's policy and the server's clock: nothing while
+    /// the job is open; once a Friend holds it, the fee for a now-job, and for a slot job less
+    /// than 24 h before the visit (`freeUntil` says until when it is free). Changes nothing. A
+    /// job that can no longer be cancelled is `invalid_input`.
+    pub async fn cancel_preview(&self, job_id: String) -> Result<CancelPreview, FriendCoreError> {
+        self.account
+            .run("CustomerSession.cancel_preview", |s| async move {
+                Ok(s.cancel_preview(parse_job_id(&job_id)?).await?.into())
+            })
+            .await
+    }
+
+    /// Declines the visit the Friend moved away from the booked slot (queued; works offline): the
+    /// Friend is released without penalty and the job is offered again (its status shows
+    /// `SearchingAgain` at once). Only a moved visit can be declined (`invalid_input` otherwise).
+    /// Returns the outbox item id.
+    pub async fn decline_appointment(&self, job_id: String) -> Result<i64, FriendCoreError> {
+        self.account
+            .run("CustomerSession.decline_appointment", |s| async move {
+                Ok(s.decline_appointment(parse_job_id(&job_id)?).await?)
             })
             .await
     }

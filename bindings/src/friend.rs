@@ -11,10 +11,11 @@ use crate::secrets::SecretsProvider;
 use crate::session::{Account, Session};
 use crate::types::{
     Category, DeclineReason, GeoPoint, JobDetails, LineItem, Money, NotEligibleReason, Offer,
-    PaymentMethod, Settlement, UnsuccessfulReason, parse_job_id,
+    PaymentMethod, ReleaseReason, Settlement, UnsuccessfulReason, parse_job_id,
 };
 use std::borrow::Borrow;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 type CoreSession = friend_core::FriendSession;
 
@@ -136,6 +137,24 @@ impl From<friend_core::AcceptResult> for AcceptResult {
                 reason: reason.into(),
             },
             A::Offline => AcceptResult::Offline,
+        }
+    }
+}
+
+/// An "on my way" whose estimate the core computed from the device's position (never sent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Record)]
+pub struct QueuedEta {
+    /// The outbox item.
+    pub outbox_id: i64,
+    /// The estimated arrival that was queued (server clock).
+    pub eta: SystemTime,
+}
+
+impl From<friend_core::QueuedEta> for QueuedEta {
+    fn from(q: friend_core::QueuedEta) -> QueuedEta {
+        QueuedEta {
+            outbox_id: q.outbox_id,
+            eta: q.eta.into(),
         }
     }
 }
@@ -269,11 +288,74 @@ impl FriendSession {
             .await
     }
 
-    /// Gives an assigned job back before arriving (queued). Returns the outbox item id.
-    pub async fn release(&self, job_id: String) -> Result<i64, FriendCoreError> {
+    /// Gives an assigned job back before arriving, saying why (queued; it leaves your jobs at
+    /// once). The job is offered again to the other Friends and the customer sees "looking for
+    /// another Friend". `note` is for the platform, never shown to the customer. Returns the
+    /// outbox item id.
+    #[uniffi::method(default(reason = None, note = None))]
+    pub async fn release(
+        &self,
+        job_id: String,
+        reason: Option<ReleaseReason>,
+        note: Option<String>,
+    ) -> Result<i64, FriendCoreError> {
         self.account
             .run("FriendSession.release", |s| async move {
-                Ok(s.release(parse_job_id(&job_id)?).await?)
+                Ok(
+                    s.release_with_reason(parse_job_id(&job_id)?, reason.map(Into::into), note)
+                        .await?,
+                )
+            })
+            .await
+    }
+
+    /// Records the agreed visit (queued; works offline): a now-job's arrival window (at most 4 h,
+    /// ending within 12 h), or a slot job's slot confirmed or moved by agreement (at most 12 h;
+    /// the customer may decline a moved one). Checked before queueing (`invalid_input`). Returns
+    /// the outbox item id.
+    pub async fn set_appointment(
+        &self,
+        job_id: String,
+        start: SystemTime,
+        end: SystemTime,
+    ) -> Result<i64, FriendCoreError> {
+        self.account
+            .run("FriendSession.set_appointment", |s| async move {
+                Ok(
+                    s.set_appointment(parse_job_id(&job_id)?, start.into(), end.into())
+                        .await?,
+                )
+            })
+            .await
+    }
+
+    /// "On my way", arriving about `eta` (server clock; not in the past, at most 6 h ahead;
+    /// queued, works offline). The customer's status becomes "on the way" and they are pushed. A
+    /// newer estimate replaces an older one still waiting in the outbox. Returns the outbox item
+    /// id.
+    pub async fn on_my_way(&self, job_id: String, eta: SystemTime) -> Result<i64, FriendCoreError> {
+        self.account
+            .run("FriendSession.on_my_way", |s| async move {
+                Ok(s.on_my_way(parse_job_id(&job_id)?, eta.into()).await?)
+            })
+            .await
+    }
+
+    /// "On my way", with the arrival estimated on the device from `position` (its current
+    /// position) in a straight line to the job at the documented travel speed. The position is
+    /// used for this computation only — never stored or sent; only the estimate is queued, as
+    /// with `onMyWay`. Returns the estimate and the outbox item.
+    pub async fn on_my_way_from(
+        &self,
+        job_id: String,
+        position: GeoPoint,
+    ) -> Result<QueuedEta, FriendCoreError> {
+        self.account
+            .run("FriendSession.on_my_way_from", |s| async move {
+                let position = position.try_into()?;
+                Ok(s.on_my_way_from(parse_job_id(&job_id)?, position)
+                    .await?
+                    .into())
             })
             .await
     }

@@ -259,6 +259,34 @@ mirror_enum!(
     }
 );
 
+mirror_enum!(
+    /// Why a Friend gives an accepted job back before arriving (`FriendSession.release`).
+    ReleaseReason => p::ReleaseReason {
+        /// The customer could not be reached to fix the visit.
+        CustomerUnreachable,
+        /// No time the customer wants works for the Friend.
+        NoMatchingTime,
+        /// The Friend cannot come after all (illness, emergency).
+        CannotCome,
+        /// Something else.
+        Other,
+        /// A reason this version does not know (refused as input).
+        Unknown,
+    }
+);
+
+mirror_enum!(
+    /// Why a compensation fee is owed.
+    CompensationCause => p::CompensationCause {
+        /// Cancelled after a Friend accepted, less than 24 h before the visit (now-jobs: any time).
+        LateCancellation,
+        /// The customer was not there (unsuccessful check-out, customer absent).
+        NoShow,
+        /// A cause this version does not know.
+        Unknown,
+    }
+);
+
 /// A WGS84 point in decimal degrees. Checked when passed in (latitude −90…90, longitude −180…180).
 #[derive(Debug, Clone, Copy, PartialEq, uniffi::Record)]
 pub struct GeoPoint {
@@ -387,6 +415,110 @@ impl From<p::quote::Settlement> for Settlement {
             charged: s.charged.into(),
             fee: s.fee.into(),
             payout: s.payout.into(),
+        }
+    }
+}
+
+/// The agreed visit of an assigned job, as the holding Friend recorded it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Record)]
+pub struct Appointment {
+    /// Earliest arrival.
+    pub start: SystemTime,
+    /// Latest arrival.
+    pub end: SystemTime,
+    /// A slot job's visit that differs from the booked slot: the customer may decline it
+    /// (`CustomerSession.declineAppointment`).
+    pub moved: bool,
+}
+
+impl From<p::Appointment> for Appointment {
+    fn from(a: p::Appointment) -> Appointment {
+        Appointment {
+            start: a.start.into(),
+            end: a.end.into(),
+            moved: a.moved,
+        }
+    }
+}
+
+/// The holding Friend's latest "on my way".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Record)]
+pub struct EnRoute {
+    /// Estimated arrival (server clock).
+    pub eta: SystemTime,
+    /// When the Friend sent it (server clock; while still queued on the Friend's device, when it
+    /// was queued).
+    pub sent_at: SystemTime,
+}
+
+impl From<p::EnRoute> for EnRoute {
+    fn from(r: p::EnRoute) -> EnRoute {
+        EnRoute {
+            eta: r.eta.into(),
+            sent_at: r.sent_at.into(),
+        }
+    }
+}
+
+/// What the customer owes for a late cancellation or a no-show: the fee charged, the platform's
+/// commission and the Friend's payout, as for a completed job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Record)]
+pub struct Compensation {
+    /// Why it is owed.
+    pub cause: CompensationCause,
+    /// Charged to the customer (online), the platform's fee and the Friend's payout.
+    pub settlement: Settlement,
+}
+
+impl From<p::Compensation> for Compensation {
+    fn from(c: p::Compensation) -> Compensation {
+        Compensation {
+            cause: c.cause.into(),
+            settlement: c.settlement.into(),
+        }
+    }
+}
+
+/// The time between the accept and the arrival, and the money an unhappy ending owes.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct VisitView {
+    /// The agreed visit, once the holding Friend recorded it.
+    pub appointment: Option<Appointment>,
+    /// The holding Friend's latest "on my way".
+    pub en_route: Option<EnRoute>,
+    /// What the customer owes for a late cancellation or a no-show.
+    pub compensation: Option<Compensation>,
+    /// How often the job was offered again after a Friend held it (given back, or a moved visit
+    /// declined).
+    pub reopened: u32,
+}
+
+impl From<p::VisitView> for VisitView {
+    fn from(v: p::VisitView) -> VisitView {
+        VisitView {
+            appointment: v.appointment.map(Into::into),
+            en_route: v.en_route.map(Into::into),
+            compensation: v.compensation.map(Into::into),
+            reopened: v.reopened,
+        }
+    }
+}
+
+/// What cancelling a job now would cost (`CustomerSession.cancelPreview`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Record)]
+pub struct CancelPreview {
+    /// The compensation fee a cancellation now owes; none: free.
+    pub fee: Option<Money>,
+    /// Until when a cancellation is free (none: already late, or the job is still open and
+    /// always free).
+    pub free_until: Option<SystemTime>,
+}
+
+impl From<p::CancelPreview> for CancelPreview {
+    fn from(c: p::CancelPreview) -> CancelPreview {
+        CancelPreview {
+            fee: c.fee.map(Into::into),
+            free_until: c.free_until.map(Into::into),
         }
     }
 }
@@ -672,6 +804,8 @@ pub struct JobDetails {
     pub expires_at: SystemTime,
     /// Last change (server clock).
     pub updated_at: SystemTime,
+    /// The agreed visit, "on my way", the compensation owed, how often it was offered again.
+    pub visit: VisitView,
 }
 
 impl From<p::JobDetails> for JobDetails {
@@ -701,6 +835,7 @@ impl From<p::JobDetails> for JobDetails {
             created_at: j.created_at.into(),
             expires_at: j.expires_at.into(),
             updated_at: j.updated_at.into(),
+            visit: j.visit.into(),
         }
     }
 }
@@ -853,12 +988,64 @@ mod tests {
     }
 
     #[test]
+    fn the_visit_crosses_with_its_times_and_money() {
+        let t = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let settlement = p::quote::Settlement::for_total(
+            p::Money::chf(3_900),
+            p::quote::PaymentMethod::Online,
+            &p::quote::QuotePolicy::default(),
+        )
+        .unwrap();
+        let view = VisitView::from(p::VisitView {
+            appointment: Some(p::Appointment {
+                start: t,
+                end: t + chrono::Duration::minutes(30),
+                moved: true,
+            }),
+            en_route: Some(p::EnRoute {
+                eta: t + chrono::Duration::minutes(10),
+                sent_at: t,
+            }),
+            compensation: Some(p::Compensation {
+                cause: p::CompensationCause::LateCancellation,
+                settlement,
+            }),
+            reopened: 2,
+        });
+        let a = view.appointment.unwrap();
+        assert_eq!(SystemTime::from(t), a.start);
+        assert!(a.moved);
+        assert_eq!(
+            chrono::DateTime::<chrono::Utc>::from(view.en_route.unwrap().eta),
+            t + chrono::Duration::minutes(10)
+        );
+        let c = view.compensation.unwrap();
+        assert_eq!(c.cause, CompensationCause::LateCancellation);
+        assert_eq!(c.settlement.charged.minor, 3_900);
+        assert_eq!(view.reopened, 2);
+        let free = CancelPreview::from(p::CancelPreview {
+            fee: None,
+            free_until: Some(t),
+        });
+        assert_eq!((free.fee, free.free_until), (None, Some(t.into())));
+    }
+
+    #[test]
     fn enums_round_trip() {
         for c in p::Category::ALL {
             assert_eq!(p::Category::from(Category::from(c)), c);
         }
         for s in p::JobState::ALL {
             assert_eq!(p::JobState::from(JobState::from(s)), s);
+        }
+        for r in [
+            p::ReleaseReason::CustomerUnreachable,
+            p::ReleaseReason::NoMatchingTime,
+            p::ReleaseReason::CannotCome,
+            p::ReleaseReason::Other,
+            p::ReleaseReason::Unknown,
+        ] {
+            assert_eq!(p::ReleaseReason::from(ReleaseReason::from(r)), r);
         }
         use p::push::PushPlatform as P;
         for platform in [P::Fcm, P::Apns, P::ApnsSandbox, P::Unknown] {
