@@ -548,3 +548,68 @@ async fn on_my_way_and_a_release_are_pushed() {
     assert_eq!(last.text.as_deref(), Some("Looking for another Friend"));
     assert_no_personal_data(&p.requests());
 }
+
+/// Never two pushes in flight for one device and collapse key: a newer one waits for the answer to
+/// the older, then replaces it (the device ends with the newest state).
+#[tokio::test]
+async fn a_newer_push_waits_for_the_one_in_flight_with_its_collapse_key() {
+    let p = Pushing::start().await;
+    let s = &p.server;
+    let friend = s.friend(friend_at("Fritz", ZURICH)).await;
+    let customer = s.customer("C").await;
+    p.register(&customer, PushPlatform::Fcm, "fcm-customer")
+        .await;
+    let job = s.book(&customer, &booking_at(ZURICH)).await;
+    p.fcm.hold();
+    assert_eq!(p.http().accept(&friend, job.id, "a-1").await.status, 200);
+    p.fcm.wait_for_requests(1, WAIT).await.unwrap();
+    let check_in = p
+        .http()
+        .post(
+            &format!("/v1/friend/jobs/{}/check-in", job.id),
+            &friend.token,
+            None,
+            &serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(check_in.status, 200, "{}", check_in.text());
+    let released_at = chrono::Utc::now();
+    p.fcm.release();
+    p.fcm.wait_for_deliveries(2, WAIT).await.unwrap();
+    p.drained().await;
+    let requests = p.fcm.requests();
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    assert_eq!(requests[0].data()["state"], "assigned");
+    assert_eq!(requests[1].data()["state"], "on_site");
+    assert!(
+        requests[1].received_at >= released_at,
+        "the newer push was sent while the older one was in flight"
+    );
+}
+
+/// Without push configuration the backend starts and counts the pushes it would send.
+#[tokio::test]
+async fn without_gateways_pushes_are_counted_not_sent() {
+    let s = TestBackend::start().await;
+    let friend = s.friend(friend_at("Zora", ZURICH)).await;
+    let customer = s.customer("C").await;
+    let req = PushTokenRequest {
+        platform: PushPlatform::Fcm,
+        token: "fcm-nowhere".into(),
+        replaces: None,
+    };
+    let r = s
+        .http()
+        .post("/v1/push-tokens", &friend.token, None, &req)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    s.book(&customer, &booking_at(ZURICH)).await;
+    let backend = s.backend.clone();
+    wait_until("the push to be counted", WAIT, || {
+        let backend = backend.clone();
+        async move { backend.push_counts().unconfigured == 1 }
+    })
+    .await;
+    assert!(s.backend.push_gateways().is_empty());
+    assert_eq!(s.backend.push_counts().sent, 0);
+}
