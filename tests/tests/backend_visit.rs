@@ -293,3 +293,29 @@ async fn a_declined_moved_visit_and_a_release_offer_the_job_again() {
         .await;
     assert!(r.status == 400 || r.status == 409, "{}", r.text());
 }
+
+/// The slot-overlap rule measures from the agreed visit, not the booked slot.
+#[tokio::test]
+async fn the_overlap_rule_uses_the_agreed_visit() {
+    let base = Utc::now();
+    let s = Scenario::new()
+        .with_booking(slot_booking(base, 72))
+        .accepted()
+        .await;
+    let now = s.tb.clock_now();
+    // Moved from +72 h to +30 h.
+    let r = post_friend(
+        &s,
+        "appointment",
+        json!({ "start": ms(now + Duration::hours(30)), "end": ms(now + Duration::hours(32)) }),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let customer = s.tb.customer("Second").await;
+    let at_moved = s.tb.book(&customer, &slot_booking(now, 30)).await;
+    let r = s.http.accept(&s.friend, at_moved.id, "acc-moved").await;
+    assert!(r.text().contains("overlapping_job"), "{}", r.text());
+    let at_old_slot = s.tb.book(&customer, &slot_booking(now, 72)).await;
+    let r = s.http.accept(&s.friend, at_old_slot.id, "acc-old").await;
+    assert!(r.text().contains("won"), "{}", r.text());
+}
