@@ -17,5 +17,6 @@ mod core_negotiation;
 mod core_outbox;
 mod core_privacy;
 mod core_sync;
+mod core_visit;
 mod push_delivery;
 mod push_registration;
