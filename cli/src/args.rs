@@ -2,7 +2,9 @@
 
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use friend_protocol::quote::{LineItem, LineItemKind};
-use friend_protocol::{DeclineReason, GeoPoint, JobId, Money, PaymentMethod, UnsuccessfulReason};
+use friend_protocol::{
+    DeclineReason, GeoPoint, JobId, Money, PaymentMethod, ReleaseReason, UnsuccessfulReason,
+};
 use std::path::PathBuf;
 
 const TOP_EXAMPLES: &str = "\
@@ -61,6 +63,8 @@ Writes report.txt, report.json and time_to_accept.svg into --out. Exit code 7 wh
 Examples:
   friendctl friend --token dev-friend-anna inbox --at 47.3769,8.5417 --radius 10
   friendctl friend --token dev-friend-anna accept JOB_ID
+  friendctl friend --token dev-friend-anna appointment JOB_ID --in-minutes 20 --window 30
+  friendctl friend --token dev-friend-anna on-my-way JOB_ID --eta-minutes 15
   friendctl friend --token dev-friend-anna check-in JOB_ID
   friendctl friend --token dev-friend-anna propose JOB_ID --item 'service:1:89.00:Router installation'
   friendctl friend --token dev-friend-anna --offline import JOB_ID PAYLOAD
@@ -71,6 +75,7 @@ Examples:
 Examples:
   friendctl customer --token dev-customer-heidi book --service network.router_setup
   friendctl customer --token dev-customer-heidi watch JOB_ID --timeout 600
+  friendctl customer --token dev-customer-heidi cancel JOB_ID --preview
   friendctl customer --token dev-customer-heidi accept-quote JOB_ID
   friendctl customer --token dev-customer-heidi import JOB_ID PAYLOAD      # a Friend's QR payload
   friendctl customer --token dev-customer-heidi rate JOB_ID --stars 5")]
@@ -218,6 +223,68 @@ pub enum FriendCommand {
         /// The job id.
         #[arg(value_parser = parse_job)]
         job: JobId,
+    },
+    /// Record the agreed visit of a job you hold (queued; works offline): a now-job's arrival
+    /// window, or a slot job's slot confirmed or moved by agreement.
+    #[command(after_help = "\
+A now-job's window is at most 4 hours and ends within 12 hours; a slot job's visit is its booked
+slot (confirmed) or another one of at most 12 hours (moved: the customer may decline it).
+
+Examples:
+  friendctl friend --token dev-friend-anna appointment JOB_ID --in-minutes 20 --window 30
+  friendctl friend --token dev-friend-anna appointment JOB_ID \\
+    --start 2030-05-01T14:00:00Z --end 2030-05-01T15:00:00Z")]
+    Appointment {
+        /// The job id.
+        #[arg(value_parser = parse_job)]
+        job: JobId,
+        /// Earliest arrival (RFC 3339).
+        #[arg(long, requires = "end", required_unless_present = "in_minutes")]
+        start: Option<chrono::DateTime<chrono::Utc>>,
+        /// Latest arrival (RFC 3339).
+        #[arg(long, requires = "start")]
+        end: Option<chrono::DateTime<chrono::Utc>>,
+        /// Instead of --start/--end: the window opens this many minutes from now (server clock).
+        #[arg(long, conflicts_with_all = ["start", "end"])]
+        in_minutes: Option<u32>,
+        /// The window's length in minutes, with --in-minutes.
+        #[arg(long, default_value_t = 30, requires = "in_minutes")]
+        window: u32,
+    },
+    /// Tell the customer you are on the way, with an arrival estimate (queued; works offline). A
+    /// newer estimate replaces one still waiting in the outbox.
+    #[command(after_help = "\
+With --from the estimate is computed on this device, in a straight line from the given position
+to the job at the documented travel speed; the position itself is never stored or sent.
+
+Examples:
+  friendctl friend --token dev-friend-anna on-my-way JOB_ID --eta-minutes 25
+  friendctl friend --token dev-friend-anna on-my-way JOB_ID --from 47.3779,8.5403")]
+    OnMyWay {
+        /// The job id.
+        #[arg(value_parser = parse_job)]
+        job: JobId,
+        /// Arriving in this many minutes (at most 360).
+        #[arg(long, required_unless_present = "from", conflicts_with = "from")]
+        eta_minutes: Option<u32>,
+        /// Estimate from this position, LAT,LON (used on this device only).
+        #[arg(long, value_parser = parse_point)]
+        from: Option<GeoPoint>,
+    },
+    /// Give a job you hold back before arriving, saying why; it is offered to other Friends again.
+    #[command(
+        after_help = "Example: friendctl friend --token dev-friend-anna release JOB_ID --reason customer-unreachable"
+    )]
+    Release {
+        /// The job id.
+        #[arg(value_parser = parse_job)]
+        job: JobId,
+        /// Why.
+        #[arg(long, value_enum)]
+        reason: ReleaseArg,
+        /// A note for the platform (never shown to the customer).
+        #[arg(long)]
+        note: Option<String>,
     },
     /// Check in on site (queued; works offline).
     CheckIn {
@@ -414,8 +481,22 @@ Examples:
         /// The payload text.
         payload: String,
     },
-    /// Cancel a job before the Friend is on site.
+    /// Cancel a job before the Friend is on site. Once a Friend holds it, a late cancellation owes
+    /// a compensation fee: --preview shows it and changes nothing.
+    #[command(after_help = "\
+Examples:
+  friendctl customer --token dev-customer-heidi cancel JOB_ID --preview
+  friendctl customer --token dev-customer-heidi cancel JOB_ID")]
     Cancel {
+        /// The job id.
+        #[arg(value_parser = parse_job)]
+        job: JobId,
+        /// Only show what cancelling now would cost (computed on this device; works offline).
+        #[arg(long)]
+        preview: bool,
+    },
+    /// Decline the visit the Friend moved away from the booked slot: the job is offered again.
+    DeclineVisit {
         /// The job id.
         #[arg(value_parser = parse_job)]
         job: JobId,
@@ -521,6 +602,30 @@ impl From<DeclineArg> for DeclineReason {
             DeclineArg::NoTime => DeclineReason::NoTime,
             DeclineArg::NotMySkill => DeclineReason::NotMySkill,
             DeclineArg::Other => DeclineReason::Other,
+        }
+    }
+}
+
+/// Why a Friend gives a job back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReleaseArg {
+    /// The customer could not be reached to fix the visit.
+    CustomerUnreachable,
+    /// No time the customer wants works for you.
+    NoMatchingTime,
+    /// You cannot come after all (illness, emergency).
+    CannotCome,
+    /// Something else.
+    Other,
+}
+
+impl From<ReleaseArg> for ReleaseReason {
+    fn from(a: ReleaseArg) -> ReleaseReason {
+        match a {
+            ReleaseArg::CustomerUnreachable => ReleaseReason::CustomerUnreachable,
+            ReleaseArg::NoMatchingTime => ReleaseReason::NoMatchingTime,
+            ReleaseArg::CannotCome => ReleaseReason::CannotCome,
+            ReleaseArg::Other => ReleaseReason::Other,
         }
     }
 }
@@ -646,6 +751,73 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_visit_commands_parse_their_two_forms() {
+        let job = "0b7f3c1e-3c59-4a55-9d3e-8d4c7c0e1a2b";
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(
+                ["friendctl", "friend", "--token", "t"]
+                    .iter()
+                    .chain(args.iter()),
+            )
+        };
+        let Command::Friend(f) = parse(&["appointment", job, "--in-minutes", "20"])
+            .unwrap()
+            .command
+        else {
+            panic!("a friend command")
+        };
+        assert!(matches!(
+            f.command,
+            FriendCommand::Appointment {
+                in_minutes: Some(20),
+                window: 30,
+                start: None,
+                ..
+            }
+        ));
+        let ok = parse(&[
+            "appointment",
+            job,
+            "--start",
+            "2030-05-01T14:00:00Z",
+            "--end",
+            "2030-05-01T15:00:00Z",
+        ]);
+        assert!(ok.is_ok(), "{ok:?}");
+        for bad in [
+            &["appointment", job][..],
+            &["appointment", job, "--start", "2030-05-01T14:00:00Z"],
+            &[
+                "appointment",
+                job,
+                "--in-minutes",
+                "5",
+                "--start",
+                "2030-05-01T14:00:00Z",
+                "--end",
+                "2030-05-01T15:00:00Z",
+            ],
+            &["on-my-way", job],
+            &["on-my-way", job, "--eta-minutes", "5", "--from", "47.3,8.5"],
+            &["release", job],
+            &["release", job, "--reason", "bored"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(parse(&["on-my-way", job, "--from", "47.3,8.5"]).is_ok());
+        assert!(parse(&["release", job, "--reason", "cannot-come", "--note", "fever"]).is_ok());
+        let customer = |args: &[&str]| {
+            Cli::try_parse_from(
+                ["friendctl", "customer", "--token", "t"]
+                    .iter()
+                    .chain(args.iter()),
+            )
+        };
+        assert!(customer(&["cancel", job, "--preview"]).is_ok());
+        assert!(customer(&["decline-visit", job]).is_ok());
     }
 
     #[test]

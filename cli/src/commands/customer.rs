@@ -1,5 +1,6 @@
 //! `friendctl customer …`: one customer's device against a running backend, on the real core —
-//! book, follow the job live, answer quotes (online or by payload), cancel, rate.
+//! book, follow the job live, decline a moved visit, answer quotes (online or by payload), cancel
+//! (with a preview of the fee), rate.
 
 use super::device::{
     Delivery, Device, deliver, deliver_and_report, delivered_text, emit, status_lines, sync,
@@ -10,7 +11,9 @@ use crate::args::{CustomerArgs, CustomerCommand};
 use crate::exit::{CliError, CliResult, Exit};
 use friend_core::{CustomerJob, CustomerSession, JobListener, LiveStatus};
 use friend_protocol::quote::LineItem;
-use friend_protocol::{Address, BookRequest, Contact, GeoPoint, JobId, Me, Place, Timing};
+use friend_protocol::{
+    Address, BookRequest, CancelPreview, Contact, GeoPoint, JobId, Me, Place, Timing,
+};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
@@ -199,7 +202,12 @@ async fn dispatch(device: &Device, s: &CustomerSession, command: CustomerCommand
             counter(device, s, job, items, reason).await
         }
         CustomerCommand::Import { job, payload } => shared::import(device, s, job, &payload).await,
-        CustomerCommand::Cancel { job } => cancel(device, s, job).await,
+        CustomerCommand::Cancel { job, preview: true } => cancel_preview(device, s, job).await,
+        CustomerCommand::Cancel {
+            job,
+            preview: false,
+        } => cancel(device, s, job).await,
+        CustomerCommand::DeclineVisit { job } => decline_visit(device, s, job).await,
         CustomerCommand::Rate {
             job,
             stars,
@@ -417,11 +425,75 @@ async fn counter(
     Ok(())
 }
 
-/// Cancels the job and delivers it.
+/// What a cancellation would cost, in words.
+fn preview_text(p: &CancelPreview) -> String {
+    match (p.fee, p.free_until) {
+        (Some(fee), _) => format!("cancelling now owes a compensation fee of {fee}"),
+        (None, Some(until)) => format!(
+            "cancelling is free until {} (after that it owes a compensation fee)",
+            until.format("%Y-%m-%d %H:%M UTC")
+        ),
+        (None, None) => "cancelling now is free (no Friend holds the job yet)".into(),
+    }
+}
+
+/// Shows what cancelling would cost now (computed on this device) and changes nothing.
+async fn cancel_preview(device: &Device, s: &CustomerSession, job: JobId) -> CliResult<()> {
+    sync(device, s).await?;
+    let p = s.cancel_preview(job).await.map_err(|e| device.err(e))?;
+    emit(
+        device,
+        json!({"job": job, "fee": p.fee, "free_until": p.free_until}),
+        || preview_text(&p),
+    );
+    Ok(())
+}
+
+/// Cancels the job and delivers it; says what it owes (the backend's compensation once applied,
+/// the preview while queued).
 async fn cancel(device: &Device, s: &CustomerSession, job: JobId) -> CliResult<()> {
     sync(device, s).await?;
-    let queued = s.cancel(job).await;
-    deliver_and_report(device, s, job, queued, "cancelled", "cancelled").await
+    // Before the cancel: afterwards the job shows cancelled and has nothing left to preview.
+    let preview = s.cancel_preview(job).await.ok();
+    let id = s.cancel(job).await.map_err(|e| device.err(e))?;
+    let d = deliver(device, s, job, Some(id)).await?;
+    let owed = match d {
+        Delivery::Applied => s
+            .job(job)
+            .await
+            .ok()
+            .and_then(|j| j.details)
+            .and_then(|d| d.visit.compensation)
+            .map(|c| c.settlement.charged),
+        Delivery::Queued => preview.and_then(|p| p.fee),
+    };
+    emit(
+        device,
+        json!({"cancelled": job, "applied": matches!(d, Delivery::Applied), "fee": owed}),
+        || {
+            let mut text = delivered_text(&d, "cancelled");
+            if let Some(fee) = owed {
+                text.push_str(&format!("\na late cancellation: {fee} compensation fee"));
+            }
+            text
+        },
+    );
+    Ok(())
+}
+
+/// Declines the moved visit and delivers it.
+async fn decline_visit(device: &Device, s: &CustomerSession, job: JobId) -> CliResult<()> {
+    sync(device, s).await?;
+    let queued = s.decline_appointment(job).await;
+    deliver_and_report(
+        device,
+        s,
+        job,
+        queued,
+        "declined_visit",
+        "visit declined; looking for another Friend",
+    )
+    .await
 }
 
 /// Rates the completed job and delivers it.

@@ -1,15 +1,17 @@
 //! `friendctl friend …`: one Friend's device against a running backend, on the real core — sync,
-//! inbox near a point, the accept race, check-in, quotes and consent payloads, completion.
+//! inbox near a point, the accept race, the agreed visit and "on my way", release with a reason,
+//! check-in, quotes and consent payloads, completion.
 
 use super::device::{
     Delivery, Device, deliver, deliver_and_report, delivered_text, emit, status_lines, sync,
 };
 use super::{shared, views};
-use crate::args::{DeclineArg, FriendArgs, FriendCommand, PaymentArg, UnsuccessfulArg};
+use crate::args::{DeclineArg, FriendArgs, FriendCommand, PaymentArg, ReleaseArg, UnsuccessfulArg};
 use crate::exit::{CliError, CliResult, Exit};
+use chrono::{DateTime, Duration, Utc};
 use friend_core::{AcceptResult, FriendSession, InboxFilter};
 use friend_protocol::quote::LineItem;
-use friend_protocol::{GeoPoint, JobId, Me};
+use friend_protocol::{GeoPoint, JobId, Me, ReleaseReason};
 use serde_json::json;
 
 /// Runs one Friend command.
@@ -30,6 +32,30 @@ async fn dispatch(device: &Device, s: &FriendSession, command: FriendCommand) ->
         FriendCommand::Decline { job, reason } => decline(device, s, job, reason).await,
         FriendCommand::Jobs => jobs(device, s).await,
         FriendCommand::Show { job } => show(device, s, job).await,
+        FriendCommand::Appointment {
+            job,
+            start,
+            end,
+            in_minutes,
+            window,
+        } => {
+            let visit = match (start, end, in_minutes) {
+                (Some(start), Some(end), _) => VisitTime::At { start, end },
+                (_, _, Some(minutes)) => VisitTime::In { minutes, window },
+                _ => {
+                    return Err(CliError::usage(
+                        "give --start and --end, or --in-minutes (with --window)",
+                    ));
+                }
+            };
+            appointment(device, s, job, visit).await
+        }
+        FriendCommand::OnMyWay {
+            job,
+            eta_minutes,
+            from,
+        } => on_my_way(device, s, job, eta_minutes, from).await,
+        FriendCommand::Release { job, reason, note } => release(device, s, job, reason, note).await,
         FriendCommand::CheckIn { job } => check_in(device, s, job).await,
         FriendCommand::Propose { job, items, reason } => {
             propose(device, s, job, items, reason).await
@@ -243,6 +269,135 @@ async fn show(device: &Device, s: &FriendSession, job: JobId) -> CliResult<()> {
     Ok(())
 }
 
+/// When the agreed visit is, as given on the command line.
+enum VisitTime {
+    /// `--start` and `--end`.
+    At {
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    },
+    /// `--in-minutes` and `--window`, from the server's clock.
+    In { minutes: u32, window: u32 },
+}
+
+/// The server's clock as this device knows it (the offset measured at the last sync).
+fn server_now(s: &FriendSession) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(s.server_now_ms()).unwrap_or_else(Utc::now)
+}
+
+/// Records the agreed visit and delivers it.
+async fn appointment(
+    device: &Device,
+    s: &FriendSession,
+    job: JobId,
+    visit: VisitTime,
+) -> CliResult<()> {
+    sync(device, s).await?;
+    let (start, end) = match visit {
+        VisitTime::At { start, end } => (start, end),
+        VisitTime::In { minutes, window } => {
+            let start = server_now(s) + Duration::minutes(i64::from(minutes));
+            (start, start + Duration::minutes(i64::from(window)))
+        }
+    };
+    let id = s
+        .set_appointment(job, start, end)
+        .await
+        .map_err(|e| device.err(e))?;
+    let d = deliver(device, s, job, Some(id)).await?;
+    // The server decides whether a slot's visit is moved; the cache shows its answer (or, queued,
+    // the protocol's rule applied on this device).
+    let shown = s
+        .job(job)
+        .await
+        .ok()
+        .and_then(|j| j.details.visit.appointment);
+    let moved = shown.is_some_and(|a| a.moved);
+    emit(
+        device,
+        json!({"appointment": job, "start": start, "end": end, "moved": moved,
+            "applied": matches!(d, Delivery::Applied)}),
+        || {
+            delivered_text(
+                &d,
+                &format!(
+                    "visit {}{}",
+                    views::window(start, end),
+                    if moved {
+                        " (moved from the booked slot; the customer may decline it)"
+                    } else {
+                        ""
+                    }
+                ),
+            )
+        },
+    );
+    Ok(())
+}
+
+/// Sends "on my way" with an estimate (given, or computed here from a position) and delivers it.
+async fn on_my_way(
+    device: &Device,
+    s: &FriendSession,
+    job: JobId,
+    eta_minutes: Option<u32>,
+    from: Option<GeoPoint>,
+) -> CliResult<()> {
+    sync(device, s).await?;
+    let (id, eta) = match (eta_minutes, from) {
+        (_, Some(position)) => {
+            let q = s
+                .on_my_way_from(job, position)
+                .await
+                .map_err(|e| device.err(e))?;
+            (q.outbox_id, q.eta)
+        }
+        (Some(minutes), None) => {
+            let eta = server_now(s) + Duration::minutes(i64::from(minutes));
+            let id = s.on_my_way(job, eta).await.map_err(|e| device.err(e))?;
+            (id, eta)
+        }
+        (None, None) => return Err(CliError::usage("give --eta-minutes or --from")),
+    };
+    let d = deliver(device, s, job, Some(id)).await?;
+    emit(
+        device,
+        json!({"on_my_way": job, "eta": eta, "applied": matches!(d, Delivery::Applied)}),
+        || {
+            delivered_text(
+                &d,
+                &format!("on my way, arriving about {}", views::clock(eta)),
+            )
+        },
+    );
+    Ok(())
+}
+
+/// Gives the job back with a reason and delivers it.
+async fn release(
+    device: &Device,
+    s: &FriendSession,
+    job: JobId,
+    reason: ReleaseArg,
+    note: Option<String>,
+) -> CliResult<()> {
+    sync(device, s).await?;
+    let reason = ReleaseReason::from(reason);
+    let queued = s.release_with_reason(job, Some(reason), note).await;
+    deliver_and_report(
+        device,
+        s,
+        job,
+        queued,
+        "released",
+        &format!(
+            "released ({}); it is offered to other Friends",
+            reason.as_str()
+        ),
+    )
+    .await
+}
+
 /// Checks in on site and delivers it.
 async fn check_in(device: &Device, s: &FriendSession, job: JobId) -> CliResult<()> {
     sync(device, s).await?;
@@ -373,13 +528,16 @@ async fn ledger(device: &Device, s: &FriendSession) -> CliResult<()> {
                 .iter()
                 .map(|e| {
                     format!(
-                        "{}  {:<7} total {:>12}  fee {:>11}  payout {:>12}  {}",
+                        "{}  {:<7} total {:>12}  fee {:>11}  payout {:>12}  {}{}",
                         e.job_id,
                         views::payment_name(e.method),
                         e.total.to_string(),
                         e.fee.to_string(),
                         e.payout.to_string(),
-                        e.status.as_str()
+                        e.status.as_str(),
+                        e.compensation
+                            .map(|c| format!("  ({} compensation)", views::compensation_cause(c)))
+                            .unwrap_or_default()
                     )
                 })
                 .collect::<Vec<_>>()
