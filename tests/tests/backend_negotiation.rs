@@ -573,7 +573,13 @@ async fn a_cancelled_job_refuses_consent_and_completion() {
         }
         other => panic!("{other:?}"),
     }
-    assert!(s.ledger().await.entries.is_empty());
+    // Cancelled after the accept (a now-job): the compensation, and nothing else, in the ledger.
+    let entries = s.ledger().await.entries;
+    assert_eq!(entries.len(), 1);
+    assert_eq!(
+        entries[0].compensation,
+        Some(friend_protocol::CompensationCause::LateCancellation)
+    );
 }
 
 /// Anna is offline on site: her check-in and her signed proposal wait in her outbox, and Heidi,
@@ -853,8 +859,11 @@ async fn an_unsuccessful_check_out_ends_an_agreed_job() {
     assert_eq!(heidi_feed.job(job).await.state, JobState::Unsuccessful);
     let r = s.complete("cash", chf(8900)).await;
     refused(&r, 409, "job_closed", None);
-    assert!(
-        s.ledger().await.entries.is_empty(),
-        "an unsuccessful check-out creates no ledger entry"
+    // The customer was absent: the no-show compensation is the only ledger entry.
+    let entries = s.ledger().await.entries;
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(
+        entries[0].compensation,
+        Some(friend_protocol::CompensationCause::NoShow)
     );
 }
