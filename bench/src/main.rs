@@ -9,6 +9,7 @@ mod cache;
 mod data;
 mod e2e;
 mod measure;
+mod push;
 mod report;
 mod size;
 
@@ -57,6 +58,7 @@ fn main() {
     step("p5", &mut || runtime.block_on(e2e::p5_bytes()));
     step("p6", &mut || vec![size::p6_library_size(&workspace)]);
     step("p7", &mut || runtime.block_on(e2e::p7_throughput()));
+    step("p10", &mut || runtime.block_on(push::p10_push_gateway()));
     step("mem", &mut size::memory);
     if args.is_empty() {
         let header = header(&workspace);

@@ -3,7 +3,7 @@
 /// A measured figure with its baseline and target.
 #[derive(Debug, Clone)]
 pub struct Row {
-    /// SPEC §9 id (P1…P7, or "mem").
+    /// SPEC §9 id (P1…P10, or "mem").
     pub id: String,
     /// What was measured.
     pub what: String,
@@ -87,6 +87,27 @@ impl Row {
             ratio: None,
             target: "–".into(),
             met: true,
+        }
+    }
+
+    /// A time in ms next to a same-run baseline it is not a multiple of, with the ratio shown for
+    /// reading; met when there is no bound or value ≤ `max` ms.
+    pub fn absolute_vs(
+        id: &str,
+        what: &str,
+        value_ms: f64,
+        max: Option<f64>,
+        baseline_ms: f64,
+        baseline: &str,
+    ) -> Row {
+        Row {
+            id: id.into(),
+            what: what.into(),
+            figure: format!("{value_ms:.3} ms"),
+            baseline: format!("{baseline_ms:.3} ms ({baseline})"),
+            ratio: (baseline_ms > 0.0).then(|| value_ms / baseline_ms),
+            target: max.map_or_else(|| "–".into(), |m| format!("≤ {m} ms")),
+            met: max.is_none_or(|m| value_ms <= m),
         }
     }
 
