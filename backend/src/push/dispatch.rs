@@ -320,8 +320,7 @@ impl Dispatcher {
                 started += 1;
                 let me = self.clone();
                 tokio::spawn(async move {
-                    me.deliver(push).await;
-                    drop(permit);
+                    me.deliver(push, permit).await;
                     me.kick();
                 });
             }
@@ -367,8 +366,10 @@ impl Dispatcher {
         }
     }
 
-    /// Sends one push and records its outcome.
-    async fn deliver(&self, push: Queued) {
+    /// Sends one push and records its outcome. The permit bounds sends in flight; it is returned
+    /// as soon as the gateway answered, so recording the outcome (a durable write) does not hold
+    /// up the next send — the push stays busy until its outcome is recorded.
+    async fn deliver(&self, push: Queued, permit: tokio::sync::OwnedSemaphorePermit) {
         let now = self.clock.now();
         let tag = token_tag(&push.token);
         let verdict = if push.expires_at <= now {
@@ -389,6 +390,8 @@ impl Dispatcher {
                 Some(outcome) => self.judge(&push, &tag, outcome),
             }
         };
+        drop(permit);
+        self.kick();
         let (id, rev, token) = (push.id, push.rev, push.token.clone());
         let recorded = self
             .db
