@@ -14,7 +14,6 @@ use crate::data::{Rng, ZURICH};
 use crate::measure::{ms, percentile};
 use crate::report::Row;
 use chrono::{DateTime, Utc};
-use friend_backend::push::{ApnsSettings, FcmSettings, PushSettings};
 use friend_fakepush::{FakeApns, FakeFcm, Request};
 use friend_protocol::eligibility::{self, JobReach};
 use friend_protocol::{
@@ -118,26 +117,7 @@ fn device(i: usize) -> (PushPlatform, String) {
 
 /// A backend pushing to fresh fakes of FCM and APNs (the setup of `tests/tests/push_delivery.rs`).
 async fn pushing_backend(dir: &std::path::Path) -> (TestBackend, FakeFcm, FakeApns) {
-    let fcm = FakeFcm::start().await;
-    let apns = FakeApns::start().await;
-    let credentials = dir.join("fcm.json");
-    fcm.write_service_account(&credentials).unwrap();
-    let settings = PushSettings {
-        fcm: Some(FcmSettings {
-            credentials,
-            url: Some(fcm.base_url()),
-        }),
-        apns: Some(ApnsSettings {
-            key: friend_fakepush::apns::key_path(),
-            key_id: friend_fakepush::apns::KEY_ID.into(),
-            team_id: friend_fakepush::apns::TEAM_ID.into(),
-            topic: friend_fakepush::apns::TOPIC.into(),
-            url: Some(apns.base_url()),
-            sandbox: false,
-        }),
-        ..PushSettings::default()
-    };
-    (TestBackend::start_with_push(settings).await, fcm, apns)
+    TestBackend::start_pushing(dir).await
 }
 
 /// Creates the population's accounts and registers each one's device over HTTP

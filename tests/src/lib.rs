@@ -126,6 +126,39 @@ impl TestBackend {
         }
     }
 
+    /// A backend pushing to fresh loopback fakes of FCM and APNs (`friend-fakepush`); the FCM
+    /// service-account file is written into `dir`.
+    pub async fn start_pushing(
+        dir: &std::path::Path,
+    ) -> (
+        TestBackend,
+        friend_fakepush::FakeFcm,
+        friend_fakepush::FakeApns,
+    ) {
+        use friend_backend::push::{ApnsSettings, FcmSettings, PushSettings};
+        let fcm = friend_fakepush::FakeFcm::start().await;
+        let apns = friend_fakepush::FakeApns::start().await;
+        let credentials = dir.join("fcm.json");
+        fcm.write_service_account(&credentials)
+            .unwrap_or_else(|e| panic!("service account file: {e}"));
+        let settings = PushSettings {
+            fcm: Some(FcmSettings {
+                credentials,
+                url: Some(fcm.base_url()),
+            }),
+            apns: Some(ApnsSettings {
+                key: friend_fakepush::apns::key_path(),
+                key_id: friend_fakepush::apns::KEY_ID.into(),
+                team_id: friend_fakepush::apns::TEAM_ID.into(),
+                topic: friend_fakepush::apns::TOPIC.into(),
+                url: Some(apns.base_url()),
+                sandbox: false,
+            }),
+            ..PushSettings::default()
+        };
+        (TestBackend::start_with_push(settings).await, fcm, apns)
+    }
+
     /// The server clock's current time.
     pub fn clock_now(&self) -> chrono::DateTime<chrono::Utc> {
         use friend_backend::clock::Clock;

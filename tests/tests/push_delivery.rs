@@ -2,7 +2,6 @@
 //! the transaction of the change and delivers them to loopback fakes of FCM and APNs that check
 //! credentials and headers the way Google and Apple do.
 
-use friend_backend::push::{ApnsSettings, FcmSettings, PushSettings};
 use friend_fakepush::{FakeApns, FakeFcm, Reply, Request};
 use friend_protocol::{Category, JobDetails, PushDevices, PushPlatform, PushTokenRequest};
 use friend_tests::places::{BERN, OERLIKON, ZURICH};
@@ -22,28 +21,10 @@ struct Pushing {
 
 impl Pushing {
     async fn start() -> Pushing {
-        let fcm = FakeFcm::start().await;
-        let apns = FakeApns::start().await;
         let dir = tempfile::tempdir().unwrap();
-        let credentials = dir.path().join("fcm.json");
-        fcm.write_service_account(&credentials).unwrap();
-        let settings = PushSettings {
-            fcm: Some(FcmSettings {
-                credentials,
-                url: Some(fcm.base_url()),
-            }),
-            apns: Some(ApnsSettings {
-                key: friend_fakepush::apns::key_path(),
-                key_id: friend_fakepush::apns::KEY_ID.into(),
-                team_id: friend_fakepush::apns::TEAM_ID.into(),
-                topic: friend_fakepush::apns::TOPIC.into(),
-                url: Some(apns.base_url()),
-                sandbox: false,
-            }),
-            ..PushSettings::default()
-        };
+        let (server, fcm, apns) = TestBackend::start_pushing(dir.path()).await;
         Pushing {
-            server: TestBackend::start_with_push(settings).await,
+            server,
             fcm,
             apns,
             _dir: dir,
