@@ -21,6 +21,14 @@ async fn a_small_day_keeps_every_invariant_and_a_consistent_report() {
     );
     assert_eq!(i.jobs_left_open, 0, "every job ends terminal or assigned");
     assert_eq!(i.jobs_not_booked, 0, "every booking reached the server");
+    assert_eq!(
+        i.misdirected_pushes, 0,
+        "no offer pushed to a long-polling or ineligible Friend"
+    );
+    assert_eq!(
+        i.dead_token_mismatches, 0,
+        "every dead token pushed to was removed"
+    );
     assert!(i.ok);
 
     // The report is complete and adds up.
@@ -54,6 +62,30 @@ async fn a_small_day_keeps_every_invariant_and_a_consistent_report() {
     let by_kind: u64 = o.by_kind.values().map(|k| k.queued).sum();
     assert_eq!(by_kind, o.queued);
     assert!(o.by_kind.contains_key("customer book") && o.by_kind.contains_key("friend check_in"));
+    assert_eq!(
+        o.by_kind["friend push_token"].applied, 30,
+        "every Friend registered"
+    );
+    assert_eq!(
+        o.by_kind["customer push_token"].applied, 12,
+        "every customer registered"
+    );
+
+    // The backend pushed through the fake gateways, and the pushes woke the phones.
+    let p = &report.push;
+    assert_eq!(p.fcm_devices + p.apns_devices, 42);
+    assert!(p.apns_devices > 0 && p.fcm_devices > 0);
+    assert!(p.offer_pushes > 0 && p.per_booking > 0.0);
+    assert!(p.to_customers > 0, "customers heard of their jobs");
+    assert_eq!(
+        p.sent,
+        p.offer_pushes + p.to_customers + p.to_friends,
+        "what the dispatcher sent is what the gateways accepted"
+    );
+    assert!(p.wakes > 0 && p.to_cache_samples > 0);
+    assert_eq!(p.dead_tokens, 1);
+    assert_eq!(p.dead_removed, p.dead_answers);
+    assert_eq!(p.dead_still_registered, 0);
     assert_eq!(report.sync_bytes.friends, 30);
     assert!(report.sync_bytes.sync_requests > 0);
     assert!(report.http.requests > 0);

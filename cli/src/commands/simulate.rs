@@ -127,10 +127,12 @@ pub async fn run(args: SimulateArgs) -> CliResult<()> {
         Err(CliError::new(
             Exit::Invariant,
             format!(
-                "invariants broken: {} double assignments, {} lost writes, {} jobs left open",
+                "invariants broken: {} double assignments, {} lost writes, {} jobs left open, {} misdirected pushes, {} dead-token mismatches",
                 report.invariants.double_assignments,
                 report.invariants.lost_writes,
-                report.invariants.jobs_left_open
+                report.invariants.jobs_left_open,
+                report.invariants.misdirected_pushes,
+                report.invariants.dead_token_mismatches
             ),
         ))
     }

@@ -1,9 +1,12 @@
 //! The end of the day and the checks: everyone back online, what is due expired, every device's
-//! outbox delivered; then every queued action looked up in its device's outbox (lost writes), the
-//! items replayed after an offline spell and their outcomes, and each job as the server has it.
+//! outbox delivered, every queued push answered; then every queued action looked up in its
+//! device's outbox (lost writes), the items replayed after an offline spell and their outcomes,
+//! each job as the server has it, and the pushes: none to a long-polling or ineligible Friend,
+//! every dead token the backend pushed to forgotten.
 
 use super::driver::Sim;
-use super::ids::{CustomerIx, JobIx};
+use super::gateway::GatewayTally;
+use super::ids::{CustomerIx, FriendIx, JobIx};
 use super::metrics::Dev;
 use friend_core::api::Api;
 use friend_core::store::outbox::ItemStatus;
@@ -32,6 +35,39 @@ pub struct KindCount {
     pub refusal_codes: BTreeMap<String, u64>,
 }
 
+/// The push path's checks.
+#[derive(Debug, Clone, Default)]
+pub struct PushAudit {
+    /// What the gateways saw.
+    pub tally: GatewayTally,
+    /// What the backend's dispatcher counted.
+    pub counts: friend_backend::push::PushCounts,
+    /// Offer pushes of a booking to Friends who were long-polling when it was committed (must
+    /// be 0; see [`super::polls`]).
+    pub to_long_polling: u64,
+    /// Offer pushes to Friends the eligibility rule does not offer the job to (must be 0).
+    pub to_ineligible: u64,
+    /// Dead tokens the backend pushed to and still lists for their Friend (must be 0).
+    pub dead_still_registered: usize,
+    /// Why the gateways were not all answered at the end, if they were not.
+    pub unsettled: Option<String>,
+    /// Times the dispatcher sat idle with pushes queued and had to be asked to look.
+    pub nudges: u64,
+}
+
+impl PushAudit {
+    /// Offer pushes to long-polling or ineligible Friends.
+    pub fn misdirected(&self) -> u64 {
+        self.to_long_polling + self.to_ineligible
+    }
+
+    /// Dead-token answers the backend did not count as removals, and removals it did not make.
+    pub fn dead_token_mismatch(&self) -> u64 {
+        self.tally.dead_answers.abs_diff(self.counts.dead_tokens)
+            + self.dead_still_registered as u64
+    }
+}
+
 /// The final checks.
 #[derive(Debug, Clone, Default)]
 pub struct Audit {
@@ -51,6 +87,8 @@ pub struct Audit {
     pub final_expired: usize,
     /// Devices whose outbox could not be read.
     pub unreadable_outboxes: u64,
+    /// The pushes.
+    pub push: PushAudit,
 }
 
 impl Audit {
@@ -97,7 +135,57 @@ pub(crate) async fn wind_down(sim: &Arc<Sim>) -> Audit {
     };
     read_outboxes(sim, &queued, &mut audit).await;
     read_server(sim, &mut audit).await;
+    audit.push = check_pushes(sim).await;
     audit
+}
+
+/// Once every queued push is answered: the offers against the eligibility rule and the
+/// long-polling Friends of each booking, and the dead tokens against the backend's devices.
+async fn check_pushes(sim: &Arc<Sim>) -> PushAudit {
+    let unsettled = sim.gateway.settle().await.err();
+    let mut to_ineligible = 0;
+    for (id, friends) in sim.gateway.offers() {
+        let Some(job) = sim.metrics.job_of(id) else {
+            to_ineligible += friends.len() as u64;
+            continue;
+        };
+        let eligible: HashSet<FriendIx> = sim.world.eligible(job).into_iter().collect();
+        to_ineligible += friends.iter().filter(|f| !eligible.contains(f)).count() as u64;
+    }
+    let to_long_polling = sim
+        .metrics
+        .job_runs()
+        .iter()
+        .filter_map(|r| {
+            let polling = sim.backend.polls.long_polling_at(r.id?);
+            Some(r.pushed.iter().filter(|f| polling.contains(f)).count() as u64)
+        })
+        .sum();
+    let mut dead_still_registered = 0;
+    for friend in sim.gateway.dead_pushed() {
+        let Some(account) = friend.of(&sim.friend_ids) else {
+            continue;
+        };
+        // A lookup that fails counts as still registered: the check must not pass unread.
+        let registered = sim
+            .backend
+            .backend
+            .push_devices(*account)
+            .await
+            .map_or(true, |d| !d.is_empty());
+        if registered {
+            dead_still_registered += 1;
+        }
+    }
+    PushAudit {
+        tally: sim.gateway.tally(),
+        counts: sim.backend.backend.push_counts(),
+        to_long_polling,
+        to_ineligible,
+        dead_still_registered,
+        unsettled,
+        nudges: sim.gateway.nudges(),
+    }
 }
 
 /// Delivers every device's outbox (a few rounds; a closed session is reopened from its file).

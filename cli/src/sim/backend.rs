@@ -1,9 +1,12 @@
 //! The embedded backend of a simulation: the real reference backend on 127.0.0.1:0 over an SQLite
 //! file in the run's directory, with a manual clock the simulation moves along its virtual day,
-//! expiry only when the simulation asks, and the traffic counter in front of every route.
+//! expiry only when the simulation asks, the traffic counter and the long-poll observer in front of
+//! every route, and its push dispatcher sending to the simulation's fake gateways.
 
+use super::polls::{self, Polls};
 use super::traffic::{self, Traffic};
 use friend_backend::clock::{Clock, ManualClock};
+use friend_backend::push::PushSettings;
 use friend_backend::{Backend, Config};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -53,35 +56,43 @@ pub struct Embedded {
     pub clock: VirtualClock,
     /// Bytes and requests per account.
     pub traffic: Arc<Traffic>,
+    /// Friends' long-polls around each booking.
+    pub polls: Arc<Polls>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Embedded {
-    /// Starts the backend on `db` with the catalog seeded and no dev accounts.
-    pub async fn start(db: &Path) -> Result<Embedded, String> {
+    /// Starts the backend on `db` with the catalog seeded, no dev accounts, and pushes delivered
+    /// as `push` configures.
+    pub async fn start(db: &Path, push: PushSettings) -> Result<Embedded, String> {
         let clock = Arc::new(ManualClock::new());
         let mut config = Config::new(db);
         config.seed_dev_data = false;
         config.clock = clock.clone();
         config.expiry_interval = None;
+        config.push = push;
         let backend = Backend::open(config).map_err(|e| format!("backend: {e}"))?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .map_err(|e| format!("bind: {e}"))?;
         let addr = listener.local_addr().map_err(|e| format!("addr: {e}"))?;
         let traffic = Arc::new(Traffic::default());
-        // Backend::serve would add its own expiry and pruning timers; the simulation drives
-        // expiry itself, so it serves the router directly, behind the traffic counter.
-        let app = traffic::layer(backend.router(), traffic.clone());
+        // Served as the backend serves itself — with its push dispatcher — behind the traffic
+        // counter. No expiry timer runs (`expiry_interval` is `None`: the simulation expires at
+        // its own virtual instants), and feed pruning's first tick is an hour of wall time away.
+        let polls = Arc::new(Polls::new(backend.clone()));
+        let app = traffic::layer(
+            polls::layer(backend.router(), polls.clone()),
+            traffic.clone(),
+        );
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let serving = backend.clone();
         let server = tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = rx.await;
-                })
-                .await;
-            if let Err(e) = served {
+            let shutdown = async move {
+                let _ = rx.await;
+            };
+            if let Err(e) = serving.serve_router(listener, app, shutdown).await {
                 tracing::warn!("embedded backend stopped: {e}");
             }
         });
@@ -96,6 +107,7 @@ impl Embedded {
                 advancing: Mutex::new(()),
             },
             traffic,
+            polls,
             shutdown: Some(tx),
             server: Some(server),
         })

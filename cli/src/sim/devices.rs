@@ -44,10 +44,6 @@ pub struct FriendState {
     pub current: Option<JobIx>,
     /// Slot jobs held for later: (job, start, end) in virtual seconds.
     pub slots: Vec<(JobIx, VTime, VTime)>,
-    /// A push wake-up is scheduled.
-    pub push_pending: bool,
-    /// Second of the last push wake-up.
-    pub last_push: VTime,
 }
 
 /// Records when a long-polling Friend's inbox changed (for push-to-cache latency).
@@ -110,8 +106,6 @@ impl FriendDevice {
                 offline: None,
                 current: None,
                 slots: Vec::new(),
-                push_pending: false,
-                last_push: VTime::MIN / 2,
             }),
             in_flight: AtomicU32::new(0),
             last_used: AtomicU64::new(0),
@@ -188,6 +182,21 @@ impl FriendDevice {
             s.start_foreground_sync();
         }
         result
+    }
+
+    /// The app hands a push's data (`payload`, JSON) to the core: one sync round. A long-polling
+    /// session is paused for it, as for [`FriendDevice::sync`].
+    pub async fn on_push(&self, payload: &str) -> CoreResult<Arc<FriendSession>> {
+        let s = self.session().await?;
+        let running = self.foreground_running.load(Ordering::Relaxed);
+        if running {
+            s.stop_foreground_sync();
+        }
+        let result = s.on_push(payload).await.map(|_| ());
+        if running {
+            s.start_foreground_sync();
+        }
+        result.map(|()| s)
     }
 
     /// A receiver of inbox-change instants, marked as seen now.
@@ -267,6 +276,11 @@ impl CustomerDevice {
     /// Deliver and pull now.
     pub async fn sync(&self) -> CoreResult<()> {
         self.session().await?.sync_once().await.map(|_| ())
+    }
+
+    /// The app hands a push's data (`payload`, JSON) to the core: one sync round.
+    pub async fn on_push(&self, payload: &str) -> CoreResult<()> {
+        self.session().await?.on_push(payload).await.map(|_| ())
     }
 }
 

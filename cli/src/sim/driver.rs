@@ -1,7 +1,7 @@
-//! Runs a simulation: sets up the embedded backend, the accounts and the devices, drives the
-//! agenda over the virtual clock (dispatching independent events concurrently, see
-//! [`super::events`]), and winds down: everyone back online, due expiries, every outbox
-//! delivered.
+//! Runs a simulation: sets up the fake push gateways, the embedded backend, the accounts and the
+//! devices (each registering its push token), drives the agenda over the virtual clock
+//! (dispatching independent events concurrently, see [`super::events`]), and winds down: everyone
+//! back online, due expiries, every outbox delivered.
 //!
 //! The dispatcher looks ahead [`LOOKAHEAD`] virtual seconds past the earliest unfinished event,
 //! so work on different devices overlaps in real time while each device and each job still sees
@@ -12,8 +12,10 @@ use super::audit::{self, Audit};
 use super::backend::Embedded;
 use super::devices::{CustomerDevice, FriendDevice};
 use super::events::{Agenda, Event, Res, Sequencer, VTime};
+use super::gateway::Gateway;
 use super::ids::{CustomerIx, FriendIx, JobIx};
-use super::metrics::Metrics;
+use super::metrics::{Dev, Metrics};
+use super::playbook::push::WakeState;
 use super::traffic::Counters;
 use super::world::{World, WorldSize};
 use super::{Progress, ProgressInfo, SimConfig, SimError};
@@ -56,6 +58,10 @@ pub(crate) struct Sim {
     pub metrics: Arc<Metrics>,
     /// Push-to-cache measurements still running.
     pub waiters: Mutex<Vec<JoinHandle<()>>>,
+    /// The fake push gateways and the devices' tokens.
+    pub gateway: Gateway,
+    /// Each device's wake-ups by push.
+    pub wakes: Mutex<HashMap<Dev, WakeState>>,
 }
 
 /// What a finished run hands to the report.
@@ -81,9 +87,6 @@ pub(crate) async fn run(
 ) -> Result<Outcome, SimError> {
     let started = Instant::now();
     crate::commands::device::install_crypto_provider();
-    let backend = Embedded::start(&backend_dir.join("backend.db"))
-        .await
-        .map_err(SimError::Setup)?;
     let catalog = friend_backend::seed::default_catalog();
     let size = WorldSize {
         friends: config.friends,
@@ -94,6 +97,22 @@ pub(crate) async fn run(
         flaky_share: config.flaky_share,
     };
     let world = World::draw(config.seed, size, &catalog);
+    let background: Vec<FriendIx> = FriendIx::all(world.friends.len())
+        .filter(|f| world.friend(*f).is_some_and(|s| !s.foreground))
+        .collect();
+    let mut gateway = Gateway::start(
+        backend_dir,
+        config.seed,
+        world.friends.len(),
+        world.customers.len(),
+        &background,
+    )
+    .await
+    .map_err(SimError::Setup)?;
+    let backend = Embedded::start(&backend_dir.join("backend.db"), gateway.settings())
+        .await
+        .map_err(SimError::Setup)?;
+    gateway.watch_queue(backend.backend.clone());
     progress.update(&ProgressInfo::phase("creating accounts", world.jobs.len()));
     let mut friends = Vec::with_capacity(world.friends.len());
     let mut friend_traffic = Vec::with_capacity(world.friends.len());
@@ -109,6 +128,9 @@ pub(crate) async fn run(
             .map_err(|e| SimError::Setup(format!("fault proxy for Friend {i}: {e}")))?;
         friend_ids.push(created.id);
         friend_traffic.push(backend.traffic.register(&created.token));
+        backend
+            .polls
+            .register(&created.token, FriendIx(i), created.id);
         friends.push(FriendDevice::new(
             created.token,
             f.key,
@@ -148,7 +170,14 @@ pub(crate) async fn run(
         friend_ids,
         friend_traffic,
         waiters: Mutex::new(Vec::new()),
+        gateway,
+        wakes: Mutex::new(HashMap::new()),
     });
+    progress.update(&ProgressInfo::phase(
+        "registering push tokens",
+        sim.world.jobs.len(),
+    ));
+    register_push_tokens(&sim).await?;
     for d in sim.friends.iter().filter(|d| d.foreground) {
         d.start_foreground()
             .await
@@ -190,7 +219,72 @@ pub(crate) async fn run(
     })
 }
 
+/// How many devices register their push token at once.
+const REGISTERING: usize = 16;
+
+/// Every device registers its push token through its core (queued in the outbox) and delivers it.
+async fn register_push_tokens(sim: &Arc<Sim>) -> Result<(), SimError> {
+    let devices: Vec<Dev> = FriendIx::all(sim.friends.len())
+        .map(Dev::Friend)
+        .chain(CustomerIx::all(sim.customers.len()).map(Dev::Customer))
+        .collect();
+    let mut set: JoinSet<Result<(), String>> = JoinSet::new();
+    let mut results = Vec::new();
+    for dev in devices {
+        if set.len() >= REGISTERING
+            && let Some(r) = set.join_next().await
+        {
+            results.push(r);
+        }
+        let sim = sim.clone();
+        set.spawn(async move { sim.register_push_token(dev).await });
+    }
+    while let Some(r) = set.join_next().await {
+        results.push(r);
+    }
+    for r in results {
+        match r {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(SimError::Setup(e)),
+            Err(e) => return Err(SimError::Setup(format!("registering a push token: {e}"))),
+        }
+    }
+    Ok(())
+}
+
 impl Sim {
+    /// `dev` registers its push token and delivers the registration (one sync).
+    async fn register_push_token(&self, dev: Dev) -> Result<(), String> {
+        let Some((platform, token)) = self.gateway.token_of(dev).cloned() else {
+            return Ok(());
+        };
+        let failed = |e: friend_core::CoreError| format!("push token of {dev:?}: {e}");
+        let queued = match dev {
+            Dev::Friend(f) => {
+                let Some(d) = self.friend_device(f) else {
+                    return Ok(());
+                };
+                let s = d.session().await.map_err(failed)?;
+                let queued = s.register_push_token(platform, &token).await;
+                s.sync_once().await.map_err(failed)?;
+                queued
+            }
+            Dev::Customer(c) => {
+                let Some(d) = self.customer_device(c) else {
+                    return Ok(());
+                };
+                let s = d.session().await.map_err(failed)?;
+                let queued = s.register_push_token(platform, &token).await;
+                s.sync_once().await.map_err(failed)?;
+                queued
+            }
+        };
+        if queued.map_err(failed)?.is_some() {
+            self.metrics.queued(dev, "push_token");
+        }
+        Ok(())
+    }
+
     /// A Friend's phone.
     pub fn friend_device(&self, friend: FriendIx) -> Option<&FriendDevice> {
         friend.of(&self.friends)

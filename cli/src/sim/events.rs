@@ -24,7 +24,8 @@ pub enum Event {
         /// Job index.
         job: JobIx,
     },
-    /// The push service wakes a background Friend's app: one sync.
+    /// A push reached a Friend's phone: the app hands it to the core (one sync). The pushes are
+    /// the ones the gateways accepted for this device since its last wake.
     PushWake {
         /// Friend index.
         friend: FriendIx,
@@ -36,7 +37,7 @@ pub enum Event {
         /// Who, how and what.
         reaction: Reaction,
     },
-    /// The push service wakes a customer's app: one sync.
+    /// A push reached a customer's phone: the app hands it to the core (one sync).
     CustomerPush {
         /// Customer index.
         customer: CustomerIx,
@@ -123,6 +124,40 @@ pub enum Event {
 }
 
 impl Event {
+    /// The job the event is about, if one.
+    pub fn job(&self) -> Option<JobIx> {
+        match self {
+            Event::Book { job }
+            | Event::React { job, .. }
+            | Event::CancelOpen { job }
+            | Event::CancelAssigned { job }
+            | Event::Arrive { job }
+            | Event::NoShow { job }
+            | Event::Escalate { job }
+            | Event::Quote { job }
+            | Event::CustomerAnswer { job }
+            | Event::FriendAnswer { job }
+            | Event::Amend { job }
+            | Event::CustomerAmendAnswer { job }
+            | Event::Complete { job }
+            | Event::Rate { job } => Some(*job),
+            Event::BackOnline { job, .. } => *job,
+            Event::PushWake { .. }
+            | Event::CustomerPush { .. }
+            | Event::SpellStart { .. }
+            | Event::SpellEnd { .. } => None,
+        }
+    }
+
+    /// Whether the event may commit a change the backend announces by push (its devices
+    /// deliver actions or accept); after such an event the simulation reads the gateways.
+    pub fn may_announce(&self) -> bool {
+        !matches!(
+            self,
+            Event::PushWake { .. } | Event::CustomerPush { .. } | Event::SpellStart { .. }
+        )
+    }
+
     /// Stable name for logs and counters.
     pub fn name(&self) -> &'static str {
         match self {

@@ -109,6 +109,13 @@ pub struct JobRun {
     pub responded: Vec<FriendIx>,
     /// The winner gave the job back (released it) before arriving.
     pub released: bool,
+    /// Virtual second of the job's latest event (a push about the job wakes its device a few
+    /// seconds after it).
+    pub news_at: Option<VTime>,
+    /// Friends whose app learned of the offer when it was booked: pushed, or long-polling.
+    pub learned: usize,
+    /// The Friends the backend pushed the offer to when it was booked.
+    pub pushed: Vec<FriendIx>,
 }
 
 impl JobRun {
@@ -137,6 +144,11 @@ pub struct Metrics {
     pub push_after_response_ms: Mutex<Vec<f64>>,
     /// Watched offers never seen (taken before the check, or a missed wake-up).
     pub push_missed: AtomicU64,
+    /// An offer push received at the gateway → the offer in the woken device's cache, ms (wall
+    /// clock; pushes that woke their device at once).
+    pub gateway_to_cache_ms: Mutex<Vec<f64>>,
+    /// The job of each server id.
+    ids: Mutex<HashMap<JobId, JobIx>>,
     /// Named counters (events, skipped reactions, pushes, …).
     counters: Mutex<BTreeMap<String, u64>>,
     /// Unexpected errors by "event: code".
@@ -160,6 +172,18 @@ impl Metrics {
     pub fn job<T>(&self, job: JobIx, f: impl FnOnce(&mut JobRun) -> T) -> Option<T> {
         let mut guard = job.of(&self.jobs)?.lock().ok()?;
         Some(f(&mut guard))
+    }
+
+    /// Records the server's id of `job`.
+    pub fn booked(&self, job: JobIx, id: JobId) {
+        if let Ok(mut ids) = self.ids.lock() {
+            ids.insert(id, job);
+        }
+    }
+
+    /// The job with the server's id `id`.
+    pub fn job_of(&self, id: JobId) -> Option<JobIx> {
+        self.ids.lock().ok()?.get(&id).copied()
     }
 
     /// A copy of every job's record.
@@ -240,6 +264,13 @@ impl Metrics {
         }
         if let Ok(mut v) = self.push_after_response_ms.lock() {
             v.push(from_response_ms);
+        }
+    }
+
+    /// Records an offer push's gateway → cache latency.
+    pub fn gateway_to_cache(&self, ms: f64) {
+        if let Ok(mut v) = self.gateway_to_cache_ms.lock() {
+            v.push(ms);
         }
     }
 

@@ -1,8 +1,8 @@
-//! Booking and the race: the customer books, the push service wakes the Friends the job concerns
-//! (and the customer when their job moved), the drawn responders look at the offer and accept or
-//! decline, the winner sets off — or the customer cancels first.
+//! Booking and the race: the customer books, the backend pushes the offer to the eligible Friends
+//! who are not long-polling, the responders drawn among the Friends who learned of it look at the
+//! offer and accept or decline, the winner sets off — or the customer cancels first.
 
-use super::{Next, PUSH_DELAY};
+use super::Next;
 use crate::sim::devices::{Offline, code};
 use crate::sim::driver::Sim;
 use crate::sim::events::{Event, VTime};
@@ -20,7 +20,7 @@ use std::time::Instant;
 const REACT_AFTER_CLOSE: VTime = 120;
 
 impl Sim {
-    /// The customer books `job`; the push service and the drawn responders follow.
+    /// The customer books `job`; the backend's pushes and the drawn responders follow.
     pub(super) async fn book(&self, at: VTime, job: JobIx) -> Next {
         let Some(spec) = self.world.job(job) else {
             return Vec::new();
@@ -37,13 +37,8 @@ impl Sim {
         // Long-polling Friends this job will reach: watch their inbox from before the booking.
         let watchers: Vec<_> = eligible
             .iter()
-            .filter_map(|friend| {
-                let d = self.friend_device(*friend)?;
-                let watching = d.foreground
-                    && d.foreground_running.load(Ordering::Relaxed)
-                    && d.state().is_some_and(|s| s.offline.is_none());
-                watching.then(|| (*friend, d.inbox_watch()))
-            })
+            .filter(|friend| self.long_polling(**friend))
+            .filter_map(|friend| Some((*friend, self.friend_device(*friend)?.inbox_watch())))
             .collect();
         let started = Instant::now();
         let Some(local) = self.queued(
@@ -60,6 +55,7 @@ impl Sim {
         };
         let answered = Instant::now();
         self.metrics.booked.fetch_add(1, Ordering::Relaxed);
+        self.metrics.booked(job, id);
         self.metrics.job(job, |r| {
             r.id = Some(id);
             r.booked_at = Some(at);
@@ -69,9 +65,41 @@ impl Sim {
         for (friend, rx) in watchers {
             self.watch_offer(friend, id, rx, started, answered).await;
         }
-        let mut next = self.wake_for_offer(at, &eligible);
-        next.extend(self.draw_responders(at, job, spec, &eligible));
-        next
+        let learned = self.learned(job, id, &eligible).await;
+        self.draw_responders(at, job, spec, &eligible, &learned)
+    }
+
+    /// Whether the Friend's app is in the foreground, long-polling (online, its loop running).
+    fn long_polling(&self, friend: FriendIx) -> bool {
+        self.friend_device(friend).is_some_and(|d| {
+            d.foreground
+                && d.foreground_running.load(Ordering::Relaxed)
+                && d.state().is_some_and(|s| s.offline.is_none())
+        })
+    }
+
+    /// The Friends who learned of the new offer `id`: those the backend pushed it to (read at the
+    /// gateways once they answered everything queued), and the eligible ones whose app is open
+    /// (long-polling, or about to poll again).
+    async fn learned(&self, job: JobIx, id: JobId, eligible: &[FriendIx]) -> Vec<FriendIx> {
+        if let Err(e) = self.gateway.settle().await {
+            tracing::warn!("push gateways: {e}");
+            self.metrics.error("book.settle", "timeout");
+        }
+        let pushed = self.gateway.offered_to(id);
+        let open_app = eligible.iter().copied().filter(|f| {
+            self.friend_device(*f)
+                .is_some_and(|d| d.foreground && d.state().is_some_and(|s| s.offline.is_none()))
+        });
+        let mut learned: Vec<FriendIx> = pushed.iter().copied().chain(open_app).collect();
+        learned.sort_unstable();
+        learned.dedup();
+        self.metrics.add("offer.pushed", pushed.len() as u64);
+        self.metrics.job(job, |r| {
+            r.learned = learned.len();
+            r.pushed = pushed;
+        });
+        learned
     }
 
     /// The server's id of the booking queued as `local`: a few syncs to deliver it.
@@ -92,42 +120,19 @@ impl Sim {
         None
     }
 
-    /// The push service: wakes the background Friends an offer concerns (collapsed per device).
-    fn wake_for_offer(&self, at: VTime, eligible: &[FriendIx]) -> Next {
-        let mut next = Vec::new();
-        for friend in eligible {
-            let (Some(d), Some(fs)) = (self.friend_device(*friend), self.world.friend(*friend))
-            else {
-                continue;
-            };
-            if d.foreground || !fs.on_duty(at) {
-                continue;
-            }
-            let when = d.update(|s| {
-                if s.offline.is_some() || s.push_pending {
-                    return None;
-                }
-                s.push_pending = true;
-                Some((at + PUSH_DELAY).max(s.last_push + self.config.push_coalesce_secs))
-            });
-            if let Some(Some(when)) = when {
-                next.push((when, Event::PushWake { friend: *friend }));
-            }
-        }
-        next
-    }
-
-    /// Who looks at the new offer, when, and what they decide.
+    /// Who looks at the new offer, when, and what they decide: drawn among the Friends who
+    /// `learned` of it.
     fn draw_responders(
         &self,
         at: VTime,
         job: JobIx,
         spec: &JobSpec,
         eligible: &[FriendIx],
+        learned: &[FriendIx],
     ) -> Next {
         let slot = spec.slot.map(|(s, len)| (spec.at + s, spec.at + s + len));
         // Available now, and the offer is in their inbox: within their radius of where they are.
-        let candidates: Vec<_> = eligible
+        let candidates: Vec<_> = learned
             .iter()
             .filter(|friend| self.available(**friend, at, slot))
             .filter_map(|friend| {
@@ -144,6 +149,7 @@ impl Sim {
             })
             .collect();
         self.metrics.add("offer.eligible", eligible.len() as u64);
+        self.metrics.add("offer.learned", learned.len() as u64);
         self.metrics.add("offer.available", candidates.len() as u64);
         // The nearest hundred are enough to stand in for busy responders.
         let mut nearest: Vec<(FriendIx, f64)> = candidates
@@ -225,29 +231,6 @@ impl Sim {
         if let Ok(mut w) = self.waiters.lock() {
             w.push(handle);
         }
-    }
-
-    /// The push service wakes a background Friend's app: one sync, unless they have no signal.
-    pub(super) async fn push_wake(&self, at: VTime, friend: FriendIx) -> Next {
-        let Some(d) = self.friend_device(friend) else {
-            return Vec::new();
-        };
-        let offline = d.update(|s| {
-            s.push_pending = false;
-            s.last_push = at;
-            s.offline.is_some()
-        });
-        if offline != Some(false) {
-            self.metrics.count("push.unreachable");
-            return Vec::new();
-        }
-        self.metrics.count("push.delivered");
-        if let Some(s) = self.friend_session(friend, "push").await
-            && let Err(e) = s.on_push("").await
-        {
-            self.metrics.error("push", &code(&e));
-        }
-        Vec::new()
     }
 
     /// A Friend looks at the offer (or a free Friend stands in for a busy one) and declines it or
@@ -447,15 +430,7 @@ impl Sim {
             (None, Place::Remote) => at + rng.i64(180..600),
             (None, _) => at + ((km / 25.0 * 3600.0) as i64 + rng.i64(300..900)).clamp(600, 3600),
         };
-        let mut next = vec![
-            (
-                at + PUSH_DELAY,
-                Event::CustomerPush {
-                    customer: spec.customer,
-                },
-            ),
-            (arrive, Event::Arrive { job }),
-        ];
+        let mut next = vec![(arrive, Event::Arrive { job })];
         if spec.behaviour.cancel_when_assigned {
             next.push((at + (arrive - at) / 2 + 1, Event::CancelAssigned { job }));
         }

@@ -2,10 +2,10 @@
 //! escalated to the field service; the Friend leaves (delivering at once, or later when back
 //! online), and the customer rates.
 
-use super::{Next, PUSH_DELAY};
+use super::Next;
 use crate::sim::driver::Sim;
 use crate::sim::events::{Event, VTime};
-use crate::sim::ids::{CustomerIx, FriendIx, JobIx};
+use crate::sim::ids::{FriendIx, JobIx};
 use crate::sim::metrics::{Dev, Phase};
 use friend_protocol::{JobState, PaymentMethod, UnsuccessfulReason};
 
@@ -59,14 +59,12 @@ impl Sim {
             r.negotiation.cash = Some(spec.behaviour.cash);
         });
         let rating = spec.behaviour.rating.map(|(_, delay)| delay);
-        self.leave(at, winner, job, spec.customer, rating).await
+        self.leave(at, winner, job, rating).await
     }
 
     /// Unsuccessful (nobody there) or escalated.
     pub(super) async fn check_out(&self, at: VTime, job: JobIx, escalate: bool) -> Next {
-        let (Some(winner), Some(id), Some(spec)) =
-            (self.winner(job), self.job_id(job), self.world.job(job))
-        else {
+        let (Some(winner), Some(id)) = (self.winner(job), self.job_id(job)) else {
             return Vec::new();
         };
         if let Some(until) = self.spell_until(winner) {
@@ -106,19 +104,12 @@ impl Sim {
         if done.is_some() {
             self.metrics.job(job, |r| r.phase = Phase::Finished);
         }
-        self.leave(at, winner, job, spec.customer, None).await
+        self.leave(at, winner, job, None).await
     }
 
-    /// The Friend leaves the job: release it; online, deliver and tell the customer; offline,
-    /// come back online a little later.
-    async fn leave(
-        &self,
-        at: VTime,
-        winner: FriendIx,
-        job: JobIx,
-        customer: CustomerIx,
-        rating: Option<i64>,
-    ) -> Next {
+    /// The Friend leaves the job: release it; online, deliver (the backend tells the customer);
+    /// offline, come back online a little later.
+    async fn leave(&self, at: VTime, winner: FriendIx, job: JobIx, rating: Option<i64>) -> Next {
         self.release_friend(winner, job);
         if self.offline_on_job(winner) {
             let mut rng = self.rng(job, 4);
@@ -131,7 +122,7 @@ impl Sim {
             )];
         }
         self.sync_friend(winner, "leave.deliver").await;
-        let mut next = vec![(at + PUSH_DELAY, Event::CustomerPush { customer })];
+        let mut next = Vec::new();
         if let Some(delay) = rating {
             next.push((at + delay, Event::Rate { job }));
         }

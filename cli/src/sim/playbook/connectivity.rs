@@ -2,7 +2,7 @@
 //! worked in a basement comes back online. Either way the outbox replays what was queued offline,
 //! and the items still pending at that moment are noted so the audit can follow them.
 
-use super::{Next, PUSH_DELAY};
+use super::Next;
 use crate::sim::devices::{Offline, code};
 use crate::sim::driver::Sim;
 use crate::sim::events::{Event, VTime};
@@ -58,8 +58,9 @@ impl Sim {
         Vec::new()
     }
 
-    /// The Friend has signal again after working offline on `job` (or none): replay the outbox,
-    /// resume long-polling, tell the customer, and let them rate a job completed offline.
+    /// The Friend has signal again after working offline on `job` (or none): replay the outbox
+    /// (the backend tells the customer), resume long-polling, and let the customer rate a job
+    /// completed offline.
     pub(super) async fn back_online(
         &self,
         at: VTime,
@@ -85,12 +86,7 @@ impl Sim {
         let Some(spec) = self.world.job(job) else {
             return Vec::new();
         };
-        let mut next = vec![(
-            at + PUSH_DELAY,
-            Event::CustomerPush {
-                customer: spec.customer,
-            },
-        )];
+        let mut next = Vec::new();
         let completed = self
             .metrics
             .job(job, |r| r.negotiation.final_total.is_some())

@@ -1,13 +1,14 @@
 //! What happens at each event: real calls on the real sessions of the devices involved, and the
-//! follow-up events they lead to. The push service is played here too (wake the Friends a job
-//! concerns, wake a customer when their job moved).
+//! follow-up events they lead to. After an event that may have committed a change the backend
+//! announces, the pushes the gateways accepted become wakes of their devices ([`push`]).
 //!
-//! One file per phase of a job's day, each an `impl Sim` block: [`booking`] (booking, the push
-//! service, the accept race, the customer cancelling), [`on_site`] (arriving and checking in, or
+//! One file per phase of a job's day, each an `impl Sim` block: [`booking`] (booking, who learns
+//! of the offer, the accept race, the customer cancelling), [`on_site`] (arriving and checking in, or
 //! giving the job back), [`negotiation`] (the price agreed on site, online or by payload),
-//! [`closing`] (completion, check-out without success, the Friend leaving, the rating) and
-//! [`connectivity`] (tunnels and coming back online). [`common`] holds what they all look up. This
-//! file says which resources an event holds and which step runs it.
+//! [`closing`] (completion, check-out without success, the Friend leaving, the rating),
+//! [`connectivity`] (tunnels and coming back online) and [`push`] (the gateways' pushes waking the
+//! phones). [`common`] holds what they all look up. This file says which resources an event holds
+//! and which step runs it.
 
 mod booking;
 mod closing;
@@ -15,6 +16,7 @@ mod common;
 mod connectivity;
 mod negotiation;
 mod on_site;
+pub(crate) mod push;
 
 use super::driver::Sim;
 use super::events::{Event, Mode, Res, VTime};
@@ -23,7 +25,8 @@ use super::ids::{CustomerIx, JobIx};
 /// Follow-up events.
 type Next = Vec<(VTime, Event)>;
 
-/// The push service's delay from a change to the wake-up.
+/// Virtual seconds from a change to the wake of a device the backend pushed about it (the
+/// gateway's and the phone's share; the backend's own is real).
 const PUSH_DELAY: VTime = 3;
 
 impl Sim {
@@ -82,17 +85,28 @@ impl Sim {
         }
     }
 
-    /// Runs one event; returns its follow-ups.
+    /// Runs one event; returns its follow-ups, with the wakes of the devices the backend pushed
+    /// about what the event changed.
     pub(crate) async fn handle(&self, at: VTime, event: Event) -> Next {
         self.metrics.count(&format!("event.{}", event.name()));
+        if let Some(job) = event.job() {
+            self.metrics.job(job, |r| r.news_at = Some(at));
+        }
+        let announces = event.may_announce();
+        let mut next = self.run_step(at, event).await;
+        if announces {
+            next.extend(self.announced(at).await);
+        }
+        next
+    }
+
+    /// The step that runs `event`.
+    async fn run_step(&self, at: VTime, event: Event) -> Next {
         match event {
             Event::Book { job } => self.book(at, job).await,
             Event::PushWake { friend } => self.push_wake(at, friend).await,
             Event::React { job, reaction } => self.react(at, job, reaction).await,
-            Event::CustomerPush { customer } => {
-                self.sync_customer(customer, "customer_push").await;
-                Vec::new()
-            }
+            Event::CustomerPush { customer } => self.customer_push(at, customer).await,
             Event::CancelOpen { job } => self.cancel(at, job, false).await,
             Event::CancelAssigned { job } => self.cancel(at, job, true).await,
             Event::Arrive { job } => self.arrive(at, job).await,

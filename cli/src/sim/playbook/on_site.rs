@@ -2,7 +2,7 @@
 //! another job runs long or gives the job back, and may lose the signal in the basement; what
 //! follows is the quote, a no-show or an escalation.
 
-use super::{Next, PUSH_DELAY};
+use super::Next;
 use crate::sim::devices::Offline;
 use crate::sim::driver::Sim;
 use crate::sim::events::{Event, VTime};
@@ -73,12 +73,7 @@ impl Sim {
         self.metrics.job(job, |r| r.phase = Phase::OnSite);
         let b = &spec.behaviour;
         let mut rng = self.rng(job, 3);
-        let mut next = vec![(
-            at + PUSH_DELAY,
-            Event::CustomerPush {
-                customer: spec.customer,
-            },
-        )];
+        let mut next = Vec::new();
         if b.customer_absent {
             next.push((at + 600, Event::NoShow { job }));
         } else if b.escalate {

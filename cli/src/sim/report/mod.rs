@@ -5,12 +5,14 @@
 
 mod negotiation;
 mod outbox;
+mod push;
 mod race;
 mod time_to_accept;
 mod traffic;
 
 pub use negotiation::{Deviation, Negotiation};
 pub use outbox::{KindRow, Outbox};
+pub use push::Push;
 pub use race::Race;
 pub use time_to_accept::{Bucket, PUBLISHED, TimeToAccept};
 pub use traffic::{Http, PushToCache, SyncBytes};
@@ -45,6 +47,8 @@ pub struct Report {
     pub sync_bytes: SyncBytes,
     /// Booking → offer in a long-polling Friend's cache.
     pub push_to_cache: PushToCache,
+    /// The push path: the backend's pushes through the fake gateways.
+    pub push: Push,
     /// On-site negotiation.
     pub negotiation: Negotiation,
     /// Jobs by final state on the server.
@@ -102,6 +106,11 @@ pub struct Invariants {
     pub jobs_left_open: usize,
     /// Jobs whose booking never reached the server.
     pub jobs_not_booked: usize,
+    /// Offer pushes to long-polling or ineligible Friends (must be 0).
+    pub misdirected_pushes: u64,
+    /// Dead-token answers the backend did not count as removals, removals it did not count, and
+    /// dead tokens pushed to yet still registered (must be 0).
+    pub dead_token_mismatches: u64,
     /// All hold.
     pub ok: bool,
 }
@@ -115,12 +124,20 @@ impl Invariants {
             .sum();
         let not_booked = final_states.get("not_booked").copied().unwrap_or(0) as usize;
         let doubles = race.double_assignments + race.winner_mismatches;
+        let misdirected = audit.push.misdirected();
+        let dead = audit.push.dead_token_mismatch();
         Invariants {
             double_assignments: doubles,
             lost_writes: audit.lost_writes,
             jobs_left_open: left_open,
             jobs_not_booked: not_booked,
-            ok: doubles == 0 && audit.lost_writes == 0 && left_open == 0,
+            misdirected_pushes: misdirected,
+            dead_token_mismatches: dead,
+            ok: doubles == 0
+                && audit.lost_writes == 0
+                && left_open == 0
+                && misdirected == 0
+                && dead == 0,
         }
     }
 }
@@ -171,6 +188,13 @@ pub(crate) fn build(outcome: &Outcome) -> Report {
         outbox: Outbox::build(audit),
         sync_bytes: SyncBytes::build(sim),
         push_to_cache: PushToCache::build(&sim.metrics),
+        push: Push::build(
+            &audit.push,
+            &runs,
+            &sim.metrics,
+            &counters,
+            sim.config.push_coalesce_secs,
+        ),
         negotiation: Negotiation::build(&runs, &counters),
         final_states,
         activity: activity(counters, outcome),
@@ -211,6 +235,7 @@ impl Report {
         self.outbox.write_text(&mut o);
         self.sync_bytes.write_text(&mut o);
         self.push_to_cache.write_text(&mut o);
+        self.push.write_text(&mut o);
         self.negotiation.write_text(&mut o);
         let _ = writeln!(o, "\nFinal states (server)");
         let _ = writeln!(
@@ -231,11 +256,13 @@ impl Report {
         let i = &self.invariants;
         let _ = writeln!(
             o,
-            "\nInvariants: {} — {} double assignments, {} lost writes, {} jobs left neither terminal nor assigned",
+            "\nInvariants: {} — {} double assignments, {} lost writes, {} jobs left neither terminal nor assigned, {} misdirected pushes, {} dead-token mismatches",
             if i.ok { "OK" } else { "BROKEN" },
             i.double_assignments,
             i.lost_writes,
-            i.jobs_left_open
+            i.jobs_left_open,
+            i.misdirected_pushes,
+            i.dead_token_mismatches
         );
         o
     }

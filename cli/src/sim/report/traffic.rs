@@ -1,5 +1,6 @@
 //! What went over the wire: HTTP traffic at the backend, the bytes each Friend's device received,
-//! and how fast a new offer reached long-polling Friends' caches.
+//! and how fast a new offer reached long-polling Friends' caches (the pushed ones are in
+//! [`super::push`]).
 
 use super::{kb, mean, ms, pct, quantile, sorted};
 use crate::sim::driver::Sim;
@@ -164,7 +165,7 @@ impl PushToCache {
         let p = self;
         let _ = writeln!(
             o,
-            "\nPush to cache (long-polling Friends, wall clock, from the customer's booking call)"
+            "\nLong-poll to cache (foreground Friends, wall clock, from the customer's booking call)"
         );
         let _ = writeln!(
             o,
