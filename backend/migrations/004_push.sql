@@ -20,7 +20,7 @@ CREATE INDEX friends_home_tile ON friends(home_tile);
 -- crash between commit and delivery loses none. One row per device and collapse key: a newer push
 -- with the same key replaces the waiting one (`rev` tells the dispatcher it changed meanwhile).
 CREATE TABLE push_queue (
-    id           INTEGER PRIMARY KEY,
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: the dispatcher keys its in-flight set and removals by id and rev
     token        TEXT NOT NULL,
     platform     TEXT NOT NULL,
     collapse_key TEXT NOT NULL,
