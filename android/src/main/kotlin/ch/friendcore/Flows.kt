@@ -57,11 +57,12 @@ fun Session.jobChanges(): Flow<String> = callbackFlow {
  * `FriendCoreException.Closed` when the role object was closed before collection started.
  */
 fun Session.syncStatusUpdates(): Flow<SyncStatus> = callbackFlow {
-    trySend(syncStatus())
+    // Subscribed before the current status is read, so a change in between is not missed.
     val subscription = subscribeSyncStatus(object : SyncStatusListener {
         override fun onSyncStatus(status: SyncStatus) {
             trySend(status)
         }
     })
+    trySend(syncStatus())
     awaitClose { subscription.cancel(); subscription.close() }
 }.conflate()

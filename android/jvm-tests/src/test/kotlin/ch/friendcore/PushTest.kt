@@ -5,8 +5,9 @@
 // makes them.
 package ch.friendcore
 
-import kotlinx.coroutines.delay
+import kotlinx.coroutines.flow.first
 import kotlinx.coroutines.runBlocking
+import kotlinx.coroutines.withTimeoutOrNull
 import org.junit.jupiter.api.Assertions.assertEquals
 import org.junit.jupiter.api.Assertions.assertFalse
 import org.junit.jupiter.api.Assertions.assertNotNull
@@ -15,13 +16,13 @@ import org.junit.jupiter.api.Assertions.assertTrue
 import org.junit.jupiter.api.Test
 
 class PushTest : BackendTest() {
-    /** Waits (up to 10 s) until the core's outbox timer has delivered every queued item. */
+    /**
+     * Waits (up to 10 s) until the core's outbox timer has delivered every queued item: woken by the
+     * sync-status updates the core sends after each delivery, no polling.
+     */
     private suspend fun Session.awaitDrained() {
-        val deadline = System.nanoTime() + 10_000_000_000L
-        while (syncStatus().pendingOutbox != 0u) {
-            check(System.nanoTime() < deadline) { "the outbox did not drain: ${outbox()}" }
-            delay(50)
-        }
+        withTimeoutOrNull(10_000) { syncStatusUpdates().first { it.pendingOutbox == 0u } }
+            ?: error("the outbox did not drain within 10 s: ${outbox()}")
     }
 
     @Test
