@@ -18,8 +18,8 @@ use friend_protocol::{
 };
 use rusqlite::Connection;
 
-/// Applies an annotation event (`SetAppointment`, `OnMyWay`) after the state machine allowed it:
-/// `change` writes it, then the change is recorded and announced.
+/// Writes an annotation event (`SetAppointment`, `OnMyWay`) the caller already checked against the
+/// state machine and the protocol's rule, then records and announces the change.
 fn annotate(
     tx: &Connection,
     job: &JobRow,
@@ -28,7 +28,6 @@ fn annotate(
     now: DateTime<Utc>,
     change: impl FnOnce() -> rusqlite::Result<()>,
 ) -> Result<(JobRow, Effects), AppError> {
-    transition(&job.facts(), &Actor::Friend(friend), event)?;
     change()?;
     let after = load(tx, job.id)?;
     let effects = feed::record(

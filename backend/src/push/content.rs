@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use friend_protocol::push::{PUSH_JOB_KEY, PUSH_KIND_KEY, PushKind};
-use friend_protocol::{GeoPoint, JobDetails, JobState, Offer};
+use friend_protocol::{GeoPoint, JobDetails, Offer};
 
 use super::PushMessage;
 
@@ -108,30 +108,6 @@ pub enum Update {
     SearchingAgain,
     /// The customer declined the moved visit; the Friend is released (to that Friend).
     AppointmentDeclined,
-    /// Any other change.
-    Changed,
-}
-
-impl Update {
-    /// The update a job's state implies when nothing more specific is known.
-    pub fn of_state(state: JobState) -> Update {
-        match state {
-            JobState::Assigned => Update::Accepted,
-            JobState::OnSite => Update::Arrived,
-            JobState::Agreed => Update::PriceAgreed,
-            JobState::Completed => Update::Completed,
-            JobState::Expired => Update::Expired,
-            JobState::Cancelled => Update::Cancelled,
-            JobState::Escalated => Update::Escalated,
-            JobState::Unsuccessful => Update::CheckedOut,
-            _ => Update::Changed,
-        }
-    }
-}
-
-/// The push that tells the customer or the holding Friend their job changed, by its state.
-pub fn job_update_push(job: &JobDetails, to: Recipient) -> PushMessage {
-    update_push(job, to, Update::of_state(job.state))
 }
 
 /// The push that tells the customer or the holding Friend what happened to their job: the state
@@ -171,7 +147,6 @@ pub fn update_push(job: &JobDetails, to: Recipient, what: Update) -> PushMessage
         },
         Update::SearchingAgain => "Looking for another Friend".to_string(),
         Update::AppointmentDeclined => "The customer declined the new time".to_string(),
-        Update::Changed => format!("Your job is now {}", job.state.as_str().replace('_', " ")),
     };
     let mut data = BTreeMap::new();
     data.insert(KIND.to_string(), PushKind::Job.as_str().to_string());

@@ -14,7 +14,7 @@ use friend_protocol::*;
 use serde_json::json;
 
 use super::apns::{ApnsClient, ApnsConfig};
-use super::content::{Recipient, job_update_push, offer_push};
+use super::content::{Recipient, Update, offer_push, update_push};
 use super::fcm::{FcmClient, ServiceAccount};
 use super::jwt::pem_decode;
 use super::{DEFAULT_RETRY_AFTER, Outcome, PushError, PushMessage};
@@ -494,6 +494,22 @@ fn marked_job() -> (Offer, JobDetails) {
         expires_at: details.expires_at,
     };
     (offer, details)
+}
+
+/// The job update a job in `job.state` most plausibly announces.
+fn job_update_push(job: &JobDetails, to: Recipient) -> PushMessage {
+    let what = match job.state {
+        JobState::Assigned => Update::Accepted,
+        JobState::OnSite => Update::Arrived,
+        JobState::Agreed => Update::PriceAgreed,
+        JobState::Completed => Update::Completed,
+        JobState::Expired => Update::Expired,
+        JobState::Cancelled => Update::Cancelled,
+        JobState::Escalated => Update::Escalated,
+        JobState::Unsuccessful => Update::CheckedOut,
+        _ => Update::SearchingAgain,
+    };
+    update_push(job, to, what)
 }
 
 #[test]

@@ -95,10 +95,12 @@ pub fn insert_customer(
     Ok(())
 }
 
-const FRIEND_COLUMNS: &str =
+/// The columns [`friend_from_row`] reads, in its order (`a`: accounts, `f`: friends).
+pub(crate) const FRIEND_COLUMNS: &str =
     "a.id, a.name, f.home_lat, f.home_lon, f.radius_km, f.categories, f.communities, f.tier";
 
-fn friend_from_row(r: &Row<'_>) -> rusqlite::Result<FriendProfile> {
+/// A Friend's profile from the first columns of a row selected with [`FRIEND_COLUMNS`].
+pub(crate) fn friend_from_row(r: &Row<'_>) -> rusqlite::Result<FriendProfile> {
     let id: String = r.get(0)?;
     let categories: String = r.get(5)?;
     let communities: String = r.get(6)?;

@@ -2,13 +2,13 @@
 //! pushed to (read by home tile), and the queue the dispatcher drains: one row per device and
 //! collapse key, written in the transaction of the change it announces.
 
-use super::parse_id;
+use super::accounts;
 use crate::clock::{from_ms, to_ms};
 use crate::push::PushMessage;
 use crate::store::Cached as _;
 use chrono::{DateTime, Utc};
 use friend_protocol::push::MAX_PUSH_DEVICES;
-use friend_protocol::{AccountId, Category, FriendProfile, GeoPoint, PushPlatform, Tier};
+use friend_protocol::{AccountId, FriendProfile, PushPlatform};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -112,28 +112,10 @@ pub fn devices_of(tx: &Connection, account: AccountId) -> rusqlite::Result<Vec<D
     .collect()
 }
 
-const FRIEND_DEVICE_COLUMNS: &str = "a.id, a.name, f.home_lat, f.home_lon, f.radius_km, \
-     f.categories, f.communities, f.tier, d.token, d.platform";
-
 fn friend_device(r: &Row<'_>) -> rusqlite::Result<(FriendProfile, Device)> {
-    let bad = |what: &str| {
-        rusqlite::Error::InvalidColumnType(0, what.into(), rusqlite::types::Type::Text)
-    };
-    let id: AccountId = parse_id(&r.get::<_, String>(0)?)?;
-    let categories: Vec<String> =
-        serde_json::from_str(&r.get::<_, String>(5)?).map_err(|_| bad("categories"))?;
-    let profile = FriendProfile {
-        id,
-        name: r.get(1)?,
-        home: GeoPoint::new(r.get(2)?, r.get(3)?).map_err(|_| bad("home"))?,
-        radius_km: r.get(4)?,
-        categories: categories.iter().map(|n| Category::parse(n)).collect(),
-        communities: serde_json::from_str(&r.get::<_, String>(6)?)
-            .map_err(|_| bad("communities"))?,
-        tier: Tier::parse(&r.get::<_, String>(7)?),
-    };
+    let profile = accounts::friend_from_row(r)?;
     let device = Device {
-        account: id,
+        account: profile.id,
         platform: PushPlatform::parse(&r.get::<_, String>(9)?),
         token: r.get(8)?,
     };
@@ -146,15 +128,16 @@ pub fn friend_devices(
     tx: &Connection,
     tiles: Option<&[i64]>,
 ) -> rusqlite::Result<Vec<(FriendProfile, Device)>> {
-    let from = "FROM friends f JOIN accounts a ON a.id = f.account_id \
-                JOIN push_devices d ON d.account_id = f.account_id";
+    let select = format!(
+        "SELECT {}, d.token, d.platform FROM friends f JOIN accounts a ON a.id = f.account_id \
+         JOIN push_devices d ON d.account_id = f.account_id",
+        accounts::FRIEND_COLUMNS
+    );
     let Some(tiles) = tiles else {
-        let mut stmt = tx.prepare_cached(&format!("SELECT {FRIEND_DEVICE_COLUMNS} {from}"))?;
+        let mut stmt = tx.prepare_cached(&select)?;
         return stmt.query_map([], friend_device)?.collect();
     };
-    let mut stmt = tx.prepare_cached(&format!(
-        "SELECT {FRIEND_DEVICE_COLUMNS} {from} WHERE f.home_tile = ?1"
-    ))?;
+    let mut stmt = tx.prepare_cached(&format!("{select} WHERE f.home_tile = ?1"))?;
     let mut out = Vec::new();
     for tile in tiles {
         for row in stmt.query_map(params![tile], friend_device)? {
