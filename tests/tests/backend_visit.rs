@@ -22,25 +22,25 @@ async fn post_friend(s: &Scenario, action: &str, body: serde_json::Value) -> Rep
         .await
 }
 
-async fn customer_job(s: &Scenario) -> JobDetails {
-    let r = s
-        .http
-        .get(&format!("/v1/customer/jobs/{}", s.job()), &s.customer.token)
-        .await;
+/// A GET that must answer 200, read as `T`.
+async fn get<T: serde::de::DeserializeOwned>(s: &Scenario, path: &str, token: &str) -> T {
+    let r = s.http.get(path, token).await;
     assert_eq!(r.status, 200, "{}", r.text());
     r.json()
 }
 
+async fn customer_job(s: &Scenario) -> JobDetails {
+    get(
+        s,
+        &format!("/v1/customer/jobs/{}", s.job()),
+        &s.customer.token,
+    )
+    .await
+}
+
 async fn preview(s: &Scenario) -> CancelPreview {
-    let r = s
-        .http
-        .get(
-            &format!("/v1/customer/jobs/{}/cancel-preview", s.job()),
-            &s.customer.token,
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text());
-    r.json()
+    let path = format!("/v1/customer/jobs/{}/cancel-preview", s.job());
+    get(s, &path, &s.customer.token).await
 }
 
 async fn cancel(s: &Scenario) -> JobDetails {
@@ -58,9 +58,7 @@ async fn cancel(s: &Scenario) -> JobDetails {
 }
 
 async fn ledger(s: &Scenario) -> Ledger {
-    let r = s.http.get("/v1/friend/ledger", &s.friend.token).await;
-    assert_eq!(r.status, 200, "{}", r.text());
-    r.json()
+    get(s, "/v1/friend/ledger", &s.friend.token).await
 }
 
 fn slot_booking(now: DateTime<Utc>, in_hours: i64) -> BookRequest {
