@@ -29,11 +29,13 @@ impl Engine {
         if self.closed() {
             return Err(CoreError::Closed);
         }
+        // In flight before the pending row exists: a sync in between must not look the key up
+        // (the server's 404 would fence it and this accept would be refused as a reused key).
+        let _inflight = Inflight::new(&self.inflight_accepts, job);
         let key = self
             .store
             .write_async(move |tx| accepts::key_for(tx, job, now_ms()))
             .await?;
-        let _inflight = Inflight::new(&self.inflight_accepts, &key);
         let deadline = tokio::time::Instant::now() + ACCEPT_RETRY_WINDOW;
         let mut maybe_delivered = false;
         let mut attempt = 0u32;
@@ -120,7 +122,7 @@ impl Engine {
             if self
                 .inflight_accepts
                 .lock()
-                .map(|s| s.contains(&key))
+                .map(|s| s.contains(&job))
                 .unwrap_or(true)
             {
                 continue; // this process is still waiting for it
@@ -144,29 +146,26 @@ impl Engine {
     }
 }
 
-/// Marks an accept key as in flight in this process for as long as the accept future lives, so a
+/// Marks a job's accept as in flight in this process for as long as the accept future lives, so a
 /// concurrent resolution does not race it; an abandoned future unmarks it on drop.
 struct Inflight<'a> {
-    set: &'a Mutex<HashSet<String>>,
-    key: String,
+    set: &'a Mutex<HashSet<JobId>>,
+    job: JobId,
 }
 
 impl<'a> Inflight<'a> {
-    fn new(set: &'a Mutex<HashSet<String>>, key: &str) -> Inflight<'a> {
+    fn new(set: &'a Mutex<HashSet<JobId>>, job: JobId) -> Inflight<'a> {
         if let Ok(mut s) = set.lock() {
-            s.insert(key.to_owned());
+            s.insert(job);
         }
-        Inflight {
-            set,
-            key: key.to_owned(),
-        }
+        Inflight { set, job }
     }
 }
 
 impl Drop for Inflight<'_> {
     fn drop(&mut self) {
         if let Ok(mut s) = self.set.lock() {
-            s.remove(&self.key);
+            s.remove(&self.job);
         }
     }
 }

@@ -17,6 +17,7 @@ use crate::secrets::SecretsProvider;
 use crate::session::{SessionConfig, SyncReport, SyncStatus};
 use crate::store::cache::{self, Applied};
 use crate::store::{Store, meta, outbox as rows};
+use friend_protocol::JobId;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -56,7 +57,7 @@ pub(crate) struct Engine {
     foreground: Mutex<Option<JoinHandle<()>>>,
     sync_lock: tokio::sync::Mutex<()>,
     pub(crate) outbox_lock: tokio::sync::Mutex<()>,
-    inflight_accepts: Mutex<HashSet<String>>,
+    inflight_accepts: Mutex<HashSet<JobId>>,
     page_limit: u32,
     inbox: Mutex<index::InboxCache>,
 }
