@@ -52,7 +52,12 @@ async fn a_small_day_keeps_every_invariant_and_a_consistent_report() {
         - report.race.not_eligible
         - report.race.offline
         - report.race.errors;
-    assert_eq!(won, t.accepted, "one Won per accepted job");
+    let v = &report.visit;
+    assert_eq!(
+        won,
+        t.accepted + v.found_again,
+        "one Won per accepted job, and one per second search that found a Friend"
+    );
     assert_eq!(report.race.checked_jobs, 40);
     let o = &report.outbox;
     assert!(o.queued > 0);
@@ -96,6 +101,24 @@ async fn a_small_day_keeps_every_invariant_and_a_consistent_report() {
         "every completed job was paid one way"
     );
     assert_eq!(report.negotiation.deviation.jobs, completed);
+
+    // After the accept: visits agreed, estimates sent and measured, fees as the policy says.
+    assert!(v.appointments > 0 && v.appointments <= v.accepts);
+    assert!(v.on_my_way > 0 && v.latest_estimate.jobs > 0);
+    assert!(v.latest_estimate.median_abs_min.is_some());
+    assert_eq!(
+        o.by_kind["friend appointment"].queued as usize, v.appointments,
+        "one agreed visit queued per appointment step"
+    );
+    for fees in [&v.late_cancellations, &v.no_shows] {
+        assert_eq!(fees.charged, fees.jobs as i64 * 3_900, "CHF 39 a fee");
+        assert_eq!(fees.payout + fees.commission, fees.charged);
+    }
+    assert_eq!(v.preview_mismatches, 0, "the fee charged is the one shown");
+    assert!(v.found_again as u64 <= v.releases.values().sum::<u64>());
+    let (_, timeline) = v.sample.as_ref().expect("a sample job's live status");
+    assert_eq!(timeline[0].1, "searching for a Friend");
+    assert!(timeline.iter().any(|(_, s)| s.contains("on the way")));
 
     // And the files are written.
     let dir = tempfile::tempdir().expect("temp dir");

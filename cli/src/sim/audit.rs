@@ -10,7 +10,7 @@ use super::ids::{CustomerIx, FriendIx, JobIx};
 use super::metrics::Dev;
 use friend_core::api::Api;
 use friend_core::store::outbox::ItemStatus;
-use friend_core::{ApiConfig, StaticSecrets};
+use friend_core::{ActionKind, ApiConfig, StaticSecrets};
 use friend_protocol::{JobDetails, JobId};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -77,6 +77,8 @@ pub struct Audit {
     pub lost_writes: u64,
     /// Items in an outbox the simulation did not queue.
     pub unexpected_items: u64,
+    /// "On my way" items a newer estimate replaced while they waited (left the outbox by design).
+    pub superseded: u64,
     /// Items replayed after being queued offline, by kind.
     pub replayed: BTreeMap<String, KindCount>,
     /// Each job as the server has it, by [`JobIx`] (none: never booked, or the lookup failed).
@@ -279,6 +281,7 @@ async fn read_outboxes(
     audit: &mut Audit,
 ) {
     let replayed = sim.metrics.replayed_by_device();
+    let superseding = sim.metrics.superseding_by_device();
     let mut set = JoinSet::new();
     let mut results = Vec::new();
     for dev in queued.keys().copied() {
@@ -304,7 +307,12 @@ async fn read_outboxes(
         for item in &items {
             tally(found.entry(item.action.kind().as_str()).or_default(), item);
         }
-        let wanted = queued.get(&dev).cloned().unwrap_or_default();
+        let superseded = superseded(superseding.get(&dev), &items);
+        audit.superseded += superseded;
+        let mut wanted = queued.get(&dev).cloned().unwrap_or_default();
+        if let Some(q) = wanted.get_mut(ActionKind::OnMyWay.as_str()) {
+            *q = q.saturating_sub(superseded);
+        }
         let kinds: HashSet<&str> = wanted
             .keys()
             .copied()
@@ -337,6 +345,22 @@ async fn read_outboxes(
             }
         }
     }
+}
+
+/// The items of `queued` (job, outbox id) missing from the outbox that a later item of the same
+/// job followed: superseded while they waited. The last one of a job missing is a lost write.
+fn superseded(queued: Option<&Vec<(JobId, i64)>>, items: &[friend_core::OutboxItem]) -> u64 {
+    let Some(queued) = queued else {
+        return 0;
+    };
+    let present: HashSet<i64> = items.iter().map(|i| i.id).collect();
+    queued
+        .iter()
+        .enumerate()
+        .filter(|(n, (job, id))| {
+            !present.contains(id) && queued[n + 1..].iter().any(|(later, _)| later == job)
+        })
+        .count() as u64
 }
 
 /// Each booked job as the server has it, asked with its customer's token.

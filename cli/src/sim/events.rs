@@ -52,6 +52,24 @@ pub enum Event {
         /// Job index.
         job: JobIx,
     },
+    /// The winner calls the customer and records the agreed visit (or gives the job back when
+    /// no time fits); then sets off.
+    Appoint {
+        /// Job index.
+        job: JobIx,
+        /// The winner this step belongs to (a later winner's steps are their own).
+        friend: FriendIx,
+    },
+    /// The winner taps "on my way" with an estimate from their position; `update` is the new
+    /// estimate sent halfway through a long trip.
+    OnMyWay {
+        /// Job index.
+        job: JobIx,
+        /// The winner this step belongs to.
+        friend: FriendIx,
+        /// A second estimate on the way.
+        update: bool,
+    },
     /// The Friend arrives and checks in.
     Arrive {
         /// Job index.
@@ -131,6 +149,8 @@ impl Event {
             | Event::React { job, .. }
             | Event::CancelOpen { job }
             | Event::CancelAssigned { job }
+            | Event::Appoint { job, .. }
+            | Event::OnMyWay { job, .. }
             | Event::Arrive { job }
             | Event::NoShow { job }
             | Event::Escalate { job }
@@ -167,6 +187,8 @@ impl Event {
             Event::CustomerPush { .. } => "customer_push",
             Event::CancelOpen { .. } => "cancel_open",
             Event::CancelAssigned { .. } => "cancel_assigned",
+            Event::Appoint { .. } => "appoint",
+            Event::OnMyWay { .. } => "on_my_way",
             Event::Arrive { .. } => "arrive",
             Event::NoShow { .. } => "no_show",
             Event::Escalate { .. } => "escalate",

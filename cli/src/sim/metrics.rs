@@ -76,6 +76,28 @@ pub struct NegotiationRecord {
     pub cash: Option<bool>,
 }
 
+/// What happened between the accept and the arrival, and after a release.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VisitRecord {
+    /// When the first search ended with an accept (a release starts a second one).
+    pub first_accept: Option<VTime>,
+    /// When the winner recorded the agreed visit.
+    pub appointed_at: Option<VTime>,
+    /// The arrival estimates sent: (sent at, estimated arrival), virtual seconds.
+    pub etas: Vec<(VTime, VTime)>,
+    /// When the winner reached the door (the simulated arrival the estimates are measured by).
+    pub arrived_at: Option<VTime>,
+    /// The fee the customer's app showed before a cancellation after the accept, Rappen (0: free).
+    pub cancel_preview: Option<i64>,
+    /// Releases: when, by whom, why.
+    pub releases: Vec<(VTime, FriendIx, &'static str)>,
+    /// Seconds from the latest release to the next accept (the second search), per release that
+    /// found a new Friend.
+    pub second_searches: Vec<VTime>,
+    /// The customer's live status each time it changed on their phone: (virtual second, text).
+    pub timeline: Vec<(VTime, String)>,
+}
+
 /// One job's run.
 #[derive(Debug, Clone, Default)]
 pub struct JobRun {
@@ -116,6 +138,10 @@ pub struct JobRun {
     pub learned: usize,
     /// The Friends the backend pushed the offer to when it was booked.
     pub pushed: Vec<FriendIx>,
+    /// Offer pushes of this job read so far (a re-offer's pushes come after them).
+    pub offers_read: usize,
+    /// The steps after the accept.
+    pub visit: VisitRecord,
 }
 
 impl JobRun {
@@ -138,6 +164,9 @@ pub struct Metrics {
     queued: Mutex<BTreeMap<Dev, BTreeMap<&'static str, u64>>>,
     /// Outbox ids found pending when a device came back online (replayed afterwards).
     replayed: Mutex<BTreeMap<Dev, Vec<i64>>>,
+    /// Outbox ids of "on my way" items per device and job, in queueing order: a newer one
+    /// supersedes an older one still waiting, which leaves the outbox (not a lost write).
+    superseding: Mutex<BTreeMap<Dev, Vec<(JobId, i64)>>>,
     /// Booking → offer in a long-polling Friend's cache, ms (from the booking call).
     pub push_to_cache_ms: Mutex<Vec<f64>>,
     /// The same, from the customer's booking response (negative: the offer was first).
@@ -211,6 +240,21 @@ impl Metrics {
         if let Ok(mut r) = self.replayed.lock() {
             r.entry(dev).or_default().extend(ids);
         }
+    }
+
+    /// Records the outbox id of an item a later one of the same job may supersede.
+    pub fn superseding(&self, dev: Dev, job: JobId, outbox_id: i64) {
+        if let Ok(mut m) = self.superseding.lock() {
+            m.entry(dev).or_default().push((job, outbox_id));
+        }
+    }
+
+    /// Every device's supersedable item ids, in queueing order.
+    pub fn superseding_by_device(&self) -> BTreeMap<Dev, Vec<(JobId, i64)>> {
+        self.superseding
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_default()
     }
 
     /// Every device's replayed item ids.

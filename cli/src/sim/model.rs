@@ -40,7 +40,7 @@
 
 use super::ids::FriendIx;
 use fastrand::Rng;
-use friend_protocol::DeclineReason;
+use friend_protocol::{DeclineReason, ReleaseReason};
 
 /// How a Friend comes to look at an offer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -271,6 +271,9 @@ pub struct JobBehaviour {
     pub customer_absent: bool,
     /// Too complex: the Friend escalates to the field service.
     pub escalate: bool,
+    /// The winner's call finds no time that suits both (or nobody answers): they give the job
+    /// back with this reason instead of recording a visit, and the job is offered again.
+    pub gives_back: Option<ReleaseReason>,
     /// No signal on site (basement): the Friend works offline after checking in.
     pub basement: bool,
     /// The Friend's first quote.
@@ -346,6 +349,13 @@ pub fn draw_behaviour(rng: &mut Rng, on_site: bool) -> JobBehaviour {
         cash: chance(rng, 0.35),
         work_factor: 0.7 + 0.8 * rng.f64(),
         rating: chance(rng, 0.85).then(|| (stars, 300 + rng.i64(0..3300))),
+        gives_back: chance(rng, 0.03).then(|| {
+            if chance(rng, 0.5) {
+                ReleaseReason::NoMatchingTime
+            } else {
+                ReleaseReason::CustomerUnreachable
+            }
+        }),
     }
 }
 

@@ -482,8 +482,13 @@ fn draw_job(rng: &mut Rng, customers: &[CustomerSpec], catalog: &[Service]) -> J
         Place::OnSite
     };
     let slot = (rng.f64() < 0.3).then(|| {
-        // Two to eight hours ahead, on a quarter hour, one or two hours long.
-        let ahead = rng.i64(2 * 3600..8 * 3600);
+        // Mostly two to eight hours ahead; one in five one to three days ahead (a cancellation
+        // 24 h before such a visit is free). On a quarter hour, one or two hours long.
+        let ahead = if rng.f64() < 0.2 {
+            rng.i64(26 * 3600..72 * 3600)
+        } else {
+            rng.i64(2 * 3600..8 * 3600)
+        };
         (ahead - ahead % 900, 3600 * rng.i64(1..=2))
     });
     let brand = matches!(

@@ -62,6 +62,7 @@ impl Sim {
             r.phase = Phase::Open;
             r.negotiation.orientation = spec.service.orientation_price.minor;
         });
+        self.note_status(at, job).await;
         for (friend, rx) in watchers {
             self.watch_offer(friend, id, rx, started, answered).await;
         }
@@ -87,6 +88,19 @@ impl Sim {
             self.metrics.error("book.settle", "timeout");
         }
         let pushed = self.gateway.offered_to(id);
+        let learned = self.reached(&pushed, eligible);
+        self.metrics.add("offer.pushed", pushed.len() as u64);
+        self.metrics.job(job, |r| {
+            r.learned = learned.len();
+            r.offers_read = pushed.len();
+            r.pushed = pushed;
+        });
+        learned
+    }
+
+    /// The Friends who learned of an offer: those it was `pushed` to, and the `eligible` ones
+    /// whose app is open (long-polling, or about to poll again).
+    pub(super) fn reached(&self, pushed: &[FriendIx], eligible: &[FriendIx]) -> Vec<FriendIx> {
         let open_app = eligible.iter().copied().filter(|f| {
             self.friend_device(*f)
                 .is_some_and(|d| d.foreground && d.state().is_some_and(|s| s.offline.is_none()))
@@ -94,11 +108,6 @@ impl Sim {
         let mut learned: Vec<FriendIx> = pushed.iter().copied().chain(open_app).collect();
         learned.sort_unstable();
         learned.dedup();
-        self.metrics.add("offer.pushed", pushed.len() as u64);
-        self.metrics.job(job, |r| {
-            r.learned = learned.len();
-            r.pushed = pushed;
-        });
         learned
     }
 
@@ -122,7 +131,7 @@ impl Sim {
 
     /// Who looks at the new offer, when, and what they decide: drawn among the Friends who
     /// `learned` of it.
-    fn draw_responders(
+    pub(super) fn draw_responders(
         &self,
         at: VTime,
         job: JobIx,
@@ -410,14 +419,12 @@ impl Sim {
             return Vec::new();
         }
         self.metrics.accepted.fetch_add(1, Ordering::Relaxed);
-        let mut rng = self.rng(job, 2);
-        let position = self
-            .friend_device(friend)
-            .and_then(|d| d.state())
-            .map(|s| s.position);
-        let km = position
-            .map(|p| p.distance_m(&spec.location) / 1000.0)
-            .unwrap_or(10.0);
+        self.metrics.job(job, |run| {
+            // After a release: how long the second search took.
+            if let Some((released, _, _)) = run.visit.releases.last() {
+                run.visit.second_searches.push(at - released);
+            }
+        });
         let slot = spec.slot.map(|(s, len)| (spec.at + s, spec.at + s + len));
         if let Some(d) = self.friend_device(friend) {
             d.update(|s| match slot {
@@ -425,14 +432,11 @@ impl Sim {
                 None => s.current = Some(job),
             });
         }
-        let arrive = match (slot, spec.place) {
-            (Some((start, _)), _) => (start - rng.i64(0..300)).max(at + 60),
-            (None, Place::Remote) => at + rng.i64(180..600),
-            (None, _) => at + ((km / 25.0 * 3600.0) as i64 + rng.i64(300..900)).clamp(600, 3600),
-        };
-        let mut next = vec![(arrive, Event::Arrive { job })];
+        // The winner calls the customer within a few minutes ([`Sim::appoint`]).
+        let mut rng = self.rng(job, 2);
+        let mut next = vec![(at + rng.i64(60..300), Event::Appoint { job, friend })];
         if spec.behaviour.cancel_when_assigned {
-            next.push((at + (arrive - at) / 2 + 1, Event::CancelAssigned { job }));
+            next.push((at + rng.i64(120..600), Event::CancelAssigned { job }));
         }
         next
     }
@@ -473,6 +477,15 @@ impl Sim {
             return Vec::new();
         }
         let kind = if assigned {
+            // The app shows what cancelling costs now before the customer confirms.
+            match cs.cancel_preview(id).await {
+                Ok(preview) => {
+                    let fee = preview.fee.map_or(0, |m| m.minor);
+                    self.metrics
+                        .job(job, |r| r.visit.cancel_preview = Some(fee));
+                }
+                Err(e) => self.metrics.error("cancel.preview", &code(&e)),
+            }
             "cancel.assigned"
         } else {
             "cancel.open"
@@ -487,6 +500,7 @@ impl Sim {
                 r.closed_at.get_or_insert(at);
             });
             self.sync_customer(customer, "cancel.deliver").await;
+            self.note_status(at, job).await;
         }
         Vec::new()
     }

@@ -32,10 +32,13 @@ impl Sim {
     /// When the open job expires on the server (virtual seconds).
     pub(super) fn expires_at(&self, job: JobIx) -> Option<VTime> {
         let spec = self.world.job(job)?;
-        let booked = self.metrics.job(job, |r| r.booked_at).flatten()?;
+        let (booked, reopened) = self
+            .metrics
+            .job(job, |r| (r.booked_at, r.visit.releases.last().map(|x| x.0)))?;
         Some(match spec.slot {
             Some((start, _)) => spec.at + start,
-            None => booked + 3 * 3600,
+            // A released now-job gets a fresh three hours.
+            None => reopened.unwrap_or(booked?) + 3 * 3600,
         })
     }
 

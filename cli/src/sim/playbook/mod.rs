@@ -4,7 +4,8 @@
 //!
 //! One file per phase of a job's day, each an `impl Sim` block: [`booking`] (booking, who learns
 //! of the offer, the accept race, the customer cancelling), [`on_site`] (arriving and checking in, or
-//! giving the job back), [`negotiation`] (the price agreed on site, online or by payload),
+//! giving the job back), [`visit`] (the appointment, "on my way", the second search after a
+//! release), [`negotiation`] (the price agreed on site, online or by payload),
 //! [`closing`] (completion, check-out without success, the Friend leaving, the rating),
 //! [`connectivity`] (tunnels and coming back online) and [`push`] (the gateways' pushes waking the
 //! phones). [`common`] holds what they all look up. This file says which resources an event holds
@@ -17,6 +18,7 @@ mod connectivity;
 mod negotiation;
 mod on_site;
 pub(crate) mod push;
+mod visit;
 
 use super::driver::Sim;
 use super::events::{Event, Mode, Res, VTime};
@@ -71,6 +73,8 @@ impl Sim {
                 v
             }
             Event::CancelOpen { job }
+            | Event::Appoint { job, .. }
+            | Event::OnMyWay { job, .. }
             | Event::CancelAssigned { job }
             | Event::Arrive { job }
             | Event::NoShow { job }
@@ -109,6 +113,12 @@ impl Sim {
             Event::CustomerPush { customer } => self.customer_push(at, customer).await,
             Event::CancelOpen { job } => self.cancel(at, job, false).await,
             Event::CancelAssigned { job } => self.cancel(at, job, true).await,
+            Event::Appoint { job, friend } => self.appoint(at, job, friend).await,
+            Event::OnMyWay {
+                job,
+                friend,
+                update,
+            } => self.on_my_way(at, job, friend, update).await,
             Event::Arrive { job } => self.arrive(at, job).await,
             Event::NoShow { job } => self.check_out(at, job, false).await,
             Event::Escalate { job } => self.check_out(at, job, true).await,

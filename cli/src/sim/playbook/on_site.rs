@@ -1,14 +1,14 @@
 //! On site: the winner arrives and checks in (learning of a cancellation only then), waits while
-//! another job runs long or gives the job back, and may lose the signal in the basement; what
-//! follows is the quote, a no-show or an escalation.
+//! another job runs long or gives the job back ([`Sim::give_back`]), and may lose the signal in
+//! the basement; what follows is the quote, a no-show or an escalation.
 
 use super::Next;
 use crate::sim::devices::Offline;
 use crate::sim::driver::Sim;
 use crate::sim::events::{Event, VTime};
-use crate::sim::ids::{FriendIx, JobIx};
+use crate::sim::ids::JobIx;
 use crate::sim::metrics::{Dev, Phase};
-use friend_protocol::{JobId, JobState, Place};
+use friend_protocol::{JobState, Place, ReleaseReason};
 
 /// How often an arrival waits ten minutes for the Friend's previous job before giving this one
 /// back (two hours).
@@ -41,9 +41,14 @@ impl Sim {
             if tries.unwrap_or(0) <= MAX_ARRIVAL_WAITS {
                 return vec![(at + 600, Event::Arrive { job })];
             }
-            return self.give_back(winner, job, id).await;
+            return self
+                .give_back(at, winner, job, id, ReleaseReason::CannotCome)
+                .await;
         }
-        self.metrics.job(job, |r| r.retries = 0);
+        self.metrics.job(job, |r| {
+            r.retries = 0;
+            r.visit.arrived_at.get_or_insert(at);
+        });
         let Some(fs) = self.friend_session(winner, "arrive").await else {
             return Vec::new();
         };
@@ -91,33 +96,5 @@ impl Sim {
             device.update(|s| s.offline = Some(Offline::Basement { job }));
         }
         next
-    }
-
-    /// The Friend cannot make it and releases the job (it is open again until it expires).
-    async fn give_back(&self, winner: FriendIx, job: JobIx, id: JobId) -> Next {
-        let Some(fs) = self.friend_session(winner, "release").await else {
-            return Vec::new();
-        };
-        if self
-            .queued(
-                Dev::Friend(winner),
-                "release",
-                "release",
-                fs.release(id).await,
-            )
-            .is_some()
-        {
-            self.metrics.count("arrive.released");
-            self.sync_friend(winner, "release.deliver").await;
-        }
-        if let Some(d) = self.friend_device(winner) {
-            d.update(|s| s.slots.retain(|(x, _, _)| *x != job));
-        }
-        self.metrics.job(job, |r| {
-            r.retries = 0;
-            r.phase = Phase::Open;
-            r.released = true;
-        });
-        Vec::new()
     }
 }

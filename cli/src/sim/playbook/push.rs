@@ -144,6 +144,14 @@ impl Sim {
         if let Err(e) = d.on_push(&first.payload).await {
             self.metrics.error("customer_push", &code(&e));
         }
+        let mut jobs: Vec<_> = pushes
+            .iter()
+            .filter_map(|(a, _)| self.metrics.job_of(a.job?))
+            .collect();
+        jobs.dedup();
+        for job in jobs {
+            self.note_status(at, job).await;
+        }
         Vec::new()
     }
 }

@@ -9,6 +9,7 @@ mod push;
 mod race;
 mod time_to_accept;
 mod traffic;
+mod visit;
 
 pub use negotiation::{Deviation, Negotiation};
 pub use outbox::{KindRow, Outbox};
@@ -16,6 +17,7 @@ pub use push::Push;
 pub use race::Race;
 pub use time_to_accept::{Bucket, PUBLISHED, TimeToAccept};
 pub use traffic::{Http, PushToCache, SyncBytes};
+pub use visit::{EtaAccuracy, Fees, Visit};
 
 use super::audit::Audit;
 use super::driver::{Outcome, Sim};
@@ -51,6 +53,8 @@ pub struct Report {
     pub push: Push,
     /// On-site negotiation.
     pub negotiation: Negotiation,
+    /// After the accept: visits, arrival estimates, fees, releases.
+    pub visit: Visit,
     /// Jobs by final state on the server.
     pub final_states: BTreeMap<String, u64>,
     /// Counters of what happened.
@@ -196,6 +200,7 @@ pub(crate) fn build(outcome: &Outcome) -> Report {
             sim.config.push_coalesce_secs,
         ),
         negotiation: Negotiation::build(&runs, &counters),
+        visit: Visit::build(&runs, audit),
         final_states,
         activity: activity(counters, outcome),
         errors: sim.metrics.errors(),
@@ -237,6 +242,7 @@ impl Report {
         self.push_to_cache.write_text(&mut o);
         self.push.write_text(&mut o);
         self.negotiation.write_text(&mut o);
+        self.visit.write_text(&mut o);
         let _ = writeln!(o, "\nFinal states (server)");
         let _ = writeln!(
             o,
@@ -282,7 +288,8 @@ fn sorted(mut v: Vec<f64>) -> Vec<f64> {
     v
 }
 
-fn clock(t: i64) -> String {
+/// Virtual second `t` as the day's clock ("07:00" is second 0).
+pub(crate) fn clock(t: i64) -> String {
     let minutes = 7 * 60 + t.div_euclid(60);
     let (day, minutes) = (minutes / (24 * 60), minutes % (24 * 60));
     let suffix = if day > 0 {

@@ -75,8 +75,9 @@ impl TimeToAccept {
             let Some(booked) = run.booked_at else {
                 continue;
             };
-            match run.accepted {
-                Some((at, _)) => samples.push(at - booked),
+            // A released job's first search counts (its second one is in the visit section).
+            match run.visit.first_accept.or(run.accepted.map(|(at, _)| at)) {
+                Some(at) => samples.push(at - booked),
                 None => {
                     let server = audit.server_job(job).map(|d| d.state);
                     if run.phase == Phase::Cancelled
