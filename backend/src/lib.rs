@@ -309,6 +309,13 @@ impl Backend {
             .await
     }
 
+    /// Eligibility checks the long-poll wake-ups have made: what open-job changes cost (the
+    /// waiters are indexed by tile and category, so this grows with the Friends near a job, not
+    /// with every waiting long-poll).
+    pub fn wake_checks(&self) -> u64 {
+        self.state.notifier.eligibility_checks()
+    }
+
     /// How many accounts currently have a long-poll waiting.
     pub fn waiting_accounts(&self) -> usize {
         self.state.notifier.waiting_accounts()

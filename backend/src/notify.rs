@@ -2,11 +2,19 @@
 //! the feed (so no wake-up is lost between the look and the wait); a committed change wakes only the
 //! accounts it names and, for an open job's change, the waiting Friends the eligibility rule lets
 //! see it (a Friend subscribes with their profile). Idle waiters cost a channel each and no CPU.
+//!
+//! Waiting Friends are indexed by what their delta reads: (home tile, category) for on-site jobs
+//! and category for remote ones. An open job's change asks the rule only about the Friends in the
+//! tiles within its reach ([`area::tiles_around`], the same bound the push plan uses) and of its
+//! category — a few dozen at crowd scale rather than every waiting long-poll.
 
+use crate::area;
 use crate::store::Effects;
-use friend_protocol::{AccountId, FriendProfile, eligibility};
-use std::collections::HashMap;
+use friend_protocol::eligibility::{self, JobReach};
+use friend_protocol::{AccountId, Category, FriendProfile, Place};
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::watch;
 
 #[derive(Default)]
@@ -17,10 +25,80 @@ struct Slot {
     wakes: u64,
 }
 
+/// The waiting Friends by what their delta reads.
+#[derive(Default)]
+struct Index {
+    /// On-site jobs: by the Friend's home tile and each of their categories.
+    near: HashMap<(i64, Category), HashSet<AccountId>>,
+    /// Remote jobs: by category.
+    anywhere: HashMap<Category, HashSet<AccountId>>,
+}
+
+impl Index {
+    fn keys(friend: &FriendProfile) -> impl Iterator<Item = ((i64, Category), Category)> + '_ {
+        let tile = area::tile_of(&friend.home);
+        friend.categories.iter().map(move |c| ((tile, *c), *c))
+    }
+
+    fn insert(&mut self, friend: &FriendProfile) {
+        for (near, category) in Self::keys(friend) {
+            self.near.entry(near).or_default().insert(friend.id);
+            self.anywhere.entry(category).or_default().insert(friend.id);
+        }
+    }
+
+    fn remove(&mut self, friend: &FriendProfile) {
+        for (near, category) in Self::keys(friend) {
+            if let Some(set) = self.near.get_mut(&near) {
+                set.remove(&friend.id);
+                if set.is_empty() {
+                    self.near.remove(&near);
+                }
+            }
+            if let Some(set) = self.anywhere.get_mut(&category) {
+                set.remove(&friend.id);
+                if set.is_empty() {
+                    self.anywhere.remove(&category);
+                }
+            }
+        }
+    }
+
+    /// The waiting Friends a change of a job with `reach` can concern: a superset of those the
+    /// eligibility rule lets see it.
+    fn candidates(&self, reach: &JobReach<'_>, out: &mut Vec<AccountId>) {
+        match (reach.place, reach.location) {
+            (Place::OnSite, Some(at)) => {
+                let radius = eligibility::max_reach_m(reach.radius_km);
+                for tile in area::tiles_around(&at, radius) {
+                    if let Some(set) = self.near.get(&(tile, reach.category)) {
+                        out.extend(set.iter().copied());
+                    }
+                }
+            }
+            // Remote (or, defensively, an on-site job without a location): by category alone.
+            _ => {
+                if let Some(set) = self.anywhere.get(&reach.category) {
+                    out.extend(set.iter().copied());
+                }
+            }
+        }
+    }
+}
+
+/// The waiting long-polls by account, and the Friends among them by what they read.
+#[derive(Default)]
+struct Registry {
+    slots: HashMap<AccountId, Slot>,
+    index: Index,
+}
+
 /// Registry of waiting long-polls by account.
 #[derive(Default)]
 pub struct Notifier {
-    slots: Mutex<HashMap<AccountId, Slot>>,
+    registry: Mutex<Registry>,
+    /// Eligibility checks made by wake-ups (for tests and benchmarks: what a change costs).
+    checks: AtomicU64,
 }
 
 /// A subscription; dropping it unregisters when it was the account's last waiter.
@@ -37,16 +115,31 @@ impl Notifier {
         account: AccountId,
         friend: Option<&FriendProfile>,
     ) -> Option<Waiter<'_>> {
-        let mut slots = self.slots.lock().ok()?;
+        let mut registry = self.registry.lock().ok()?;
+        let Registry { slots, index } = &mut *registry;
         let slot = slots.entry(account).or_default();
-        if let Some(f) = friend {
-            slot.friend = Some(f.clone());
+        let waiting = slot.sender.is_some();
+        if let Some(f) = friend
+            && slot.friend.as_ref() != Some(f)
+        {
+            // A changed profile (qualifications, home) is indexed afresh.
+            if let Some(old) = slot.friend.replace(f.clone())
+                && waiting
+            {
+                index.remove(&old);
+            }
+            if waiting {
+                index.insert(f);
+            }
         }
         let rx = match &slot.sender {
             Some(tx) => tx.subscribe(),
             None => {
                 let (tx, rx) = watch::channel(0);
                 slot.sender = Some(tx);
+                if let Some(f) = &slot.friend {
+                    index.insert(f);
+                }
                 rx
             }
         };
@@ -57,56 +150,82 @@ impl Notifier {
         })
     }
 
-    /// Wakes the waiting long-polls a committed write concerns.
+    /// Wakes the waiting long-polls a committed write concerns: the accounts it names, and the
+    /// waiting Friends an open job's change may reach (each woken at most once).
     pub fn wake(&self, effects: &Effects) {
-        let Ok(mut slots) = self.slots.lock() else {
+        let reaches: Vec<JobReach<'_>> = effects.broadcast.iter().map(|j| j.reach()).collect();
+        self.ring(effects.seq, &effects.wake, &reaches);
+    }
+
+    /// Wakes the long-polls of `named` and the waiting Friends the rule lets see a job with one
+    /// of `reaches`, with change sequence `seq`.
+    fn ring(&self, seq: u64, named: &[AccountId], reaches: &[JobReach<'_>]) {
+        let Ok(mut registry) = self.registry.lock() else {
             return;
         };
-        let seq = effects.seq;
-        if effects.broadcast.is_empty() {
-            for a in &effects.wake {
-                if let Some(slot) = slots.get_mut(a) {
-                    slot.ring(seq);
-                }
-            }
-            return;
-        }
-        // One pass over the waiting long-polls, so each is woken at most once.
-        let reaches: Vec<_> = effects.broadcast.iter().map(|j| j.reach()).collect();
-        for (account, slot) in slots.iter_mut().filter(|(_, s)| s.sender.is_some()) {
-            let concerned = effects.wake.contains(account)
-                || slot
-                    .friend
-                    .as_ref()
-                    .is_some_and(|f| reaches.iter().any(|r| eligibility::check(f, r).is_ok()));
-            if concerned {
+        let Registry { slots, index } = &mut *registry;
+        for a in named {
+            if let Some(slot) = slots.get_mut(a) {
                 slot.ring(seq);
             }
         }
+        if reaches.is_empty() {
+            return;
+        }
+        let mut rung: HashSet<AccountId> = named.iter().copied().collect();
+        let mut candidates = Vec::new();
+        let mut checks = 0;
+        for reach in reaches {
+            candidates.clear();
+            index.candidates(reach, &mut candidates);
+            for account in &candidates {
+                if rung.contains(account) {
+                    continue;
+                }
+                let Some(slot) = slots.get_mut(account) else {
+                    continue;
+                };
+                checks += 1;
+                if slot
+                    .friend
+                    .as_ref()
+                    .is_some_and(|f| eligibility::check(f, reach).is_ok())
+                {
+                    slot.ring(seq);
+                    rung.insert(*account);
+                }
+            }
+        }
+        self.checks.fetch_add(checks, Ordering::Relaxed);
+    }
+
+    /// Eligibility checks wake-ups have made so far: what open-job changes cost.
+    pub fn eligibility_checks(&self) -> u64 {
+        self.checks.load(Ordering::Relaxed)
     }
 
     /// How many times a waiting long-poll of `account` was woken (for tests and benchmarks).
     pub fn wake_count(&self, account: AccountId) -> u64 {
-        self.slots
+        self.registry
             .lock()
             .ok()
-            .and_then(|s| s.get(&account).map(|s| s.wakes))
+            .and_then(|r| r.slots.get(&account).map(|s| s.wakes))
             .unwrap_or(0)
     }
 
     /// Whether `account` has a long-poll waiting (its devices need no push).
     pub fn is_waiting(&self, account: AccountId) -> bool {
-        self.slots
+        self.registry
             .lock()
-            .map(|s| s.get(&account).is_some_and(|s| s.sender.is_some()))
+            .map(|r| r.slots.get(&account).is_some_and(|s| s.sender.is_some()))
             .unwrap_or(false)
     }
 
     /// How many accounts have a waiting long-poll.
     pub fn waiting_accounts(&self) -> usize {
-        self.slots
+        self.registry
             .lock()
-            .map(|s| s.values().filter(|s| s.sender.is_some()).count())
+            .map(|r| r.slots.values().filter(|s| s.sender.is_some()).count())
             .unwrap_or(0)
     }
 }
@@ -130,15 +249,112 @@ impl Waiter<'_> {
 
 impl Drop for Waiter<'_> {
     fn drop(&mut self) {
-        let Ok(mut slots) = self.notifier.slots.lock() else {
+        let Ok(mut registry) = self.notifier.registry.lock() else {
             return;
         };
+        let Registry { slots, index } = &mut *registry;
         if let Some(slot) = slots.get_mut(&self.account)
             && let Some(tx) = &slot.sender
             // Our own receiver is still alive here, hence 1.
             && tx.receiver_count() <= 1
         {
             slot.sender = None;
+            if let Some(f) = &slot.friend {
+                index.remove(f);
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use friend_protocol::{GeoPoint, Tier};
+
+    const ZURICH: (f64, f64) = (47.3769, 8.5417);
+    const BERN: (f64, f64) = (46.9480, 7.4474);
+
+    fn at((lat, lon): (f64, f64)) -> GeoPoint {
+        GeoPoint::new(lat, lon).expect("a valid point")
+    }
+
+    fn friend(home: (f64, f64), categories: &[Category]) -> FriendProfile {
+        FriendProfile {
+            id: AccountId::random(),
+            name: "Friend".into(),
+            home: at(home),
+            radius_km: 20,
+            categories: categories.to_vec(),
+            communities: Vec::new(),
+            tier: Tier::Friend,
+        }
+    }
+
+    fn job(category: Category, place: Place, location: (f64, f64)) -> JobReach<'static> {
+        JobReach {
+            category,
+            place,
+            location: Some(at(location)),
+            radius_km: friend_protocol::DEFAULT_JOB_RADIUS_KM,
+            brand: None,
+            min_tier: Tier::Friend,
+        }
+    }
+
+    #[test]
+    fn an_open_job_change_asks_the_rule_only_about_the_waiters_near_it() {
+        let n = Notifier::default();
+        let near = friend(ZURICH, &[Category::Network]);
+        let far: Vec<_> = (0..1000)
+            .map(|_| friend(BERN, &[Category::Network]))
+            .collect();
+        let other_category = friend(ZURICH, &[Category::Tv]);
+        let _w = n.subscribe(near.id, Some(&near)).expect("subscribed");
+        let _o = n.subscribe(other_category.id, Some(&other_category));
+        let _far: Vec<_> = far.iter().map(|f| n.subscribe(f.id, Some(f))).collect();
+
+        n.ring(7, &[], &[job(Category::Network, Place::OnSite, ZURICH)]);
+
+        assert_eq!(n.wake_count(near.id), 1, "the Friend in reach is woken");
+        assert_eq!(n.wake_count(other_category.id), 0, "not another category");
+        assert!(far.iter().all(|f| n.wake_count(f.id) == 0), "not Bern");
+        assert_eq!(n.eligibility_checks(), 1, "only the candidate was checked");
+    }
+
+    #[test]
+    fn a_remote_job_reaches_its_category_anywhere_and_each_waiter_once() {
+        let n = Notifier::default();
+        let zurich = friend(ZURICH, &[Category::Computer, Category::Network]);
+        let bern = friend(BERN, &[Category::Computer]);
+        let tv = friend(BERN, &[Category::Tv]);
+        let _a = n.subscribe(zurich.id, Some(&zurich));
+        let _b = n.subscribe(bern.id, Some(&bern));
+        let _c = n.subscribe(tv.id, Some(&tv));
+
+        let remote = job(Category::Computer, Place::Remote, ZURICH);
+        n.ring(3, &[bern.id], &[remote, remote]);
+
+        assert_eq!(n.wake_count(zurich.id), 1);
+        assert_eq!(n.wake_count(bern.id), 1, "named and eligible: woken once");
+        assert_eq!(n.wake_count(tv.id), 0);
+    }
+
+    #[test]
+    fn a_waiter_that_left_or_moved_is_indexed_where_it_is_now() {
+        let n = Notifier::default();
+        let mut f = friend(BERN, &[Category::Network]);
+        let first = n.subscribe(f.id, Some(&f));
+        drop(first);
+        n.ring(1, &[], &[job(Category::Network, Place::OnSite, BERN)]);
+        assert_eq!(n.wake_count(f.id), 0, "no longer waiting");
+        assert_eq!(n.eligibility_checks(), 0, "and no longer a candidate");
+
+        let _bern = n.subscribe(f.id, Some(&f));
+        f.home = at(ZURICH);
+        let _zurich = n.subscribe(f.id, Some(&f));
+        n.ring(2, &[], &[job(Category::Network, Place::OnSite, BERN)]);
+        assert_eq!(n.wake_count(f.id), 0, "moved away from Bern");
+        n.ring(3, &[], &[job(Category::Network, Place::OnSite, ZURICH)]);
+        assert_eq!(n.wake_count(f.id), 1, "found at the new home");
     }
 }
