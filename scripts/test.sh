@@ -4,6 +4,11 @@
 # debug libfriend_ffi.so, talking to a friend-backend the tests start).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ -z "${FRIEND_PG_BIN:-}" ] && ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
+  echo "scripts/test.sh: the PostgreSQL suites start a throwaway server and need its binaries:" >&2
+  echo "  apt-get install -y postgresql   (or set FRIEND_PG_BIN; .ci/run installs it)" >&2
+  exit 1
+fi
 cargo test --workspace --locked
 
 if ! command -v mvn >/dev/null 2>&1 || ! command -v java >/dev/null 2>&1; then

@@ -26,6 +26,7 @@ mod finish;
 mod http1;
 mod negotiate;
 mod notify;
+pub mod pg;
 pub mod push;
 mod routes;
 pub mod seed;

@@ -8,6 +8,7 @@
 /// The fault-injecting proxy, now its own crate (`friend-faultproxy`) so that friendctl can use it
 /// without depending on this test support; re-exported under its old path.
 pub use friend_faultproxy as proxy;
+pub mod pg;
 pub mod scenario;
 
 pub use scenario::Scenario;

@@ -18,5 +18,6 @@ mod core_outbox;
 mod core_privacy;
 mod core_sync;
 mod core_visit;
+mod pg_change_log;
 mod push_delivery;
 mod push_registration;

@@ -1,0 +1,240 @@
+//! PostgreSQL: the store several backend instances share (docs/adr/0014). A connection pool
+//! (deadpool) over tokio-postgres, TLS through rustls on ring, numbered migrations applied once
+//! however many instances start together, retries of serialization failures and deadlocks, and the
+//! change log's sequence taken in commit order ([`changes`]).
+//!
+//! `--db postgres://user@host:port/dbname` (or the key-value form `host=… dbname=…`) selects it;
+//! a path keeps the embedded SQLite.
+
+pub mod changes;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+use thiserror::Error;
+use tokio_postgres::error::SqlState;
+
+/// Numbered migrations; `schema_migrations` holds the versions applied.
+const MIGRATIONS: &[&str] = &[include_str!("../../migrations/pg/001_initial.sql")];
+
+/// Most connections one instance holds (each long-poll holds none while it waits).
+const POOL_SIZE: usize = 16;
+/// How often a transaction that lost to a concurrent one (40001, 40P01) is run again.
+pub const MAX_RETRIES: u32 = 8;
+/// Advisory lock key under which one instance at a time migrates ("FRIENDMG").
+const MIGRATION_LOCK: i64 = 0x4652_4945_4e44_4d47;
+
+/// A PostgreSQL failure.
+#[derive(Debug, Error)]
+pub enum PgError {
+    /// The settings do not parse.
+    #[error("bad PostgreSQL settings: {0}")]
+    Settings(String),
+    /// The server refused or the connection failed.
+    #[error("postgres: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// No connection from the pool.
+    #[error("connection pool: {0}")]
+    Pool(String),
+    /// The database was migrated by a newer backend.
+    #[error("database schema version {0} is newer than this backend ({1})")]
+    TooNew(i64, usize),
+    /// A transaction kept losing to concurrent ones.
+    #[error("gave up after {0} serialization failures or deadlocks")]
+    Contended(u32),
+}
+
+impl PgError {
+    /// Stable machine code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            PgError::Settings(_) => "pg_settings",
+            PgError::Postgres(_) => "pg_error",
+            PgError::Pool(_) => "pg_pool",
+            PgError::TooNew(..) => "pg_schema_too_new",
+            PgError::Contended(_) => "pg_contended",
+        }
+    }
+
+    /// A serialization failure or a deadlock: the transaction may simply run again.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, PgError::Postgres(e) if retryable(e))
+    }
+}
+
+/// SQLSTATE 40001 (serialization failure) or 40P01 (deadlock detected).
+pub fn retryable(e: &tokio_postgres::Error) -> bool {
+    e.code().is_some_and(|c| {
+        *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED
+    })
+}
+
+impl From<deadpool_postgres::PoolError> for PgError {
+    fn from(e: deadpool_postgres::PoolError) -> PgError {
+        match e {
+            deadpool_postgres::PoolError::Backend(e) => PgError::Postgres(e),
+            other => PgError::Pool(other.to_string()),
+        }
+    }
+}
+
+/// Whether `db` names a PostgreSQL database rather than a SQLite file.
+pub fn is_postgres(db: &str) -> bool {
+    db.starts_with("postgres://") || db.starts_with("postgresql://") || db.contains("dbname=")
+}
+
+/// The shared database: a pool of connections.
+#[derive(Clone)]
+pub struct Pg {
+    pool: Pool,
+    settings: Arc<tokio_postgres::Config>,
+}
+
+impl Pg {
+    /// Connects (lazily: the pool opens connections on demand) to the database `url` names —
+    /// `postgres://user:password@host:port/dbname?sslmode=require` or `host=… user=… dbname=…`.
+    /// TLS is used as `sslmode` asks (default `prefer`), verified against Mozilla's roots.
+    pub fn connect(url: &str) -> Result<Pg, PgError> {
+        let settings =
+            tokio_postgres::Config::from_str(url).map_err(|e| PgError::Settings(e.to_string()))?;
+        let manager = Manager::from_config(
+            settings.clone(),
+            tls()?,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .wait_timeout(Some(Duration::from_secs(10)))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .map_err(|e| PgError::Pool(e.to_string()))?;
+        Ok(Pg {
+            pool,
+            settings: Arc::new(settings),
+        })
+    }
+
+    /// A pooled connection.
+    pub async fn conn(&self) -> Result<deadpool_postgres::Object, PgError> {
+        Ok(self.pool.get().await?)
+    }
+
+    /// A connection of its own, outside the pool (LISTEN, long-lived leases).
+    pub async fn dedicated(&self) -> Result<tokio_postgres::Client, PgError> {
+        let (client, connection) = self.settings.connect(tls()?).await?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::warn!(error = %e, "dedicated PostgreSQL connection ended");
+            }
+        });
+        Ok(client)
+    }
+
+    /// Applies the migrations this database lacks, one transaction each, under an advisory lock
+    /// so instances starting together migrate once. Returns the schema version.
+    pub async fn migrate(&self) -> Result<usize, PgError> {
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                 version BIGINT PRIMARY KEY,
+                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+             )",
+        )
+        .await?;
+        let current: i64 = tx
+            .query_one(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+                &[],
+            )
+            .await?
+            .get(0);
+        if current > MIGRATIONS.len() as i64 {
+            return Err(PgError::TooNew(current, MIGRATIONS.len()));
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+            tx.batch_execute(sql).await?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version) VALUES ($1)",
+                &[&(i as i64 + 1)],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(MIGRATIONS.len())
+    }
+
+    /// Runs `body` in a transaction and commits, again from the start when it lost to a concurrent
+    /// transaction (serialization failure or deadlock), at most [`MAX_RETRIES`] times.
+    pub async fn write<T, F>(&self, mut body: F) -> Result<T, PgError>
+    where
+        F: for<'t> FnMut(
+            &'t tokio_postgres::Transaction<'t>,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<T, PgError>> + Send + 't>,
+        >,
+    {
+        let mut conn = self.conn().await?;
+        for attempt in 0..=MAX_RETRIES {
+            let tx = conn.transaction().await?;
+            let result = match body(&tx).await {
+                Ok(v) => tx.commit().await.map(|()| v).map_err(PgError::from),
+                Err(e) => Err(e),
+            };
+            match result {
+                Err(e) if e.is_retryable() && attempt < MAX_RETRIES => {
+                    tracing::debug!(attempt, "transaction retried after a conflict");
+                    continue;
+                }
+                other => return other,
+            }
+        }
+        Err(PgError::Contended(MAX_RETRIES))
+    }
+}
+
+/// rustls on ring with Mozilla's roots: no OpenSSL, no aws-lc.
+fn tls() -> Result<tokio_postgres_rustls::MakeRustlsConnect, PgError> {
+    let roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| PgError::Settings(format!("TLS: {e}")))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tells_a_postgres_url_from_a_file() {
+        assert!(is_postgres("postgres://friend@db:5432/friendcore"));
+        assert!(is_postgres(
+            "postgresql://friend@db/friendcore?sslmode=require"
+        ));
+        assert!(is_postgres(
+            "host=/run/postgresql user=friend dbname=friendcore"
+        ));
+        assert!(!is_postgres("friendcore.db"));
+        assert!(!is_postgres("/var/lib/friendcore/postgres.db"));
+    }
+
+    #[test]
+    fn bad_settings_are_a_typed_error() {
+        let Err(e) = Pg::connect("postgres://friend@db:notaport/x") else {
+            panic!("a bad port must not parse");
+        };
+        assert_eq!(e.code(), "pg_settings");
+    }
+}

@@ -1,0 +1,259 @@
+//! The change log on PostgreSQL is commit-ordered (docs/adr/0014): a device's delta cursor never
+//! skips a change, however the writers interleave. Run on a real, throwaway PostgreSQL server.
+//!
+//! The interleavings are forced, not hoped for: a writer that has to wait is observed waiting on a
+//! lock in `pg_locks` (a bounded wait, no sleeps) before the test goes on. The same reader on a
+//! BIGSERIAL log skips a change — the failure these tests exist to catch.
+
+use friend_backend::pg::changes::{self, Entry};
+use friend_backend::pg::{Pg, PgError};
+use friend_tests::pg::PgServer;
+use std::time::{Duration, Instant};
+
+fn entry(job: &str, account: &str) -> Entry {
+    Entry {
+        job_id: job.into(),
+        named: vec![account.into()],
+        tile: Some(42),
+        at_ms: 0,
+    }
+}
+
+async fn migrated(server: &PgServer) -> Pg {
+    let url = server.database().expect("a fresh database");
+    let pg = Pg::connect(&url).expect("settings parse");
+    pg.migrate().await.expect("migrated");
+    pg
+}
+
+/// Waits until some backend waits for a lock; panics after 10 s.
+async fn until_a_writer_waits(pg: &Pg) {
+    let probe = pg.conn().await.expect("a connection");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let waiting: i64 = probe
+            .query_one("SELECT count(*) FROM pg_locks WHERE NOT granted", &[])
+            .await
+            .expect("pg_locks")
+            .get(0);
+        if waiting > 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the second writer never waited for the first one's lock"
+        );
+        tokio::task::yield_now().await;
+    }
+}
+
+/// A device: reads its feed after its cursor and moves the cursor to the last change it saw.
+struct Device {
+    account: &'static str,
+    cursor: i64,
+    seen: Vec<String>,
+}
+
+impl Device {
+    async fn sync(&mut self, pg: &Pg) {
+        let conn = pg.conn().await.expect("a connection");
+        for (seq, job) in changes::feed_after(&**conn, self.account, self.cursor, 100)
+            .await
+            .expect("feed")
+        {
+            self.cursor = seq;
+            self.seen.push(job);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_committed_after_a_later_one_is_still_seen() {
+    let pg = migrated(PgServer::shared()).await;
+    let mut device = Device {
+        account: "anna",
+        cursor: 0,
+        seen: Vec::new(),
+    };
+
+    // Given writer 1 has reached its last step (numbers taken) but not committed,
+    let mut c1 = pg.conn().await.expect("connection 1");
+    let t1 = c1.transaction().await.expect("begin 1");
+    changes::append(&t1, &[entry("job-1", "anna")])
+        .await
+        .expect("writer 1 appends");
+    // and writer 2, which began later, reaches its last step too,
+    let pg2 = pg.clone();
+    let writer2 = tokio::spawn(async move {
+        let mut c2 = pg2.conn().await.expect("connection 2");
+        let t2 = c2.transaction().await.expect("begin 2");
+        changes::append(&t2, &[entry("job-2", "anna")]).await?;
+        t2.commit().await?;
+        Ok::<(), PgError>(())
+    });
+    // then writer 2 waits for writer 1 (it cannot commit a later number first),
+    until_a_writer_waits(&pg).await;
+    assert!(!writer2.is_finished());
+    // and a device syncing now sees nothing uncommitted.
+    device.sync(&pg).await;
+    assert!(device.seen.is_empty());
+
+    // When writer 1 commits, then writer 2 goes on and commits,
+    t1.commit().await.expect("commit 1");
+    writer2
+        .await
+        .expect("writer 2 ran")
+        .expect("writer 2 committed");
+
+    // then the device sees both, in commit order, with no gap.
+    device.sync(&pg).await;
+    assert_eq!(device.seen, ["job-1", "job-2"]);
+    assert_eq!(device.cursor, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolled_back_change_gives_its_number_back() {
+    let pg = migrated(PgServer::shared()).await;
+    let mut conn = pg.conn().await.expect("connection");
+    let t = conn.transaction().await.expect("begin");
+    let taken = changes::append(&t, &[entry("job-x", "anna")])
+        .await
+        .expect("append");
+    t.rollback().await.expect("rollback");
+    let t = conn.transaction().await.expect("begin");
+    let again = changes::append(&t, &[entry("job-y", "anna"), entry("job-z", "anna")])
+        .await
+        .expect("append");
+    t.commit().await.expect("commit");
+    assert_eq!(taken, [1]);
+    assert_eq!(again, [1, 2], "no hole where the rolled-back change was");
+}
+
+/// The control: the same interleaving on a BIGSERIAL log makes the device skip writer 1's change.
+/// If this ever stops failing the device, the test above proves nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_sequence_the_same_reader_skips_a_change() {
+    let pg = migrated(PgServer::shared()).await;
+    let setup = pg.conn().await.expect("connection");
+    setup
+        .batch_execute("CREATE TABLE naive (seq BIGSERIAL PRIMARY KEY, job TEXT NOT NULL)")
+        .await
+        .expect("naive log");
+    let read = |cursor: i64| {
+        let pg = pg.clone();
+        async move {
+            let c = pg.conn().await.expect("connection");
+            c.query(
+                "SELECT seq, job FROM naive WHERE seq > $1 ORDER BY seq",
+                &[&cursor],
+            )
+            .await
+            .expect("read")
+            .iter()
+            .map(|r| (r.get::<_, i64>(0), r.get::<_, String>(1)))
+            .collect::<Vec<_>>()
+        }
+    };
+    let mut c1 = pg.conn().await.expect("connection 1");
+    let t1 = c1.transaction().await.expect("begin 1");
+    t1.execute("INSERT INTO naive (job) VALUES ('job-1')", &[])
+        .await
+        .expect("writer 1 takes 1");
+    let mut c2 = pg.conn().await.expect("connection 2");
+    let t2 = c2.transaction().await.expect("begin 2");
+    t2.execute("INSERT INTO naive (job) VALUES ('job-2')", &[])
+        .await
+        .expect("writer 2 takes 2");
+    t2.commit().await.expect("writer 2 commits first");
+
+    let first = read(0).await;
+    assert_eq!(first, [(2, "job-2".to_owned())]);
+    let cursor = first[0].0;
+    t1.commit().await.expect("writer 1 commits");
+    assert!(
+        read(cursor).await.is_empty(),
+        "the device at cursor 2 never sees job-1: the gap this design avoids"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_concurrent_writers_leave_a_log_without_gaps_and_a_follower_misses_nothing() {
+    let pg = migrated(PgServer::shared()).await;
+    let (writers, each) = (8, 25);
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let pg = pg.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..each {
+                let mut c = pg.conn().await?;
+                let t = c.transaction().await?;
+                // Some work before the last step, as a real change has.
+                t.execute("SELECT pg_catalog.txid_current()", &[]).await?;
+                changes::append(&t, &[entry(&format!("w{w}-{i}"), "anna")]).await?;
+                if i % 5 == 4 {
+                    t.rollback().await?;
+                } else {
+                    t.commit().await?;
+                }
+            }
+            Ok::<(), PgError>(())
+        }));
+    }
+    // A device follows the log while the writers run.
+    let mut device = Device {
+        account: "anna",
+        cursor: 0,
+        seen: Vec::new(),
+    };
+    while !tasks.iter().all(|t| t.is_finished()) {
+        device.sync(&pg).await;
+        tokio::task::yield_now().await;
+    }
+    for t in tasks {
+        t.await.expect("writer ran").expect("writer succeeded");
+    }
+    device.sync(&pg).await;
+
+    let committed = writers * each * 4 / 5;
+    assert_eq!(
+        device.seen.len(),
+        committed,
+        "every committed change seen once"
+    );
+    assert_eq!(device.cursor, committed as i64, "numbers 1..=n, no gap");
+    let conn = pg.conn().await.expect("connection");
+    let (n, max): (i64, i64) = {
+        let r = conn
+            .query_one("SELECT count(*), COALESCE(max(seq), 0) FROM changes", &[])
+            .await
+            .expect("count");
+        (r.get(0), r.get(1))
+    };
+    assert_eq!((n, max), (committed as i64, committed as i64));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_starting_together_migrate_once() {
+    let url = PgServer::shared().database().expect("database");
+    let mut starts = Vec::new();
+    for _ in 0..3 {
+        let pg = Pg::connect(&url).expect("settings");
+        starts.push(tokio::spawn(async move { pg.migrate().await }));
+    }
+    for s in starts {
+        assert_eq!(s.await.expect("ran").expect("migrated"), 1);
+    }
+    let pg = Pg::connect(&url).expect("settings");
+    let conn = pg.conn().await.expect("connection");
+    let applied: i64 = conn
+        .query_one("SELECT count(*) FROM schema_migrations", &[])
+        .await
+        .expect("versions")
+        .get(0);
+    assert_eq!(applied, 1);
+    assert_eq!(
+        pg.migrate().await.expect("again"),
+        1,
+        "a second start changes nothing"
+    );
+}
