@@ -19,5 +19,7 @@ mod core_privacy;
 mod core_sync;
 mod core_visit;
 mod pg_change_log;
+mod pg_lease;
+mod pg_wakeups;
 mod push_delivery;
 mod push_registration;

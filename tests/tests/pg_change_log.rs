@@ -6,7 +6,7 @@
 //! BIGSERIAL log skips a change — the failure these tests exist to catch.
 
 use friend_backend::pg::changes::{self, Entry};
-use friend_backend::pg::{Pg, PgError};
+use friend_backend::pg::{Pg, PgError, SCHEMA_VERSION};
 use friend_tests::pg::PgServer;
 use std::time::{Duration, Instant};
 
@@ -241,7 +241,7 @@ async fn instances_starting_together_migrate_once() {
         starts.push(tokio::spawn(async move { pg.migrate().await }));
     }
     for s in starts {
-        assert_eq!(s.await.expect("ran").expect("migrated"), 1);
+        assert_eq!(s.await.expect("ran").expect("migrated"), SCHEMA_VERSION);
     }
     let pg = Pg::connect(&url).expect("settings");
     let conn = pg.conn().await.expect("connection");
@@ -250,10 +250,75 @@ async fn instances_starting_together_migrate_once() {
         .await
         .expect("versions")
         .get(0);
-    assert_eq!(applied, 1);
+    assert_eq!(applied, SCHEMA_VERSION as i64);
     assert_eq!(
         pg.migrate().await.expect("again"),
-        1,
+        SCHEMA_VERSION,
         "a second start changes nothing"
     );
+}
+
+/// The schema as the catalog describes it: columns (with type, nullability, default), indexes and
+/// constraints of every table in `public`.
+async fn schema(pg: &Pg) -> Vec<String> {
+    let conn = pg.conn().await.expect("connection");
+    let mut out = Vec::new();
+    for r in conn
+        .query(
+            "SELECT table_name || '.' || column_name || ' ' || data_type || ' ' || is_nullable \
+                 || ' ' || COALESCE(column_default, '') || ' ' || COALESCE(collation_name, '') \
+             FROM information_schema.columns WHERE table_schema = 'public' \
+             ORDER BY table_name, ordinal_position",
+            &[],
+        )
+        .await
+        .expect("columns")
+    {
+        out.push(r.get(0));
+    }
+    for r in conn
+        .query(
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY indexname",
+            &[],
+        )
+        .await
+        .expect("indexes")
+    {
+        out.push(r.get(0));
+    }
+    for r in conn
+        .query(
+            "SELECT conrelid::regclass::text || ' ' || pg_get_constraintdef(oid) FROM pg_constraint \
+             WHERE connamespace = 'public'::regnamespace ORDER BY 1",
+            &[],
+        )
+        .await
+        .expect("constraints")
+    {
+        out.push(r.get(0));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_upgraded_step_by_step_equals_a_fresh_one() {
+    let server = PgServer::shared();
+    let fresh = Pg::connect(&server.database().expect("database")).expect("settings");
+    fresh.migrate().await.expect("fresh");
+    let upgraded = Pg::connect(&server.database().expect("database")).expect("settings");
+    for version in 1..=SCHEMA_VERSION {
+        assert_eq!(upgraded.migrate_to(version).await.expect("step"), version);
+    }
+    let (a, b) = (schema(&fresh).await, schema(&upgraded).await);
+    assert!(a.len() > 50, "the schema was read: {} lines", a.len());
+    assert_eq!(a, b);
+    let counter: i64 = fresh
+        .conn()
+        .await
+        .expect("connection")
+        .query_one("SELECT seq FROM change_counter WHERE id = 1", &[])
+        .await
+        .expect("the counter row is seeded")
+        .get(0);
+    assert_eq!(counter, 0);
 }

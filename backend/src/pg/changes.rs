@@ -27,7 +27,8 @@ pub struct Entry {
 }
 
 /// Appends `entries` as the transaction's last step: takes their sequence numbers from the
-/// counter row and writes the `changes`, `feed` and `area_feed` rows. Returns each entry's number.
+/// counter row, writes the `changes`, `feed` and `area_feed` rows and announces the new head to
+/// the other instances ([`super::wakeups`]). Returns each entry's number.
 pub async fn append(tx: &Transaction<'_>, entries: &[Entry]) -> Result<Vec<i64>, PgError> {
     if entries.is_empty() {
         return Ok(Vec::new());
@@ -64,6 +65,8 @@ pub async fn append(tx: &Transaction<'_>, entries: &[Entry]) -> Result<Vec<i64>,
         }
         seqs.push(seq);
     }
+    // Heard by the other instances at commit (and never for a rollback).
+    super::wakeups::announce(tx, last).await?;
     Ok(seqs)
 }
 

@@ -7,6 +7,8 @@
 //! a path keeps the embedded SQLite.
 
 pub mod changes;
+pub mod lease;
+pub mod wakeups;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use std::str::FromStr;
@@ -16,7 +18,13 @@ use thiserror::Error;
 use tokio_postgres::error::SqlState;
 
 /// Numbered migrations; `schema_migrations` holds the versions applied.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/pg/001_initial.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/pg/001_initial.sql"),
+    include_str!("../../migrations/pg/002_leases.sql"),
+];
+
+/// The schema version this backend migrates a PostgreSQL database to.
+pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
 
 /// Most connections one instance holds (each long-poll holds none while it waits).
 const POOL_SIZE: usize = 16;
@@ -133,9 +141,16 @@ impl Pg {
         Ok(client)
     }
 
-    /// Applies the migrations this database lacks, one transaction each, under an advisory lock
-    /// so instances starting together migrate once. Returns the schema version.
+    /// Applies the migrations this database lacks, in one transaction under an advisory lock so
+    /// instances starting together migrate once. Returns the schema version.
     pub async fn migrate(&self) -> Result<usize, PgError> {
+        self.migrate_to(MIGRATIONS.len()).await
+    }
+
+    /// Applies the migrations up to `version` (for the migration tests: an upgraded database must
+    /// equal a fresh one). Returns the schema version.
+    pub async fn migrate_to(&self, version: usize) -> Result<usize, PgError> {
+        let version = version.min(MIGRATIONS.len());
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
@@ -157,7 +172,12 @@ impl Pg {
         if current > MIGRATIONS.len() as i64 {
             return Err(PgError::TooNew(current, MIGRATIONS.len()));
         }
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        for (i, sql) in MIGRATIONS
+            .iter()
+            .enumerate()
+            .take(version)
+            .skip(current as usize)
+        {
             tx.batch_execute(sql).await?;
             tx.execute(
                 "INSERT INTO schema_migrations (version) VALUES ($1)",
@@ -166,7 +186,7 @@ impl Pg {
             .await?;
         }
         tx.commit().await?;
-        Ok(MIGRATIONS.len())
+        Ok(version.max(current as usize))
     }
 
     /// Runs `body` in a transaction and commits, again from the start when it lost to a concurrent
