@@ -55,12 +55,14 @@ const MAX_BODY_LEN: u64 = u64::MAX - 2;
 const READ_CHUNK: usize = 16 * 1024;
 
 /// Accepts connections on `listener` and serves `app` on each until `shutdown` resolves; then
-/// stops accepting, closes idle connections, lets requests in flight finish and returns.
+/// stops accepting, closes idle connections, lets requests in flight finish for up to
+/// `drain_timeout`, closes what is left and returns.
 pub(crate) async fn serve(
     listener: TcpListener,
     app: axum::Router,
     clock: Arc<dyn Clock>,
     shutdown: impl Future<Output = ()> + Send + 'static,
+    drain_timeout: Duration,
 ) -> io::Result<()> {
     let app = app.layer(axum::middleware::from_fn(drain_unread_body));
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -96,7 +98,17 @@ pub(crate) async fn serve(
     }
     drop(listener);
     let _ = stop_tx.send(true);
-    while connections.join_next().await.is_some() {}
+    let finished = tokio::time::timeout(drain_timeout, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if finished.is_err() {
+        tracing::warn!(
+            left = connections.len(),
+            "drain bound of {drain_timeout:?} reached: closing the connections still busy"
+        );
+        connections.shutdown().await;
+    }
     Ok(())
 }
 

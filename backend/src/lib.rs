@@ -47,6 +47,29 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+/// Resolves at the first SIGTERM (how orchestrators stop an instance) or Ctrl-C: the shutdown
+/// future to hand [`Backend::serve`], which then drains.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+                    _ = tokio::signal::ctrl_c() => tracing::info!("Ctrl-C: shutting down"),
+                }
+                return;
+            }
+            Err(e) => tracing::warn!("SIGTERM cannot be handled ({e}); Ctrl-C still stops"),
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// The default bound on a shutdown's wait for the requests in flight.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How the backend runs.
 #[derive(Clone)]
 pub struct Config {
@@ -64,6 +87,8 @@ pub struct Config {
     pub feed_retention: chrono::Duration,
     /// Push gateways (none by default: pushes are counted, not sent).
     pub push: push::PushSettings,
+    /// How long a shutdown waits for requests in flight before it closes what is left.
+    pub drain_timeout: Duration,
 }
 
 impl Config {
@@ -77,6 +102,7 @@ impl Config {
             expiry_interval: Some(Duration::from_secs(5)),
             feed_retention: chrono::Duration::days(7),
             push: push::PushSettings::default(),
+            drain_timeout: DRAIN_TIMEOUT,
         }
     }
 }
@@ -103,6 +129,8 @@ pub(crate) struct AppState {
     pub admin_token_hash: auth::TokenHash,
     pub pusher: Arc<push::Dispatcher>,
     pub auth_cache: RwLock<HashMap<auth::TokenHash, auth::Caller>>,
+    /// Set when the instance starts draining: readiness answers 503 and long-polls stop waiting.
+    pub draining: tokio::sync::watch::Sender<bool>,
 }
 
 /// A running backend's handle: serve it, and drive it from tests (expiry, pruning, counters).
@@ -131,6 +159,7 @@ impl Backend {
             admin_token_hash: auth::hash_token(&admin_token),
             pusher: Arc::new(pusher),
             auth_cache: RwLock::new(HashMap::new()),
+            draining: tokio::sync::watch::Sender::new(false),
         });
         let seeded = seed::ensure(&state, config.seed_dev_data)
             .map_err(|e| BackendError::Startup(e.message))?;
@@ -186,10 +215,26 @@ impl Backend {
         routes::router(self.state.clone())
     }
 
+    /// Starts draining this instance (SIGTERM, Ctrl-C, or an operator): `GET /v1/ready` answers
+    /// 503, every waiting long-poll is answered at once with what it has (the device reconnects,
+    /// possibly to another instance, from the same cursor: nothing is lost), and new long-polls do
+    /// not wait. Requests go on being served until the shutdown itself.
+    pub fn start_drain(&self) {
+        if !self.state.draining.send_replace(true) {
+            tracing::info!("draining: readiness off, waiting long-polls answered");
+        }
+    }
+
+    /// Whether this instance is draining.
+    pub fn is_draining(&self) -> bool {
+        *self.state.draining.borrow()
+    }
+
     /// Serves HTTP on `listener` until `shutdown` resolves, running the expiry and feed-pruning
-    /// timers alongside. Then it stops accepting, closes idle connections and lets requests in
-    /// flight finish. Every answer is JSON, also to requests whose head is malformed or too large
-    /// (see [`MAX_URI_BYTES`], [`MAX_HEAD_BYTES`]).
+    /// timers alongside. Then it drains ([`Backend::start_drain`]), stops accepting, closes idle
+    /// connections and lets requests in flight finish — for at most `Config::drain_timeout`.
+    /// Every answer is JSON, also to requests whose head is malformed or too large (see
+    /// [`MAX_URI_BYTES`], [`MAX_HEAD_BYTES`]).
     pub async fn serve(
         &self,
         listener: tokio::net::TcpListener,
@@ -208,7 +253,21 @@ impl Backend {
     ) -> Result<(), BackendError> {
         let timers = tokio::spawn(self.clone().run_timers());
         let dispatcher = tokio::spawn(self.state.pusher.clone().run());
-        let result = http1::serve(listener, app, self.state.clock.clone(), shutdown).await;
+        // Shutdown drains first: long-polls answered, readiness off; then connections close
+        // gracefully, requests in flight finish, within the drain bound.
+        let this = self.clone();
+        let shutdown = async move {
+            shutdown.await;
+            this.start_drain();
+        };
+        let result = http1::serve(
+            listener,
+            app,
+            self.state.clock.clone(),
+            shutdown,
+            self.config.drain_timeout,
+        )
+        .await;
         timers.abort();
         dispatcher.abort();
         result.map_err(BackendError::Io)

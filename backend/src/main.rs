@@ -70,9 +70,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     println!("  try: curl -H 'Authorization: Bearer dev-friend-anna' 'http://{addr}/v1/sync'");
     println!("  new accounts: POST /v1/admin/friends or /v1/admin/customers with the admin token");
     backend
-        .serve(listener, async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+        .serve(listener, friend_backend::shutdown_signal())
         .await?;
     println!("stopped");
     Ok(())

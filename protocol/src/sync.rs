@@ -84,6 +84,18 @@ pub struct SyncPage {
     pub changes: Vec<Change>,
 }
 
+/// `GET /v1/ready`: this instance serves and its database answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Readiness {
+    /// Always `ready` (a 503 `unavailable` says why not).
+    pub status: String,
+    /// The server's clock.
+    pub server_time: DateTime<Utc>,
+    /// Long-polls waiting on this instance now (what a drain will answer at once).
+    pub waiting_long_polls: u64,
+}
+
 /// `GET /v1/health`: liveness and the server clock.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

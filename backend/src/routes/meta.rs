@@ -6,7 +6,7 @@ use crate::error::AppError;
 use crate::store::{accounts, catalog as catalog_store};
 use axum::Json;
 use axum::extract::State;
-use friend_protocol::{Catalog, Health, Me, Role};
+use friend_protocol::{ApiError, Catalog, ErrorCode, Health, Me, Readiness, Role};
 use std::sync::Arc;
 
 /// Liveness and the server clock.
@@ -16,6 +16,34 @@ pub async fn health(State(state): State<Arc<AppState>>) -> Json<Health> {
         status: "ok".into(),
         server_time: state.clock.now(),
     })
+}
+
+/// Readiness: 200 once the database answers (an instance migrates its database before it serves),
+/// 503 `unavailable` with the reason while it drains or while the database does not answer — a
+/// load balancer sends no new requests to it then.
+#[utoipa::path(get, path = "/v1/ready", tag = "meta", responses(
+    (status = 200, body = Readiness, description = "ready: serving, database answering"),
+    (status = 503, body = ApiError, description = "draining, or the database does not answer")))]
+pub async fn ready(State(state): State<Arc<AppState>>) -> Result<Json<Readiness>, AppError> {
+    if *state.draining.borrow() {
+        return Err(AppError::new(
+            ErrorCode::Unavailable,
+            "draining: this instance is shutting down",
+        ));
+    }
+    state
+        .db
+        .read(|tx| {
+            tx.query_row("SELECT 1", [], |_| Ok(()))
+                .map_err(AppError::from)
+        })
+        .await
+        .map_err(|e| AppError::new(ErrorCode::Unavailable, format!("database: {}", e.message)))?;
+    Ok(Json(Readiness {
+        status: "ready".into(),
+        server_time: state.clock.now(),
+        waiting_long_polls: state.notifier.waiting_accounts() as u64,
+    }))
 }
 
 /// The service catalog with orientation prices.
@@ -46,7 +74,7 @@ pub async fn me(State(state): State<Arc<AppState>>, caller: Caller) -> Result<Js
         })
         .await?;
     me.map(Json)
-        .ok_or_else(|| AppError::new(friend_protocol::ErrorCode::Unauthorized, "account gone"))
+        .ok_or_else(|| AppError::new(ErrorCode::Unauthorized, "account gone"))
 }
 
 /// This OpenAPI 3 document.

@@ -41,6 +41,7 @@ pub const SERVER_TIME_HEADER: &str = "x-server-time";
 pub(crate) fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/health", get(meta::health))
+        .route("/v1/ready", get(meta::ready))
         .route("/v1/catalog", get(meta::catalog))
         .route("/v1/me", get(meta::me))
         .route(OPENAPI_PATH, get(meta::openapi_json))
@@ -252,6 +253,7 @@ pub(crate) async fn expire_due(state: &Arc<AppState>) -> Result<usize, AppError>
     ),
     paths(
         meta::health,
+        meta::ready,
         meta::catalog,
         meta::me,
         meta::openapi_json,

@@ -97,6 +97,9 @@ pub async fn sync(
             format!("limit must be 1…{MAX_PAGE_LIMIT}"),
         ));
     }
+    // A draining instance answers at once: the device reconnects, perhaps elsewhere.
+    let mut draining = state.draining.subscribe();
+    let wait = if *draining.borrow() { 0 } else { wait };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(u64::from(wait));
     let friend = match caller.role {
         Role::Friend => Some(Arc::new(
@@ -128,6 +131,9 @@ pub async fn sync(
         tokio::select! {
             _ = w.changed() => continue,
             _ = tokio::time::sleep_until(deadline) => {
+                return Ok(Json(SyncPage { server_time: state.clock.now(), ..page }));
+            }
+            _ = draining.wait_for(|d| *d) => {
                 return Ok(Json(SyncPage { server_time: state.clock.now(), ..page }));
             }
         }

@@ -1,5 +1,5 @@
 //! `friendctl serve`: the reference backend on an embedded SQLite file, zero configuration, with
-//! the development accounts' tokens printed and a clean shutdown on Ctrl-C (or SIGTERM).
+//! the development accounts' tokens printed and a graceful drain on SIGTERM or Ctrl-C.
 
 use crate::args::ServeArgs;
 use crate::exit::{CliError, CliResult};
@@ -35,32 +35,9 @@ pub async fn run(args: ServeArgs) -> CliResult<()> {
         "  try: friendctl friend --url http://{addr} --token dev-friend-anna inbox   (Ctrl-C stops)"
     ));
     backend
-        .serve(listener, shutdown_signal())
+        .serve(listener, friend_backend::shutdown_signal())
         .await
         .map_err(|e| CliError::failure(format!("serving failed: {e}")))?;
     super::device::print_out("stopped");
     Ok(())
-}
-
-/// Resolves on Ctrl-C, or on SIGTERM where there is one.
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
