@@ -110,6 +110,8 @@ struct Inner {
     /// Writes submitted and not yet taken by the writer thread.
     queued: Arc<AtomicUsize>,
     readers: Mutex<Vec<Connection>>,
+    /// Writes per committed group.
+    commit_groups: prometheus_client::metrics::histogram::Histogram,
 }
 
 /// Holds the writer thread (inside an open group transaction) until dropped; see
@@ -154,9 +156,11 @@ impl Db {
         let (tx, rx) = mpsc::channel::<WriteJob>();
         let queued = Arc::new(AtomicUsize::new(0));
         let taken = queued.clone();
+        let commit_groups = crate::metrics::commit_group_histogram();
+        let groups = commit_groups.clone();
         std::thread::Builder::new()
             .name("friend-db-writer".into())
-            .spawn(move || writer_loop(writer, rx, &taken))
+            .spawn(move || writer_loop(writer, rx, &taken, &groups))
             .map_err(|e| DbError::Task(e.to_string()))?;
         Ok(Db {
             inner: Arc::new(Inner {
@@ -164,8 +168,14 @@ impl Db {
                 writes: Mutex::new(tx),
                 queued,
                 readers: Mutex::new(Vec::new()),
+                commit_groups,
             }),
         })
+    }
+
+    /// The writer's histogram of commit-group sizes (for the metrics).
+    pub fn commit_groups(&self) -> prometheus_client::metrics::histogram::Histogram {
+        self.inner.commit_groups.clone()
     }
 
     /// How many writes wait for the writer thread (not yet taken into a group).
@@ -296,7 +306,12 @@ impl Db {
 
 /// The writer thread: takes the next write, gathers whatever else is queued, runs them in one
 /// transaction with a savepoint each, commits once, then answers every caller.
-fn writer_loop(conn: Connection, rx: mpsc::Receiver<WriteJob>, queued: &AtomicUsize) {
+fn writer_loop(
+    conn: Connection,
+    rx: mpsc::Receiver<WriteJob>,
+    queued: &AtomicUsize,
+    group_sizes: &prometheus_client::metrics::histogram::Histogram,
+) {
     while let Ok(first) = rx.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -306,6 +321,7 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<WriteJob>, queued: &AtomicUs
             }
         }
         queued.fetch_sub(group.len(), Ordering::SeqCst);
+        group_sizes.observe(group.len() as f64);
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
             for job in group {
                 job.finish(Some(e.to_string()));

@@ -24,6 +24,7 @@ mod error;
 mod extract;
 mod finish;
 mod http1;
+pub mod metrics;
 mod negotiate;
 mod notify;
 pub mod pg;
@@ -131,6 +132,8 @@ pub(crate) struct AppState {
     pub auth_cache: RwLock<HashMap<auth::TokenHash, auth::Caller>>,
     /// Set when the instance starts draining: readiness answers 503 and long-polls stop waiting.
     pub draining: tokio::sync::watch::Sender<bool>,
+    /// What `GET /metrics` exports.
+    pub metrics: metrics::Metrics,
 }
 
 /// A running backend's handle: serve it, and drive it from tests (expiry, pruning, counters).
@@ -152,6 +155,7 @@ impl Backend {
             Some(t) => t.clone(),
             None => auth::new_token().map_err(|e| BackendError::Startup(e.message))?,
         };
+        let metrics = metrics::Metrics::new(db.commit_groups());
         let state = Arc::new(AppState {
             db,
             clock: config.clock.clone(),
@@ -160,6 +164,7 @@ impl Backend {
             pusher: Arc::new(pusher),
             auth_cache: RwLock::new(HashMap::new()),
             draining: tokio::sync::watch::Sender::new(false),
+            metrics,
         });
         let seeded = seed::ensure(&state, config.seed_dev_data)
             .map_err(|e| BackendError::Startup(e.message))?;
@@ -223,6 +228,11 @@ impl Backend {
         if !self.state.draining.send_replace(true) {
             tracing::info!("draining: readiness off, waiting long-polls answered");
         }
+    }
+
+    /// The metrics in the Prometheus text format, as `GET /metrics` serves them.
+    pub async fn metrics_text(&self) -> Result<String, error::AppError> {
+        routes::metrics_text(&self.state).await
     }
 
     /// Whether this instance is draining.

@@ -99,6 +99,8 @@ pub struct Notifier {
     registry: Mutex<Registry>,
     /// Eligibility checks made by wake-ups (for tests and benchmarks: what a change costs).
     checks: AtomicU64,
+    /// Waiting long-polls woken, all accounts.
+    woken: AtomicU64,
 }
 
 /// A subscription; dropping it unregisters when it was the account's last waiter.
@@ -164,11 +166,13 @@ impl Notifier {
             return;
         };
         let Registry { slots, index } = &mut *registry;
+        let mut woken = 0;
         for a in named {
             if let Some(slot) = slots.get_mut(a) {
-                slot.ring(seq);
+                woken += u64::from(slot.ring(seq));
             }
         }
+        self.woken.fetch_add(woken, Ordering::Relaxed);
         if reaches.is_empty() {
             return;
         }
@@ -191,12 +195,18 @@ impl Notifier {
                     .as_ref()
                     .is_some_and(|f| eligibility::check(f, reach).is_ok())
                 {
-                    slot.ring(seq);
+                    woken += u64::from(slot.ring(seq));
                     rung.insert(*account);
                 }
             }
         }
         self.checks.fetch_add(checks, Ordering::Relaxed);
+        self.woken.fetch_add(woken, Ordering::Relaxed);
+    }
+
+    /// Waiting long-polls woken so far, all accounts.
+    pub fn woken(&self) -> u64 {
+        self.woken.load(Ordering::Relaxed)
     }
 
     /// Eligibility checks wake-ups have made so far: what open-job changes cost.
@@ -231,11 +241,14 @@ impl Notifier {
 }
 
 impl Slot {
-    fn ring(&mut self, seq: u64) {
+    /// Wakes the waiting long-polls of this account; whether there were any.
+    fn ring(&mut self, seq: u64) -> bool {
         if let Some(tx) = &self.sender {
             tx.send_replace(seq);
             self.wakes += 1;
+            return true;
         }
+        false
     }
 }
 

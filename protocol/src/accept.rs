@@ -63,3 +63,37 @@ pub enum AcceptOutcome {
     #[serde(other)]
     Unknown,
 }
+
+impl AcceptOutcome {
+    /// Stable wire name (the `outcome` tag).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            AcceptOutcome::Won { .. } => "won",
+            AcceptOutcome::Taken => "taken",
+            AcceptOutcome::Cancelled => "cancelled",
+            AcceptOutcome::Expired => "expired",
+            AcceptOutcome::NotEligible { .. } => "not_eligible",
+            AcceptOutcome::Unknown => "unknown",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stable_name_is_the_wire_tag() {
+        for outcome in [
+            AcceptOutcome::Taken,
+            AcceptOutcome::Cancelled,
+            AcceptOutcome::Expired,
+            AcceptOutcome::NotEligible {
+                reason: NotEligibleReason::Category,
+            },
+        ] {
+            let json = serde_json::to_value(&outcome).unwrap_or_default();
+            assert_eq!(json["outcome"], outcome.as_str());
+        }
+    }
+}

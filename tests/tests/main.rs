@@ -7,6 +7,7 @@ mod backend_accept_lookup;
 mod backend_access;
 mod backend_drain;
 mod backend_input;
+mod backend_metrics;
 mod backend_negotiation;
 mod backend_race;
 mod backend_sync;

@@ -15,6 +15,27 @@ use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
+/// The metrics in the Prometheus text format (OpenMetrics): requests, latencies, long-polls and
+/// wake-ups, accepts by outcome, idempotent replays, sync pages, the change-log head, the push
+/// queue and its outcomes, the writer's queue and commit groups. Admin token (scrape config:
+/// `authorization: {credentials: …}`).
+#[utoipa::path(get, path = "/metrics", tag = "admin", security(("admin" = [])),
+    responses((status = 200, description = "Prometheus text format (OpenMetrics 1.0)",
+        content_type = "application/openmetrics-text", body = String)))]
+pub async fn metrics(
+    State(state): State<Arc<AppState>>,
+    _admin: AdminCaller,
+) -> Result<axum::response::Response, AppError> {
+    let text = super::metrics_text(&state).await?;
+    Ok(axum::response::IntoResponse::into_response((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )))
+}
+
 /// Creates a Friend and returns its token (shown once).
 #[utoipa::path(post, path = "/v1/admin/friends", tag = "admin", security(("admin" = [])),
     request_body = NewFriend,

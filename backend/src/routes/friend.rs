@@ -71,16 +71,25 @@ pub async fn accept(
 ) -> Result<Json<AcceptOutcome>, AppError> {
     let key = key.required()?;
     let body = serde_json::json!({ "job": id });
-    idempotent(
+    // Counted when decided here, not when replayed from the stored outcome.
+    let decided = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = decided.clone();
+    let outcome = idempotent(
         &state,
         me,
         Some(key),
         ACCEPT.into(),
         body,
-        move |tx, now| actions::accept(tx, me, id, now),
+        move |tx, now| {
+            flag.store(true, std::sync::atomic::Ordering::Relaxed);
+            actions::accept(tx, me, id, now)
+        },
     )
-    .await
-    .map(Json)
+    .await?;
+    if decided.load(std::sync::atomic::Ordering::Relaxed) {
+        state.metrics.accept(outcome.as_str());
+    }
+    Ok(Json(outcome))
 }
 
 /// The outcome of an earlier accept, by its `Idempotency-Key`, without side effects on the job: how

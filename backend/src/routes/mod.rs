@@ -88,6 +88,12 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/v1/admin/friends", post(admin::create_friend))
         .route("/v1/admin/customers", post(admin::create_customer))
         .route("/v1/admin/expire-due", post(admin::expire_due))
+        .route("/metrics", get(admin::metrics))
+        // Per route template (MatchedPath), so only matched routes are counted here.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            track_request,
+        ))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -106,6 +112,68 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
                 ),
         )
         .with_state(state)
+}
+
+/// Counts a request by route template, method and status, and observes its latency.
+async fn track_request(
+    State(state): State<Arc<AppState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().as_str().to_owned();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let m = &state.metrics;
+    m.latency
+        .get_or_create(&crate::metrics::RouteLabels {
+            route: route.clone(),
+            method: method.clone(),
+        })
+        .observe(started.elapsed().as_secs_f64());
+    m.requests
+        .get_or_create(&crate::metrics::RequestLabels {
+            route,
+            method,
+            status: response.status().as_u16(),
+        })
+        .inc();
+    response
+}
+
+/// The metrics text: the state gauges read now, then every metric encoded.
+pub(crate) async fn metrics_text(state: &Arc<AppState>) -> Result<String, AppError> {
+    let (head, (depth, oldest)) = state
+        .db
+        .read(|tx| {
+            Ok::<_, AppError>((
+                crate::store::feed::head(tx)?,
+                crate::store::push::depth(tx)?,
+            ))
+        })
+        .await?;
+    let m = &state.metrics;
+    let now = state.clock.now();
+    m.change_log_head.set(head);
+    m.push_queue_depth.set(depth as i64);
+    m.push_queue_oldest_age
+        .set(oldest.map_or(0.0, |t| (now - t).num_milliseconds().max(0) as f64 / 1000.0));
+    m.long_polls_waiting
+        .set(state.notifier.waiting_accounts() as i64);
+    crate::metrics::mirror(&m.wakeups, state.notifier.woken());
+    crate::metrics::mirror(&m.wake_checks, state.notifier.eligibility_checks());
+    let push = state.pusher.stats().counts();
+    crate::metrics::mirror(&m.push_sent, push.sent);
+    crate::metrics::mirror(&m.push_failed, push.failed);
+    crate::metrics::mirror(&m.push_dead_tokens, push.dead_tokens);
+    crate::metrics::mirror(&m.push_retried, push.retried);
+    m.db_queued_writes.set(state.db.queued_writes() as i64);
+    m.draining.set(i64::from(*state.draining.borrow()));
+    m.encode()
+        .map_err(|_| AppError::new(ErrorCode::Internal, "metrics could not be encoded"))
 }
 
 async fn not_found() -> AppError {
@@ -156,6 +224,7 @@ where
             if let (Some(k), Some(fp)) = (&key, &fingerprint)
                 && let Some((_, stored)) = idempotency::lookup(tx, account, k, fp)?
             {
+                shared.metrics.replays.inc();
                 return Ok((serde_json::from_str(&stored)?, Effects::default()));
             }
             // The clock is read under the writer lock so change times follow commit order.
@@ -286,6 +355,7 @@ pub(crate) async fn expire_due(state: &Arc<AppState>) -> Result<usize, AppError>
         admin::create_friend,
         admin::create_customer,
         admin::expire_due,
+        admin::metrics,
     ),
     components(schemas(friend_protocol::ApiError, friend_protocol::ErrorCode)),
     modifiers(&Contract),

@@ -82,6 +82,16 @@ pub async fn sync(
     caller: Caller,
     crate::extract::ApiQuery(params): crate::extract::ApiQuery<SyncParams>,
 ) -> Result<Json<SyncPage>, AppError> {
+    let page = serve_page(&state, caller, params).await?;
+    state.metrics.sync_page(page.reset);
+    Ok(page)
+}
+
+async fn serve_page(
+    state: &Arc<AppState>,
+    caller: Caller,
+    params: SyncParams,
+) -> Result<Json<SyncPage>, AppError> {
     let cursor = parse_cursor(params.cursor.as_deref())?;
     let wait = params.wait.unwrap_or(0);
     if wait > MAX_WAIT_SECS {
