@@ -55,6 +55,8 @@ pub struct Metrics {
     pub requests: Family<RequestLabels, Counter>,
     /// Request latency by route and method (long-polls include their wait).
     pub latency: Family<RouteLabels, Histogram>,
+    /// Bookings made (not replayed).
+    pub bookings: Counter,
     /// Accept answers by outcome (`won`, `taken`, `cancelled`, `expired`, `not_eligible`).
     pub accepts: Family<OutcomeLabel, Counter>,
     /// Idempotent requests answered from the stored outcome.
@@ -97,6 +99,7 @@ impl Metrics {
                 // 1 ms … ~33 s: fast reads to a full long-poll.
                 Histogram::new(exponential_buckets(0.001, 2.0, 16))
             }),
+            bookings: Counter::default(),
             accepts: Family::default(),
             replays: Counter::default(),
             sync_pages: Family::default(),
@@ -125,7 +128,16 @@ impl Metrics {
             "HTTP request latency by route template and method (long-polls include their wait)",
             m.latency.clone(),
         );
-        r.register("accepts", "Accept answers by outcome", m.accepts.clone());
+        r.register(
+            "bookings",
+            "Bookings made (replays not counted)",
+            m.bookings.clone(),
+        );
+        r.register(
+            "accepts",
+            "Accept answers decided, by outcome (replays not counted)",
+            m.accepts.clone(),
+        );
         r.register(
             "idempotent_replays",
             "Idempotent requests answered from their stored outcome",

@@ -120,6 +120,13 @@ async fn a_small_day_keeps_every_invariant_and_a_consistent_report() {
     assert_eq!(timeline[0].1, "searching for a Friend");
     assert!(timeline.iter().any(|(_, s)| s.contains("on the way")));
 
+    // The backend's own metrics count what the simulation saw.
+    assert!(
+        report.scrape.agree,
+        "metrics vs simulation: {:?}",
+        report.scrape
+    );
+
     // And the files are written.
     let dir = tempfile::tempdir().expect("temp dir");
     let files = sim::write_files(&report, dir.path()).expect("files");

@@ -1,6 +1,6 @@
 //! Customer routes: book (idempotent), list and read own jobs, cancel.
 
-use super::idempotent;
+use super::{idempotent, idempotent_decided};
 use crate::AppState;
 use crate::actions;
 use crate::auth::CustomerCaller;
@@ -30,7 +30,7 @@ pub async fn book(
 ) -> Result<Json<JobResponse>, AppError> {
     let key = key.required()?;
     let body = serde_json::to_value(&req)?;
-    idempotent(
+    let (booked, decided) = idempotent_decided(
         &state,
         me,
         Some(key),
@@ -42,8 +42,11 @@ pub async fn book(
             Ok((JobResponse { job }, effects))
         },
     )
-    .await
-    .map(Json)
+    .await?;
+    if decided {
+        state.metrics.bookings.inc();
+    }
+    Ok(Json(booked))
 }
 
 /// The caller's jobs, newest first (at most 200).

@@ -1,6 +1,6 @@
 //! Friend routes: read an offer or held job, the accept race, decline, release and check-in.
 
-use super::{idempotent, idempotent_job};
+use super::{idempotent, idempotent_decided, idempotent_job};
 use crate::AppState;
 use crate::actions;
 use crate::auth::FriendCaller;
@@ -71,22 +71,17 @@ pub async fn accept(
 ) -> Result<Json<AcceptOutcome>, AppError> {
     let key = key.required()?;
     let body = serde_json::json!({ "job": id });
-    // Counted when decided here, not when replayed from the stored outcome.
-    let decided = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flag = decided.clone();
-    let outcome = idempotent(
+    let (outcome, decided) = idempotent_decided(
         &state,
         me,
         Some(key),
         ACCEPT.into(),
         body,
-        move |tx, now| {
-            flag.store(true, std::sync::atomic::Ordering::Relaxed);
-            actions::accept(tx, me, id, now)
-        },
+        move |tx, now| actions::accept(tx, me, id, now),
     )
     .await?;
-    if decided.load(std::sync::atomic::Ordering::Relaxed) {
+    // Counted when decided, not when replayed from the stored outcome.
+    if decided {
         state.metrics.accept(outcome.as_str());
     }
     Ok(Json(outcome))

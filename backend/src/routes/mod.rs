@@ -213,9 +213,28 @@ where
     T: Serialize + DeserializeOwned + Send + 'static,
     F: FnOnce(&Connection, DateTime<Utc>) -> Result<(T, Effects), AppError> + Send + 'static,
 {
+    idempotent_decided(state, account, key, route, body, work)
+        .await
+        .map(|(value, _)| value)
+}
+
+/// [`idempotent`], also telling whether the answer was decided now (`true`) or replayed from the
+/// stored outcome (`false`): what the metrics count.
+pub(crate) async fn idempotent_decided<T, F>(
+    state: &Arc<AppState>,
+    account: AccountId,
+    key: Option<String>,
+    route: String,
+    body: serde_json::Value,
+    work: F,
+) -> Result<(T, bool), AppError>
+where
+    T: Serialize + DeserializeOwned + Send + 'static,
+    F: FnOnce(&Connection, DateTime<Utc>) -> Result<(T, Effects), AppError> + Send + 'static,
+{
     let clock = state.clock.clone();
     let shared = state.clone();
-    let (value, effects) = state
+    let (value, effects, decided) = state
         .db
         .write(move |tx| {
             let fingerprint = key
@@ -225,7 +244,7 @@ where
                 && let Some((_, stored)) = idempotency::lookup(tx, account, k, fp)?
             {
                 shared.metrics.replays.inc();
-                return Ok((serde_json::from_str(&stored)?, Effects::default()));
+                return Ok((serde_json::from_str(&stored)?, Effects::default(), false));
             }
             // The clock is read under the writer lock so change times follow commit order.
             let now = clock.now();
@@ -235,11 +254,11 @@ where
                 let body = serde_json::to_string(&value)?;
                 idempotency::store(tx, account, k, &route, fp, &body, now)?;
             }
-            Ok::<_, AppError>((value, effects))
+            Ok::<_, AppError>((value, effects, true))
         })
         .await?;
     committed(state, &effects);
-    Ok(value)
+    Ok((value, decided))
 }
 
 /// Queues the pushes a write's changes call for, inside its transaction (before the commit, so

@@ -91,6 +91,8 @@ pub struct Audit {
     pub unreadable_outboxes: u64,
     /// The pushes.
     pub push: PushAudit,
+    /// The backend's `/metrics` text at the end (none: the scrape failed).
+    pub metrics_text: Option<String>,
 }
 
 impl Audit {
@@ -138,6 +140,7 @@ pub(crate) async fn wind_down(sim: &Arc<Sim>) -> Audit {
     read_outboxes(sim, &queued, &mut audit).await;
     read_server(sim, &mut audit).await;
     audit.push = check_pushes(sim).await;
+    audit.metrics_text = sim.backend.backend.metrics_text().await.ok();
     audit
 }
 

@@ -7,6 +7,7 @@ mod negotiation;
 mod outbox;
 mod push;
 mod race;
+mod scrape;
 mod time_to_accept;
 mod traffic;
 mod visit;
@@ -15,6 +16,7 @@ pub use negotiation::{Deviation, Negotiation};
 pub use outbox::{KindRow, Outbox};
 pub use push::Push;
 pub use race::Race;
+pub use scrape::{Pair, Scrape};
 pub use time_to_accept::{Bucket, PUBLISHED, TimeToAccept};
 pub use traffic::{Http, PushToCache, SyncBytes};
 pub use visit::{EtaAccuracy, Fees, Visit};
@@ -55,6 +57,8 @@ pub struct Report {
     pub negotiation: Negotiation,
     /// After the accept: visits, arrival estimates, fees, releases.
     pub visit: Visit,
+    /// The backend's `/metrics` against the simulation's counts.
+    pub scrape: Scrape,
     /// Jobs by final state on the server.
     pub final_states: BTreeMap<String, u64>,
     /// Counters of what happened.
@@ -182,25 +186,38 @@ pub(crate) fn build(outcome: &Outcome) -> Report {
     let final_states = final_states(&runs, audit);
     let race = Race::build(sim, &runs, audit);
     let invariants = Invariants::build(&race, audit, &final_states);
+    let time_to_accept = TimeToAccept::build(&runs, audit, &counters);
+    let visit = Visit::build(&runs, audit);
+    let push = Push::build(
+        &audit.push,
+        &runs,
+        &sim.metrics,
+        &counters,
+        sim.config.push_coalesce_secs,
+    );
+    let booked = runs.iter().filter(|r| r.id.is_some()).count();
+    let scrape = Scrape::build(
+        audit.metrics_text.as_deref(),
+        booked,
+        &time_to_accept,
+        &visit,
+        &race,
+        &push,
+    );
     Report {
         seed: sim.config.seed,
         setup: Setup::build(sim, outcome.virtual_end),
         wall_secs: wall,
         http: Http::build(&sim.backend.traffic.total.snapshot(), wall),
-        time_to_accept: TimeToAccept::build(&runs, audit, &counters),
+        time_to_accept,
         race,
         outbox: Outbox::build(audit),
         sync_bytes: SyncBytes::build(sim),
         push_to_cache: PushToCache::build(&sim.metrics),
-        push: Push::build(
-            &audit.push,
-            &runs,
-            &sim.metrics,
-            &counters,
-            sim.config.push_coalesce_secs,
-        ),
+        push,
         negotiation: Negotiation::build(&runs, &counters),
-        visit: Visit::build(&runs, audit),
+        visit,
+        scrape,
         final_states,
         activity: activity(counters, outcome),
         errors: sim.metrics.errors(),
@@ -243,6 +260,7 @@ impl Report {
         self.push.write_text(&mut o);
         self.negotiation.write_text(&mut o);
         self.visit.write_text(&mut o);
+        self.scrape.write_text(&mut o);
         let _ = writeln!(o, "\nFinal states (server)");
         let _ = writeln!(
             o,
