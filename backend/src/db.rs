@@ -24,6 +24,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/003_area_feed.sql"),
     include_str!("../migrations/004_push.sql"),
     include_str!("../migrations/005_visit.sql"),
+    include_str!("../migrations/006_admin.sql"),
 ];
 
 /// Most idle reader connections kept open.

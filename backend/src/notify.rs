@@ -300,6 +300,7 @@ mod tests {
             categories: categories.to_vec(),
             communities: Vec::new(),
             tier: Tier::Friend,
+            suspended: false,
         }
     }
 

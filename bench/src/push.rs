@@ -152,6 +152,7 @@ async fn register(tb: &TestBackend, friends: Vec<NewFriend>) -> Vec<Member> {
                         categories: new.categories,
                         communities: new.communities,
                         tier: new.tier,
+                        suspended: false,
                     },
                     platform,
                     token,

@@ -144,6 +144,8 @@ mirror_enum!(
         Tier,
         /// Overlaps a slot job the Friend already holds (travel included).
         OverlappingJob,
+        /// The platform suspended the Friend.
+        Suspended,
         /// A reason this version does not know.
         Unknown,
     }
@@ -906,6 +908,8 @@ pub struct FriendProfile {
     pub communities: Vec<String>,
     /// Friend or Pro.
     pub tier: Tier,
+    /// Suspended by the platform: no offers, accepts refused; held jobs stay held.
+    pub suspended: bool,
 }
 
 /// A customer's profile.
@@ -946,6 +950,7 @@ impl From<p::Me> for Me {
                     categories: f.categories.into_iter().map(Into::into).collect(),
                     communities: f.communities,
                     tier: f.tier.into(),
+                    suspended: f.suspended,
                 },
             },
             p::Me::Customer(c) => Me::Customer {

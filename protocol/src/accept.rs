@@ -18,6 +18,8 @@ pub enum NotEligibleReason {
     Tier,
     /// The Friend already holds a slot job that overlaps (travel time included).
     OverlappingJob,
+    /// The platform suspended the Friend.
+    Suspended,
     /// A reason this build does not know.
     #[serde(other)]
     Unknown,
@@ -31,6 +33,7 @@ impl NotEligibleReason {
             NotEligibleReason::Category => "category",
             NotEligibleReason::Community => "community",
             NotEligibleReason::Tier => "tier",
+            NotEligibleReason::Suspended => "suspended",
             NotEligibleReason::OverlappingJob => "overlapping_job",
             NotEligibleReason::Unknown => "unknown",
         }

@@ -38,6 +38,10 @@ pub struct FriendProfile {
     pub communities: Vec<String>,
     /// Friend or Pro.
     pub tier: Tier,
+    /// Suspended by the platform: no offers, no pushes, accepts refused (`suspended`); jobs held
+    /// stay held.
+    #[serde(default)]
+    pub suspended: bool,
 }
 
 /// A customer's profile.

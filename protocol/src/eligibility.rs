@@ -23,6 +23,9 @@ pub struct JobReach<'a> {
 
 /// Whether `friend` may see and take the job, or the first rule that excludes them.
 pub fn check(friend: &FriendProfile, job: &JobReach<'_>) -> Result<(), NotEligibleReason> {
+    if friend.suspended {
+        return Err(NotEligibleReason::Suspended);
+    }
     if !friend.categories.contains(&job.category) {
         return Err(NotEligibleReason::Category);
     }
@@ -67,6 +70,7 @@ mod tests {
             categories: vec![Category::Network, Category::Tv],
             communities: vec!["swisscom".into()],
             tier: Tier::Friend,
+            suspended: false,
         }
     }
 
@@ -79,6 +83,19 @@ mod tests {
             brand: None,
             min_tier: Tier::Friend,
         }
+    }
+
+    #[test]
+    fn a_suspended_friend_is_eligible_for_nothing() {
+        let f = FriendProfile {
+            suspended: true,
+            ..friend()
+        };
+        assert_eq!(check(&friend(), &job(47.40, 8.55)), Ok(()));
+        assert_eq!(
+            check(&f, &job(47.40, 8.55)),
+            Err(NotEligibleReason::Suspended)
+        );
     }
 
     #[test]

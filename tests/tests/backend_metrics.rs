@@ -40,7 +40,11 @@ async fn metrics_count_what_happened_and_need_the_admin_token() {
     http.sync(&friends[0], Some(&page.cursor), 0).await;
 
     assert_eq!(http.get("/metrics", "").await.status, 401);
-    assert_eq!(http.get("/metrics", &heidi.token).await.status, 401, "not an admin");
+    assert_eq!(
+        http.get("/metrics", &heidi.token).await.status,
+        401,
+        "not an admin"
+    );
     let admin = tb.backend.admin_token();
     let r = http.get("/metrics", admin).await;
     assert_eq!(r.status, 200, "{}", r.text());

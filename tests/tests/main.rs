@@ -5,6 +5,7 @@
 
 mod backend_accept_lookup;
 mod backend_access;
+mod backend_admin;
 mod backend_drain;
 mod backend_input;
 mod backend_metrics;

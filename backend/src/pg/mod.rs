@@ -21,6 +21,7 @@ use tokio_postgres::error::SqlState;
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/pg/001_initial.sql"),
     include_str!("../../migrations/pg/002_leases.sql"),
+    include_str!("../../migrations/pg/003_admin.sql"),
 ];
 
 /// The schema version this backend migrates a PostgreSQL database to.

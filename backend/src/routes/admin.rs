@@ -3,13 +3,14 @@
 use crate::AppState;
 use crate::auth::{self, AdminCaller, TokenHash};
 use crate::error::AppError;
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ApiPath};
 use crate::store::accounts;
 use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
 use friend_protocol::{
-    AccountId, ApiError, CreatedAccount, NewCustomer, NewFriend, Role, validate,
+    AccountId, ApiError, CreatedAccount, ErrorCode, FriendProfile, NewCustomer, NewFriend, Role,
+    validate,
 };
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
@@ -124,5 +125,188 @@ pub async fn expire_due(
 ) -> Result<Json<Expired>, AppError> {
     Ok(Json(Expired {
         expired: super::expire_due(&state).await?,
+    }))
+}
+
+/// Why a Friend is suspended (recorded in the audit).
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SuspendRequest {
+    /// The reason, for the record (1…500 characters, no control characters).
+    pub reason: String,
+}
+
+/// One recorded admin change.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AdminChange {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Who: the admin credential that made it.
+    pub actor: String,
+    /// What: `suspend`, `reactivate`, `rotate_token`.
+    pub action: String,
+    /// The account changed.
+    pub account_id: Option<AccountId>,
+    /// Details (a reason; never a token).
+    pub detail: String,
+}
+
+/// The admin changes, newest first.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AdminChanges {
+    /// Newest first.
+    pub changes: Vec<AdminChange>,
+}
+
+/// Who makes admin changes: the one admin credential this backend has.
+const ADMIN_ACTOR: &str = "admin";
+
+/// Suspends a Friend: no offers or pushes from now on, accepts refused `not_eligible` with reason
+/// `suspended`; jobs they hold stay theirs unless released. Recorded in the audit.
+#[utoipa::path(post, path = "/v1/admin/friends/{id}/suspend", tag = "admin", security(("admin" = [])),
+    params(("id" = uuid::Uuid, Path, description = "The Friend's account id")),
+    request_body = SuspendRequest,
+    responses((status = 200, body = FriendProfile),
+        (status = 400, body = ApiError, description = "`invalid_input`: a blank or overlong reason"),
+        (status = 404, body = ApiError, description = "`not_found`: no such Friend")))]
+pub async fn suspend(
+    State(state): State<Arc<AppState>>,
+    _admin: AdminCaller,
+    ApiPath(id): ApiPath<AccountId>,
+    ApiJson(req): ApiJson<SuspendRequest>,
+) -> Result<Json<FriendProfile>, AppError> {
+    if req.reason.trim().is_empty() {
+        return Err(AppError::new(
+            ErrorCode::InvalidInput,
+            "reason: must not be blank",
+        ));
+    }
+    validate::note("reason", Some(&req.reason))?;
+    set_suspended(&state, id, Some(req.reason)).await.map(Json)
+}
+
+/// Reactivates a suspended Friend: offers, pushes and accepts again. Recorded in the audit.
+#[utoipa::path(post, path = "/v1/admin/friends/{id}/reactivate", tag = "admin", security(("admin" = [])),
+    params(("id" = uuid::Uuid, Path, description = "The Friend's account id")),
+    responses((status = 200, body = FriendProfile),
+        (status = 404, body = ApiError, description = "`not_found`: no such Friend")))]
+pub async fn reactivate(
+    State(state): State<Arc<AppState>>,
+    _admin: AdminCaller,
+    ApiPath(id): ApiPath<AccountId>,
+) -> Result<Json<FriendProfile>, AppError> {
+    set_suspended(&state, id, None).await.map(Json)
+}
+
+/// Suspends (with a reason) or reactivates (`None`) a Friend, and records it.
+async fn set_suspended(
+    state: &Arc<AppState>,
+    id: AccountId,
+    reason: Option<String>,
+) -> Result<FriendProfile, AppError> {
+    let now = state.clock.now();
+    state
+        .db
+        .write(move |tx| {
+            let suspend = reason.is_some();
+            if !accounts::set_suspended(tx, id, suspend, now)? {
+                return Err(AppError::new(ErrorCode::NotFound, "no such Friend"));
+            }
+            accounts::audit(
+                tx,
+                &accounts::AuditRow {
+                    at: now,
+                    actor: ADMIN_ACTOR.into(),
+                    action: if suspend { "suspend" } else { "reactivate" }.into(),
+                    account_id: Some(id),
+                    detail: reason.unwrap_or_default(),
+                },
+            )?;
+            accounts::friend(tx, id)?
+                .ok_or_else(|| AppError::new(ErrorCode::NotFound, "no such Friend"))
+        })
+        .await
+}
+
+/// Gives an account a new token (shown once); the old one is refused from this answer on.
+/// Recorded in the audit (never the token).
+#[utoipa::path(post, path = "/v1/admin/accounts/{id}/rotate-token", tag = "admin", security(("admin" = [])),
+    params(("id" = uuid::Uuid, Path, description = "The account id")),
+    responses((status = 200, body = CreatedAccount),
+        (status = 404, body = ApiError, description = "`not_found`: no such account")))]
+pub async fn rotate_token(
+    State(state): State<Arc<AppState>>,
+    _admin: AdminCaller,
+    ApiPath(id): ApiPath<AccountId>,
+) -> Result<Json<CreatedAccount>, AppError> {
+    let token = auth::new_token()?;
+    let hash = auth::hash_token(&token);
+    let now = state.clock.now();
+    let role = state
+        .db
+        .write(move |tx| {
+            let role = accounts::set_token_hash(tx, id, &hash)?
+                .ok_or_else(|| AppError::new(ErrorCode::NotFound, "no such account"))?;
+            accounts::audit(
+                tx,
+                &accounts::AuditRow {
+                    at: now,
+                    actor: ADMIN_ACTOR.into(),
+                    action: "rotate_token".into(),
+                    account_id: Some(id),
+                    detail: String::new(),
+                },
+            )?;
+            Ok::<_, AppError>(role)
+        })
+        .await?;
+    // The old token must stop at once on this instance too: forget what the cache knew.
+    if let Ok(mut cache) = state.auth_cache.write() {
+        cache.retain(|_, caller| caller.id != id);
+    }
+    Ok(Json(CreatedAccount { id, role, token }))
+}
+
+/// How many audit entries a page holds at most.
+const MAX_AUDIT_PAGE: u32 = 500;
+
+/// Parameters of the audit listing.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct AuditParams {
+    /// At most this many, newest first (1…500, default 100).
+    pub limit: Option<u32>,
+}
+
+/// The recorded admin changes: who, what, when.
+#[utoipa::path(get, path = "/v1/admin/audit", tag = "admin", security(("admin" = [])),
+    params(AuditParams),
+    responses((status = 200, body = AdminChanges),
+        (status = 400, body = ApiError, description = "`invalid_input`: limit outside 1…500")))]
+pub async fn audit(
+    State(state): State<Arc<AppState>>,
+    _admin: AdminCaller,
+    crate::extract::ApiQuery(params): crate::extract::ApiQuery<AuditParams>,
+) -> Result<Json<AdminChanges>, AppError> {
+    let limit = params.limit.unwrap_or(100);
+    if limit == 0 || limit > MAX_AUDIT_PAGE {
+        return Err(AppError::new(
+            ErrorCode::InvalidInput,
+            format!("limit must be 1…{MAX_AUDIT_PAGE}"),
+        ));
+    }
+    let rows = state
+        .db
+        .read(move |tx| accounts::audit_log(tx, limit).map_err(AppError::from))
+        .await?;
+    Ok(Json(AdminChanges {
+        changes: rows
+            .into_iter()
+            .map(|r| AdminChange {
+                at: r.at,
+                actor: r.actor,
+                action: r.action,
+                account_id: r.account_id,
+                detail: r.detail,
+            })
+            .collect(),
     }))
 }

@@ -88,6 +88,13 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/v1/admin/friends", post(admin::create_friend))
         .route("/v1/admin/customers", post(admin::create_customer))
         .route("/v1/admin/expire-due", post(admin::expire_due))
+        .route("/v1/admin/friends/{id}/suspend", post(admin::suspend))
+        .route("/v1/admin/friends/{id}/reactivate", post(admin::reactivate))
+        .route(
+            "/v1/admin/accounts/{id}/rotate-token",
+            post(admin::rotate_token),
+        )
+        .route("/v1/admin/audit", get(admin::audit))
         .route("/metrics", get(admin::metrics))
         // Per route template (MatchedPath), so only matched routes are counted here.
         .route_layer(axum::middleware::from_fn_with_state(
@@ -374,6 +381,10 @@ pub(crate) async fn expire_due(state: &Arc<AppState>) -> Result<usize, AppError>
         admin::create_friend,
         admin::create_customer,
         admin::expire_due,
+        admin::suspend,
+        admin::reactivate,
+        admin::rotate_token,
+        admin::audit,
         admin::metrics,
     ),
     components(schemas(friend_protocol::ApiError, friend_protocol::ErrorCode)),

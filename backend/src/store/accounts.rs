@@ -96,8 +96,8 @@ pub fn insert_customer(
 }
 
 /// The columns [`friend_from_row`] reads, in its order (`a`: accounts, `f`: friends).
-pub(crate) const FRIEND_COLUMNS: &str =
-    "a.id, a.name, f.home_lat, f.home_lon, f.radius_km, f.categories, f.communities, f.tier";
+pub(crate) const FRIEND_COLUMNS: &str = "a.id, a.name, f.home_lat, f.home_lon, f.radius_km, f.categories, f.communities, f.tier, \
+     a.suspended_at IS NOT NULL";
 
 /// A Friend's profile from the first columns of a row selected with [`FRIEND_COLUMNS`].
 pub(crate) fn friend_from_row(r: &Row<'_>) -> rusqlite::Result<FriendProfile> {
@@ -117,6 +117,7 @@ pub(crate) fn friend_from_row(r: &Row<'_>) -> rusqlite::Result<FriendProfile> {
         categories: names.iter().map(|n| Category::parse(n)).collect(),
         communities: serde_json::from_str(&communities).map_err(|_| bad("communities"))?,
         tier: Tier::parse(&tier),
+        suspended: r.get(8)?,
     })
 }
 
@@ -150,4 +151,90 @@ pub fn is_empty(tx: &Connection) -> rusqlite::Result<bool> {
     tx.row("SELECT NOT EXISTS (SELECT 1 FROM accounts)", [], |r| {
         r.get(0)
     })
+}
+
+/// Suspends (`true`) or reactivates a Friend; whether there is such a Friend. Suspending twice
+/// keeps the first time.
+pub fn set_suspended(
+    tx: &Connection,
+    id: AccountId,
+    suspended: bool,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<bool> {
+    let n = tx.exec(
+        "UPDATE accounts SET suspended_at = CASE WHEN ?2 THEN COALESCE(suspended_at, ?3) ELSE NULL END
+         WHERE id = ?1 AND role = 'friend'",
+        params![id.to_string(), suspended, to_ms(now)],
+    )?;
+    Ok(n == 1)
+}
+
+/// Replaces an account's token (by its hash); the account's role, if there is such an account.
+pub fn set_token_hash(
+    tx: &Connection,
+    id: AccountId,
+    hash: &TokenHash,
+) -> rusqlite::Result<Option<Role>> {
+    let role: Option<String> = tx
+        .row(
+            "UPDATE accounts SET token_hash = ?2 WHERE id = ?1 RETURNING role",
+            params![id.to_string(), &hash[..]],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(role.map(|r| {
+        if r == "friend" {
+            Role::Friend
+        } else {
+            Role::Customer
+        }
+    }))
+}
+
+/// One recorded admin change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditRow {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Who (the admin credential that made it).
+    pub actor: String,
+    /// What (`suspend`, `reactivate`, `rotate_token`, …).
+    pub action: String,
+    /// The account changed.
+    pub account_id: Option<AccountId>,
+    /// Details (a reason; never a token).
+    pub detail: String,
+}
+
+/// Records an admin change.
+pub fn audit(tx: &Connection, row: &AuditRow) -> rusqlite::Result<()> {
+    tx.exec(
+        "INSERT INTO admin_audit (at, actor, action, account_id, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            to_ms(row.at),
+            row.actor,
+            row.action,
+            row.account_id.map(|a| a.to_string()),
+            row.detail
+        ],
+    )?;
+    Ok(())
+}
+
+/// The newest `limit` admin changes, newest first.
+pub fn audit_log(tx: &Connection, limit: u32) -> rusqlite::Result<Vec<AuditRow>> {
+    let mut stmt = tx.prepare_cached(
+        "SELECT at, actor, action, account_id, detail FROM admin_audit ORDER BY id DESC LIMIT ?1",
+    )?;
+    stmt.query_map(params![limit], |r| {
+        let account: Option<String> = r.get(3)?;
+        Ok(AuditRow {
+            at: crate::clock::from_ms(r.get(0)?),
+            actor: r.get(1)?,
+            action: r.get(2)?,
+            account_id: account.as_deref().map(parse_id).transpose()?,
+            detail: r.get(4)?,
+        })
+    })?
+    .collect()
 }

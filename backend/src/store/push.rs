@@ -116,8 +116,8 @@ fn friend_device(r: &Row<'_>) -> rusqlite::Result<(FriendProfile, Device)> {
     let profile = accounts::friend_from_row(r)?;
     let device = Device {
         account: profile.id,
-        platform: PushPlatform::parse(&r.get::<_, String>(9)?),
-        token: r.get(8)?,
+        platform: PushPlatform::parse(&r.get::<_, String>(10)?),
+        token: r.get(9)?,
     };
     Ok((profile, device))
 }

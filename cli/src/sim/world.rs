@@ -168,6 +168,7 @@ impl FriendSpec {
             categories: self.new.categories.clone(),
             communities: self.new.communities.clone(),
             tier: self.new.tier,
+            suspended: false,
         }
     }
 

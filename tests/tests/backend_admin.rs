@@ -1,0 +1,160 @@
+//! Managing the crowd (admin): a suspended Friend gets no offers and no pushes and is refused the
+//! accept with a typed reason, keeps the job they hold, and is back after reactivation; a rotated
+//! token is refused at once; every change is in the audit.
+
+use friend_protocol::{
+    AcceptOutcome, Change, CreatedAccount, FriendProfile, NotEligibleReason, SyncPage,
+};
+use friend_tests::{TestBackend, booking_at, friend_at, places};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspended_friend_gets_no_offer_and_cannot_accept_until_reactivated() {
+    let tb = TestBackend::start().await;
+    let http = tb.http();
+    let admin = tb.backend.admin_token().to_owned();
+    let heidi = tb.customer("Heidi").await;
+    let anna = tb.friend(friend_at("Anna", places::ZURICH)).await;
+    let held = tb.book(&heidi, &booking_at(places::OERLIKON)).await;
+    let won: AcceptOutcome = http.accept(&anna, held.id, "held").await.json();
+    assert!(matches!(won, AcceptOutcome::Won { .. }));
+    let cursor = http.sync(&anna, None, 0).await.json::<SyncPage>().cursor;
+
+    let suspended = http
+        .post(
+            &format!("/v1/admin/friends/{}/suspend", anna.id),
+            &admin,
+            None,
+            &serde_json::json!({ "reason": "three no-shows in a week" }),
+        )
+        .await;
+    assert_eq!(suspended.status, 200, "{}", suspended.text());
+    assert!(suspended.json::<FriendProfile>().suspended);
+
+    // A new job near Anna: not offered to her, and her accept is refused with the reason.
+    let job = tb.book(&heidi, &booking_at(places::OERLIKON)).await;
+    let page: SyncPage = http.sync(&anna, Some(&cursor), 0).await.json();
+    assert!(
+        !page
+            .changes
+            .iter()
+            .any(|c| matches!(c, Change::Offer { offer } if offer.id == job.id)),
+        "no offer for a suspended Friend"
+    );
+    let refused: AcceptOutcome = http.accept(&anna, job.id, "refused").await.json();
+    assert_eq!(
+        refused,
+        AcceptOutcome::NotEligible {
+            reason: NotEligibleReason::Suspended
+        }
+    );
+    // The job she held stays hers.
+    let mine = http
+        .get(&format!("/v1/friend/jobs/{}", held.id), &anna.token)
+        .await;
+    assert_eq!(mine.status, 200);
+    let mine: friend_protocol::JobDetails = mine.json();
+    assert_eq!(mine.friend.map(|f| f.id), Some(anna.id));
+
+    // Reactivated: offered and accepted again.
+    let back = http
+        .post(
+            &format!("/v1/admin/friends/{}/reactivate", anna.id),
+            &admin,
+            None,
+            &serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(back.status, 200, "{}", back.text());
+    assert!(!back.json::<FriendProfile>().suspended);
+    let page: SyncPage = http.sync(&anna, Some(&page.cursor), 0).await.json();
+    let third = tb.book(&heidi, &booking_at(places::OERLIKON)).await;
+    let page: SyncPage = http.sync(&anna, Some(&page.cursor), 0).await.json();
+    assert!(
+        page.changes
+            .iter()
+            .any(|c| matches!(c, Change::Offer { offer } if offer.id == third.id))
+    );
+    let outcome: AcceptOutcome = http.accept(&anna, job.id, "again").await.json();
+    assert!(matches!(outcome, AcceptOutcome::Won { .. }), "{outcome:?}");
+
+    // Unknown Friends and customers are not found; a blank reason is refused.
+    let nobody = http
+        .post(
+            &format!("/v1/admin/friends/{}/suspend", heidi.id),
+            &admin,
+            None,
+            &serde_json::json!({ "reason": "x" }),
+        )
+        .await;
+    assert_eq!(
+        (nobody.status, nobody.code()),
+        (404, "not_found".to_owned())
+    );
+    let blank = http
+        .post(
+            &format!("/v1/admin/friends/{}/suspend", anna.id),
+            &admin,
+            None,
+            &serde_json::json!({ "reason": "  " }),
+        )
+        .await;
+    assert_eq!(blank.status, 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_token_is_refused_at_once_and_the_audit_says_who_did_what() {
+    let tb = TestBackend::start().await;
+    let http = tb.http();
+    let admin = tb.backend.admin_token().to_owned();
+    let anna = tb.friend(friend_at("Anna", places::ZURICH)).await;
+    // The old token is known (and cached) before the rotation.
+    assert_eq!(http.get("/v1/me", &anna.token).await.status, 200);
+
+    let rotated = http
+        .post(
+            &format!("/v1/admin/accounts/{}/rotate-token", anna.id),
+            &admin,
+            None,
+            &serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(rotated.status, 200, "{}", rotated.text());
+    let created: CreatedAccount = rotated.json();
+    assert_eq!(created.id, anna.id);
+    assert_ne!(created.token, anna.token);
+    assert_eq!(
+        http.get("/v1/me", &anna.token).await.status,
+        401,
+        "old token"
+    );
+    assert_eq!(
+        http.get("/v1/me", &created.token).await.status,
+        200,
+        "new token"
+    );
+
+    http.post(
+        &format!("/v1/admin/friends/{}/suspend", anna.id),
+        &admin,
+        None,
+        &serde_json::json!({ "reason": "test" }),
+    )
+    .await;
+    let audit = http.get("/v1/admin/audit?limit=10", &admin).await;
+    assert_eq!(audit.status, 200, "{}", audit.text());
+    let body: serde_json::Value = audit.json();
+    let changes = body["changes"].as_array().cloned().unwrap_or_default();
+    let actions: Vec<&str> = changes
+        .iter()
+        .filter_map(|c| c["action"].as_str())
+        .collect();
+    assert_eq!(actions, ["suspend", "rotate_token"], "newest first");
+    assert!(changes.iter().all(|c| c["actor"] == "admin"
+        && c["account_id"] == anna.id.to_string()
+        && c["at"].is_string()));
+    assert!(
+        !audit.text().contains(&created.token),
+        "no token in the audit"
+    );
+    assert_eq!(http.get("/v1/admin/audit", &anna.token).await.status, 401);
+}
