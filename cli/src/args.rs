@@ -80,6 +80,64 @@ Examples:
   friendctl customer --token dev-customer-heidi import JOB_ID PAYLOAD      # a Friend's QR payload
   friendctl customer --token dev-customer-heidi rate JOB_ID --stars 5")]
     Customer(CustomerArgs),
+    /// Operate a running backend with the admin token: suspend or reactivate a Friend, rotate an
+    /// account's token, read the audit and the metrics.
+    #[command(after_help = "\
+Examples:
+  friendctl admin --token ADMIN suspend FRIEND_ID --reason 'three no-shows in a week'
+  friendctl admin --token ADMIN reactivate FRIEND_ID
+  friendctl admin --token ADMIN rotate-token ACCOUNT_ID      # prints the new token once
+  friendctl admin --token ADMIN audit --limit 20
+  friendctl admin --token ADMIN metrics                      # the Prometheus text
+
+The admin token is printed by `friendctl serve` at start (or set with --admin-token /
+FRIEND_ADMIN_TOKEN there and here).")]
+    Admin(AdminArgs),
+}
+
+/// `friendctl admin`.
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    /// The backend's base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// The admin token.
+    #[arg(long, env = "FRIEND_ADMIN_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: AdminCommand,
+}
+
+/// The admin commands.
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Suspend a Friend: no offers or pushes, accepts refused; held jobs stay held.
+    Suspend {
+        /// The Friend's account id.
+        friend: String,
+        /// Why (recorded in the audit).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Reactivate a suspended Friend.
+    Reactivate {
+        /// The Friend's account id.
+        friend: String,
+    },
+    /// Give an account a new token (printed once); the old one stops working at once.
+    RotateToken {
+        /// The account id.
+        account: String,
+    },
+    /// The recorded admin changes, newest first.
+    Audit {
+        /// At most this many (1…500).
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// The metrics in the Prometheus text format.
+    Metrics,
 }
 
 /// `friendctl serve`.

@@ -28,5 +28,6 @@ pub async fn run(cli: Cli) -> CliResult<()> {
         Command::Simulate(a) => commands::simulate::run(a).await,
         Command::Friend(a) => commands::friend::run(a).await,
         Command::Customer(a) => commands::customer::run(a).await,
+        Command::Admin(a) => commands::admin::run(a).await,
     }
 }

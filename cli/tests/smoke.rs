@@ -22,9 +22,15 @@ impl Drop for Server {
 
 /// `friendctl serve` on a free loopback port with a fresh database; returns its URL.
 pub(crate) fn serve(db: &Path) -> (Server, String) {
+    serve_with(db, &[])
+}
+
+/// [`serve`] with more arguments (e.g. `--admin-token`).
+pub(crate) fn serve_with(db: &Path, extra: &[&str]) -> (Server, String) {
     let mut child = Command::new(BIN)
         .args(["serve", "--addr", "127.0.0.1:0", "--db"])
         .arg(db)
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()

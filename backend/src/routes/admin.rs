@@ -271,8 +271,10 @@ const MAX_AUDIT_PAGE: u32 = 500;
 
 /// Parameters of the audit listing.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuditParams {
     /// At most this many, newest first (1…500, default 100).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
 }
 

@@ -1,5 +1,6 @@
-//! One module per command: `serve`, `simulate`, and the two device roles.
+//! One module per command: `serve`, `simulate`, the two device roles, and `admin`.
 
+pub mod admin;
 pub mod customer;
 pub mod device;
 pub mod friend;
