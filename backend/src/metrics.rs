@@ -235,6 +235,18 @@ impl Metrics {
     }
 }
 
+/// The value of the sample named exactly `series` (name and labels, as exposed) in a scrape's
+/// text; for the checks that read the metrics back (the simulation, the tests).
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
 /// Sets a counter that mirrors a total kept elsewhere (monotonic by construction there).
 pub fn mirror(counter: &Counter<u64, AtomicU64>, total: u64) {
     counter

@@ -2,19 +2,9 @@
 //! what happened — requests by route template, accepts by outcome, replays, sync pages, the
 //! change-log head and the waiting long-polls.
 
+use friend_backend::metrics::sample;
 use friend_protocol::{AcceptOutcome, SyncPage};
 use friend_tests::{TestBackend, booking_at, friend_at, places};
-
-/// The value of the sample named exactly `series` (name and labels), if present.
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
-        l.strip_prefix(series)?
-            .strip_prefix(' ')?
-            .trim()
-            .parse()
-            .ok()
-    })
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_what_happened_and_need_the_admin_token() {

@@ -135,26 +135,11 @@ pub struct SuspendRequest {
     pub reason: String,
 }
 
-/// One recorded admin change.
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct AdminChange {
-    /// When.
-    pub at: DateTime<Utc>,
-    /// Who: the admin credential that made it.
-    pub actor: String,
-    /// What: `suspend`, `reactivate`, `rotate_token`.
-    pub action: String,
-    /// The account changed.
-    pub account_id: Option<AccountId>,
-    /// Details (a reason; never a token).
-    pub detail: String,
-}
-
 /// The admin changes, newest first.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AdminChanges {
     /// Newest first.
-    pub changes: Vec<AdminChange>,
+    pub changes: Vec<accounts::AuditRow>,
 }
 
 /// Who makes admin changes: the one admin credential this backend has.
@@ -299,16 +284,5 @@ pub async fn audit(
         .db
         .read(move |tx| accounts::audit_log(tx, limit).map_err(AppError::from))
         .await?;
-    Ok(Json(AdminChanges {
-        changes: rows
-            .into_iter()
-            .map(|r| AdminChange {
-                at: r.at,
-                actor: r.actor,
-                action: r.action,
-                account_id: r.account_id,
-                detail: r.detail,
-            })
-            .collect(),
-    }))
+    Ok(Json(AdminChanges { changes: rows }))
 }

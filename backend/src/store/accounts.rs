@@ -191,14 +191,14 @@ pub fn set_token_hash(
     }))
 }
 
-/// One recorded admin change.
-#[derive(Debug, Clone, PartialEq)]
+/// One recorded admin change (also what `GET /v1/admin/audit` lists).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct AuditRow {
     /// When.
     pub at: DateTime<Utc>,
-    /// Who (the admin credential that made it).
+    /// Who: the admin credential that made it.
     pub actor: String,
-    /// What (`suspend`, `reactivate`, `rotate_token`, …).
+    /// What: `suspend`, `reactivate`, `rotate_token`.
     pub action: String,
     /// The account changed.
     pub account_id: Option<AccountId>,

@@ -2,6 +2,7 @@
 //! must count the bookings, the accepts won and the pushes sent that the simulation saw.
 
 use super::{Push, Race, TimeToAccept, Visit};
+use friend_backend::metrics::sample;
 use serde::Serialize;
 use std::fmt::Write as _;
 
@@ -83,15 +84,4 @@ impl Scrape {
             if self.agree { "agree" } else { "DIFFER" }
         );
     }
-}
-
-/// The value of the sample named exactly `series` (name and labels).
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
-        l.strip_prefix(series)?
-            .strip_prefix(' ')?
-            .trim()
-            .parse()
-            .ok()
-    })
 }
