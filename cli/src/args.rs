@@ -86,6 +86,8 @@ Examples:
 Examples:
   friendctl admin --token ADMIN suspend FRIEND_ID --reason 'three no-shows in a week'
   friendctl admin --token ADMIN reactivate FRIEND_ID
+  friendctl admin --token ADMIN qualify FRIEND_ID --categories network,tv --radius 20
+  friendctl admin --token ADMIN friends --limit 50            # ratings and completed jobs
   friendctl admin --token ADMIN rotate-token ACCOUNT_ID      # prints the new token once
   friendctl admin --token ADMIN audit --limit 20
   friendctl admin --token ADMIN metrics                      # the Prometheus text
@@ -119,6 +121,29 @@ pub enum AdminCommand {
         /// Why (recorded in the audit).
         #[arg(long)]
         reason: String,
+    },
+    /// Change a Friend's qualifications and travel radius (what is not given stays).
+    Qualify {
+        /// The Friend's account id.
+        friend: String,
+        /// Qualified categories, comma-separated (e.g. network,tv).
+        #[arg(long, value_delimiter = ',')]
+        categories: Option<Vec<String>>,
+        /// Brand communities, comma-separated (empty: none).
+        #[arg(long, value_delimiter = ',')]
+        communities: Option<Vec<String>>,
+        /// friend or pro.
+        #[arg(long)]
+        tier: Option<String>,
+        /// Travel radius in km (1…50).
+        #[arg(long)]
+        radius: Option<u32>,
+    },
+    /// The Friends with their ratings and completed jobs, by name.
+    Friends {
+        /// At most this many (1…500).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
     },
     /// Reactivate a suspended Friend.
     Reactivate {

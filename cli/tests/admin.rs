@@ -83,6 +83,31 @@ fn suspend_reactivate_rotate_audit_and_metrics() {
         .filter_map(|c| c["action"].as_str())
         .collect();
     assert_eq!(actions, ["rotate_token", "reactivate", "suspend"]);
+    let qualified: Value = serde_json::from_str(&ok(
+        &url,
+        &[
+            "--token",
+            "test-admin",
+            "qualify",
+            &anna,
+            "--categories",
+            "tv,network",
+            "--radius",
+            "20",
+        ],
+    ))
+    .expect("JSON");
+    assert_eq!(qualified["radius_km"], 20);
+    assert_eq!(
+        qualified["categories"],
+        serde_json::json!(["tv", "network"])
+    );
+    let friends: Value =
+        serde_json::from_str(&ok(&url, &["--token", "test-admin", "friends"])).expect("JSON");
+    assert!(
+        friends["friends"].as_array().is_some_and(|f| f.len() == 5),
+        "the five dev Friends"
+    );
     let metrics = ok(&url, &["--token", "test-admin", "metrics"]);
     assert!(metrics.contains("friend_http_requests_total{"), "{metrics}");
 

@@ -111,3 +111,42 @@ pub struct CreatedAccount {
     /// Bearer token for `Authorization: Bearer …`.
     pub token: String,
 }
+
+/// An admin change to a Friend's qualifications and reach (`POST /v1/admin/friends/{id}/profile`);
+/// fields left out stay as they are.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FriendUpdate {
+    /// Qualified categories (at least one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub categories: Option<Vec<Category>>,
+    /// Brand communities.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub communities: Option<Vec<String>>,
+    /// Friend or Pro.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier: Option<Tier>,
+    /// Travel radius in km (1…50).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 50))]
+    pub radius_km: Option<u32>,
+}
+
+impl FriendUpdate {
+    /// `profile` with this update applied.
+    pub fn apply(&self, profile: &FriendProfile) -> FriendProfile {
+        FriendProfile {
+            categories: self
+                .categories
+                .clone()
+                .unwrap_or_else(|| profile.categories.clone()),
+            communities: self
+                .communities
+                .clone()
+                .unwrap_or_else(|| profile.communities.clone()),
+            tier: self.tier.unwrap_or(profile.tier),
+            radius_km: self.radius_km.unwrap_or(profile.radius_km),
+            ..profile.clone()
+        }
+    }
+}

@@ -5,7 +5,9 @@
 use friend_protocol::{
     AcceptOutcome, Change, CreatedAccount, FriendProfile, NotEligibleReason, SyncPage,
 };
-use friend_tests::{TestBackend, booking_at, friend_at, places};
+use friend_protocol::{Category, PaymentMethod};
+use friend_tests::scenario::router;
+use friend_tests::{Scenario, TestBackend, booking_at, friend_at, places};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_suspended_friend_gets_no_offer_and_cannot_accept_until_reactivated() {
@@ -157,4 +159,71 @@ async fn a_rotated_token_is_refused_at_once_and_the_audit_says_who_did_what() {
         "no token in the audit"
     );
     assert_eq!(http.get("/v1/admin/audit", &anna.token).await.status, 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qualifications_change_what_a_friend_is_offered_and_the_listing_shows_ratings() {
+    let s = Scenario::new()
+        .agreed(vec![router(8_900)])
+        .completed(PaymentMethod::Cash)
+        .await;
+    let rated = s.rate(&s.customer, serde_json::json!({ "stars": 4 })).await;
+    assert_eq!(rated.status, 200, "{}", rated.text());
+    let admin = s.tb.backend.admin_token().to_owned();
+    let anna = &s.friend;
+
+    // Anna now does TV only: a network job is not hers any more.
+    let updated = s
+        .http
+        .post(
+            &format!("/v1/admin/friends/{}/profile", anna.id),
+            &admin,
+            None,
+            &serde_json::json!({ "categories": ["tv"], "radius_km": 20 }),
+        )
+        .await;
+    assert_eq!(updated.status, 200, "{}", updated.text());
+    let profile: FriendProfile = updated.json();
+    assert_eq!(
+        (profile.categories.clone(), profile.radius_km),
+        (vec![Category::Tv], 20)
+    );
+    let job = s.tb.book(&s.customer, &booking_at(places::OERLIKON)).await;
+    let refused: AcceptOutcome = s.http.accept(anna, job.id, "tv-only").await.json();
+    assert_eq!(
+        refused,
+        AcceptOutcome::NotEligible {
+            reason: NotEligibleReason::Category
+        }
+    );
+    // Rules as for a new Friend: no category at all, or a radius of 0, is refused.
+    for bad in [
+        serde_json::json!({ "categories": [] }),
+        serde_json::json!({ "radius_km": 0 }),
+    ] {
+        let r = s
+            .http
+            .post(
+                &format!("/v1/admin/friends/{}/profile", anna.id),
+                &admin,
+                None,
+                &bad,
+            )
+            .await;
+        assert_eq!(r.status, 400, "{bad}: {}", r.text());
+    }
+
+    let listed = s.http.get("/v1/admin/friends?limit=10", &admin).await;
+    assert_eq!(listed.status, 200, "{}", listed.text());
+    let body: serde_json::Value = listed.json();
+    let record = body["friends"]
+        .as_array()
+        .and_then(|a| a.iter().find(|f| f["profile"]["id"] == anna.id.to_string()))
+        .cloned()
+        .expect("Anna listed");
+    assert_eq!(record["completed_jobs"], 1);
+    assert_eq!(record["ratings"], 1);
+    assert_eq!(record["mean_stars"], 4.0);
+    let audit: serde_json::Value = s.http.get("/v1/admin/audit", &admin).await.json();
+    assert_eq!(audit["changes"][0]["action"], "update_profile");
 }

@@ -306,6 +306,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/admin/friends/{id}/reactivate"),
     ("post", "/v1/admin/accounts/{id}/rotate-token"),
     ("get", "/v1/admin/audit"),
+    ("get", "/v1/admin/friends"),
+    ("post", "/v1/admin/friends/{id}/profile"),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,8 +9,8 @@ use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
 use friend_protocol::{
-    AccountId, ApiError, CreatedAccount, ErrorCode, FriendProfile, NewCustomer, NewFriend, Role,
-    validate,
+    AccountId, ApiError, CreatedAccount, ErrorCode, FriendProfile, FriendUpdate, NewCustomer,
+    NewFriend, Role, validate,
 };
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
@@ -251,7 +251,7 @@ pub async fn rotate_token(
     Ok(Json(CreatedAccount { id, role, token }))
 }
 
-/// How many audit entries a page holds at most.
+/// How many entries an admin listing's page holds at most.
 const MAX_AUDIT_PAGE: u32 = 500;
 
 /// Parameters of the audit listing.
@@ -273,16 +273,103 @@ pub async fn audit(
     _admin: AdminCaller,
     crate::extract::ApiQuery(params): crate::extract::ApiQuery<AuditParams>,
 ) -> Result<Json<AdminChanges>, AppError> {
-    let limit = params.limit.unwrap_or(100);
+    let limit = page_limit(params.limit)?;
+    let rows = state
+        .db
+        .read(move |tx| accounts::audit_log(tx, limit).map_err(AppError::from))
+        .await?;
+    Ok(Json(AdminChanges { changes: rows }))
+}
+
+/// Changes a Friend's qualifications (categories, communities, tier) and travel radius; fields left
+/// out stay. Offers follow the new profile from the Friend's next sync. Recorded in the audit.
+#[utoipa::path(post, path = "/v1/admin/friends/{id}/profile", tag = "admin", security(("admin" = [])),
+    params(("id" = uuid::Uuid, Path, description = "The Friend's account id")),
+    request_body = FriendUpdate,
+    responses((status = 200, body = FriendProfile),
+        (status = 400, body = ApiError, description = "`invalid_input`: no category, an unknown category or tier, a radius outside 1…50, a blank community"),
+        (status = 404, body = ApiError, description = "`not_found`: no such Friend")))]
+pub async fn update_friend(
+    State(state): State<Arc<AppState>>,
+    _admin: AdminCaller,
+    ApiPath(id): ApiPath<AccountId>,
+    ApiJson(update): ApiJson<FriendUpdate>,
+) -> Result<Json<FriendProfile>, AppError> {
+    let now = state.clock.now();
+    state
+        .db
+        .write(move |tx| {
+            let current = accounts::friend(tx, id)?
+                .ok_or_else(|| AppError::new(ErrorCode::NotFound, "no such Friend"))?;
+            let next = update.apply(&current);
+            // The same rules as for a new Friend.
+            validate::new_friend(&NewFriend {
+                name: next.name.clone(),
+                home: next.home,
+                radius_km: next.radius_km,
+                categories: next.categories.clone(),
+                communities: next.communities.clone(),
+                tier: next.tier,
+            })?;
+            accounts::update_friend(tx, &next)?;
+            accounts::audit(
+                tx,
+                &accounts::AuditRow {
+                    at: now,
+                    actor: ADMIN_ACTOR.into(),
+                    action: "update_profile".into(),
+                    account_id: Some(id),
+                    detail: serde_json::to_string(&update).unwrap_or_default(),
+                },
+            )?;
+            Ok(next)
+        })
+        .await
+        .map(Json)
+}
+
+/// Parameters of the Friends listing.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct FriendsParams {
+    /// At most this many, by name (1…500, default 100).
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<u32>,
+}
+
+/// The Friends as operators list them.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct FriendRecords {
+    /// By name.
+    pub friends: Vec<accounts::FriendRecord>,
+}
+
+/// The Friends with their ratings and completed jobs, by name.
+#[utoipa::path(get, path = "/v1/admin/friends", tag = "admin", security(("admin" = [])),
+    params(FriendsParams),
+    responses((status = 200, body = FriendRecords),
+        (status = 400, body = ApiError, description = "`invalid_input`: limit outside 1…500")))]
+pub async fn list_friends(
+    State(state): State<Arc<AppState>>,
+    _admin: AdminCaller,
+    crate::extract::ApiQuery(params): crate::extract::ApiQuery<FriendsParams>,
+) -> Result<Json<FriendRecords>, AppError> {
+    let limit = page_limit(params.limit)?;
+    let friends = state
+        .db
+        .read(move |tx| accounts::friend_records(tx, limit).map_err(AppError::from))
+        .await?;
+    Ok(Json(FriendRecords { friends }))
+}
+
+/// A listing's page size: 1…[`MAX_AUDIT_PAGE`], 100 by default.
+fn page_limit(limit: Option<u32>) -> Result<u32, AppError> {
+    let limit = limit.unwrap_or(100);
     if limit == 0 || limit > MAX_AUDIT_PAGE {
         return Err(AppError::new(
             ErrorCode::InvalidInput,
             format!("limit must be 1…{MAX_AUDIT_PAGE}"),
         ));
     }
-    let rows = state
-        .db
-        .read(move |tx| accounts::audit_log(tx, limit).map_err(AppError::from))
-        .await?;
-    Ok(Json(AdminChanges { changes: rows }))
+    Ok(limit)
 }

@@ -85,7 +85,11 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/v1/jobs/{id}/consent", post(negotiation::consent))
         .route("/v1/jobs/{id}/reject", post(negotiation::reject))
         .route("/v1/admin/ledger/{id}", post(ledger::move_entry))
-        .route("/v1/admin/friends", post(admin::create_friend))
+        .route(
+            "/v1/admin/friends",
+            post(admin::create_friend).get(admin::list_friends),
+        )
+        .route("/v1/admin/friends/{id}/profile", post(admin::update_friend))
         .route("/v1/admin/customers", post(admin::create_customer))
         .route("/v1/admin/expire-due", post(admin::expire_due))
         .route("/v1/admin/friends/{id}/suspend", post(admin::suspend))
@@ -381,6 +385,8 @@ pub(crate) async fn expire_due(state: &Arc<AppState>) -> Result<usize, AppError>
         admin::create_friend,
         admin::create_customer,
         admin::expire_due,
+        admin::list_friends,
+        admin::update_friend,
         admin::suspend,
         admin::reactivate,
         admin::rotate_token,

@@ -238,3 +238,54 @@ pub fn audit_log(tx: &Connection, limit: u32) -> rusqlite::Result<Vec<AuditRow>>
     })?
     .collect()
 }
+
+/// Writes a Friend's qualifications and reach (categories, communities, tier, radius).
+pub fn update_friend(tx: &Connection, f: &FriendProfile) -> rusqlite::Result<()> {
+    let categories: Vec<&str> = f.categories.iter().map(|c| c.as_str()).collect();
+    tx.exec(
+        "UPDATE friends SET categories = ?2, communities = ?3, tier = ?4, radius_km = ?5
+         WHERE account_id = ?1",
+        params![
+            f.id.to_string(),
+            serde_json::to_string(&categories).unwrap_or_default(),
+            serde_json::to_string(&f.communities).unwrap_or_default(),
+            f.tier.as_str(),
+            f.radius_km
+        ],
+    )?;
+    Ok(())
+}
+
+/// A Friend as operators list them: the profile, the ratings and the jobs completed.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct FriendRecord {
+    /// The profile (suspension included).
+    pub profile: FriendProfile,
+    /// Ratings received.
+    pub ratings: u64,
+    /// Their mean, 1…5 (none without ratings).
+    pub mean_stars: Option<f64>,
+    /// Jobs completed.
+    pub completed_jobs: u64,
+}
+
+/// Friends by name (then id), at most `limit`, with their ratings and completed jobs.
+pub fn friend_records(tx: &Connection, limit: u32) -> rusqlite::Result<Vec<FriendRecord>> {
+    let mut stmt = tx.prepare_cached(&format!(
+        "SELECT {FRIEND_COLUMNS},
+            (SELECT COUNT(*) FROM ratings r WHERE r.friend_id = a.id),
+            (SELECT AVG(stars) FROM ratings r WHERE r.friend_id = a.id),
+            (SELECT COUNT(*) FROM jobs j WHERE j.friend_id = a.id AND j.state = 'completed')
+         FROM friends f JOIN accounts a ON a.id = f.account_id
+         ORDER BY a.name, a.id LIMIT ?1"
+    ))?;
+    stmt.query_map(params![limit], |r| {
+        Ok(FriendRecord {
+            profile: friend_from_row(r)?,
+            ratings: r.get::<_, i64>(9)? as u64,
+            mean_stars: r.get(10)?,
+            completed_jobs: r.get::<_, i64>(11)? as u64,
+        })
+    })?
+    .collect()
+}

@@ -20,6 +20,38 @@ pub async fn run(args: AdminArgs) -> CliResult<()> {
             format!("/v1/admin/friends/{}/suspend", segment(friend)?),
             Some(serde_json::json!({ "reason": reason })),
         ),
+        AdminCommand::Qualify {
+            friend,
+            categories,
+            communities,
+            tier,
+            radius,
+        } => {
+            let mut update = serde_json::Map::new();
+            if let Some(c) = categories {
+                update.insert("categories".into(), serde_json::json!(c));
+            }
+            if let Some(c) = communities {
+                let c: Vec<&String> = c.iter().filter(|x| !x.is_empty()).collect();
+                update.insert("communities".into(), serde_json::json!(c));
+            }
+            if let Some(t) = tier {
+                update.insert("tier".into(), serde_json::json!(t));
+            }
+            if let Some(r) = radius {
+                update.insert("radius_km".into(), serde_json::json!(r));
+            }
+            (
+                reqwest::Method::POST,
+                format!("/v1/admin/friends/{}/profile", segment(friend)?),
+                Some(serde_json::Value::Object(update)),
+            )
+        }
+        AdminCommand::Friends { limit } => (
+            reqwest::Method::GET,
+            format!("/v1/admin/friends?limit={limit}"),
+            None,
+        ),
         AdminCommand::Reactivate { friend } => (
             reqwest::Method::POST,
             format!("/v1/admin/friends/{}/reactivate", segment(friend)?),
