@@ -200,6 +200,8 @@ async fn qualifications_change_what_a_friend_is_offered_and_the_listing_shows_ra
     for bad in [
         serde_json::json!({ "categories": [] }),
         serde_json::json!({ "radius_km": 0 }),
+        serde_json::json!([null, null]),
+        serde_json::json!({ "tier": "captain" }),
     ] {
         let r = s
             .http

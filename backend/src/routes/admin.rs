@@ -293,8 +293,11 @@ pub async fn update_friend(
     State(state): State<Arc<AppState>>,
     _admin: AdminCaller,
     ApiPath(id): ApiPath<AccountId>,
-    ApiJson(update): ApiJson<FriendUpdate>,
+    ApiJson(body): ApiJson<serde_json::Map<String, serde_json::Value>>,
 ) -> Result<Json<FriendProfile>, AppError> {
+    // An object only: serde would also read an all-optional struct from an array (`[null]`).
+    let update: FriendUpdate = serde_json::from_value(serde_json::Value::Object(body))
+        .map_err(|e| AppError::new(ErrorCode::InvalidInput, format!("body: {e}")))?;
     let now = state.clock.now();
     state
         .db
