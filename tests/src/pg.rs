@@ -9,11 +9,12 @@
 //! files when its standard input closes — when the test process ends, however it ends, so a server
 //! shared by a whole test binary ([`PgServer::shared`]) is not left behind either.
 
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Runs `postgres` with the arguments given, stops it (fast shutdown) when stdin closes, then
 /// removes the data and socket directories ($1, $2).
@@ -76,13 +77,15 @@ impl PgServer {
             .args(["-c", "listen_addresses="])
             .args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
             .args(["-c", "full_page_writes=off", "-c", "max_connections=300"])
+            .args(["-c", "lc_messages=C"])
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stderr(Stdio::piped());
         let mut child = postgres
             .spawn()
             .map_err(|e| format!("starting postgres: {e}"))?;
         let stdin = child.stdin.take();
+        let log = child.stderr.take();
         let server = PgServer {
             child,
             stdin,
@@ -92,7 +95,8 @@ impl PgServer {
             _data: data,
             _sockets: sockets,
         };
-        server.wait_ready()?;
+        let log = log.ok_or("postgres: no log pipe")?;
+        wait_ready(log)?;
         Ok(server)
     }
 
@@ -111,26 +115,6 @@ impl PgServer {
                  FRIEND_PG_BIN to its bin directory; .ci/run installs it): {e}"
             )
         })
-    }
-
-    fn wait_ready(&self) -> Result<(), String> {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            let ready = Command::new(self.bin.join("pg_isready"))
-                .arg("-q")
-                .arg("-h")
-                .arg(&self.socket_dir)
-                .status()
-                .map_err(|e| format!("pg_isready: {e}"))?;
-            if ready.success() {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(format!("postgres not ready after {READY_TIMEOUT:?}"));
-            }
-            // pg_isready returns at once while the server starts; a short pause between asks.
-            std::thread::sleep(Duration::from_millis(20));
-        }
     }
 
     /// Connection settings for database `name` (key-value form; the socket directory as host).
@@ -161,6 +145,28 @@ impl Drop for PgServer {
         drop(self.stdin.take());
         let _ = self.child.wait();
     }
+}
+
+/// Waits until the server's log says it accepts connections (bounded by [`READY_TIMEOUT`]); the
+/// rest of the log is drained by the same thread so the server never blocks on a full pipe.
+fn wait_ready(log: std::process::ChildStderr) -> Result<(), String> {
+    let (ready, said) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut tail = Vec::new();
+        let mut told = false;
+        for line in BufRead::lines(std::io::BufReader::new(log)).map_while(Result::ok) {
+            if !told && line.contains("database system is ready to accept connections") {
+                told = ready.send(Ok(())).is_ok();
+            } else if !told {
+                tail.push(line);
+            }
+        }
+        if !told {
+            let _ = ready.send(Err(format!("postgres exited: {}", tail.join(" / "))));
+        }
+    });
+    said.recv_timeout(READY_TIMEOUT)
+        .map_err(|_| format!("postgres not ready after {READY_TIMEOUT:?}"))?
 }
 
 /// The PostgreSQL binaries: `FRIEND_PG_BIN`, else the newest `/usr/lib/postgresql/*/bin`.
