@@ -72,7 +72,8 @@ async fn a_lost_notification_costs_latency_not_the_change() {
     let admin = two.conn().await.expect("connection");
     let cut: i64 = admin
         .query_one(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1",
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE application_name = $1 AND datname = current_database()",
             &[&APPLICATION_NAME],
         )
         .await
@@ -88,14 +89,16 @@ async fn a_lost_notification_costs_latency_not_the_change() {
     reaches(&mut head, seq, "after reconnecting").await;
 }
 
-/// Whether a listener connection is up within the bound.
+/// Whether this database's listener connection is up within the bound (the server is shared by the
+/// test binary: other tests' listeners are on other databases).
 async fn wait_listening(pg: &Pg) -> bool {
     let conn = pg.conn().await.expect("connection");
     let deadline = tokio::time::Instant::now() + BOUND;
     while tokio::time::Instant::now() < deadline {
         let n: i64 = conn
             .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE application_name = $1 AND datname = current_database()",
                 &[&APPLICATION_NAME],
             )
             .await
