@@ -1,7 +1,7 @@
 //! PostgreSQL: the store several backend instances share (docs/adr/0014). A connection pool
 //! (deadpool) over tokio-postgres, TLS through rustls on ring, numbered migrations applied once
-//! however many instances start together, retries of serialization failures and deadlocks, and the
-//! change log's sequence taken in commit order ([`changes`]).
+//! however many instances start together, the change log's sequence taken in commit order
+//! ([`changes`]), cross-instance wake-ups ([`wakeups`]) and leases ([`lease`]).
 //!
 //! `--db postgres://user@host:port/dbname` (or the key-value form `host=… dbname=…`) selects it;
 //! a path keeps the embedded SQLite.
@@ -15,7 +15,6 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
-use tokio_postgres::error::SqlState;
 
 /// Numbered migrations; `schema_migrations` holds the versions applied.
 const MIGRATIONS: &[&str] = &[
@@ -29,8 +28,6 @@ pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
 
 /// Most connections one instance holds (each long-poll holds none while it waits).
 const POOL_SIZE: usize = 16;
-/// How often a transaction that lost to a concurrent one (40001, 40P01) is run again.
-pub const MAX_RETRIES: u32 = 8;
 /// Advisory lock key under which one instance at a time migrates ("FRIENDMG").
 const MIGRATION_LOCK: i64 = 0x4652_4945_4e44_4d47;
 
@@ -49,9 +46,6 @@ pub enum PgError {
     /// The database was migrated by a newer backend.
     #[error("database schema version {0} is newer than this backend ({1})")]
     TooNew(i64, usize),
-    /// A transaction kept losing to concurrent ones.
-    #[error("gave up after {0} serialization failures or deadlocks")]
-    Contended(u32),
 }
 
 impl PgError {
@@ -62,21 +56,8 @@ impl PgError {
             PgError::Postgres(_) => "pg_error",
             PgError::Pool(_) => "pg_pool",
             PgError::TooNew(..) => "pg_schema_too_new",
-            PgError::Contended(_) => "pg_contended",
         }
     }
-
-    /// A serialization failure or a deadlock: the transaction may simply run again.
-    pub fn is_retryable(&self) -> bool {
-        matches!(self, PgError::Postgres(e) if retryable(e))
-    }
-}
-
-/// SQLSTATE 40001 (serialization failure) or 40P01 (deadlock detected).
-pub fn retryable(e: &tokio_postgres::Error) -> bool {
-    e.code().is_some_and(|c| {
-        *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED
-    })
 }
 
 impl From<deadpool_postgres::PoolError> for PgError {
@@ -131,17 +112,6 @@ impl Pg {
         Ok(self.pool.get().await?)
     }
 
-    /// A connection of its own, outside the pool (LISTEN, long-lived leases).
-    pub async fn dedicated(&self) -> Result<tokio_postgres::Client, PgError> {
-        let (client, connection) = self.settings.connect(tls()?).await?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::warn!(error = %e, "dedicated PostgreSQL connection ended");
-            }
-        });
-        Ok(client)
-    }
-
     /// Applies the migrations this database lacks, in one transaction under an advisory lock so
     /// instances starting together migrate once. Returns the schema version.
     pub async fn migrate(&self) -> Result<usize, PgError> {
@@ -188,34 +158,6 @@ impl Pg {
         }
         tx.commit().await?;
         Ok(version.max(current as usize))
-    }
-
-    /// Runs `body` in a transaction and commits, again from the start when it lost to a concurrent
-    /// transaction (serialization failure or deadlock), at most [`MAX_RETRIES`] times.
-    pub async fn write<T, F>(&self, mut body: F) -> Result<T, PgError>
-    where
-        F: for<'t> FnMut(
-            &'t tokio_postgres::Transaction<'t>,
-        ) -> std::pin::Pin<
-            Box<dyn std::future::Future<Output = Result<T, PgError>> + Send + 't>,
-        >,
-    {
-        let mut conn = self.conn().await?;
-        for attempt in 0..=MAX_RETRIES {
-            let tx = conn.transaction().await?;
-            let result = match body(&tx).await {
-                Ok(v) => tx.commit().await.map(|()| v).map_err(PgError::from),
-                Err(e) => Err(e),
-            };
-            match result {
-                Err(e) if e.is_retryable() && attempt < MAX_RETRIES => {
-                    tracing::debug!(attempt, "transaction retried after a conflict");
-                    continue;
-                }
-                other => return other,
-            }
-        }
-        Err(PgError::Contended(MAX_RETRIES))
     }
 }
 

@@ -145,6 +145,26 @@ pub struct AdminChanges {
 /// Who makes admin changes: the one admin credential this backend has.
 const ADMIN_ACTOR: &str = "admin";
 
+/// Records an admin change of account `id` in the audit.
+fn record(
+    tx: &Connection,
+    at: DateTime<Utc>,
+    action: &str,
+    id: AccountId,
+    detail: String,
+) -> rusqlite::Result<()> {
+    accounts::audit(
+        tx,
+        &accounts::AuditRow {
+            at,
+            actor: ADMIN_ACTOR.into(),
+            action: action.into(),
+            account_id: Some(id),
+            detail,
+        },
+    )
+}
+
 /// Suspends a Friend: no offers or pushes from now on, accepts refused `not_eligible` with reason
 /// `suspended`; jobs they hold stay theirs unless released. Recorded in the audit.
 #[utoipa::path(post, path = "/v1/admin/friends/{id}/suspend", tag = "admin", security(("admin" = [])),
@@ -196,15 +216,12 @@ async fn set_suspended(
             if !accounts::set_suspended(tx, id, suspend, now)? {
                 return Err(AppError::new(ErrorCode::NotFound, "no such Friend"));
             }
-            accounts::audit(
+            record(
                 tx,
-                &accounts::AuditRow {
-                    at: now,
-                    actor: ADMIN_ACTOR.into(),
-                    action: if suspend { "suspend" } else { "reactivate" }.into(),
-                    account_id: Some(id),
-                    detail: reason.unwrap_or_default(),
-                },
+                now,
+                if suspend { "suspend" } else { "reactivate" },
+                id,
+                reason.unwrap_or_default(),
             )?;
             accounts::friend(tx, id)?
                 .ok_or_else(|| AppError::new(ErrorCode::NotFound, "no such Friend"))
@@ -231,16 +248,7 @@ pub async fn rotate_token(
         .write(move |tx| {
             let role = accounts::set_token_hash(tx, id, &hash)?
                 .ok_or_else(|| AppError::new(ErrorCode::NotFound, "no such account"))?;
-            accounts::audit(
-                tx,
-                &accounts::AuditRow {
-                    at: now,
-                    actor: ADMIN_ACTOR.into(),
-                    action: "rotate_token".into(),
-                    account_id: Some(id),
-                    detail: String::new(),
-                },
-            )?;
+            record(tx, now, "rotate_token", id, String::new())?;
             Ok::<_, AppError>(role)
         })
         .await?;
@@ -252,7 +260,7 @@ pub async fn rotate_token(
 }
 
 /// How many entries an admin listing's page holds at most.
-const MAX_AUDIT_PAGE: u32 = 500;
+const MAX_ADMIN_PAGE: u32 = 500;
 
 /// Parameters of the audit listing.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -315,15 +323,12 @@ pub async fn update_friend(
                 tier: next.tier,
             })?;
             accounts::update_friend(tx, &next)?;
-            accounts::audit(
+            record(
                 tx,
-                &accounts::AuditRow {
-                    at: now,
-                    actor: ADMIN_ACTOR.into(),
-                    action: "update_profile".into(),
-                    account_id: Some(id),
-                    detail: serde_json::to_string(&update).unwrap_or_default(),
-                },
+                now,
+                "update_profile",
+                id,
+                serde_json::to_string(&update).unwrap_or_default(),
             )?;
             Ok(next)
         })
@@ -365,13 +370,13 @@ pub async fn list_friends(
     Ok(Json(FriendRecords { friends }))
 }
 
-/// A listing's page size: 1…[`MAX_AUDIT_PAGE`], 100 by default.
+/// A listing's page size: 1…[`MAX_ADMIN_PAGE`], 100 by default.
 fn page_limit(limit: Option<u32>) -> Result<u32, AppError> {
     let limit = limit.unwrap_or(100);
-    if limit == 0 || limit > MAX_AUDIT_PAGE {
+    if limit == 0 || limit > MAX_ADMIN_PAGE {
         return Err(AppError::new(
             ErrorCode::InvalidInput,
-            format!("limit must be 1…{MAX_AUDIT_PAGE}"),
+            format!("limit must be 1…{MAX_ADMIN_PAGE}"),
         ));
     }
     Ok(limit)

@@ -72,20 +72,8 @@ impl Sim {
                 }
                 v
             }
-            Event::CancelOpen { job }
-            | Event::Appoint { job, .. }
-            | Event::OnMyWay { job, .. }
-            | Event::CancelAssigned { job }
-            | Event::Arrive { job }
-            | Event::NoShow { job }
-            | Event::Escalate { job }
-            | Event::Quote { job }
-            | Event::CustomerAnswer { job }
-            | Event::FriendAnswer { job }
-            | Event::Amend { job }
-            | Event::CustomerAmendAnswer { job }
-            | Event::Complete { job }
-            | Event::Rate { job } => job_parties(*job),
+            // Every other event is about one job: it holds the job and its parties.
+            other => other.job().map(job_parties).unwrap_or_default(),
         }
     }
 
