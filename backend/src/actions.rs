@@ -5,6 +5,7 @@
 use crate::error::AppError;
 use crate::push::content::Update;
 use crate::push::plan::News;
+use crate::sql::Tx;
 use crate::store::jobs::{self, JobRow};
 use crate::store::{Effects, accounts, catalog, feed, ledger};
 use chrono::{DateTime, Utc};
@@ -15,16 +16,15 @@ use friend_protocol::{
     JobDetails, JobId, JobState, NotEligibleReason, QuotePolicy, Role, eligibility, slots_conflict,
     validate,
 };
-use rusqlite::Connection;
 
 /// A job by id, or 404.
-pub(crate) fn load(tx: &Connection, id: JobId) -> Result<JobRow, AppError> {
+pub(crate) fn load(tx: &Tx<'_>, id: JobId) -> Result<JobRow, AppError> {
     jobs::get(tx, id)?.ok_or_else(AppError::job_not_found)
 }
 
 /// Books a job for `customer` and offers it to every eligible Friend.
 pub fn book(
-    tx: &Connection,
+    tx: &Tx<'_>,
     customer: AccountId,
     req: &BookRequest,
     now: DateTime<Utc>,
@@ -76,7 +76,7 @@ pub fn book(
 /// A Friend's accept: the first one wins. Every outcome is typed; refusals that depend on the job's
 /// state are outcomes, not errors, so they can be stored under the idempotency key.
 pub fn accept(
-    tx: &Connection,
+    tx: &Tx<'_>,
     friend: AccountId,
     job_id: JobId,
     now: DateTime<Utc>,
@@ -137,7 +137,7 @@ pub fn accept(
 
 /// Applies one state-machine event to a job and records the change.
 pub fn apply(
-    tx: &Connection,
+    tx: &Tx<'_>,
     job_id: JobId,
     actor: Actor,
     event: Event,
@@ -188,7 +188,7 @@ pub fn apply(
 /// Records the compensation `friend` is owed for `job`, when the rule says one is owed: a
 /// cancellation of a held job late before the visit (SPEC §3), or a no-show.
 pub(crate) fn compensate(
-    tx: &Connection,
+    tx: &Tx<'_>,
     job: &JobRow,
     friend: AccountId,
     cause: CompensationCause,
@@ -219,7 +219,7 @@ pub(crate) fn compensate(
 
 /// A Friend declines an open offer: it leaves their inbox (and only theirs).
 pub fn decline(
-    tx: &Connection,
+    tx: &Tx<'_>,
     friend: AccountId,
     job_id: JobId,
     reason: &str,
@@ -242,7 +242,7 @@ pub fn decline(
 
 /// Expires up to `limit` open jobs whose time is up. Returns how many and what to wake.
 pub fn expire_due(
-    tx: &Connection,
+    tx: &Tx<'_>,
     now: DateTime<Utc>,
     limit: u32,
 ) -> Result<(usize, Effects), AppError> {

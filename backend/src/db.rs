@@ -52,6 +52,12 @@ pub enum DbError {
     /// A lock was poisoned by an earlier panic.
     #[error("storage lock poisoned")]
     Poisoned,
+    /// A statement failed (either store).
+    #[error("{0}")]
+    Sql(#[from] crate::sql::SqlError),
+    /// PostgreSQL: settings, pool or connection.
+    #[error("{0}")]
+    Postgres(#[from] crate::pg::PgError),
 }
 
 /// One queued write: run inside the group's transaction, answered once the commit is known.
@@ -153,7 +159,7 @@ impl Db {
         configure(&writer)?;
         migrate(&mut writer)?;
         // Derived columns a migration cannot compute in SQL (the Friends' home tiles).
-        crate::store::accounts::fill_home_tiles(&writer)?;
+        crate::store::accounts::fill_home_tiles(&crate::sql::Tx::Sqlite(&writer))?;
         let (tx, rx) = mpsc::channel::<WriteJob>();
         let queued = Arc::new(AtomicUsize::new(0));
         let taken = queued.clone();

@@ -1,6 +1,8 @@
 //! The backend's error type and its single mapping to an HTTP status and a JSON [`ApiError`] body.
 
 use crate::db::DbError;
+use crate::pg::PgError;
+use crate::sql::SqlError;
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -80,14 +82,25 @@ impl IntoResponse for AppError {
 
 impl From<DbError> for AppError {
     fn from(e: DbError) -> AppError {
+        let busy = |f: &rusqlite::ffi::Error| {
+            matches!(
+                f.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            )
+        };
         match &e {
             DbError::Sqlite(rusqlite::Error::SqliteFailure(f, _))
-                if matches!(
-                    f.code,
-                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
-                ) =>
+            | DbError::Sql(SqlError::Sqlite(rusqlite::Error::SqliteFailure(f, _)))
+                if busy(f) =>
             {
                 AppError::new(ErrorCode::Unavailable, "storage busy, retry")
+            }
+            // The server is unreachable or the pool is exhausted: worth a retry, maybe elsewhere.
+            DbError::Postgres(PgError::Pool(_)) => {
+                AppError::new(ErrorCode::Unavailable, "database unavailable, retry")
+            }
+            DbError::Sql(e) if e.is_transient() => {
+                AppError::new(ErrorCode::Unavailable, "storage contended, retry")
             }
             _ => AppError::new(ErrorCode::Internal, e.to_string()),
         }
@@ -96,6 +109,12 @@ impl From<DbError> for AppError {
 
 impl From<rusqlite::Error> for AppError {
     fn from(e: rusqlite::Error) -> AppError {
+        AppError::from(DbError::from(e))
+    }
+}
+
+impl From<SqlError> for AppError {
+    fn from(e: SqlError) -> AppError {
         AppError::from(DbError::from(e))
     }
 }

@@ -8,6 +8,7 @@ use crate::actions::{self, load};
 use crate::error::AppError;
 use crate::push::content::Update;
 use crate::push::plan::News;
+use crate::sql::Tx;
 use crate::store::jobs::{self, JobRow};
 use crate::store::{Effects, feed, ledger, outcomes, ratings};
 use chrono::{DateTime, Utc};
@@ -16,10 +17,9 @@ use friend_protocol::{
     AccountId, CompensationCause, CompleteRequest, ErrorCode, JobId, JobOutcome, JobState,
     LedgerEntry, LedgerStatus, QuotePolicy, RateRequest, Settlement, UnsuccessfulReason,
 };
-use rusqlite::Connection;
 
 /// The job if `friend` holds (or last held) it; 404 otherwise, whether or not it exists.
-fn friend_job(tx: &Connection, id: JobId, friend: AccountId) -> Result<JobRow, AppError> {
+fn friend_job(tx: &Tx<'_>, id: JobId, friend: AccountId) -> Result<JobRow, AppError> {
     match jobs::get(tx, id)? {
         Some(job) if job.friend_id() == Some(friend) => Ok(job),
         _ => Err(AppError::job_not_found()),
@@ -29,7 +29,7 @@ fn friend_job(tx: &Connection, id: JobId, friend: AccountId) -> Result<JobRow, A
 /// Completes an agreed job at the agreed total and records its settlement in the ledger. The same
 /// completion again is answered like the first time.
 pub fn complete(
-    tx: &Connection,
+    tx: &Tx<'_>,
     friend: AccountId,
     job_id: JobId,
     req: &CompleteRequest,
@@ -55,7 +55,7 @@ pub fn complete(
 /// Ends the job unhappily (`Escalate` or `CheckOutUnsuccessful`) with the Friend's outcome. The
 /// same request again is answered like the first time.
 pub fn end_unhappily(
-    tx: &Connection,
+    tx: &Tx<'_>,
     friend: AccountId,
     job_id: JobId,
     event: Event,
@@ -86,7 +86,7 @@ pub fn end_unhappily(
 
 /// The customer rates a completed job, once.
 pub fn rate(
-    tx: &Connection,
+    tx: &Tx<'_>,
     customer: AccountId,
     job_id: JobId,
     req: &RateRequest,
@@ -128,7 +128,7 @@ pub fn rate(
 
 /// The admin moves a job's ledger entry forward (staying put is a no-op; backwards is refused).
 pub fn move_ledger(
-    tx: &Connection,
+    tx: &Tx<'_>,
     job_id: JobId,
     status: LedgerStatus,
     now: DateTime<Utc>,

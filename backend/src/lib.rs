@@ -19,6 +19,7 @@ mod actions;
 mod area;
 mod auth;
 pub mod clock;
+mod database;
 mod db;
 mod error;
 mod extract;
@@ -31,6 +32,7 @@ pub mod pg;
 pub mod push;
 mod routes;
 pub mod seed;
+pub mod sql;
 mod store;
 mod views;
 mod visit;
@@ -124,7 +126,7 @@ pub enum BackendError {
 
 /// Shared state of all requests.
 pub(crate) struct AppState {
-    pub db: db::Db,
+    pub db: database::Database,
     pub clock: Arc<dyn Clock>,
     pub notifier: notify::Notifier,
     pub admin_token_hash: auth::TokenHash,
@@ -148,14 +150,14 @@ pub struct Backend {
 impl Backend {
     /// Opens the database, migrates it and, for a new database, seeds the catalog and dev accounts.
     pub fn open(config: Config) -> Result<Backend, BackendError> {
-        let db = db::Db::open(&config.db_path)?;
+        let db = database::Database::open(&config.db_path)?;
         let pusher = push::Dispatcher::new(db.clone(), config.clock.clone(), &config.push)
             .map_err(|e| BackendError::Startup(e.to_string()))?;
         let admin_token = match &config.admin_token {
             Some(t) => t.clone(),
             None => auth::new_token().map_err(|e| BackendError::Startup(e.message))?,
         };
-        let metrics = metrics::Metrics::new(db.commit_groups());
+        let metrics = metrics::Metrics::new(&db);
         let state = Arc::new(AppState {
             db,
             clock: config.clock.clone(),

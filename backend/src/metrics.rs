@@ -90,8 +90,9 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Registers every metric; `commit_groups` is the SQLite writer's histogram of group sizes.
-    pub fn new(commit_groups: Histogram) -> Metrics {
+    /// Registers every metric, with the store's own: the SQLite writer's commit-group sizes, or
+    /// PostgreSQL's transactions run again after a serialization failure or a deadlock.
+    pub(crate) fn new(db: &crate::database::Database) -> Metrics {
         let mut registry = Registry::with_prefix("friend");
         let m = Metrics {
             requests: Family::default(),
@@ -203,11 +204,20 @@ impl Metrics {
             "Writes waiting for the SQLite writer",
             m.db_queued_writes.clone(),
         );
-        r.register(
-            "db_commit_group_size",
-            "Writes committed together by the SQLite writer (group commit)",
-            commit_groups,
-        );
+        if let Some(groups) = db.commit_groups() {
+            r.register(
+                "db_commit_group_size",
+                "Writes committed together by the SQLite writer (group commit)",
+                groups,
+            );
+        }
+        if let Some(pg) = db.postgres() {
+            r.register(
+                "db_retried_transactions",
+                "PostgreSQL transactions run again after a serialization failure or deadlock",
+                pg.retried.clone(),
+            );
+        }
         r.register(
             "draining",
             "1 while this instance drains",

@@ -10,6 +10,7 @@ use crate::auth::Caller;
 use crate::error::AppError;
 use crate::push::content::Update;
 use crate::push::plan::News;
+use crate::sql::Tx;
 use crate::store::jobs::{self, JobRow};
 use crate::store::{Effects, feed, keys, quotes};
 use chrono::{DateTime, Utc};
@@ -20,11 +21,10 @@ use friend_protocol::{
     AccountId, DeviceKeys, ErrorCode, JobId, JobState, MAX_DEVICE_KEYS, NegotiationEvent, Party,
     QuotePolicy, Role, encode_public_key, validate_quote,
 };
-use rusqlite::Connection;
 
 /// The job if `caller` is one of its parties — its customer, or the Friend holding (or who last
 /// held) it — and the party they act as. Everyone else gets 404, whether or not the job exists.
-pub fn party_job(tx: &Connection, id: JobId, caller: Caller) -> Result<(JobRow, Party), AppError> {
+pub fn party_job(tx: &Tx<'_>, id: JobId, caller: Caller) -> Result<(JobRow, Party), AppError> {
     let job = jobs::get(tx, id)?.ok_or_else(AppError::job_not_found)?;
     let party = match caller.role {
         Role::Customer if job.customer_id == caller.id => Party::Customer,
@@ -62,7 +62,7 @@ fn may_negotiate(job: &JobRow, actor: Actor) -> Result<(), AppError> {
 /// Registers the caller's device key. Registering it again changes nothing; a new key reaches the
 /// other party of every job the caller is negotiating (their job details carry the keys).
 pub fn register_key(
-    tx: &Connection,
+    tx: &Tx<'_>,
     caller: Caller,
     key: &[u8; consent::PUBLIC_KEY_LEN],
     now: DateTime<Utc>,
@@ -96,7 +96,7 @@ pub fn register_key(
 /// Applies an uploaded consent payload (a proposal or an acceptance, signed by either party of the
 /// job, uploaded by either party). The same payload again is answered like the first time.
 pub fn consent(
-    tx: &Connection,
+    tx: &Tx<'_>,
     caller: Caller,
     job_id: JobId,
     encoded: &str,
@@ -226,7 +226,7 @@ pub fn consent(
 /// The caller (the other party) rejects the pending proposal `version`. Rejecting it again is
 /// answered like the first time.
 pub fn reject(
-    tx: &Connection,
+    tx: &Tx<'_>,
     caller: Caller,
     job_id: JobId,
     version: u32,

@@ -2,19 +2,19 @@
 //! job get full details; an eligible Friend gets the approximate offer; everyone else learns only
 //! that it left their inbox, and why.
 
+use crate::sql::Tx;
 use crate::store::jobs::{self, JobRow};
 use chrono::{DateTime, Utc};
 use friend_protocol::{Change, FriendProfile, JobState, RemovalReason, eligibility};
-use rusqlite::Connection;
 
 /// The change a Friend receives for a job.
 /// An open job past its expiry counts as expired even before the sweep reaches it.
 pub fn for_friend(
-    tx: &Connection,
+    tx: &Tx<'_>,
     job: &JobRow,
     me: &FriendProfile,
     now: DateTime<Utc>,
-) -> rusqlite::Result<Change> {
+) -> crate::sql::Result<Change> {
     if job.friend_id() == Some(me.id) {
         return Ok(Change::Job {
             job: Box::new(job.details()),

@@ -7,6 +7,7 @@
 use crate::actions::{self, load};
 use crate::error::AppError;
 use crate::push::plan::News;
+use crate::sql::Tx;
 use crate::store::jobs::{self, JobRow};
 use crate::store::{Effects, feed};
 use chrono::{DateTime, Utc};
@@ -16,17 +17,16 @@ use friend_protocol::{
     AccountId, CancelPreview, CompensationPolicy, ErrorCode, JobId, JobState, ReleaseReason,
     ReleaseRequest,
 };
-use rusqlite::Connection;
 
 /// Writes an annotation event (`SetAppointment`, `OnMyWay`) the caller already checked against the
 /// state machine and the protocol's rule, then records and announces the change.
 fn annotate(
-    tx: &Connection,
+    tx: &Tx<'_>,
     job: &JobRow,
     friend: AccountId,
     event: Event,
     now: DateTime<Utc>,
-    change: impl FnOnce() -> rusqlite::Result<()>,
+    change: impl FnOnce() -> crate::sql::Result<()>,
 ) -> Result<(JobRow, Effects), AppError> {
     change()?;
     let after = load(tx, job.id)?;
@@ -43,7 +43,7 @@ fn annotate(
 
 /// The holding Friend records the agreed visit. The same visit again changes nothing.
 pub fn set_appointment(
-    tx: &Connection,
+    tx: &Tx<'_>,
     friend: AccountId,
     job_id: JobId,
     req: &AppointmentRequest,
@@ -63,7 +63,7 @@ pub fn set_appointment(
 /// The holding Friend is on the way, arriving about `req.eta`. The same estimate again changes
 /// nothing.
 pub fn on_my_way(
-    tx: &Connection,
+    tx: &Tx<'_>,
     friend: AccountId,
     job_id: JobId,
     req: &OnMyWayRequest,
@@ -84,7 +84,7 @@ pub fn on_my_way(
 /// The customer declines the moved visit: the Friend is released without penalty and the job is
 /// offered again (not to that Friend).
 pub fn decline_appointment(
-    tx: &Connection,
+    tx: &Tx<'_>,
     customer: AccountId,
     job_id: JobId,
     now: DateTime<Utc>,
@@ -113,7 +113,7 @@ pub fn decline_appointment(
 /// The holding Friend gives the job back before arriving, saying why; it is offered again to the
 /// eligible Friends (not to them) and the customer hears "looking for another Friend".
 pub fn release(
-    tx: &Connection,
+    tx: &Tx<'_>,
     friend: AccountId,
     job_id: JobId,
     req: &ReleaseRequest,
@@ -134,7 +134,7 @@ pub fn release(
 
 /// What cancelling the customer's job now would cost.
 pub fn cancel_preview(
-    tx: &Connection,
+    tx: &Tx<'_>,
     customer: AccountId,
     job_id: JobId,
     now: DateTime<Utc>,
@@ -151,7 +151,7 @@ pub fn cancel_preview(
 }
 
 /// The job if `customer` booked it; 404 otherwise, whether or not it exists.
-fn customer_job(tx: &Connection, id: JobId, customer: AccountId) -> Result<JobRow, AppError> {
+fn customer_job(tx: &Tx<'_>, id: JobId, customer: AccountId) -> Result<JobRow, AppError> {
     match jobs::get(tx, id)? {
         Some(job) if job.customer_id == customer => Ok(job),
         _ => Err(AppError::job_not_found()),

@@ -8,6 +8,7 @@
 
 pub mod changes;
 pub mod lease;
+pub mod run;
 pub mod wakeups;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -79,6 +80,8 @@ pub fn is_postgres(db: &str) -> bool {
 pub struct Pg {
     pool: Pool,
     settings: Arc<tokio_postgres::Config>,
+    /// Transactions run again after a serialization failure or a deadlock.
+    pub retried: prometheus_client::metrics::counter::Counter,
 }
 
 impl Pg {
@@ -104,6 +107,7 @@ impl Pg {
         Ok(Pg {
             pool,
             settings: Arc::new(settings),
+            retried: Default::default(),
         })
     }
 

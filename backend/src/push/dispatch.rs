@@ -19,7 +19,8 @@ use super::apns::{ApnsClient, ApnsConfig};
 use super::fcm::{FcmClient, ServiceAccount};
 use super::{Outcome, PushError, token_tag};
 use crate::clock::Clock;
-use crate::db::{Db, DbError};
+use crate::database::Database;
+use crate::db::DbError;
 use crate::store::push::{self as queue, Queued};
 use chrono::{DateTime, Utc};
 use friend_protocol::PushPlatform;
@@ -215,7 +216,7 @@ impl Gateways {
 
 /// The dispatcher's shared state; [`Dispatcher::run`] is its task.
 pub struct Dispatcher {
-    db: Db,
+    db: Database,
     clock: Arc<dyn Clock>,
     gateways: Gateways,
     permits: Arc<Semaphore>,
@@ -237,7 +238,7 @@ impl Dispatcher {
     /// Builds the gateway clients (reading the credential files); fails on unusable credentials,
     /// so a misconfigured backend does not start.
     pub fn new(
-        db: Db,
+        db: Database,
         clock: Arc<dyn Clock>,
         settings: &PushSettings,
     ) -> Result<Dispatcher, PushError> {

@@ -16,13 +16,13 @@
 use crate::area;
 use crate::push::PushMessage;
 use crate::push::content::{self, Recipient, Update};
+use crate::sql::Tx;
 use crate::store::jobs::{self, JobRow};
 use crate::store::push::{self as queue, Device};
 use chrono::{DateTime, Utc};
 use friend_protocol::lifecycle::{Actor, Event};
 use friend_protocol::push::PushKind;
 use friend_protocol::{AccountId, JobState, Party, Place, eligibility};
-use rusqlite::Connection;
 
 /// What a change tells whom; chosen where the change is made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,11 +84,11 @@ pub struct Announcement {
 /// Queues the pushes `announcements` call for, skipping accounts for which `awake` holds (a
 /// long-poll waits). Runs inside the change's transaction. Returns how many were queued.
 pub fn enqueue(
-    tx: &Connection,
+    tx: &Tx<'_>,
     announcements: &[Announcement],
     awake: &dyn Fn(AccountId) -> bool,
     now: DateTime<Utc>,
-) -> rusqlite::Result<usize> {
+) -> crate::sql::Result<usize> {
     let mut queued = 0;
     for a in announcements {
         if a.job.state != JobState::Open {
@@ -119,12 +119,12 @@ pub fn enqueue(
 }
 
 fn to_account(
-    tx: &Connection,
+    tx: &Tx<'_>,
     account: AccountId,
     push: &PushMessage,
     awake: &dyn Fn(AccountId) -> bool,
     now: DateTime<Utc>,
-) -> rusqlite::Result<usize> {
+) -> crate::sql::Result<usize> {
     if awake(account) {
         return Ok(0);
     }
@@ -138,11 +138,11 @@ fn to_account(
 
 /// Offers an open job to the eligible Friends' devices.
 fn offer(
-    tx: &Connection,
+    tx: &Tx<'_>,
     job: &JobRow,
     awake: &dyn Fn(AccountId) -> bool,
     now: DateTime<Utc>,
-) -> rusqlite::Result<usize> {
+) -> crate::sql::Result<usize> {
     if job.state != JobState::Open || job.expires_at <= now {
         return Ok(0);
     }

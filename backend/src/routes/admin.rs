@@ -4,6 +4,7 @@ use crate::AppState;
 use crate::auth::{self, AdminCaller, TokenHash};
 use crate::error::AppError;
 use crate::extract::{ApiJson, ApiPath};
+use crate::sql::Tx;
 use crate::store::accounts;
 use axum::Json;
 use axum::extract::State;
@@ -12,7 +13,6 @@ use friend_protocol::{
     AccountId, ApiError, CreatedAccount, ErrorCode, FriendProfile, FriendUpdate, NewCustomer,
     NewFriend, Role, validate,
 };
-use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -93,9 +93,7 @@ async fn create_account<F>(
     insert: F,
 ) -> Result<CreatedAccount, AppError>
 where
-    F: FnOnce(&Connection, AccountId, &TokenHash, DateTime<Utc>) -> rusqlite::Result<()>
-        + Send
-        + 'static,
+    F: Fn(&Tx<'_>, AccountId, &TokenHash, DateTime<Utc>) -> crate::sql::Result<()> + Send + 'static,
 {
     let token = auth::new_token()?;
     let hash = auth::hash_token(&token);
@@ -147,12 +145,12 @@ const ADMIN_ACTOR: &str = "admin";
 
 /// Records an admin change of account `id` in the audit.
 fn record(
-    tx: &Connection,
+    tx: &Tx<'_>,
     at: DateTime<Utc>,
     action: &str,
     id: AccountId,
     detail: String,
-) -> rusqlite::Result<()> {
+) -> crate::sql::Result<()> {
     accounts::audit(
         tx,
         &accounts::AuditRow {
@@ -221,7 +219,7 @@ async fn set_suspended(
                 now,
                 if suspend { "suspend" } else { "reactivate" },
                 id,
-                reason.unwrap_or_default(),
+                reason.clone().unwrap_or_default(),
             )?;
             accounts::friend(tx, id)?
                 .ok_or_else(|| AppError::new(ErrorCode::NotFound, "no such Friend"))

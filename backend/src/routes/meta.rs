@@ -34,7 +34,7 @@ pub async fn ready(State(state): State<Arc<AppState>>) -> Result<Json<Readiness>
     state
         .db
         .read(|tx| {
-            tx.query_row("SELECT 1", [], |_| Ok(()))
+            tx.row("SELECT 1", crate::sql::params![], |_| Ok(()))
                 .map_err(AppError::from)
         })
         .await

@@ -15,6 +15,7 @@ mod visit;
 
 use crate::AppState;
 use crate::error::AppError;
+use crate::sql::Tx;
 use crate::store::jobs::JobRow;
 use crate::store::{Effects, idempotency};
 use axum::extract::{DefaultBodyLimit, State};
@@ -25,7 +26,6 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use contract::Contract;
 use friend_protocol::{AccountId, ErrorCode, JobResponse};
-use rusqlite::Connection;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
@@ -222,7 +222,7 @@ pub(crate) async fn idempotent<T, F>(
 ) -> Result<T, AppError>
 where
     T: Serialize + DeserializeOwned + Send + 'static,
-    F: FnOnce(&Connection, DateTime<Utc>) -> Result<(T, Effects), AppError> + Send + 'static,
+    F: FnMut(&Tx<'_>, DateTime<Utc>) -> Result<(T, Effects), AppError> + Send + 'static,
 {
     idempotent_decided(state, account, key, route, body, work)
         .await
@@ -237,11 +237,11 @@ pub(crate) async fn idempotent_decided<T, F>(
     key: Option<String>,
     route: String,
     body: serde_json::Value,
-    work: F,
+    mut work: F,
 ) -> Result<(T, bool), AppError>
 where
     T: Serialize + DeserializeOwned + Send + 'static,
-    F: FnOnce(&Connection, DateTime<Utc>) -> Result<(T, Effects), AppError> + Send + 'static,
+    F: FnMut(&Tx<'_>, DateTime<Utc>) -> Result<(T, Effects), AppError> + Send + 'static,
 {
     let clock = state.clock.clone();
     let shared = state.clone();
@@ -276,10 +276,10 @@ where
 /// the long-polls that count as awake are the ones this commit will wake).
 pub(crate) fn queue_pushes(
     state: &AppState,
-    tx: &Connection,
+    tx: &Tx<'_>,
     effects: &Effects,
     now: DateTime<Utc>,
-) -> rusqlite::Result<usize> {
+) -> crate::sql::Result<usize> {
     if effects.announce.is_empty() {
         return Ok(0);
     }
@@ -303,10 +303,10 @@ pub(crate) async fn idempotent_job<F>(
     key: Option<String>,
     route: &str,
     body: serde_json::Value,
-    work: F,
+    mut work: F,
 ) -> Result<Json<JobResponse>, AppError>
 where
-    F: FnOnce(&Connection, DateTime<Utc>) -> Result<(JobRow, Effects), AppError> + Send + 'static,
+    F: FnMut(&Tx<'_>, DateTime<Utc>) -> Result<(JobRow, Effects), AppError> + Send + 'static,
 {
     idempotent(state, account, key, route.into(), body, move |tx, now| {
         let (job, effects) = work(tx, now)?;

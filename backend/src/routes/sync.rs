@@ -9,6 +9,7 @@ use crate::AppState;
 use crate::area;
 use crate::auth::Caller;
 use crate::error::AppError;
+use crate::sql::Tx;
 use crate::store::{accounts, feed, jobs};
 use crate::views;
 use axum::Json;
@@ -19,7 +20,6 @@ use friend_protocol::{
     ApiError, Change, DEFAULT_PAGE_LIMIT, ErrorCode, FriendProfile, JobId, MAX_PAGE_LIMIT,
     MAX_WAIT_SECS, Role, SyncPage, eligibility,
 };
-use rusqlite::Connection;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -156,14 +156,14 @@ fn reach_m(me: &FriendProfile) -> f64 {
 }
 
 fn build_page(
-    tx: &Connection,
+    tx: &Tx<'_>,
     caller: Caller,
     friend: Option<&FriendProfile>,
     cursor: Cursor,
     limit: u32,
     now: chrono::DateTime<Utc>,
 ) -> Result<SyncPage, AppError> {
-    let view = |job: &jobs::JobRow| -> rusqlite::Result<Change> {
+    let view = |job: &jobs::JobRow| -> crate::sql::Result<Change> {
         match friend {
             Some(me) => views::for_friend(tx, job, me, now),
             None => Ok(views::for_customer(job)),

@@ -3,16 +3,15 @@
 use super::parse_id;
 use crate::auth::{Caller, TokenHash};
 use crate::clock::to_ms;
-use crate::store::Cached as _;
+use crate::sql::{OptionalExtension, Row, Tx, params};
 use chrono::{DateTime, Utc};
 use friend_protocol::{
     AccountId, Category, CustomerProfile, FriendProfile, GeoPoint, NewCustomer, NewFriend, Role,
     Tier,
 };
-use rusqlite::{Connection, OptionalExtension, Row, params};
 
 /// The caller owning a token hash.
-pub fn by_token_hash(tx: &Connection, hash: &TokenHash) -> rusqlite::Result<Option<Caller>> {
+pub fn by_token_hash(tx: &Tx<'_>, hash: &TokenHash) -> crate::sql::Result<Option<Caller>> {
     tx.row(
         "SELECT id, role FROM accounts WHERE token_hash = ?1",
         params![&hash[..]],
@@ -34,12 +33,12 @@ pub fn by_token_hash(tx: &Connection, hash: &TokenHash) -> rusqlite::Result<Opti
 
 /// Creates a Friend account.
 pub fn insert_friend(
-    tx: &Connection,
+    tx: &Tx<'_>,
     id: AccountId,
     f: &NewFriend,
     token: &TokenHash,
     now: DateTime<Utc>,
-) -> rusqlite::Result<()> {
+) -> crate::sql::Result<()> {
     tx.exec(
         "INSERT INTO accounts (id, role, name, token_hash, created_at) VALUES (?1, 'friend', ?2, ?3, ?4)",
         params![id.to_string(), f.name, &token[..], to_ms(now)],
@@ -63,15 +62,15 @@ pub fn insert_friend(
 }
 
 /// Fills in the home tile of Friends created before the column existed (migration 004).
-pub fn fill_home_tiles(tx: &Connection) -> rusqlite::Result<usize> {
-    let missing: Vec<(String, f64, f64)> = tx
-        .prepare("SELECT account_id, home_lat, home_lon FROM friends WHERE home_tile IS NULL")?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-        .collect::<rusqlite::Result<_>>()?;
+pub fn fill_home_tiles(tx: &Tx<'_>) -> crate::sql::Result<usize> {
+    let missing: Vec<(String, f64, f64)> = tx.rows(
+        "SELECT account_id, home_lat, home_lon FROM friends WHERE home_tile IS NULL",
+        params![],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
     for (id, lat, lon) in &missing {
-        let home = GeoPoint::new(*lat, *lon).map_err(|_| {
-            rusqlite::Error::InvalidColumnType(1, "home".into(), rusqlite::types::Type::Real)
-        })?;
+        let home =
+            GeoPoint::new(*lat, *lon).map_err(|_| crate::sql::SqlError::Corrupt("home".into()))?;
         tx.exec(
             "UPDATE friends SET home_tile = ?1 WHERE account_id = ?2",
             params![crate::area::tile_of(&home), id],
@@ -82,12 +81,12 @@ pub fn fill_home_tiles(tx: &Connection) -> rusqlite::Result<usize> {
 
 /// Creates a customer account.
 pub fn insert_customer(
-    tx: &Connection,
+    tx: &Tx<'_>,
     id: AccountId,
     c: &NewCustomer,
     token: &TokenHash,
     now: DateTime<Utc>,
-) -> rusqlite::Result<()> {
+) -> crate::sql::Result<()> {
     tx.exec(
         "INSERT INTO accounts (id, role, name, token_hash, created_at) VALUES (?1, 'customer', ?2, ?3, ?4)",
         params![id.to_string(), c.name, &token[..], to_ms(now)],
@@ -100,14 +99,12 @@ pub(crate) const FRIEND_COLUMNS: &str = "a.id, a.name, f.home_lat, f.home_lon, f
      a.suspended_at IS NOT NULL";
 
 /// A Friend's profile from the first columns of a row selected with [`FRIEND_COLUMNS`].
-pub(crate) fn friend_from_row(r: &Row<'_>) -> rusqlite::Result<FriendProfile> {
+pub(crate) fn friend_from_row(r: &Row<'_>) -> crate::sql::Result<FriendProfile> {
     let id: String = r.get(0)?;
     let categories: String = r.get(5)?;
     let communities: String = r.get(6)?;
     let tier: String = r.get(7)?;
-    let bad = |what: &str| {
-        rusqlite::Error::InvalidColumnType(0, what.into(), rusqlite::types::Type::Text)
-    };
+    let bad = |what: &str| crate::sql::SqlError::Corrupt(what.into());
     let names: Vec<String> = serde_json::from_str(&categories).map_err(|_| bad("categories"))?;
     Ok(FriendProfile {
         id: parse_id(&id)?,
@@ -122,7 +119,7 @@ pub(crate) fn friend_from_row(r: &Row<'_>) -> rusqlite::Result<FriendProfile> {
 }
 
 /// A Friend's profile.
-pub fn friend(tx: &Connection, id: AccountId) -> rusqlite::Result<Option<FriendProfile>> {
+pub fn friend(tx: &Tx<'_>, id: AccountId) -> crate::sql::Result<Option<FriendProfile>> {
     tx.row(
         &format!("SELECT {FRIEND_COLUMNS} FROM friends f JOIN accounts a ON a.id = f.account_id WHERE a.id = ?1"),
         params![id.to_string()],
@@ -132,7 +129,7 @@ pub fn friend(tx: &Connection, id: AccountId) -> rusqlite::Result<Option<FriendP
 }
 
 /// A customer's profile.
-pub fn customer(tx: &Connection, id: AccountId) -> rusqlite::Result<Option<CustomerProfile>> {
+pub fn customer(tx: &Tx<'_>, id: AccountId) -> crate::sql::Result<Option<CustomerProfile>> {
     tx.row(
         "SELECT name FROM accounts WHERE id = ?1 AND role = 'customer'",
         params![id.to_string()],
@@ -147,20 +144,22 @@ pub fn customer(tx: &Connection, id: AccountId) -> rusqlite::Result<Option<Custo
 }
 
 /// Whether any account exists (a fresh database gets the dev seed).
-pub fn is_empty(tx: &Connection) -> rusqlite::Result<bool> {
-    tx.row("SELECT NOT EXISTS (SELECT 1 FROM accounts)", [], |r| {
-        r.get(0)
-    })
+pub fn is_empty(tx: &Tx<'_>) -> crate::sql::Result<bool> {
+    tx.row(
+        "SELECT NOT EXISTS (SELECT 1 FROM accounts)",
+        params![],
+        |r| r.get(0),
+    )
 }
 
 /// Suspends (`true`) or reactivates a Friend; whether there is such a Friend. Suspending twice
 /// keeps the first time.
 pub fn set_suspended(
-    tx: &Connection,
+    tx: &Tx<'_>,
     id: AccountId,
     suspended: bool,
     now: DateTime<Utc>,
-) -> rusqlite::Result<bool> {
+) -> crate::sql::Result<bool> {
     let n = tx.exec(
         "UPDATE accounts SET suspended_at = CASE WHEN ?2 THEN COALESCE(suspended_at, ?3) ELSE NULL END
          WHERE id = ?1 AND role = 'friend'",
@@ -171,10 +170,10 @@ pub fn set_suspended(
 
 /// Replaces an account's token (by its hash); the account's role, if there is such an account.
 pub fn set_token_hash(
-    tx: &Connection,
+    tx: &Tx<'_>,
     id: AccountId,
     hash: &TokenHash,
-) -> rusqlite::Result<Option<Role>> {
+) -> crate::sql::Result<Option<Role>> {
     let role: Option<String> = tx
         .row(
             "UPDATE accounts SET token_hash = ?2 WHERE id = ?1 RETURNING role",
@@ -207,7 +206,7 @@ pub struct AuditRow {
 }
 
 /// Records an admin change.
-pub fn audit(tx: &Connection, row: &AuditRow) -> rusqlite::Result<()> {
+pub fn audit(tx: &Tx<'_>, row: &AuditRow) -> crate::sql::Result<()> {
     tx.exec(
         "INSERT INTO admin_audit (at, actor, action, account_id, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![
@@ -222,25 +221,25 @@ pub fn audit(tx: &Connection, row: &AuditRow) -> rusqlite::Result<()> {
 }
 
 /// The newest `limit` admin changes, newest first.
-pub fn audit_log(tx: &Connection, limit: u32) -> rusqlite::Result<Vec<AuditRow>> {
-    let mut stmt = tx.prepare_cached(
+pub fn audit_log(tx: &Tx<'_>, limit: u32) -> crate::sql::Result<Vec<AuditRow>> {
+    tx.rows(
         "SELECT at, actor, action, account_id, detail FROM admin_audit ORDER BY id DESC LIMIT ?1",
-    )?;
-    stmt.query_map(params![limit], |r| {
-        let account: Option<String> = r.get(3)?;
-        Ok(AuditRow {
-            at: crate::clock::from_ms(r.get(0)?),
-            actor: r.get(1)?,
-            action: r.get(2)?,
-            account_id: account.as_deref().map(parse_id).transpose()?,
-            detail: r.get(4)?,
-        })
-    })?
-    .collect()
+        params![limit],
+        |r| {
+            let account: Option<String> = r.get(3)?;
+            Ok(AuditRow {
+                at: crate::clock::from_ms(r.get(0)?),
+                actor: r.get(1)?,
+                action: r.get(2)?,
+                account_id: account.as_deref().map(parse_id).transpose()?,
+                detail: r.get(4)?,
+            })
+        },
+    )
 }
 
 /// Writes a Friend's qualifications and reach (categories, communities, tier, radius).
-pub fn update_friend(tx: &Connection, f: &FriendProfile) -> rusqlite::Result<()> {
+pub fn update_friend(tx: &Tx<'_>, f: &FriendProfile) -> crate::sql::Result<()> {
     let categories: Vec<&str> = f.categories.iter().map(|c| c.as_str()).collect();
     tx.exec(
         "UPDATE friends SET categories = ?2, communities = ?3, tier = ?4, radius_km = ?5
@@ -270,22 +269,24 @@ pub struct FriendRecord {
 }
 
 /// Friends by name (then id), at most `limit`, with their ratings and completed jobs.
-pub fn friend_records(tx: &Connection, limit: u32) -> rusqlite::Result<Vec<FriendRecord>> {
-    let mut stmt = tx.prepare_cached(&format!(
-        "SELECT {FRIEND_COLUMNS},
+pub fn friend_records(tx: &Tx<'_>, limit: u32) -> crate::sql::Result<Vec<FriendRecord>> {
+    tx.rows(
+        &format!(
+            "SELECT {FRIEND_COLUMNS},
             (SELECT COUNT(*) FROM ratings r WHERE r.friend_id = a.id),
             (SELECT AVG(stars) FROM ratings r WHERE r.friend_id = a.id),
             (SELECT COUNT(*) FROM jobs j WHERE j.friend_id = a.id AND j.state = 'completed')
          FROM friends f JOIN accounts a ON a.id = f.account_id
          ORDER BY a.name, a.id LIMIT ?1"
-    ))?;
-    stmt.query_map(params![limit], |r| {
-        Ok(FriendRecord {
-            profile: friend_from_row(r)?,
-            ratings: r.get::<_, i64>(9)? as u64,
-            mean_stars: r.get(10)?,
-            completed_jobs: r.get::<_, i64>(11)? as u64,
-        })
-    })?
-    .collect()
+        ),
+        params![limit],
+        |r| {
+            Ok(FriendRecord {
+                profile: friend_from_row(r)?,
+                ratings: r.get::<i64>(9)? as u64,
+                mean_stars: r.get(10)?,
+                completed_jobs: r.get::<i64>(11)? as u64,
+            })
+        },
+    )
 }

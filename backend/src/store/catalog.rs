@@ -1,10 +1,9 @@
 //! The service catalog.
 
-use crate::store::Cached as _;
+use crate::sql::{OptionalExtension, Row, Tx, params};
 use friend_protocol::{Catalog, Category, Currency, Money, Service, Tier};
-use rusqlite::{Connection, OptionalExtension, Row, params};
 
-fn service_from_row(r: &Row<'_>) -> rusqlite::Result<Service> {
+fn service_from_row(r: &Row<'_>) -> crate::sql::Result<Service> {
     let category: String = r.get(1)?;
     let currency: String = r.get(5)?;
     let tier: String = r.get(7)?;
@@ -32,7 +31,7 @@ const COLUMNS: &str =
     "id, category, title, description, price_minor, currency, duration_minutes, min_tier";
 
 /// One service.
-pub fn service(tx: &Connection, id: &str) -> rusqlite::Result<Option<Service>> {
+pub fn service(tx: &Tx<'_>, id: &str) -> crate::sql::Result<Option<Service>> {
     tx.row(
         &format!("SELECT {COLUMNS} FROM services WHERE id = ?1"),
         params![id],
@@ -42,16 +41,16 @@ pub fn service(tx: &Connection, id: &str) -> rusqlite::Result<Option<Service>> {
 }
 
 /// The whole catalog.
-pub fn catalog(tx: &Connection) -> rusqlite::Result<Catalog> {
-    let mut stmt =
-        tx.prepare_cached(&format!("SELECT {COLUMNS} FROM services ORDER BY position"))?;
-    let services = stmt
-        .query_map([], service_from_row)?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+pub fn catalog(tx: &Tx<'_>) -> crate::sql::Result<Catalog> {
+    let services = tx.rows(
+        &format!("SELECT {COLUMNS} FROM services ORDER BY position"),
+        params![],
+        service_from_row,
+    )?;
     let version: Option<String> = tx
         .row(
             "SELECT value FROM meta WHERE key = 'catalog_version'",
-            [],
+            params![],
             |r| r.get(0),
         )
         .optional()?;
@@ -63,8 +62,8 @@ pub fn catalog(tx: &Connection) -> rusqlite::Result<Catalog> {
 }
 
 /// Replaces the catalog and bumps its version.
-pub fn replace(tx: &Connection, services: &[Service]) -> rusqlite::Result<()> {
-    tx.exec("DELETE FROM services", [])?;
+pub fn replace(tx: &Tx<'_>, services: &[Service]) -> crate::sql::Result<()> {
+    tx.exec("DELETE FROM services", params![])?;
     for (i, s) in services.iter().enumerate() {
         tx.exec(
             &format!("INSERT INTO services ({COLUMNS}, position) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
@@ -84,7 +83,7 @@ pub fn replace(tx: &Connection, services: &[Service]) -> rusqlite::Result<()> {
     tx.exec(
         "INSERT INTO meta (key, value) VALUES ('catalog_version', '1')
          ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1",
-        [],
+        params![],
     )?;
     Ok(())
 }

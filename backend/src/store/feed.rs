@@ -10,22 +10,21 @@ use super::{Effects, parse_id};
 use crate::area;
 use crate::clock::to_ms;
 use crate::push::plan::{Announcement, News};
-use crate::store::Cached as _;
+use crate::sql::{OptionalExtension, Row, Tx, params};
 use chrono::{DateTime, Utc};
 use friend_protocol::{AccountId, JobId, JobState, Place};
-use rusqlite::{Connection, OptionalExtension, params};
 
 /// Appends a change of `job` (its state after the change) and fans it out. `previous_holder` is the
 /// Friend who held it before the change (for releases), `was_open` whether it was open before,
 /// `news` whom the change is pushed to.
 pub fn record(
-    tx: &Connection,
+    tx: &Tx<'_>,
     job: &JobRow,
     previous_holder: Option<AccountId>,
     was_open: bool,
     news: &[News],
     now: DateTime<Utc>,
-) -> rusqlite::Result<Effects> {
+) -> crate::sql::Result<Effects> {
     let mut named = vec![job.customer_id];
     named.extend(job.friend_id());
     named.extend(previous_holder);
@@ -50,33 +49,30 @@ pub fn record(
 /// Appends a change of `job_id` that only `account` hears of (a decline: the job itself did not
 /// change for anyone else).
 pub fn record_for(
-    tx: &Connection,
+    tx: &Tx<'_>,
     job_id: JobId,
     account: AccountId,
     now: DateTime<Utc>,
-) -> rusqlite::Result<Effects> {
+) -> crate::sql::Result<Effects> {
     append(tx, job_id, vec![account], now)
 }
 
 /// One `changes` row and a `feed` row for each of `named`, who are then the accounts to wake.
 fn append(
-    tx: &Connection,
+    tx: &Tx<'_>,
     job_id: JobId,
     mut named: Vec<AccountId>,
     now: DateTime<Utc>,
-) -> rusqlite::Result<Effects> {
+) -> crate::sql::Result<Effects> {
     let job = job_id.to_string();
-    tx.exec(
-        "INSERT INTO changes (job_id, at) VALUES (?1, ?2)",
-        params![job, to_ms(now)],
-    )?;
-    let seq = tx.last_insert_rowid();
+    let seq = tx.next_change(&job, to_ms(now))?;
     named.sort();
     named.dedup();
-    let mut stmt =
-        tx.prepare_cached("INSERT INTO feed (account_id, seq, job_id) VALUES (?1, ?2, ?3)")?;
     for account in &named {
-        stmt.execute(params![account.to_string(), seq, job])?;
+        tx.exec(
+            "INSERT INTO feed (account_id, seq, job_id) VALUES (?1, ?2, ?3)",
+            params![account.to_string(), seq, job],
+        )?;
     }
     Ok(Effects {
         announce: Vec::new(),
@@ -95,18 +91,22 @@ fn tile(job: &JobRow) -> i64 {
 }
 
 /// The newest change sequence number (0 when nothing happened yet).
-pub fn head(tx: &Connection) -> rusqlite::Result<i64> {
-    tx.row("SELECT COALESCE(MAX(seq), 0) FROM changes", [], |r| {
-        r.get(0)
-    })
+pub fn head(tx: &Tx<'_>) -> crate::sql::Result<i64> {
+    tx.row(
+        "SELECT COALESCE(MAX(seq), 0) FROM changes",
+        params![],
+        |r| r.get(0),
+    )
 }
 
 /// The oldest cursor still served: changes at or below it may have been pruned.
-pub fn floor(tx: &Connection) -> rusqlite::Result<i64> {
+pub fn floor(tx: &Tx<'_>) -> crate::sql::Result<i64> {
     let v: Option<String> = tx
-        .row("SELECT value FROM meta WHERE key = 'feed_floor'", [], |r| {
-            r.get(0)
-        })
+        .row(
+            "SELECT value FROM meta WHERE key = 'feed_floor'",
+            params![],
+            |r| r.get(0),
+        )
         .optional()?;
     Ok(v.and_then(|v| v.parse().ok()).unwrap_or(0))
 }
@@ -126,36 +126,34 @@ pub struct FeedRow {
 /// Feed rows of `account` after `cursor`, merged with the rows of `tiles` (a Friend's reach; empty
 /// for customers): up to `limit` rows in sequence order, and whether more follow.
 pub fn after(
-    tx: &Connection,
+    tx: &Tx<'_>,
     account: AccountId,
     tiles: &[i64],
     cursor: i64,
     limit: u32,
-) -> rusqlite::Result<(Vec<FeedRow>, bool)> {
+) -> crate::sql::Result<(Vec<FeedRow>, bool)> {
     let take = i64::from(limit) + 1;
     let decode = |broadcast: bool| {
-        move |r: &rusqlite::Row<'_>| {
+        move |r: &Row<'_>| {
             Ok(FeedRow {
                 seq: r.get(0)?,
-                job: parse_id(&r.get::<_, String>(1)?)?,
+                job: parse_id(&r.get::<String>(1)?)?,
                 broadcast,
             })
         }
     };
-    let mut stmt = tx.prepare_cached(
+    let mut rows = tx.rows(
         "SELECT seq, job_id FROM feed WHERE account_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+        params![account.to_string(), cursor, take],
+        decode(false),
     )?;
-    let mut rows = stmt
-        .query_map(params![account.to_string(), cursor, take], decode(false))?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
     // The first `take` rows of the union are among the first `take` rows of each source.
-    let mut stmt = tx.prepare_cached(
-        "SELECT seq, job_id FROM area_feed WHERE tile = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
-    )?;
     for t in tiles {
-        for r in stmt.query_map(params![t, cursor, take], decode(true))? {
-            rows.push(r?);
-        }
+        rows.extend(tx.rows(
+            "SELECT seq, job_id FROM area_feed WHERE tile = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+            params![t, cursor, take],
+            decode(true),
+        )?);
     }
     rows.sort_unstable();
     // A change that names the account is read from its own rows; drop the tile's copy.
@@ -166,7 +164,7 @@ pub fn after(
 }
 
 /// Drops changes older than `before` and raises the floor: cursors below it get "cursor too old".
-pub fn prune_before(tx: &Connection, before: DateTime<Utc>) -> rusqlite::Result<i64> {
+pub fn prune_before(tx: &Tx<'_>, before: DateTime<Utc>) -> crate::sql::Result<i64> {
     let cut: i64 = tx.row(
         "SELECT COALESCE(MAX(seq), 0) FROM changes WHERE at < ?1",
         params![to_ms(before)],

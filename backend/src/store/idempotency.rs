@@ -9,10 +9,9 @@
 
 use crate::clock::to_ms;
 use crate::error::AppError;
-use crate::store::Cached as _;
+use crate::sql::{OptionalExtension, Tx, params};
 use chrono::{DateTime, Utc};
 use friend_protocol::{AccountId, ErrorCode};
-use rusqlite::{Connection, OptionalExtension, params};
 
 /// The fingerprint of a fenced key; no request's SHA-256 fingerprint has this length.
 const FENCED: &[u8] = b"fenced";
@@ -37,7 +36,7 @@ pub fn fingerprint(route: &str, body: &serde_json::Value) -> Vec<u8> {
 
 /// The stored response for this key, if any. A different request under the same key is an error.
 pub fn lookup(
-    tx: &Connection,
+    tx: &Tx<'_>,
     account: AccountId,
     key: &str,
     fingerprint: &[u8],
@@ -67,11 +66,11 @@ pub fn lookup(
 /// What is recorded for `key` by `route` (another route's entry under the same key is not
 /// returned).
 pub fn stored(
-    tx: &Connection,
+    tx: &Tx<'_>,
     account: AccountId,
     key: &str,
     route: &str,
-) -> rusqlite::Result<Option<Recorded>> {
+) -> crate::sql::Result<Option<Recorded>> {
     let found: Option<(String, Vec<u8>, String)> = tx
         .row(
             "SELECT route, fingerprint, body FROM idempotency WHERE account_id = ?1 AND key = ?2",
@@ -90,12 +89,12 @@ pub fn stored(
 /// Fences `key` for `route` unless something is recorded under it already: a later request with
 /// it is refused ([`lookup`]). Must run on the writer, in the same serial order as the requests.
 pub fn fence(
-    tx: &Connection,
+    tx: &Tx<'_>,
     account: AccountId,
     key: &str,
     route: &str,
     now: DateTime<Utc>,
-) -> rusqlite::Result<()> {
+) -> crate::sql::Result<()> {
     tx.exec(
         "INSERT INTO idempotency (account_id, key, route, fingerprint, status, body, created_at)
          VALUES (?1, ?2, ?3, ?4, 404, '', ?5) ON CONFLICT (account_id, key) DO NOTHING",
@@ -106,14 +105,14 @@ pub fn fence(
 
 /// Stores a successful (200) response under its key.
 pub fn store(
-    tx: &Connection,
+    tx: &Tx<'_>,
     account: AccountId,
     key: &str,
     route: &str,
     fingerprint: &[u8],
     body: &str,
     now: DateTime<Utc>,
-) -> rusqlite::Result<()> {
+) -> crate::sql::Result<()> {
     tx.exec(
         "INSERT INTO idempotency (account_id, key, route, fingerprint, status, body, created_at)
          VALUES (?1, ?2, ?3, ?4, 200, ?5, ?6)",

@@ -4,7 +4,7 @@
 use super::onsite::{self, OnSite, onsite_columns, onsite_joins};
 use super::parse_id;
 use crate::clock::{from_ms, to_ms};
-use crate::store::Cached as _;
+use crate::sql::{OptionalExtension, Row, Tx, params};
 use chrono::{DateTime, Utc};
 use friend_protocol::eligibility::JobReach;
 use friend_protocol::lifecycle::JobFacts;
@@ -13,7 +13,6 @@ use friend_protocol::{
     JobDetails, JobId, JobState, Money, Negotiation, Offer, Place, Role, SlotUse, Tier, Timing,
     VisitView,
 };
-use rusqlite::{Connection, OptionalExtension, Row, params};
 
 /// A job as stored, decoded.
 #[derive(Debug, Clone)]
@@ -216,11 +215,11 @@ const FROM: &str = concat!(
     onsite_joins!()
 );
 
-fn corrupt(what: &str) -> rusqlite::Error {
-    rusqlite::Error::InvalidColumnType(0, format!("corrupt {what}"), rusqlite::types::Type::Text)
+fn corrupt(what: &str) -> crate::sql::SqlError {
+    crate::sql::SqlError::Corrupt(format!("corrupt {what}"))
 }
 
-fn point(lat: Option<f64>, lon: Option<f64>) -> rusqlite::Result<Option<GeoPoint>> {
+fn point(lat: Option<f64>, lon: Option<f64>) -> crate::sql::Result<Option<GeoPoint>> {
     match (lat, lon) {
         (Some(lat), Some(lon)) => GeoPoint::new(lat, lon)
             .map(Some)
@@ -232,28 +231,28 @@ fn point(lat: Option<f64>, lon: Option<f64>) -> rusqlite::Result<Option<GeoPoint
 fn json<T: serde::de::DeserializeOwned>(
     s: Option<String>,
     what: &str,
-) -> rusqlite::Result<Option<T>> {
+) -> crate::sql::Result<Option<T>> {
     s.map(|s| serde_json::from_str(&s).map_err(|_| corrupt(what)))
         .transpose()
 }
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<JobRow> {
+fn from_row(r: &Row<'_>) -> crate::sql::Result<JobRow> {
     let id: String = r.get(1)?;
     let customer: String = r.get(4)?;
     let friend_id: Option<String> = r.get(5)?;
     let friend = match friend_id {
         Some(f) => Some(FriendSummary {
             id: parse_id(&f)?,
-            name: r.get::<_, Option<String>>(6)?.unwrap_or_default(),
-            tier: Tier::parse(&r.get::<_, Option<String>>(7)?.unwrap_or_default()),
+            name: r.get::<Option<String>>(6)?.unwrap_or_default(),
+            tier: Tier::parse(&r.get::<Option<String>>(7)?.unwrap_or_default()),
         }),
         None => None,
     };
     let timing_kind: String = r.get(12)?;
     let timing = match (
         timing_kind.as_str(),
-        r.get::<_, Option<i64>>(13)?,
-        r.get::<_, Option<i64>>(14)?,
+        r.get::<Option<i64>>(13)?,
+        r.get::<Option<i64>>(14)?,
     ) {
         ("slot", Some(s), Some(e)) => Timing::Slot {
             start: from_ms(s),
@@ -267,16 +266,16 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<JobRow> {
     Ok(JobRow {
         seq: r.get(0)?,
         id: parse_id(&id)?,
-        version: r.get::<_, i64>(2)? as u64,
-        state: JobState::parse(&r.get::<_, String>(3)?),
+        version: r.get::<i64>(2)? as u64,
+        state: JobState::parse(&r.get::<String>(3)?),
         customer_id: parse_id(&customer)?,
         friend,
         service_id: r.get(8)?,
-        category: Category::parse(&r.get::<_, String>(9)?),
+        category: Category::parse(&r.get::<String>(9)?),
         title: r.get(10)?,
         description: r.get(11)?,
         timing,
-        place: Place::parse(&r.get::<_, String>(15)?),
+        place: Place::parse(&r.get::<String>(15)?),
         location: point(r.get(16)?, r.get(17)?)?,
         approx_location: point(r.get(18)?, r.get(19)?)?,
         district: r.get(20)?,
@@ -285,7 +284,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<JobRow> {
         access_notes: r.get(23)?,
         orientation_price: Money::new(r.get(24)?, onsite::currency(&currency)),
         brand: r.get(26)?,
-        min_tier: Tier::parse(&r.get::<_, String>(27)?),
+        min_tier: Tier::parse(&r.get::<String>(27)?),
         radius_km: r.get(28)?,
         cancelled_by: match cancelled_by.as_deref() {
             Some("customer") => Some(Role::Customer),
@@ -301,22 +300,16 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<JobRow> {
     })
 }
 
-fn visit_from_row(r: &Row<'_>, at: usize) -> rusqlite::Result<Visit> {
-    let appointment = match (
-        r.get::<_, Option<i64>>(at)?,
-        r.get::<_, Option<i64>>(at + 1)?,
-    ) {
+fn visit_from_row(r: &Row<'_>, at: usize) -> crate::sql::Result<Visit> {
+    let appointment = match (r.get::<Option<i64>>(at)?, r.get::<Option<i64>>(at + 1)?) {
         (Some(start), Some(end)) => Some(Appointment {
             start: from_ms(start),
             end: from_ms(end),
-            moved: r.get::<_, i64>(at + 2)? != 0,
+            moved: r.get::<i64>(at + 2)? != 0,
         }),
         _ => None,
     };
-    let en_route = match (
-        r.get::<_, Option<i64>>(at + 3)?,
-        r.get::<_, Option<i64>>(at + 4)?,
-    ) {
+    let en_route = match (r.get::<Option<i64>>(at + 3)?, r.get::<Option<i64>>(at + 4)?) {
         (Some(eta), Some(sent)) => Some(EnRoute {
             eta: from_ms(eta),
             sent_at: from_ms(sent),
@@ -331,71 +324,78 @@ fn visit_from_row(r: &Row<'_>, at: usize) -> rusqlite::Result<Visit> {
 }
 
 /// One job by id.
-pub fn get(tx: &Connection, id: JobId) -> rusqlite::Result<Option<JobRow>> {
-    let mut stmt = tx.prepare_cached(&format!("SELECT {COLUMNS} FROM {FROM} WHERE j.id = ?1"))?;
-    stmt.query_row(params![id.to_string()], from_row).optional()
+pub fn get(tx: &Tx<'_>, id: JobId) -> crate::sql::Result<Option<JobRow>> {
+    tx.row(
+        &format!("SELECT {COLUMNS} FROM {FROM} WHERE j.id = ?1"),
+        params![id.to_string()],
+        from_row,
+    )
+    .optional()
 }
 
 /// A customer's jobs, newest first.
 pub fn for_customer(
-    tx: &Connection,
+    tx: &Tx<'_>,
     customer: AccountId,
     limit: u32,
-) -> rusqlite::Result<Vec<JobRow>> {
-    let mut stmt = tx.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM {FROM} WHERE j.customer_id = ?1 ORDER BY j.seq DESC LIMIT ?2"
-    ))?;
-    stmt.query_map(params![customer.to_string(), limit], from_row)?
-        .collect()
+) -> crate::sql::Result<Vec<JobRow>> {
+    tx.rows(
+        &format!(
+            "SELECT {COLUMNS} FROM {FROM} WHERE j.customer_id = ?1 ORDER BY j.seq DESC LIMIT ?2"
+        ),
+        params![customer.to_string(), limit],
+        from_row,
+    )
 }
 
 /// Slot jobs a Friend currently holds.
-pub fn held_slots(tx: &Connection, friend: AccountId) -> rusqlite::Result<Vec<JobRow>> {
-    let mut stmt = tx.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM {FROM} WHERE j.friend_id = ?1 AND j.timing_kind = 'slot'
+pub fn held_slots(tx: &Tx<'_>, friend: AccountId) -> crate::sql::Result<Vec<JobRow>> {
+    tx.rows(
+        &format!(
+            "SELECT {COLUMNS} FROM {FROM} WHERE j.friend_id = ?1 AND j.timing_kind = 'slot'
          AND j.state IN ('assigned', 'on_site', 'agreed')"
-    ))?;
-    stmt.query_map(params![friend.to_string()], from_row)?
-        .collect()
+        ),
+        params![friend.to_string()],
+        from_row,
+    )
 }
 
 /// Open jobs whose expiry is due.
 pub fn due_for_expiry(
-    tx: &Connection,
+    tx: &Tx<'_>,
     now: DateTime<Utc>,
     limit: u32,
-) -> rusqlite::Result<Vec<JobId>> {
-    let mut stmt = tx.prepare_cached(
+) -> crate::sql::Result<Vec<JobId>> {
+    tx.rows(
         "SELECT id FROM jobs WHERE state = 'open' AND expires_at <= ?1 ORDER BY expires_at LIMIT ?2",
-    )?;
-    stmt.query_map(params![to_ms(now), limit], |r| {
-        parse_id(&r.get::<_, String>(0)?)
-    })?
-    .collect()
+        params![to_ms(now), limit], |r| {
+        parse_id(&r.get::<String>(0)?)
+    },
+    )
 }
 
 /// A page of the jobs a snapshot may contain for a Friend, after rowid `after`: open jobs in the
 /// box around their home (or remote), and jobs they hold or held. The caller applies the exact
 /// eligibility rule.
 pub fn snapshot_candidates_friend(
-    tx: &Connection,
+    tx: &Tx<'_>,
     friend: AccountId,
     bbox: &friend_protocol::geo::BoundingBox,
     after: i64,
     limit: u32,
-) -> rusqlite::Result<Vec<JobRow>> {
+) -> crate::sql::Result<Vec<JobRow>> {
     // A box crossing the antimeridian has two longitude ranges; a degenerate second range repeats
     // the first so one prepared statement serves both cases.
     let (lo1, hi1) = bbox.lon_ranges[0];
     let (lo2, hi2) = bbox.lon_ranges.get(1).copied().unwrap_or((lo1, hi1));
-    let mut stmt = tx.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM {FROM} WHERE j.seq > ?1 AND (
+    tx.rows(
+        &format!(
+            "SELECT {COLUMNS} FROM {FROM} WHERE j.seq > ?1 AND (
             j.friend_id = ?2
             OR (j.state = 'open' AND (j.place = 'remote' OR (j.lat BETWEEN ?3 AND ?4
                 AND (j.lon BETWEEN ?5 AND ?6 OR j.lon BETWEEN ?7 AND ?8)))))
          ORDER BY j.seq LIMIT ?9"
-    ))?;
-    stmt.query_map(
+        ),
         params![
             after,
             friend.to_string(),
@@ -408,26 +408,26 @@ pub fn snapshot_candidates_friend(
             limit
         ],
         from_row,
-    )?
-    .collect()
+    )
 }
 
 /// A page of a customer's jobs after rowid `after`, for a snapshot.
 pub fn snapshot_candidates_customer(
-    tx: &Connection,
+    tx: &Tx<'_>,
     customer: AccountId,
     after: i64,
     limit: u32,
-) -> rusqlite::Result<Vec<JobRow>> {
-    let mut stmt = tx.prepare_cached(&format!(
+) -> crate::sql::Result<Vec<JobRow>> {
+    tx.rows(
+        &format!(
         "SELECT {COLUMNS} FROM {FROM} WHERE j.customer_id = ?1 AND j.seq > ?2 ORDER BY j.seq LIMIT ?3"
-    ))?;
-    stmt.query_map(params![customer.to_string(), after, limit], from_row)?
-        .collect()
+    ),
+        params![customer.to_string(), after, limit], from_row,
+    )
 }
 
 /// Stores a new job.
-pub fn insert(tx: &Connection, j: &JobRow) -> rusqlite::Result<()> {
+pub fn insert(tx: &Tx<'_>, j: &JobRow) -> crate::sql::Result<()> {
     let (kind, start, end) = match j.timing {
         Timing::Slot { start, end } => ("slot", Some(to_ms(start)), Some(to_ms(end))),
         _ => ("now", None, None),
@@ -476,13 +476,13 @@ pub fn insert(tx: &Connection, j: &JobRow) -> rusqlite::Result<()> {
 /// Moves a job from `from` to the facts in `to`, only if it is still in `from` (the conditional
 /// update that makes the accept race safe even without the writer lock). Returns whether it moved.
 pub fn update_state(
-    tx: &Connection,
+    tx: &Tx<'_>,
     id: JobId,
     from: JobState,
     to: &JobFacts,
     cancelled_by: Option<Role>,
     now: DateTime<Utc>,
-) -> rusqlite::Result<bool> {
+) -> crate::sql::Result<bool> {
     let cancelled_by = cancelled_by.map(|r| match r {
         Role::Customer => "customer",
         Role::Friend => "friend",
@@ -506,7 +506,7 @@ pub fn update_state(
 
 /// Records a change that is not a state change (a quote, a rating, a new device key): the job's
 /// version grows so clients replace what they cached.
-pub fn touch(tx: &Connection, id: JobId, now: DateTime<Utc>) -> rusqlite::Result<()> {
+pub fn touch(tx: &Tx<'_>, id: JobId, now: DateTime<Utc>) -> crate::sql::Result<()> {
     tx.exec(
         "UPDATE jobs SET version = version + 1, updated_at = ?1 WHERE id = ?2",
         params![to_ms(now), id.to_string()],
@@ -516,23 +516,25 @@ pub fn touch(tx: &Connection, id: JobId, now: DateTime<Utc>) -> rusqlite::Result
 
 /// Jobs an account is a party of that a Friend currently holds (the ones whose parties exchange
 /// signed consent).
-pub fn held_with(tx: &Connection, account: AccountId) -> rusqlite::Result<Vec<JobRow>> {
-    let mut stmt = tx.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM {FROM} WHERE (j.customer_id = ?1 OR j.friend_id = ?1)
+pub fn held_with(tx: &Tx<'_>, account: AccountId) -> crate::sql::Result<Vec<JobRow>> {
+    tx.rows(
+        &format!(
+            "SELECT {COLUMNS} FROM {FROM} WHERE (j.customer_id = ?1 OR j.friend_id = ?1)
          AND j.state IN ('assigned', 'on_site', 'agreed')"
-    ))?;
-    stmt.query_map(params![account.to_string()], from_row)?
-        .collect()
+        ),
+        params![account.to_string()],
+        from_row,
+    )
 }
 
 /// Records that a Friend declined (or released) a job.
 pub fn insert_decline(
-    tx: &Connection,
+    tx: &Tx<'_>,
     job: JobId,
     friend: AccountId,
     reason: &str,
     now: DateTime<Utc>,
-) -> rusqlite::Result<()> {
+) -> crate::sql::Result<()> {
     tx.exec(
         "INSERT INTO declines (job_id, friend_id, reason, at) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (job_id, friend_id) DO UPDATE SET reason = excluded.reason, at = excluded.at",
@@ -542,7 +544,7 @@ pub fn insert_decline(
 }
 
 /// Forgets a decline (the Friend accepted after all).
-pub fn delete_decline(tx: &Connection, job: JobId, friend: AccountId) -> rusqlite::Result<()> {
+pub fn delete_decline(tx: &Tx<'_>, job: JobId, friend: AccountId) -> crate::sql::Result<()> {
     tx.exec(
         "DELETE FROM declines WHERE job_id = ?1 AND friend_id = ?2",
         params![job.to_string(), friend.to_string()],
@@ -551,23 +553,25 @@ pub fn delete_decline(tx: &Connection, job: JobId, friend: AccountId) -> rusqlit
 }
 
 /// Whether a Friend declined a job.
-pub fn declined(tx: &Connection, job: JobId, friend: AccountId) -> rusqlite::Result<bool> {
-    let mut stmt = tx.prepare_cached(
+pub fn declined(tx: &Tx<'_>, job: JobId, friend: AccountId) -> crate::sql::Result<bool> {
+    tx.row(
         "SELECT EXISTS (SELECT 1 FROM declines WHERE job_id = ?1 AND friend_id = ?2)",
-    )?;
-    stmt.query_row(params![job.to_string(), friend.to_string()], |r| r.get(0))
+        params![job.to_string(), friend.to_string()],
+        |r| r.get(0),
+    )
 }
 
 /// The Friends who declined (or released) a job.
 pub fn decliners(
-    tx: &Connection,
+    tx: &Tx<'_>,
     job: JobId,
-) -> rusqlite::Result<std::collections::HashSet<AccountId>> {
-    let mut stmt = tx.prepare_cached("SELECT friend_id FROM declines WHERE job_id = ?1")?;
-    stmt.query_map(params![job.to_string()], |r| {
-        parse_id(&r.get::<_, String>(0)?)
-    })?
-    .collect()
+) -> crate::sql::Result<std::collections::HashSet<AccountId>> {
+    tx.rows(
+        "SELECT friend_id FROM declines WHERE job_id = ?1",
+        params![job.to_string()],
+        |r| parse_id(&r.get::<String>(0)?),
+    )
+    .map(|ids| ids.into_iter().collect())
 }
 
 /// Between the accept and the arrival: what the holding Friend recorded.
@@ -583,11 +587,11 @@ pub struct Visit {
 
 /// Records the agreed visit of a held job.
 pub fn set_appointment(
-    tx: &Connection,
+    tx: &Tx<'_>,
     id: JobId,
     a: &Appointment,
     now: DateTime<Utc>,
-) -> rusqlite::Result<()> {
+) -> crate::sql::Result<()> {
     tx.exec(
         "UPDATE jobs SET appt_start = ?1, appt_end = ?2, appt_moved = ?3,
             version = version + 1, updated_at = ?4 WHERE id = ?5",
@@ -604,11 +608,11 @@ pub fn set_appointment(
 
 /// Records the holding Friend's latest "on my way".
 pub fn set_en_route(
-    tx: &Connection,
+    tx: &Tx<'_>,
     id: JobId,
     eta: DateTime<Utc>,
     now: DateTime<Utc>,
-) -> rusqlite::Result<()> {
+) -> crate::sql::Result<()> {
     tx.exec(
         "UPDATE jobs SET eta = ?1, eta_sent_at = ?2, version = version + 1, updated_at = ?2
          WHERE id = ?3",
@@ -619,7 +623,7 @@ pub fn set_en_route(
 
 /// A job offered again (given back, or its moved visit declined): the visit and the estimate are
 /// forgotten, the count grows, and a now-job gets a fresh search time.
-pub fn reopen(tx: &Connection, id: JobId, now: DateTime<Utc>) -> rusqlite::Result<()> {
+pub fn reopen(tx: &Tx<'_>, id: JobId, now: DateTime<Utc>) -> crate::sql::Result<()> {
     tx.exec(
         "UPDATE jobs SET appt_start = NULL, appt_end = NULL, appt_moved = 0, eta = NULL,
             eta_sent_at = NULL, reopened = reopened + 1,

@@ -4,22 +4,21 @@
 use super::onsite::{currency, payment, payment_name};
 use super::parse_id;
 use crate::clock::{from_ms, to_ms};
-use crate::store::Cached as _;
+use crate::sql::{OptionalExtension, Row, Tx, params};
 use chrono::{DateTime, Utc};
 use friend_protocol::{
     AccountId, JobId, LedgerDirection, LedgerEntry, LedgerStatus, Money, PaymentMethod, Settlement,
 };
-use rusqlite::{Connection, OptionalExtension, Row, params};
 
 /// Records what a late cancellation or a no-show owes the Friend: charged online, settled as a
 /// completed job would be.
 pub fn insert_compensation(
-    tx: &Connection,
+    tx: &Tx<'_>,
     job: JobId,
     friend: AccountId,
     c: &friend_protocol::Compensation,
     now: DateTime<Utc>,
-) -> rusqlite::Result<()> {
+) -> crate::sql::Result<()> {
     let s = &c.settlement;
     tx.exec(
         "INSERT INTO ledger (job_id, friend_id, method, currency, total_minor, charged_minor, fee_minor,
@@ -41,14 +40,14 @@ pub fn insert_compensation(
 
 /// Records a completed job.
 pub fn insert(
-    tx: &Connection,
+    tx: &Tx<'_>,
     job: JobId,
     friend: AccountId,
     method: PaymentMethod,
     total: Money,
     s: &Settlement,
     now: DateTime<Utc>,
-) -> rusqlite::Result<()> {
+) -> crate::sql::Result<()> {
     tx.exec(
         "INSERT INTO ledger (job_id, friend_id, method, currency, total_minor, charged_minor, fee_minor,
             payout_minor, status, created_at, updated_at)
@@ -72,24 +71,24 @@ const COLUMNS: &str =
     "job_id, method, currency, total_minor, charged_minor, fee_minor, payout_minor,
     status, created_at, updated_at, to_pay_at, paid_at, kind";
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<LedgerEntry> {
-    let method = payment(&r.get::<_, String>(1)?);
-    let cur = currency(&r.get::<_, String>(2)?);
-    let money = |i: usize| -> rusqlite::Result<Money> { Ok(Money::new(r.get(i)?, cur)) };
+fn from_row(r: &Row<'_>) -> crate::sql::Result<LedgerEntry> {
+    let method = payment(&r.get::<String>(1)?);
+    let cur = currency(&r.get::<String>(2)?);
+    let money = |i: usize| -> crate::sql::Result<Money> { Ok(Money::new(r.get(i)?, cur)) };
     Ok(LedgerEntry {
-        job_id: parse_id(&r.get::<_, String>(0)?)?,
+        job_id: parse_id(&r.get::<String>(0)?)?,
         method,
         direction: LedgerDirection::for_method(method),
         total: money(3)?,
         charged: money(4)?,
         fee: money(5)?,
         payout: money(6)?,
-        status: LedgerStatus::parse(&r.get::<_, String>(7)?),
+        status: LedgerStatus::parse(&r.get::<String>(7)?),
         created_at: from_ms(r.get(8)?),
         updated_at: from_ms(r.get(9)?),
-        to_pay_at: r.get::<_, Option<i64>>(10)?.map(from_ms),
-        paid_at: r.get::<_, Option<i64>>(11)?.map(from_ms),
-        compensation: match r.get::<_, String>(12)?.as_str() {
+        to_pay_at: r.get::<Option<i64>>(10)?.map(from_ms),
+        paid_at: r.get::<Option<i64>>(11)?.map(from_ms),
+        compensation: match r.get::<String>(12)?.as_str() {
             "completion" => None,
             kind => Some(friend_protocol::CompensationCause::parse(kind)),
         },
@@ -98,19 +97,20 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<LedgerEntry> {
 
 /// A Friend's entries, newest first.
 pub fn for_friend(
-    tx: &Connection,
+    tx: &Tx<'_>,
     friend: AccountId,
     limit: u32,
-) -> rusqlite::Result<Vec<LedgerEntry>> {
-    let mut stmt = tx.prepare_cached(&format!(
+) -> crate::sql::Result<Vec<LedgerEntry>> {
+    tx.rows(
+        &format!(
         "SELECT {COLUMNS} FROM ledger WHERE friend_id = ?1 ORDER BY created_at DESC, job_id LIMIT ?2"
-    ))?;
-    stmt.query_map(params![friend.to_string(), limit], from_row)?
-        .collect()
+    ),
+        params![friend.to_string(), limit], from_row,
+    )
 }
 
 /// One job's entry.
-pub fn get(tx: &Connection, job: JobId) -> rusqlite::Result<Option<LedgerEntry>> {
+pub fn get(tx: &Tx<'_>, job: JobId) -> crate::sql::Result<Option<LedgerEntry>> {
     tx.row(
         &format!("SELECT {COLUMNS} FROM ledger WHERE job_id = ?1"),
         params![job.to_string()],
@@ -121,11 +121,11 @@ pub fn get(tx: &Connection, job: JobId) -> rusqlite::Result<Option<LedgerEntry>>
 
 /// Sets an entry's status (the caller checked the move), stamping when it became due or paid.
 pub fn set_status(
-    tx: &Connection,
+    tx: &Tx<'_>,
     job: JobId,
     status: LedgerStatus,
     now: DateTime<Utc>,
-) -> rusqlite::Result<()> {
+) -> crate::sql::Result<()> {
     let now = to_ms(now);
     tx.exec(
         "UPDATE ledger SET status = ?1, updated_at = ?2,

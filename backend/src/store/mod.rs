@@ -1,5 +1,5 @@
 //! SQL for each table family, as plain functions over a transaction. Handlers compose them inside
-//! one `Db::write`/`Db::read` closure so every multi-step change is one transaction.
+//! one `Database::write`/`Database::read` closure so every multi-step change is one transaction.
 
 pub mod accounts;
 pub mod catalog;
@@ -16,37 +16,10 @@ pub mod ratings;
 
 use friend_protocol::AccountId;
 
-/// `execute` and `query_row` through the connection's statement cache: the same few dozen
-/// statements run for every request, so parsing them once matters (measured in P7).
-pub(crate) trait Cached {
-    /// Executes a cached statement.
-    fn exec<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize>;
-    /// Runs a cached single-row query.
-    fn row<T, P, F>(&self, sql: &str, params: P, f: F) -> rusqlite::Result<T>
-    where
-        P: rusqlite::Params,
-        F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>;
-}
-
-impl Cached for rusqlite::Connection {
-    fn exec<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize> {
-        self.prepare_cached(sql)?.execute(params)
-    }
-
-    fn row<T, P, F>(&self, sql: &str, params: P, f: F) -> rusqlite::Result<T>
-    where
-        P: rusqlite::Params,
-        F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
-    {
-        self.prepare_cached(sql)?.query_row(params, f)
-    }
-}
-
 /// Parses a stored id. Ids are written only by this backend, so a bad one is corruption.
-pub(crate) fn parse_id<T: std::str::FromStr>(s: &str) -> rusqlite::Result<T> {
-    s.parse().map_err(|_| {
-        rusqlite::Error::InvalidColumnType(0, format!("bad id {s}"), rusqlite::types::Type::Text)
-    })
+pub(crate) fn parse_id<T: std::str::FromStr>(s: &str) -> crate::sql::Result<T> {
+    s.parse()
+        .map_err(|_| crate::sql::SqlError::Corrupt(format!("bad id {s}")))
 }
 
 /// What a write's changes call for: pushes (queued in the same transaction, see

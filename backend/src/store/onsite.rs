@@ -3,12 +3,12 @@
 //! are spliced into the job queries of [`super::jobs`]), so every projection of a job is one query.
 
 use crate::clock::from_ms;
+use crate::sql::Row;
 use friend_protocol::negotiation::{Agreement, Answer, Proposal};
 use friend_protocol::{
     Compensation, CompensationCause, Currency, JobOutcome, Money, Negotiation, NegotiationView,
     Party, PartyKeys, PaymentMethod, Quote, QuoteRecord, Settlement, UnsuccessfulReason,
 };
-use rusqlite::Row;
 
 /// Columns appended to the job columns, in the order [`from_row`] reads them.
 macro_rules! onsite_columns {
@@ -62,8 +62,8 @@ pub struct OnSite {
     pub compensation: Option<Compensation>,
 }
 
-fn corrupt(what: &str) -> rusqlite::Error {
-    rusqlite::Error::InvalidColumnType(0, format!("corrupt {what}"), rusqlite::types::Type::Text)
+fn corrupt(what: &str) -> crate::sql::SqlError {
+    crate::sql::SqlError::Corrupt(format!("corrupt {what}"))
 }
 
 /// A stored currency code.
@@ -111,32 +111,32 @@ fn answer(name: &str) -> Answer {
     }
 }
 
-fn keys(json: Option<String>) -> rusqlite::Result<Vec<String>> {
+fn keys(json: Option<String>) -> crate::sql::Result<Vec<String>> {
     match json {
         Some(j) => serde_json::from_str(&j).map_err(|_| corrupt("keys")),
         None => Ok(Vec::new()),
     }
 }
 
-fn quote_record(r: &Row<'_>, at: usize) -> rusqlite::Result<Option<QuoteRecord>> {
-    if r.get::<_, Option<i64>>(at)?.is_none() {
+fn quote_record(r: &Row<'_>, at: usize) -> crate::sql::Result<Option<QuoteRecord>> {
+    if r.get::<Option<i64>>(at)?.is_none() {
         return Ok(None);
     }
     let quote: Quote =
-        serde_json::from_str(&r.get::<_, String>(at + 2)?).map_err(|_| corrupt("quote"))?;
+        serde_json::from_str(&r.get::<String>(at + 2)?).map_err(|_| corrupt("quote"))?;
     Ok(Some(QuoteRecord {
         quote,
-        proposed_by: party(&r.get::<_, String>(at + 1)?),
-        answer: answer(&r.get::<_, String>(at + 3)?),
+        proposed_by: party(&r.get::<String>(at + 1)?),
+        answer: answer(&r.get::<String>(at + 3)?),
         proposal: r.get(at + 4)?,
         acceptance: r.get(at + 5)?,
         proposed_at: from_ms(r.get(at + 6)?),
-        answered_at: r.get::<_, Option<i64>>(at + 7)?.map(from_ms),
+        answered_at: r.get::<Option<i64>>(at + 7)?.map(from_ms),
     }))
 }
 
 /// Decodes the columns of [`onsite_columns`], starting at column `at`.
-pub fn from_row(r: &Row<'_>, at: usize) -> rusqlite::Result<OnSite> {
+pub fn from_row(r: &Row<'_>, at: usize) -> crate::sql::Result<OnSite> {
     let keys = PartyKeys {
         customer: keys(r.get(at)?)?,
         friend: keys(r.get(at + 1)?)?,
@@ -164,11 +164,11 @@ pub fn from_row(r: &Row<'_>, at: usize) -> rusqlite::Result<OnSite> {
     let l = at + 18;
     let ledger_kind: Option<String> = r.get(at + 28)?;
     let mut compensation = None;
-    let (payment, final_total, settlement) = match r.get::<_, Option<String>>(l)? {
+    let (payment, final_total, settlement) = match r.get::<Option<String>>(l)? {
         Some(_) if ledger_kind.as_deref().is_some_and(|k| k != "completion") => {
-            let cur = currency(&r.get::<_, String>(l + 1)?);
+            let cur = currency(&r.get::<String>(l + 1)?);
             let money =
-                |i: usize| -> rusqlite::Result<Money> { Ok(Money::new(r.get(l + i)?, cur)) };
+                |i: usize| -> crate::sql::Result<Money> { Ok(Money::new(r.get(l + i)?, cur)) };
             compensation = Some(Compensation {
                 cause: CompensationCause::parse(ledger_kind.as_deref().unwrap_or_default()),
                 settlement: Settlement {
@@ -180,9 +180,9 @@ pub fn from_row(r: &Row<'_>, at: usize) -> rusqlite::Result<OnSite> {
             (None, None, None)
         }
         Some(method) => {
-            let cur = currency(&r.get::<_, String>(l + 1)?);
+            let cur = currency(&r.get::<String>(l + 1)?);
             let money =
-                |i: usize| -> rusqlite::Result<Money> { Ok(Money::new(r.get(l + i)?, cur)) };
+                |i: usize| -> crate::sql::Result<Money> { Ok(Money::new(r.get(l + i)?, cur)) };
             (
                 Some(payment(&method)),
                 Some(money(2)?),
@@ -196,16 +196,16 @@ pub fn from_row(r: &Row<'_>, at: usize) -> rusqlite::Result<OnSite> {
         None => (None, None, None),
     };
     let rating = r
-        .get::<_, Option<i64>>(at + 24)?
+        .get::<Option<i64>>(at + 24)?
         .map(|s| u8::try_from(s).map_err(|_| corrupt("rating")))
         .transpose()?;
     let note: Option<String> = r.get(at + 27)?;
-    let outcome = match r.get::<_, Option<String>>(at + 25)?.as_deref() {
+    let outcome = match r.get::<Option<String>>(at + 25)?.as_deref() {
         None => None,
         Some("escalated") => Some(JobOutcome::Escalated { note }),
         Some("unsuccessful") => Some(JobOutcome::Unsuccessful {
             reason: UnsuccessfulReason::parse(
-                &r.get::<_, Option<String>>(at + 26)?.unwrap_or_default(),
+                &r.get::<Option<String>>(at + 26)?.unwrap_or_default(),
             ),
             note,
         }),

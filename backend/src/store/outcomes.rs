@@ -1,18 +1,17 @@
 //! How escalated and unsuccessful jobs ended, with the Friend's note.
 
 use crate::clock::to_ms;
-use crate::store::Cached as _;
+use crate::sql::{Tx, params};
 use chrono::{DateTime, Utc};
 use friend_protocol::{JobId, JobOutcome};
-use rusqlite::{Connection, params};
 
 /// Records a job's outcome. [`JobOutcome::Unknown`] is never stored (the caller builds the outcome).
 pub fn insert(
-    tx: &Connection,
+    tx: &Tx<'_>,
     job: JobId,
     outcome: &JobOutcome,
     now: DateTime<Utc>,
-) -> rusqlite::Result<()> {
+) -> crate::sql::Result<()> {
     let (kind, reason, note) = match outcome {
         JobOutcome::Escalated { note } => ("escalated", None, note.as_deref()),
         JobOutcome::Unsuccessful { reason, note } => {

@@ -5,11 +5,10 @@
 use super::accounts;
 use crate::clock::{from_ms, to_ms};
 use crate::push::PushMessage;
-use crate::store::Cached as _;
+use crate::sql::{OptionalExtension, Row, Tx, params};
 use chrono::{DateTime, Utc};
 use friend_protocol::push::MAX_PUSH_DEVICES;
 use friend_protocol::{AccountId, FriendProfile, PushPlatform};
-use rusqlite::{Connection, OptionalExtension, Row, params};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -29,13 +28,13 @@ pub struct Device {
 /// are dropped). Beyond [`MAX_PUSH_DEVICES`] the least recently registered devices are forgotten.
 /// Returns the account's device count.
 pub fn register(
-    tx: &Connection,
+    tx: &Tx<'_>,
     account: AccountId,
     platform: PushPlatform,
     token: &str,
     replaces: Option<&str>,
     now: DateTime<Utc>,
-) -> rusqlite::Result<u32> {
+) -> crate::sql::Result<u32> {
     let id = account.to_string();
     if let Some(old) = replaces.filter(|old| *old != token) {
         remove(tx, account, old)?;
@@ -56,13 +55,12 @@ pub fn register(
              platform = excluded.platform, registered_at = excluded.registered_at",
         params![token, id, platform.as_str(), to_ms(now)],
     )?;
-    let extra: Vec<String> = tx
-        .prepare_cached(
-            "SELECT token FROM push_devices WHERE account_id = ?1
-             ORDER BY registered_at DESC, token LIMIT -1 OFFSET ?2",
-        )?
-        .query_map(params![id, MAX_PUSH_DEVICES as i64], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+    let extra: Vec<String> = tx.rows(
+        "SELECT token FROM push_devices WHERE account_id = ?1
+         ORDER BY registered_at DESC, token LIMIT ?3 OFFSET ?2",
+        params![id, MAX_PUSH_DEVICES as i64, i64::MAX],
+        |r| r.get(0),
+    )?;
     for old in &extra {
         forget(tx, old)?;
     }
@@ -70,7 +68,7 @@ pub fn register(
 }
 
 /// Forgets `token` when it is `account`'s; returns the account's device count.
-pub fn remove(tx: &Connection, account: AccountId, token: &str) -> rusqlite::Result<u32> {
+pub fn remove(tx: &Tx<'_>, account: AccountId, token: &str) -> crate::sql::Result<u32> {
     let n = tx.exec(
         "DELETE FROM push_devices WHERE token = ?1 AND account_id = ?2",
         params![token, account.to_string()],
@@ -82,14 +80,14 @@ pub fn remove(tx: &Connection, account: AccountId, token: &str) -> rusqlite::Res
 }
 
 /// Forgets a token whatever its account (the gateway said it is dead), with its queued pushes.
-pub fn forget(tx: &Connection, token: &str) -> rusqlite::Result<()> {
+pub fn forget(tx: &Tx<'_>, token: &str) -> crate::sql::Result<()> {
     tx.exec("DELETE FROM push_devices WHERE token = ?1", params![token])?;
     tx.exec("DELETE FROM push_queue WHERE token = ?1", params![token])?;
     Ok(())
 }
 
 /// How many devices `account` registered.
-pub fn count(tx: &Connection, account: AccountId) -> rusqlite::Result<u32> {
+pub fn count(tx: &Tx<'_>, account: AccountId) -> crate::sql::Result<u32> {
     tx.row(
         "SELECT COUNT(*) FROM push_devices WHERE account_id = ?1",
         params![account.to_string()],
@@ -98,25 +96,25 @@ pub fn count(tx: &Connection, account: AccountId) -> rusqlite::Result<u32> {
 }
 
 /// The devices of `account`.
-pub fn devices_of(tx: &Connection, account: AccountId) -> rusqlite::Result<Vec<Device>> {
-    let mut stmt = tx.prepare_cached(
+pub fn devices_of(tx: &Tx<'_>, account: AccountId) -> crate::sql::Result<Vec<Device>> {
+    tx.rows(
         "SELECT token, platform FROM push_devices WHERE account_id = ?1 ORDER BY registered_at",
-    )?;
-    stmt.query_map(params![account.to_string()], |r| {
-        Ok(Device {
-            account,
-            platform: PushPlatform::parse(&r.get::<_, String>(1)?),
-            token: r.get(0)?,
-        })
-    })?
-    .collect()
+        params![account.to_string()],
+        |r| {
+            Ok(Device {
+                account,
+                platform: PushPlatform::parse(&r.get::<String>(1)?),
+                token: r.get(0)?,
+            })
+        },
+    )
 }
 
-fn friend_device(r: &Row<'_>) -> rusqlite::Result<(FriendProfile, Device)> {
+fn friend_device(r: &Row<'_>) -> crate::sql::Result<(FriendProfile, Device)> {
     let profile = accounts::friend_from_row(r)?;
     let device = Device {
         account: profile.id,
-        platform: PushPlatform::parse(&r.get::<_, String>(10)?),
+        platform: PushPlatform::parse(&r.get::<String>(10)?),
         token: r.get(9)?,
     };
     Ok((profile, device))
@@ -125,24 +123,21 @@ fn friend_device(r: &Row<'_>) -> rusqlite::Result<(FriendProfile, Device)> {
 /// Friends living in `tiles` with their push devices (one entry per device). `None`: every Friend
 /// with a device (remote jobs reach everyone qualified).
 pub fn friend_devices(
-    tx: &Connection,
+    tx: &Tx<'_>,
     tiles: Option<&[i64]>,
-) -> rusqlite::Result<Vec<(FriendProfile, Device)>> {
+) -> crate::sql::Result<Vec<(FriendProfile, Device)>> {
     let select = format!(
         "SELECT {}, d.token, d.platform FROM friends f JOIN accounts a ON a.id = f.account_id \
          JOIN push_devices d ON d.account_id = f.account_id",
         accounts::FRIEND_COLUMNS
     );
     let Some(tiles) = tiles else {
-        let mut stmt = tx.prepare_cached(&select)?;
-        return stmt.query_map([], friend_device)?.collect();
+        return tx.rows(&select, params![], friend_device);
     };
-    let mut stmt = tx.prepare_cached(&format!("{select} WHERE f.home_tile = ?1"))?;
+    let by_tile = format!("{select} WHERE f.home_tile = ?1");
     let mut out = Vec::new();
     for tile in tiles {
-        for row in stmt.query_map(params![tile], friend_device)? {
-            out.push(row?);
-        }
+        out.extend(tx.rows(&by_tile, params![tile], friend_device)?);
     }
     Ok(out)
 }
@@ -150,19 +145,19 @@ pub fn friend_devices(
 /// Queues `message` for `device` until `expires_at`. A push with the same collapse key still
 /// waiting for this device is replaced (its retry time is kept, so a gateway's back-off holds).
 pub fn enqueue(
-    tx: &Connection,
+    tx: &Tx<'_>,
     device: &Device,
     message: &PushMessage,
     expires_at: DateTime<Utc>,
     now: DateTime<Utc>,
-) -> rusqlite::Result<()> {
+) -> crate::sql::Result<()> {
     let stored = Stored {
         title: message.title.clone(),
         body: message.body.clone(),
         data: message.data.clone(),
     };
-    let json = serde_json::to_string(&stored)
-        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+    let json =
+        serde_json::to_string(&stored).map_err(|e| crate::sql::SqlError::Corrupt(e.to_string()))?;
     tx.exec(
         "INSERT INTO push_queue (token, platform, collapse_key, message, rev, expires_at, due_at, created_at)
          VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6, ?6)
@@ -183,7 +178,7 @@ pub fn enqueue(
 
 /// Drops the unsent pushes with `collapse_key` (a job's offers once it is taken, cancelled or
 /// expired); a push already being sent is not recalled. Returns how many.
-pub fn withdraw(tx: &Connection, collapse_key: &str) -> rusqlite::Result<usize> {
+pub fn withdraw(tx: &Tx<'_>, collapse_key: &str) -> crate::sql::Result<usize> {
     tx.exec(
         "DELETE FROM push_queue WHERE collapse_key = ?1",
         params![collapse_key],
@@ -220,44 +215,43 @@ pub struct Queued {
 /// Up to `limit` pushes due at `now` for `platforms` (at most three: the platforms there are),
 /// oldest due first, skipping `busy` rows (being sent).
 pub fn due(
-    tx: &Connection,
+    tx: &Tx<'_>,
     now: DateTime<Utc>,
     platforms: &[PushPlatform],
     busy: &std::collections::HashSet<i64>,
     limit: usize,
-) -> rusqlite::Result<Vec<Queued>> {
-    let mut stmt = tx.prepare_cached(
+) -> crate::sql::Result<Vec<Queued>> {
+    let take = (limit + busy.len()) as i64;
+    let name = |i: usize| platforms.get(i).map_or("", |p| p.as_str());
+    let rows = tx.rows(
         "SELECT id, rev, token, platform, collapse_key, message, expires_at, attempts
          FROM push_queue WHERE due_at <= ?1 AND platform IN (?3, ?4, ?5)
          ORDER BY due_at, id LIMIT ?2",
+        params![to_ms(now), take, name(0), name(1), name(2)],
+        |r| {
+            let message: String = r.get(5)?;
+            let stored: Stored = serde_json::from_str(&message)
+                .map_err(|_| crate::sql::SqlError::Corrupt("message".into()))?;
+            let expires_at = from_ms(r.get(6)?);
+            Ok(Queued {
+                id: r.get(0)?,
+                rev: r.get(1)?,
+                token: r.get(2)?,
+                platform: PushPlatform::parse(&r.get::<String>(3)?),
+                message: PushMessage {
+                    title: stored.title,
+                    body: stored.body,
+                    data: stored.data,
+                    collapse_key: r.get(4)?,
+                    ttl: (expires_at - now).to_std().unwrap_or(Duration::ZERO),
+                },
+                expires_at,
+                attempts: r.get(7)?,
+            })
+        },
     )?;
-    let take = (limit + busy.len()) as i64;
-    let name = |i: usize| platforms.get(i).map_or("", |p| p.as_str());
-    let rows = stmt.query_map(params![to_ms(now), take, name(0), name(1), name(2)], |r| {
-        let message: String = r.get(5)?;
-        let stored: Stored = serde_json::from_str(&message).map_err(|_| {
-            rusqlite::Error::InvalidColumnType(5, "message".into(), rusqlite::types::Type::Text)
-        })?;
-        let expires_at = from_ms(r.get(6)?);
-        Ok(Queued {
-            id: r.get(0)?,
-            rev: r.get(1)?,
-            token: r.get(2)?,
-            platform: PushPlatform::parse(&r.get::<_, String>(3)?),
-            message: PushMessage {
-                title: stored.title,
-                body: stored.body,
-                data: stored.data,
-                collapse_key: r.get(4)?,
-                ttl: (expires_at - now).to_std().unwrap_or(Duration::ZERO),
-            },
-            expires_at,
-            attempts: r.get(7)?,
-        })
-    })?;
     let mut out = Vec::new();
     for row in rows {
-        let row = row?;
         if !busy.contains(&row.id) {
             out.push(row);
         }
@@ -270,16 +264,15 @@ pub fn due(
 
 /// When the earliest push not in `busy` falls due (`None`: nothing else is queued).
 pub fn next_due(
-    tx: &Connection,
+    tx: &Tx<'_>,
     busy: &std::collections::HashSet<i64>,
-) -> rusqlite::Result<Option<DateTime<Utc>>> {
-    let mut stmt =
-        tx.prepare_cached("SELECT id, due_at FROM push_queue ORDER BY due_at, id LIMIT ?1")?;
-    let rows = stmt.query_map(params![(busy.len() + 1) as i64], |r| {
-        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
-    })?;
-    for row in rows {
-        let (id, due) = row?;
+) -> crate::sql::Result<Option<DateTime<Utc>>> {
+    let rows = tx.rows(
+        "SELECT id, due_at FROM push_queue ORDER BY due_at, id LIMIT ?1",
+        params![(busy.len() + 1) as i64],
+        |r| Ok((r.get::<i64>(0)?, r.get::<i64>(1)?)),
+    )?;
+    for (id, due) in rows {
         if !busy.contains(&id) {
             return Ok(Some(from_ms(due)));
         }
@@ -288,7 +281,7 @@ pub fn next_due(
 }
 
 /// A push was delivered (or given up on): remove it unless it was replaced meanwhile.
-pub fn done(tx: &Connection, id: i64, rev: i64) -> rusqlite::Result<bool> {
+pub fn done(tx: &Tx<'_>, id: i64, rev: i64) -> crate::sql::Result<bool> {
     Ok(tx.exec(
         "DELETE FROM push_queue WHERE id = ?1 AND rev = ?2",
         params![id, rev],
@@ -296,7 +289,7 @@ pub fn done(tx: &Connection, id: i64, rev: i64) -> rusqlite::Result<bool> {
 }
 
 /// A push failed transiently: try again at `due_at`.
-pub fn retry_at(tx: &Connection, id: i64, due_at: DateTime<Utc>) -> rusqlite::Result<()> {
+pub fn retry_at(tx: &Tx<'_>, id: i64, due_at: DateTime<Utc>) -> crate::sql::Result<()> {
     tx.exec(
         "UPDATE push_queue SET attempts = attempts + 1, due_at = ?2 WHERE id = ?1",
         params![id, to_ms(due_at)],
@@ -305,14 +298,14 @@ pub fn retry_at(tx: &Connection, id: i64, due_at: DateTime<Utc>) -> rusqlite::Re
 }
 
 /// The queue's depth and the creation time of its oldest push.
-pub fn depth(tx: &Connection) -> rusqlite::Result<(u64, Option<DateTime<Utc>>)> {
+pub fn depth(tx: &Tx<'_>) -> crate::sql::Result<(u64, Option<DateTime<Utc>>)> {
     tx.row(
         "SELECT COUNT(*), MIN(created_at) FROM push_queue",
-        [],
+        params![],
         |r| {
             Ok((
-                r.get::<_, i64>(0)? as u64,
-                r.get::<_, Option<i64>>(1)?.map(from_ms),
+                r.get::<i64>(0)? as u64,
+                r.get::<Option<i64>>(1)?.map(from_ms),
             ))
         },
     )
@@ -334,17 +327,17 @@ mod tests {
         }
     }
 
-    fn with_db<T>(f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static) -> T
+    fn with_db<T>(f: impl FnOnce(&Tx<'_>) -> crate::sql::Result<T> + Send + 'static) -> T
     where
         T: Send + 'static,
     {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(&dir.path().join("p.db")).unwrap();
-        db.write_now(move |tx| f(tx).map_err(DbError::from))
+        db.write_now(move |tx| f(&Tx::Sqlite(tx)).map_err(DbError::from))
             .unwrap()
     }
 
-    fn account(tx: &Connection) -> rusqlite::Result<AccountId> {
+    fn account(tx: &Tx<'_>) -> crate::sql::Result<AccountId> {
         let id = AccountId::random();
         tx.exec(
             "INSERT INTO accounts (id, role, name, token_hash, created_at) VALUES (?1, 'customer', 'c', ?2, 0)",
