@@ -10,6 +10,9 @@ if [ -z "${FRIEND_PG_BIN:-}" ] && ! ls /usr/lib/postgresql/*/bin/postgres >/dev/
   exit 1
 fi
 cargo test --workspace --locked
+# The end-to-end behaviour suite once more on PostgreSQL: every backend it starts gets a fresh
+# database on the test binary's own throwaway server (tests/src/pg.rs).
+FRIEND_TEST_DB=postgres cargo test --locked -p friend-tests --test main
 
 if ! command -v mvn >/dev/null 2>&1 || ! command -v java >/dev/null 2>&1; then
   echo "scripts/test.sh: the Kotlin binding tests need a JDK (17+) and Maven:" >&2

@@ -99,15 +99,38 @@ impl Database {
         }
     }
 
-    /// SQLite: holds the writer (tests that interleave requests). PostgreSQL has no single
-    /// writer to hold: refused.
+    /// Holds writes until the guard is dropped, for tests that interleave requests. SQLite: the
+    /// writer thread itself, so every write queues. PostgreSQL: a transaction holding the change
+    /// counter's row lock, so every write that changes a job waits at its change-log step (with
+    /// its idempotency claim held); writes that change no job go on.
     pub async fn pause_writes(&self) -> Result<WritePause, DbError> {
-        match self {
-            Database::Sqlite(db) => db.pause_writes().await,
-            Database::Postgres { .. } => Err(DbError::Task(
-                "PostgreSQL has no single writer to pause".into(),
-            )),
-        }
+        let pg = match self {
+            Database::Sqlite(db) => return db.pause_writes().await,
+            Database::Postgres { pg, .. } => pg.clone(),
+        };
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let (started, running) = tokio::sync::oneshot::channel::<()>();
+        let mut started = Some(started);
+        let rt = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            pg.run_blocking(&rt, Mode::Write, |tx| {
+                tx.row(
+                    "SELECT seq FROM change_counter WHERE id = 1 FOR UPDATE",
+                    crate::sql::params![],
+                    |r| r.get::<i64>(0),
+                )?;
+                if let Some(s) = started.take() {
+                    let _ = s.send(());
+                }
+                // Returns when the guard (the only sender) is dropped.
+                let _ = held.recv();
+                Ok::<(), DbError>(())
+            })
+        });
+        running
+            .await
+            .map_err(|_| DbError::Task("the pause did not take the counter".into()))?;
+        Ok(WritePause::new(release))
     }
 
     /// SQLite: the writer's histogram of commit-group sizes.
@@ -118,8 +141,28 @@ impl Database {
         }
     }
 
-    /// Writes waiting for SQLite's writer thread (0 on PostgreSQL: no queue of its own).
-    pub fn queued_writes(&self) -> usize {
+    /// Writes waiting: for SQLite's writer thread; on PostgreSQL, this database's sessions
+    /// waiting for a lock (behind [`Database::pause_writes`], or behind each other).
+    pub async fn queued_writes(&self) -> Result<usize, DbError> {
+        match self {
+            Database::Sqlite(db) => Ok(db.queued_writes()),
+            Database::Postgres { .. } => {
+                self.read(|tx| {
+                    tx.row(
+                        "SELECT COUNT(*) FROM pg_stat_activity
+                         WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                        crate::sql::params![],
+                        |r| r.get::<usize>(0),
+                    )
+                    .map_err(DbError::from)
+                })
+                .await
+            }
+        }
+    }
+
+    /// Writes waiting for SQLite's writer thread (for the metrics; PostgreSQL has no such queue).
+    pub fn writer_queue(&self) -> usize {
         match self {
             Database::Sqlite(db) => db.queued_writes(),
             Database::Postgres { .. } => 0,

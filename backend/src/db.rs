@@ -127,6 +127,13 @@ pub struct WritePause {
     _release: mpsc::Sender<()>,
 }
 
+impl WritePause {
+    /// A pause that ends when `release` (the only sender) is dropped.
+    pub(crate) fn new(release: mpsc::Sender<()>) -> WritePause {
+        WritePause { _release: release }
+    }
+}
+
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.pragma_update(None, "foreign_keys", "ON")?;

@@ -333,9 +333,10 @@ impl Backend {
         self.state.db.pause_writes().await
     }
 
-    /// How many writes wait for the database writer (e.g. behind [`Backend::pause_writes`]).
-    pub fn queued_writes(&self) -> usize {
-        self.state.db.queued_writes()
+    /// How many writes wait (e.g. behind [`Backend::pause_writes`]): for SQLite's writer, or
+    /// PostgreSQL sessions of this database waiting for a lock.
+    pub async fn queued_writes(&self) -> Result<usize, DbError> {
+        self.state.db.queued_writes().await
     }
 
     /// What the push dispatcher did since start.

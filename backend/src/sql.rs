@@ -19,7 +19,7 @@ pub enum SqlError {
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
     /// PostgreSQL refused or the connection failed.
-    #[error("postgres: {0}")]
+    #[error("postgres: {}", pg_detail(.0))]
     Postgres(#[from] tokio_postgres::Error),
     /// A single-row query found no row.
     #[error("no row")]
@@ -44,6 +44,15 @@ impl SqlError {
     /// a serialization failure (40001) or a deadlock (40P01).
     pub fn is_transient(&self) -> bool {
         matches!(self, SqlError::Postgres(e) if is_transient(e))
+    }
+}
+
+/// A PostgreSQL error with the server's message and SQLSTATE (the driver's own text is only
+/// "db error").
+pub fn pg_detail(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => e.to_string(),
     }
 }
 

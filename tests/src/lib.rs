@@ -57,6 +57,24 @@ pub struct TestAccount {
 }
 
 /// The reference backend running in this process on 127.0.0.1 with an ephemeral port and a
+/// The store the end-to-end tests run on: SQLite unless `FRIEND_TEST_DB=postgres` (then each
+/// backend gets a fresh database on the test binary's own PostgreSQL server, see [`pg`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Store {
+    /// A database file in a temporary directory.
+    Sqlite,
+    /// A fresh database on the shared throwaway PostgreSQL server.
+    Postgres,
+}
+
+/// The store `FRIEND_TEST_DB` selects (`postgres`; anything else or unset: SQLite).
+pub fn test_store() -> Store {
+    match std::env::var("FRIEND_TEST_DB").as_deref() {
+        Ok("postgres") => Store::Postgres,
+        _ => Store::Sqlite,
+    }
+}
+
 /// database file in a temporary directory. Stops when dropped.
 pub struct TestBackend {
     /// The backend handle (expiry, pruning, wake counters).
@@ -81,7 +99,13 @@ impl TestBackend {
     /// [`TestBackend::start`] with push gateways (e.g. the loopback fakes of `friend-fakepush`).
     pub async fn start_with_push(push: friend_backend::push::PushSettings) -> TestBackend {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-        let db_path = dir.path().join("backend.db");
+        let db_path = match test_store() {
+            Store::Sqlite => dir.path().join("backend.db"),
+            Store::Postgres => crate::pg::PgServer::shared()
+                .database()
+                .unwrap_or_else(|e| panic!("a database on the test PostgreSQL server: {e}"))
+                .into(),
+        };
         Self::start_on(dir, db_path, push).await
     }
 
@@ -125,6 +149,32 @@ impl TestBackend {
             serving: Some(serving),
             _dir: dir,
         }
+    }
+
+    /// Where the backend's database holds `needle` in its bytes: its files (SQLite), or its dump
+    /// (PostgreSQL). For checks that something is never stored in clear.
+    pub fn stored_places_of(&self, needle: &str) -> Vec<String> {
+        let contains = |bytes: &[u8]| bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
+        if test_store() == Store::Postgres {
+            let url = self.db_path.to_string_lossy();
+            let dump = pg::PgServer::shared()
+                .dump(&url)
+                .unwrap_or_else(|e| panic!("dump of the test database: {e}"));
+            return if contains(&dump) {
+                vec![format!("pg_dump of {url}")]
+            } else {
+                Vec::new()
+            };
+        }
+        let dir = self.db_path.parent().unwrap_or(std::path::Path::new("."));
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+            let path = entry.unwrap_or_else(|e| panic!("{e}")).path();
+            if path.is_file() && contains(&std::fs::read(&path).unwrap_or_default()) {
+                found.push(path.display().to_string());
+            }
+        }
+        found
     }
 
     /// A backend pushing to fresh loopback fakes of FCM and APNs (`friend-fakepush`); the FCM

@@ -139,6 +139,24 @@ impl PgServer {
     }
 }
 
+impl PgServer {
+    /// The whole content of the database `url` names as SQL text (`pg_dump`): what a test
+    /// searches for data that must not be stored in clear.
+    pub fn dump(&self, url: &str) -> Result<Vec<u8>, String> {
+        let mut cmd = Command::new(self.bin.join("pg_dump"));
+        cmd.arg("--dbname").arg(url);
+        let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
+        if out.status.success() {
+            Ok(out.stdout)
+        } else {
+            Err(format!(
+                "{cmd:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    }
+}
+
 impl Drop for PgServer {
     fn drop(&mut self) {
         // Closing stdin makes the guard stop the server ("fast shutdown", milliseconds).

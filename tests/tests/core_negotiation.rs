@@ -265,6 +265,22 @@ async fn bad_payloads_are_refused_and_nothing_is_stored() {
         Ok(_) => "accepted".to_owned(),
     };
     let first = w.friend.propose(job, router_quote(), None).await.unwrap();
+    // The customer learns of version 1 through the server below (its sync), so the proposal
+    // must have reached it: delivery runs in the background.
+    friend_tests::wait_until(
+        "the first proposal to reach the server",
+        std::time::Duration::from_secs(10),
+        || async {
+            let _ = w.friend.deliver_outbox().await;
+            w.friend
+                .outbox()
+                .await
+                .unwrap()
+                .iter()
+                .all(|i| i.status == friend_core::store::outbox::ItemStatus::Applied)
+        },
+    )
+    .await;
     let stored = w.customer.outbox().await.unwrap().len();
 
     // Tampered: one character of the QR text changed.

@@ -22,6 +22,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/pg/001_initial.sql"),
     include_str!("../../migrations/pg/002_leases.sql"),
     include_str!("../../migrations/pg/003_admin.sql"),
+    include_str!("../../migrations/pg/004_sqlite_functions.sql"),
 ];
 
 /// The schema version this backend migrates a PostgreSQL database to.
@@ -39,7 +40,7 @@ pub enum PgError {
     #[error("bad PostgreSQL settings: {0}")]
     Settings(String),
     /// The server refused or the connection failed.
-    #[error("postgres: {0}")]
+    #[error("postgres: {}", crate::sql::pg_detail(.0))]
     Postgres(#[from] tokio_postgres::Error),
     /// No connection from the pool.
     #[error("connection pool: {0}")]

@@ -134,11 +134,12 @@ pub async fn accept_outcome(
             state
                 .db
                 .write(move |tx| {
-                    if let Some(r) = idempotency::stored(tx, me, &key, ACCEPT)? {
-                        return Ok::<_, AppError>(r);
-                    }
+                    // Fence first: an accept with this key still in flight holds its claim, so
+                    // this waits for it and then reads its outcome; a later one finds the fence.
                     idempotency::fence(tx, me, &key, ACCEPT, clock.now())?;
-                    Ok(Recorded::Fenced)
+                    Ok::<_, AppError>(
+                        idempotency::stored(tx, me, &key, ACCEPT)?.unwrap_or(Recorded::Fenced),
+                    )
                 })
                 .await?
         }

@@ -181,7 +181,7 @@ pub(crate) async fn metrics_text(state: &Arc<AppState>) -> Result<String, AppErr
     crate::metrics::mirror(&m.push_failed, push.failed);
     crate::metrics::mirror(&m.push_dead_tokens, push.dead_tokens);
     crate::metrics::mirror(&m.push_retried, push.retried);
-    m.db_queued_writes.set(state.db.queued_writes() as i64);
+    m.db_queued_writes.set(state.db.writer_queue() as i64);
     m.draining.set(i64::from(*state.draining.borrow()));
     m.encode()
         .map_err(|_| AppError::new(ErrorCode::Internal, "metrics could not be encoded"))
@@ -251,19 +251,21 @@ where
             let fingerprint = key
                 .as_ref()
                 .map(|_| idempotency::fingerprint(&route, &body));
+            // The clock is read under the writer lock so change times follow commit order.
+            let now = clock.now();
+            // The key is claimed first: a concurrent request with it (another instance, or a
+            // lookup fencing it) waits for this transaction and then sees its outcome.
             if let (Some(k), Some(fp)) = (&key, &fingerprint)
-                && let Some((_, stored)) = idempotency::lookup(tx, account, k, fp)?
+                && let Some((_, stored)) = idempotency::claim(tx, account, k, &route, fp, now)?
             {
                 shared.metrics.replays.inc();
                 return Ok((serde_json::from_str(&stored)?, Effects::default(), false));
             }
-            // The clock is read under the writer lock so change times follow commit order.
-            let now = clock.now();
             let (value, effects) = work(tx, now)?;
             queue_pushes(&shared, tx, &effects, now)?;
-            if let (Some(k), Some(fp)) = (&key, &fingerprint) {
+            if let Some(k) = &key {
                 let body = serde_json::to_string(&value)?;
-                idempotency::store(tx, account, k, &route, fp, &body, now)?;
+                idempotency::store(tx, account, k, &body)?;
             }
             Ok::<_, AppError>((value, effects, true))
         })

@@ -274,7 +274,7 @@ pub fn friend_records(tx: &Tx<'_>, limit: u32) -> crate::sql::Result<Vec<FriendR
         &format!(
             "SELECT {FRIEND_COLUMNS},
             (SELECT COUNT(*) FROM ratings r WHERE r.friend_id = a.id),
-            (SELECT AVG(stars) FROM ratings r WHERE r.friend_id = a.id),
+            (SELECT CAST(AVG(stars) AS DOUBLE PRECISION) FROM ratings r WHERE r.friend_id = a.id),
             (SELECT COUNT(*) FROM jobs j WHERE j.friend_id = a.id AND j.state = 'completed')
          FROM friends f JOIN accounts a ON a.id = f.account_id
          ORDER BY a.name, a.id LIMIT ?1"

@@ -82,7 +82,7 @@ pub fn replace(tx: &Tx<'_>, services: &[Service]) -> crate::sql::Result<()> {
     }
     tx.exec(
         "INSERT INTO meta (key, value) VALUES ('catalog_version', '1')
-         ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1",
+         ON CONFLICT (key) DO UPDATE SET value = CAST(CAST(meta.value AS INTEGER) + 1 AS TEXT)",
         params![],
     )?;
     Ok(())

@@ -103,27 +103,35 @@ pub fn fence(
     Ok(())
 }
 
-/// Stores a successful (200) response under its key.
-pub fn store(
+/// Claims `key` for this request before it is applied, or returns what is recorded under it
+/// ([`lookup`]: the stored answer, or a refusal for a fenced or differently used key). The claim
+/// is written in the request's transaction: a failing request takes it back with everything else,
+/// and a concurrent request or lookup with the same key waits for the claim's transaction to end
+/// (the primary key's lock) instead of deciding beside it.
+pub fn claim(
     tx: &Tx<'_>,
     account: AccountId,
     key: &str,
     route: &str,
     fingerprint: &[u8],
-    body: &str,
     now: DateTime<Utc>,
-) -> crate::sql::Result<()> {
-    tx.exec(
+) -> Result<Option<(u16, String)>, AppError> {
+    let claimed = tx.exec(
         "INSERT INTO idempotency (account_id, key, route, fingerprint, status, body, created_at)
-         VALUES (?1, ?2, ?3, ?4, 200, ?5, ?6)",
-        params![
-            account.to_string(),
-            key,
-            route,
-            fingerprint,
-            body,
-            to_ms(now)
-        ],
+         VALUES (?1, ?2, ?3, ?4, 0, '', ?5) ON CONFLICT (account_id, key) DO NOTHING",
+        params![account.to_string(), key, route, fingerprint, to_ms(now)],
+    )?;
+    if claimed == 1 {
+        return Ok(None);
+    }
+    lookup(tx, account, key, fingerprint)
+}
+
+/// Stores the successful (200) answer under the key [`claim`]ed for it.
+pub fn store(tx: &Tx<'_>, account: AccountId, key: &str, body: &str) -> crate::sql::Result<()> {
+    tx.exec(
+        "UPDATE idempotency SET status = 200, body = ?3 WHERE account_id = ?1 AND key = ?2",
+        params![account.to_string(), key, body],
     )?;
     Ok(())
 }

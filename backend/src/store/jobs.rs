@@ -627,7 +627,7 @@ pub fn reopen(tx: &Tx<'_>, id: JobId, now: DateTime<Utc>) -> crate::sql::Result<
     tx.exec(
         "UPDATE jobs SET appt_start = NULL, appt_end = NULL, appt_moved = 0, eta = NULL,
             eta_sent_at = NULL, reopened = reopened + 1,
-            expires_at = CASE WHEN timing_kind = 'now' THEN MAX(expires_at, ?1) ELSE expires_at END
+            expires_at = CASE WHEN timing_kind = 'now' AND ?1 > expires_at THEN ?1 ELSE expires_at END
          WHERE id = ?2",
         params![to_ms(now + friend_protocol::NOW_JOB_TTL), id.to_string()],
     )?;
