@@ -12,7 +12,7 @@ fi
 cargo test --workspace --locked
 # The end-to-end behaviour suite once more on PostgreSQL: every backend it starts gets a fresh
 # database on the test binary's own throwaway server (tests/src/pg.rs).
-FRIEND_TEST_DB=postgres cargo test --locked -p friend-tests --test main
+FRIEND_TEST_DB=postgres cargo test --locked -p friend-tests --test main -- --skip pg_
 
 if ! command -v mvn >/dev/null 2>&1 || ! command -v java >/dev/null 2>&1; then
   echo "scripts/test.sh: the Kotlin binding tests need a JDK (17+) and Maven:" >&2

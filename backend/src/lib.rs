@@ -19,6 +19,7 @@ mod actions;
 mod area;
 mod auth;
 pub mod clock;
+pub mod cluster;
 mod database;
 mod db;
 mod error;
@@ -136,6 +137,8 @@ pub(crate) struct AppState {
     pub draining: tokio::sync::watch::Sender<bool>,
     /// What `GET /metrics` exports.
     pub metrics: metrics::Metrics,
+    /// On PostgreSQL: this instance among the others on the database (leases, wake-ups).
+    pub cluster: Option<Arc<cluster::Cluster>>,
 }
 
 /// A running backend's handle: serve it, and drive it from tests (expiry, pruning, counters).
@@ -151,8 +154,14 @@ impl Backend {
     /// Opens the database, migrates it and, for a new database, seeds the catalog and dev accounts.
     pub fn open(config: Config) -> Result<Backend, BackendError> {
         let db = database::Database::open(&config.db_path)?;
-        let pusher = push::Dispatcher::new(db.clone(), config.clock.clone(), &config.push)
-            .map_err(|e| BackendError::Startup(e.to_string()))?;
+        let cluster = db.postgres().map(|pg| Arc::new(cluster::Cluster::new(pg)));
+        let pusher = push::Dispatcher::new(
+            db.clone(),
+            config.clock.clone(),
+            &config.push,
+            cluster.as_ref().map(|c| c.push.clone()),
+        )
+        .map_err(|e| BackendError::Startup(e.to_string()))?;
         let admin_token = match &config.admin_token {
             Some(t) => t.clone(),
             None => auth::new_token().map_err(|e| BackendError::Startup(e.message))?,
@@ -167,6 +176,7 @@ impl Backend {
             auth_cache: RwLock::new(HashMap::new()),
             draining: tokio::sync::watch::Sender::new(false),
             metrics,
+            cluster,
         });
         let seeded = seed::ensure(&state, config.seed_dev_data)
             .map_err(|e| BackendError::Startup(e.message))?;
@@ -265,12 +275,20 @@ impl Backend {
     ) -> Result<(), BackendError> {
         let timers = tokio::spawn(self.clone().run_timers());
         let dispatcher = tokio::spawn(self.state.pusher.clone().run());
-        // Shutdown drains first: long-polls answered, readiness off; then connections close
-        // gracefully, requests in flight finish, within the drain bound.
+        let follower = self
+            .state
+            .db
+            .postgres()
+            .map(|pg| tokio::spawn(cluster::follow_changes(self.state.clone(), pg.clone())));
+        // Shutdown drains first: long-polls answered, readiness off, leases handed over; then
+        // connections close gracefully, requests in flight finish, within the drain bound.
         let this = self.clone();
         let shutdown = async move {
             shutdown.await;
             this.start_drain();
+            if let Some(c) = &this.state.cluster {
+                c.release().await;
+            }
         };
         let result = http1::serve(
             listener,
@@ -282,6 +300,9 @@ impl Backend {
         .await;
         timers.abort();
         dispatcher.abort();
+        if let Some(f) = follower {
+            f.abort();
+        }
         result.map_err(BackendError::Io)
     }
 
@@ -292,6 +313,10 @@ impl Backend {
         loop {
             tokio::select! {
                 _ = async { match expiry.as_mut() { Some(i) => { i.tick().await; } None => std::future::pending().await } } => {
+                    // Several instances on one database: the lease holder sweeps for all.
+                    if let Some(c) = &self.state.cluster && !c.expiry.held().await {
+                        continue;
+                    }
                     if let Err(e) = self.expire_due().await {
                         tracing::warn!(code = e.code.as_str(), "expiry sweep failed: {}", e.message);
                     }

@@ -1,4 +1,5 @@
-//! `friend-backend`: the reference backend on an embedded SQLite file, zero configuration.
+//! `friend-backend`: the reference backend on an embedded SQLite file (zero configuration) or on a
+//! PostgreSQL database several instances share.
 
 use clap::Parser;
 use friend_backend::{Backend, Config};
@@ -12,8 +13,14 @@ struct Args {
     /// Address to listen on. Plain HTTP: keep it on loopback or behind a TLS proxy.
     #[arg(long, default_value = "127.0.0.1:8080")]
     addr: String,
-    /// SQLite database file (created when missing).
-    #[arg(long, default_value = "friendcore.db")]
+    /// SQLite database file (created when missing), or a PostgreSQL database several instances
+    /// share: `postgres://user[:password]@host[:port]/dbname[?sslmode=require]`.
+    #[arg(
+        long,
+        env = "FRIEND_DB",
+        default_value = "friendcore.db",
+        hide_env_values = true
+    )]
     db: PathBuf,
     /// Admin token for /v1/admin/*; a random one is generated and printed when omitted.
     #[arg(long, env = "FRIEND_ADMIN_TOKEN", hide_env_values = true)]
@@ -59,7 +66,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let addr = listener.local_addr()?;
     println!(
         "FriendCore backend listening on http://{addr} (database {})",
-        args.db.display()
+        friend_backend::pg::describe(&args.db.to_string_lossy())
     );
     println!(
         "  OpenAPI document: http://{addr}{}",

@@ -61,6 +61,8 @@ pub struct Metrics {
     pub accepts: Family<OutcomeLabel, Counter>,
     /// Idempotent requests answered from the stored outcome.
     pub replays: Counter,
+    /// Open jobs this instance's expiry sweeps expired.
+    pub expired: Counter,
     /// Sync pages served, by kind (`snapshot`, `delta`).
     pub sync_pages: Family<KindLabel, Counter>,
     /// Long-polls waiting now (set at scrape).
@@ -103,6 +105,7 @@ impl Metrics {
             bookings: Counter::default(),
             accepts: Family::default(),
             replays: Counter::default(),
+            expired: Counter::default(),
             sync_pages: Family::default(),
             long_polls_waiting: Gauge::default(),
             wakeups: Counter::default(),
@@ -138,6 +141,11 @@ impl Metrics {
             "accepts",
             "Accept answers decided, by outcome (replays not counted)",
             m.accepts.clone(),
+        );
+        r.register(
+            "jobs_expired",
+            "Open jobs this instance's expiry sweeps expired",
+            m.expired.clone(),
         );
         r.register(
             "idempotent_replays",

@@ -171,8 +171,14 @@ pub struct ServeArgs {
     /// Address to listen on (port 0: any free port). Plain HTTP: keep it on loopback or behind TLS.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub addr: String,
-    /// SQLite database file (created when missing).
-    #[arg(long, default_value = "friendcore.db")]
+    /// SQLite database file (created when missing), or a PostgreSQL database several instances
+    /// share: `postgres://user[:password]@host[:port]/dbname[?sslmode=require]`.
+    #[arg(
+        long,
+        env = "FRIEND_DB",
+        default_value = "friendcore.db",
+        hide_env_values = true
+    )]
     pub db: PathBuf,
     /// Admin token for /v1/admin/*; a random one is generated and printed when omitted.
     #[arg(long, env = "FRIEND_ADMIN_TOKEN", hide_env_values = true)]

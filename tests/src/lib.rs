@@ -56,7 +56,6 @@ pub struct TestAccount {
     pub token: String,
 }
 
-/// The reference backend running in this process on 127.0.0.1 with an ephemeral port and a
 /// The store the end-to-end tests run on: SQLite unless `FRIEND_TEST_DB=postgres` (then each
 /// backend gets a fresh database on the test binary's own PostgreSQL server, see [`pg`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,7 +74,9 @@ pub fn test_store() -> Store {
     }
 }
 
-/// database file in a temporary directory. Stops when dropped.
+/// The reference backend running in this process on 127.0.0.1 with an ephemeral port and a
+/// database file in a temporary directory (or a database on the test PostgreSQL server, see
+/// [`test_store`]). Stops when dropped.
 pub struct TestBackend {
     /// The backend handle (expiry, pruning, wake counters).
     pub backend: Backend,
@@ -109,17 +110,49 @@ impl TestBackend {
         Self::start_on(dir, db_path, push).await
     }
 
+    /// `n` instances on one fresh PostgreSQL database (the test binary's own server): several
+    /// stateless backends behind a load balancer, as operators run them. `expiry`: the expiry
+    /// timer's period (`None`: expiry only on demand, as in [`TestBackend::start`]).
+    pub async fn start_instances(n: usize, expiry: Option<Duration>) -> Vec<TestBackend> {
+        let url = pg::PgServer::shared()
+            .database()
+            .unwrap_or_else(|e| panic!("a database on the test PostgreSQL server: {e}"));
+        let mut instances = Vec::with_capacity(n);
+        for _ in 0..n {
+            let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+            instances.push(
+                Self::start_with(
+                    dir,
+                    url.clone().into(),
+                    friend_backend::push::PushSettings::default(),
+                    expiry,
+                )
+                .await,
+            );
+        }
+        instances
+    }
+
     async fn start_on(
         dir: tempfile::TempDir,
         db_path: std::path::PathBuf,
         push: friend_backend::push::PushSettings,
+    ) -> TestBackend {
+        Self::start_with(dir, db_path, push, None).await
+    }
+
+    async fn start_with(
+        dir: tempfile::TempDir,
+        db_path: std::path::PathBuf,
+        push: friend_backend::push::PushSettings,
+        expiry: Option<Duration>,
     ) -> TestBackend {
         let clock = Arc::new(ManualClock::new());
         let mut config = Config::new(&db_path);
         config.push = push;
         config.seed_dev_data = false;
         config.clock = clock.clone();
-        config.expiry_interval = None;
+        config.expiry_interval = expiry;
         config.admin_token = Some("test-admin".into());
         let backend = Backend::open(config).unwrap_or_else(|e| panic!("backend: {e}"));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

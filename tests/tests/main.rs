@@ -22,6 +22,7 @@ mod core_privacy;
 mod core_sync;
 mod core_visit;
 mod pg_change_log;
+mod pg_instances;
 mod pg_lease;
 mod pg_wakeups;
 mod push_delivery;

@@ -69,3 +69,76 @@ impl Lease {
         Ok(row.map(|r| r.get(0)))
     }
 }
+
+/// A lease as a long-running task asks about it: "do I hold it now?", answered from memory for a
+/// third of the lease's time after each attempt, so a busy loop costs one statement per
+/// `ttl / 3`, never one per turn. A kept lease is renewed at each such attempt; after
+/// [`Keeper::release`] it is never taken again by this instance (draining).
+pub struct Keeper {
+    lease: Lease,
+    state: std::sync::Mutex<KeeperState>,
+}
+
+#[derive(Default)]
+struct KeeperState {
+    held: bool,
+    checked: Option<std::time::Instant>,
+    released: bool,
+}
+
+impl Keeper {
+    /// Keeps `lease`.
+    pub fn new(lease: Lease) -> Keeper {
+        Keeper {
+            lease,
+            state: Default::default(),
+        }
+    }
+
+    /// How long an answer of [`Keeper::held`] stands: a third of the lease, so a holder renews it
+    /// twice before it could lapse.
+    pub fn recheck(&self) -> Duration {
+        self.lease.ttl / 3
+    }
+
+    /// Whether this instance holds the lease now (taking or renewing it when due).
+    pub async fn held(&self) -> bool {
+        if let Ok(s) = self.state.lock() {
+            if s.released {
+                return false;
+            }
+            if s.checked.is_some_and(|at| at.elapsed() < self.recheck()) {
+                return s.held;
+            }
+        }
+        let held = match self.lease.acquire().await {
+            Ok(held) => held,
+            Err(e) => {
+                tracing::warn!(lease = %self.lease.name, code = e.code(), "lease check failed: {e}");
+                false
+            }
+        };
+        if let Ok(mut s) = self.state.lock() {
+            if s.released {
+                return false;
+            }
+            if held != s.held {
+                tracing::info!(lease = %self.lease.name, held, "lease changed hands");
+            }
+            s.held = held;
+            s.checked = Some(std::time::Instant::now());
+        }
+        held
+    }
+
+    /// Hands the lease over (draining): given up in the database, never taken again here.
+    pub async fn release(&self) {
+        if let Ok(mut s) = self.state.lock() {
+            s.released = true;
+            s.held = false;
+        }
+        if let Err(e) = self.lease.release().await {
+            tracing::warn!(lease = %self.lease.name, code = e.code(), "lease release failed: {e}");
+        }
+    }
+}

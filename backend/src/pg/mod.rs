@@ -71,6 +71,32 @@ impl From<deadpool_postgres::PoolError> for PgError {
     }
 }
 
+/// `db` as it may be printed: a PostgreSQL URL without its password (`postgres://user@host:port/
+/// dbname`), a SQLite path as it is.
+pub fn describe(db: &str) -> String {
+    if !is_postgres(db) {
+        return db.to_owned();
+    }
+    let Ok(c) = tokio_postgres::Config::from_str(db) else {
+        return "postgres (settings do not parse)".into();
+    };
+    let host = c
+        .get_hosts()
+        .first()
+        .map(|h| match h {
+            tokio_postgres::config::Host::Tcp(name) => name.clone(),
+            #[cfg(unix)]
+            tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+        })
+        .unwrap_or_default();
+    let port = c.get_ports().first().copied().unwrap_or(5432);
+    format!(
+        "postgres://{}@{host}:{port}/{}",
+        c.get_user().unwrap_or(""),
+        c.get_dbname().unwrap_or("")
+    )
+}
+
 /// Whether `db` names a PostgreSQL database rather than a SQLite file.
 pub fn is_postgres(db: &str) -> bool {
     db.starts_with("postgres://") || db.starts_with("postgresql://") || db.contains("dbname=")
@@ -196,6 +222,15 @@ mod tests {
         ));
         assert!(!is_postgres("friendcore.db"));
         assert!(!is_postgres("/var/lib/friendcore/postgres.db"));
+    }
+
+    #[test]
+    fn a_printed_url_has_no_password() {
+        let shown = describe("postgres://friend:s3cret@db.example:6543/friendcore?sslmode=require");
+        assert_eq!(shown, "postgres://friend@db.example:6543/friendcore");
+        let shown = describe("host=db user=friend password=s3cret dbname=friendcore");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert_eq!(describe("friendcore.db"), "friendcore.db");
     }
 
     #[test]

@@ -21,6 +21,7 @@ use super::{Outcome, PushError, token_tag};
 use crate::clock::Clock;
 use crate::database::Database;
 use crate::db::DbError;
+use crate::pg::lease::Keeper;
 use crate::store::push::{self as queue, Queued};
 use chrono::{DateTime, Utc};
 use friend_protocol::PushPlatform;
@@ -217,6 +218,8 @@ impl Gateways {
 /// The dispatcher's shared state; [`Dispatcher::run`] is its task.
 pub struct Dispatcher {
     db: Database,
+    /// On PostgreSQL: sends only while this lease is held.
+    lease: Option<Arc<Keeper>>,
     clock: Arc<dyn Clock>,
     gateways: Gateways,
     permits: Arc<Semaphore>,
@@ -237,12 +240,15 @@ const PLATFORMS: [PushPlatform; 3] = [
 impl Dispatcher {
     /// Builds the gateway clients (reading the credential files); fails on unusable credentials,
     /// so a misconfigured backend does not start.
+    /// `lease`: on PostgreSQL, the lease under which one instance sends for all.
     pub fn new(
         db: Database,
         clock: Arc<dyn Clock>,
         settings: &PushSettings,
+        lease: Option<Arc<Keeper>>,
     ) -> Result<Dispatcher, PushError> {
         Ok(Dispatcher {
+            lease,
             gateways: Gateways::build(settings, &clock)?,
             db,
             clock,
@@ -280,6 +286,16 @@ impl Dispatcher {
     /// then a wait for a commit, a finished send or the next due time.
     pub async fn run(self: Arc<Self>) {
         loop {
+            // Several instances on one database: only the lease holder sends.
+            if let Some(lease) = &self.lease
+                && !lease.held().await
+            {
+                tokio::select! {
+                    _ = self.kick.notified() => {}
+                    _ = tokio::time::sleep(lease.recheck()) => {}
+                }
+                continue;
+            }
             let wait = match self.look().await {
                 Ok(Some(at)) => (at - self.clock.now()).to_std().unwrap_or(Duration::ZERO),
                 Ok(None) => IDLE_LOOK,

@@ -333,6 +333,7 @@ pub(crate) async fn expire_due(state: &Arc<AppState>) -> Result<usize, AppError>
             })
             .await?;
         committed(state, &effects);
+        state.metrics.expired.inc_by(n as u64);
         total += n;
         if n < 200 {
             return Ok(total);

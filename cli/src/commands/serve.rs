@@ -1,4 +1,5 @@
-//! `friendctl serve`: the reference backend on an embedded SQLite file, zero configuration, with
+//! `friendctl serve`: the reference backend on an embedded SQLite file (zero configuration) or a
+//! PostgreSQL database (`--db postgres://…`), with
 //! the development accounts' tokens printed and a graceful drain on SIGTERM or Ctrl-C.
 
 use crate::args::ServeArgs;
@@ -12,8 +13,9 @@ pub async fn run(args: ServeArgs) -> CliResult<()> {
     config.seed_dev_data = !args.no_dev_seed;
     config.push = args.push.settings();
     let push = config.push.describe();
-    let backend = Backend::open(config)
-        .map_err(|e| CliError::failure(format!("cannot open {}: {e}", args.db.display())))?;
+    let db = friend_backend::pg::describe(&args.db.to_string_lossy());
+    let backend =
+        Backend::open(config).map_err(|e| CliError::failure(format!("cannot open {db}: {e}")))?;
     let listener = tokio::net::TcpListener::bind(&args.addr)
         .await
         .map_err(|e| CliError::usage(format!("cannot listen on {}: {e}", args.addr)))?;
@@ -23,7 +25,7 @@ pub async fn run(args: ServeArgs) -> CliResult<()> {
     // The first line is parsed by scripts and tests: keep its shape.
     let out = super::device::print_out;
     out(&format!("FriendCore backend listening on http://{addr}"));
-    out(&format!("  database:         {}", args.db.display()));
+    out(&format!("  database:         {db}"));
     out(&format!(
         "  OpenAPI document: http://{addr}{}",
         friend_backend::OPENAPI_PATH
