@@ -247,6 +247,19 @@ impl Backend {
         routes::metrics_text(&self.state).await
     }
 
+    /// Whether the database holds no account yet (a simulation wants a database of its own).
+    pub async fn is_empty(&self) -> Result<bool, DbError> {
+        self.state
+            .db
+            .read(|tx| store::accounts::is_empty(tx).map_err(DbError::from))
+            .await
+    }
+
+    /// The store it runs on: `sqlite` or `postgres`.
+    pub fn store(&self) -> &'static str {
+        self.state.db.kind()
+    }
+
     /// Whether this instance is draining.
     pub fn is_draining(&self) -> bool {
         *self.state.draining.borrow()

@@ -225,6 +225,14 @@ pub struct SimulateArgs {
     /// Keep the devices' and the backend's SQLite files in --out/data for inspection.
     #[arg(long)]
     pub keep_data: bool,
+    /// The backend's database: a SQLite file in the run's directory when omitted, or an empty
+    /// PostgreSQL database: `postgres://user[:password]@host[:port]/dbname`.
+    #[arg(long, env = "FRIEND_DB", hide_env_values = true)]
+    pub db: Option<String>,
+    /// Backend instances on that database, devices spread over them (more than 1 needs
+    /// PostgreSQL).
+    #[arg(long, default_value_t = 1)]
+    pub instances: usize,
     /// No progress bar.
     #[arg(long)]
     pub no_progress: bool,

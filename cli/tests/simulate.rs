@@ -139,3 +139,35 @@ async fn a_small_day_keeps_every_invariant_and_a_consistent_report() {
     .expect("valid JSON");
     assert_eq!(json["invariants"]["ok"], true);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_day_on_three_postgres_instances_keeps_every_invariant() {
+    let mut config = SimConfig::small(17);
+    config.db = Some(
+        friend_tests::pg::PgServer::shared()
+            .database()
+            .expect("a database on the test PostgreSQL server"),
+    );
+    config.instances = 3;
+    let report = sim::run(config, &NoProgress)
+        .await
+        .expect("the simulation runs");
+    eprintln!("{}", report.text());
+    assert_eq!(
+        (report.setup.store.as_str(), report.setup.instances),
+        ("postgres", 3)
+    );
+    let i = &report.invariants;
+    assert_eq!(i.double_assignments, 0);
+    assert_eq!(i.lost_writes, 0);
+    assert_eq!(i.jobs_left_open, 0);
+    assert_eq!(i.misdirected_pushes, 0);
+    assert!(i.ok);
+    let states: u64 = report.final_states.values().sum();
+    assert_eq!(states, 40, "{:?}", report.final_states);
+    assert!(
+        report.scrape.agree,
+        "the instances' summed counters agree with the report: {:?}",
+        report.scrape
+    );
+}

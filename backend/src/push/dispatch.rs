@@ -130,6 +130,18 @@ pub struct PushCounts {
     pub unconfigured: u64,
 }
 
+/// Adds another instance's counts.
+impl std::ops::AddAssign for PushCounts {
+    fn add_assign(&mut self, o: PushCounts) {
+        self.sent += o.sent;
+        self.failed += o.failed;
+        self.dead_tokens += o.dead_tokens;
+        self.retried += o.retried;
+        self.expired += o.expired;
+        self.unconfigured += o.unconfigured;
+    }
+}
+
 impl PushStats {
     /// A copy of the counters.
     pub fn counts(&self) -> PushCounts {

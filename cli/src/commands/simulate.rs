@@ -90,6 +90,26 @@ pub async fn run(args: SimulateArgs) -> CliResult<()> {
     if args.keep_data {
         config.data_dir = Some(args.out.join("data"));
     }
+    if args.instances == 0 || args.instances > 16 {
+        return Err(CliError::usage("--instances is between 1 and 16"));
+    }
+    let on_postgres = args
+        .db
+        .as_deref()
+        .is_some_and(friend_backend::pg::is_postgres);
+    if args.instances > 1 && !on_postgres {
+        return Err(CliError::usage(
+            "several --instances share one database: give --db postgres://…",
+        ));
+    }
+    if args.db.is_some() && !on_postgres {
+        return Err(CliError::usage(
+            "--db takes a PostgreSQL URL (postgres://user@host/dbname); without it the run uses a \
+             SQLite file of its own",
+        ));
+    }
+    config.db = args.db;
+    config.instances = args.instances;
     eprintln!(
         "simulating {} Friends, {} customers, {} jobs (seed {seed}) …",
         config.friends, config.customers, config.jobs

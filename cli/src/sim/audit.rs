@@ -92,7 +92,7 @@ pub struct Audit {
     /// The pushes.
     pub push: PushAudit,
     /// The backend's `/metrics` text at the end (none: the scrape failed).
-    pub metrics_text: Option<String>,
+    pub metrics_texts: Vec<String>,
 }
 
 impl Audit {
@@ -140,7 +140,7 @@ pub(crate) async fn wind_down(sim: &Arc<Sim>) -> Audit {
     read_outboxes(sim, &queued, &mut audit).await;
     read_server(sim, &mut audit).await;
     audit.push = check_pushes(sim).await;
-    audit.metrics_text = sim.backend.backend.metrics_text().await.ok();
+    audit.metrics_texts = sim.backend.metrics_texts().await;
     audit
 }
 
@@ -184,7 +184,7 @@ async fn check_pushes(sim: &Arc<Sim>) -> PushAudit {
     }
     PushAudit {
         tally: sim.gateway.tally(),
-        counts: sim.backend.backend.push_counts(),
+        counts: sim.backend.push_counts(),
         to_long_polling,
         to_ineligible,
         dead_still_registered,

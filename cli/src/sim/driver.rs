@@ -109,10 +109,20 @@ pub(crate) async fn run(
     )
     .await
     .map_err(SimError::Setup)?;
-    let backend = Embedded::start(&backend_dir.join("backend.db"), gateway.settings())
+    let db = match &config.db {
+        Some(url) => std::path::PathBuf::from(url),
+        None => backend_dir.join("backend.db"),
+    };
+    let backend = Embedded::start(&db, gateway.settings(), config.instances)
         .await
         .map_err(SimError::Setup)?;
-    gateway.watch_queue(backend.backend.clone());
+    if backend.store == "postgres" && !backend.backend.is_empty().await.unwrap_or(false) {
+        return Err(SimError::Setup(
+            "the PostgreSQL database is not empty: the simulation needs a database of its own"
+                .into(),
+        ));
+    }
+    gateway.watch_queue(backend.instances.clone());
     progress.update(&ProgressInfo::phase("creating accounts", world.jobs.len()));
     let mut friends = Vec::with_capacity(world.friends.len());
     let mut friend_traffic = Vec::with_capacity(world.friends.len());
@@ -123,7 +133,8 @@ pub(crate) async fn run(
             .create_friend(f.new.clone())
             .await
             .map_err(|e| SimError::Setup(format!("creating Friend {i}: {e:?}")))?;
-        let proxy = FaultProxy::bind(backend.addr)
+        // Devices are spread over the instances (a load balancer's round robin).
+        let proxy = FaultProxy::bind(backend.addrs[i % backend.addrs.len()])
             .await
             .map_err(|e| SimError::Setup(format!("fault proxy for Friend {i}: {e}")))?;
         friend_ids.push(created.id);
@@ -156,7 +167,7 @@ pub(crate) async fn run(
             created.token,
             c.key,
             dir.join(format!("customer-{i}.db")),
-            backend.url.clone(),
+            backend.urls[i % backend.urls.len()].clone(),
         ));
     }
     let sim = Arc::new(Sim {

@@ -381,7 +381,7 @@ impl Gateway {
     /// right after the queue emptied). The count shows in the report; it should be 0.
     ///
     /// [`Backend::kick_push`]: friend_backend::Backend::kick_push
-    pub fn watch_queue(&mut self, backend: friend_backend::Backend) {
+    pub fn watch_queue(&mut self, instances: Vec<friend_backend::Backend>) {
         let queue = self.queue.clone();
         let (fcm, apns) = (self.fcm.clone(), self.apns.clone());
         let mut filed = self.observed.caught_up.subscribe();
@@ -398,7 +398,9 @@ impl Gateway {
                 let mut seen = (0, 0, 0);
                 let mut still_since = Instant::now();
                 loop {
-                    let depth = match backend.push_queue().await {
+                    // The queue is shared; any instance reads it.
+                    let Some(first) = instances.first() else { return };
+                    let depth = match first.push_queue().await {
                         Ok((depth, _)) => depth,
                         Err(e) => {
                             tracing::warn!("reading the push queue: {e}");
@@ -419,7 +421,10 @@ impl Gateway {
                         tracing::warn!(
                             "{depth} pushes queued and nothing sent for {NUDGE_AFTER:?}: asking the dispatcher to look"
                         );
-                        backend.kick_push();
+                        // The dispatcher holding the lease is on one of them.
+                        for b in &instances {
+                            b.kick_push();
+                        }
                         queue.nudges.fetch_add(1, Ordering::Relaxed);
                         still_since = Instant::now();
                     }

@@ -62,6 +62,12 @@ pub struct SimConfig {
     pub push_coalesce_secs: i64,
     /// Keep the databases here (none: a temporary directory, removed at the end).
     pub data_dir: Option<PathBuf>,
+    /// The backend's database: none for a SQLite file in the run's directory, or a PostgreSQL
+    /// URL (an empty database: the run creates its accounts there).
+    pub db: Option<String>,
+    /// Backend instances on that database (more than one needs PostgreSQL); the devices are
+    /// spread over them.
+    pub instances: usize,
 }
 
 impl SimConfig {
@@ -82,6 +88,8 @@ impl SimConfig {
             // used to send (seed 42: 9,500 of 19,000 pushes wake a phone; 14,000 at 5 minutes).
             push_coalesce_secs: 900,
             data_dir: None,
+            db: None,
+            instances: 1,
         }
     }
 

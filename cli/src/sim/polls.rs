@@ -56,7 +56,7 @@ struct State {
 
 /// The long-polls and bookings the middleware saw.
 pub struct Polls {
-    backend: Backend,
+    backends: Vec<Backend>,
     friends: RwLock<HashMap<String, (FriendIx, AccountId)>>,
     state: Mutex<State>,
 }
@@ -108,7 +108,7 @@ struct PollEnd {
 impl PollEnd {
     /// The long-poll answered with `body`.
     fn finish(mut self, body: Option<Bytes>) {
-        let woken = self.polls.backend.wake_count(self.account) > self.wakes_before;
+        let woken = self.polls.wake_count(self.account) > self.wakes_before;
         self.polls.poll_ended(self.id, body, woken);
         self.done = true;
     }
@@ -124,13 +124,18 @@ impl Drop for PollEnd {
 }
 
 impl Polls {
-    /// Watches the long-polls of the registered Friends of `backend`.
-    pub fn new(backend: Backend) -> Polls {
+    /// Watches the long-polls of the registered Friends on `backends` (every instance).
+    pub fn new(backends: Vec<Backend>) -> Polls {
         Polls {
-            backend,
+            backends,
             friends: RwLock::new(HashMap::new()),
             state: Mutex::new(State::default()),
         }
+    }
+
+    /// How often `account`'s long-polls were woken, on any instance.
+    fn wake_count(&self, account: AccountId) -> u64 {
+        self.backends.iter().map(|b| b.wake_count(account)).sum()
     }
 
     /// Watches the long-polls carrying bearer token `token`: Friend `friend`, account `account`.
@@ -150,7 +155,7 @@ impl Polls {
     }
 
     fn poll_started(self: &Arc<Self>, friend: FriendIx, account: AccountId) -> Option<PollEnd> {
-        let wakes_before = self.backend.wake_count(account);
+        let wakes_before = self.wake_count(account);
         let mut state = self.state.lock().ok()?;
         state.next += 1;
         let id = state.next;

@@ -86,6 +86,10 @@ pub struct Setup {
     pub booking_window: String,
     /// Virtual time when the last event happened.
     pub virtual_end: String,
+    /// The backend's store: `sqlite` or `postgres`.
+    pub store: String,
+    /// Backend instances the devices were spread over.
+    pub instances: usize,
 }
 
 impl Setup {
@@ -99,6 +103,8 @@ impl Setup {
             jobs: sim.world.jobs.len(),
             booking_window: "07:00–22:00".into(),
             virtual_end: clock(virtual_end),
+            store: sim.backend.store.into(),
+            instances: sim.backend.instances.len(),
         }
     }
 }
@@ -197,7 +203,7 @@ pub(crate) fn build(outcome: &Outcome) -> Report {
     );
     let booked = runs.iter().filter(|r| r.id.is_some()).count();
     let scrape = Scrape::build(
-        audit.metrics_text.as_deref(),
+        &audit.metrics_texts,
         booked,
         &time_to_accept,
         &visit,
@@ -241,6 +247,13 @@ impl Report {
             s.jobs,
             s.booking_window,
             s.virtual_end
+        );
+        let _ = writeln!(
+            o,
+            "  backend: {} ({} instance{}, devices spread over them)",
+            s.store,
+            s.instances,
+            if s.instances == 1 { "" } else { "s" }
         );
         let _ = writeln!(
             o,

@@ -38,14 +38,20 @@ pub struct Scrape {
 impl Scrape {
     /// From the scraped text and the report's sections.
     pub fn build(
-        text: Option<&str>,
+        texts: &[String],
         bookings: usize,
         t: &TimeToAccept,
         visit: &Visit,
         race: &Race,
         push: &Push,
     ) -> Scrape {
-        let value = |series: &str| text.and_then(|t| sample(t, series));
+        // Summed over the instances (each counts what it decided).
+        let value = |series: &str| {
+            texts
+                .iter()
+                .filter_map(|t| sample(t, series))
+                .reduce(|a, b| a + b)
+        };
         let bookings = Pair {
             metrics: value("friend_bookings_total"),
             simulation: bookings as f64,
