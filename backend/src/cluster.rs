@@ -82,6 +82,13 @@ pub(crate) async fn follow_changes(state: Arc<AppState>, pg: Pg) {
             seen = Some(now);
             continue;
         };
+        // Pushes queued by the other instances' commits: the dispatcher holding the lease looks.
+        state.pusher.kick();
+        // Nobody waits here: nothing to wake, nothing to read.
+        if state.notifier.waiting_accounts() == 0 {
+            seen = Some(now);
+            continue;
+        }
         let mut at = from;
         while at < now {
             let upto = now.min(at + BATCH);
@@ -91,8 +98,7 @@ pub(crate) async fn follow_changes(state: Arc<AppState>, pg: Pg) {
                 .await
             {
                 Ok(effects) => {
-                    crate::routes::committed(&state, &effects);
-                    state.pusher.kick();
+                    state.notifier.wake(&effects);
                     at = upto;
                 }
                 Err(e) => {

@@ -203,14 +203,9 @@ where
     E: From<DbError> + Send + 'static,
     F: FnMut(&Tx<'_>) -> Result<T, E> + Send + 'static,
 {
-    let pg = pg.clone();
-    let rt = tokio::runtime::Handle::current();
-    tokio::task::spawn_blocking(move || {
-        pg.run_blocking(&rt, mode, |tx| f(tx).map_err(Wrapped::Use))
-            .map_err(Wrapped::into_error)
-    })
-    .await
-    .unwrap_or_else(|e| Err(E::from(DbError::Task(e.to_string()))))
+    pg.run(mode, move |tx| f(tx).map_err(Wrapped::Use))
+        .await
+        .map_err(Wrapped::into_error)
 }
 
 /// Runs start-up work against PostgreSQL on a thread of its own with a runtime of its own, so it

@@ -42,6 +42,7 @@ pub use auth::hash_token;
 pub use db::{DbError, WritePause};
 pub use http1::{MAX_HEAD_BYTES, MAX_HEADER_FIELDS, MAX_URI_BYTES};
 pub use routes::{OPENAPI_PATH, openapi};
+pub use store::jobs::by_id_sql as job_by_id_sql;
 
 use clock::{Clock, SystemClock};
 use friend_protocol::{AccountId, CreatedAccount, NewCustomer, NewFriend};

@@ -2,7 +2,7 @@
 //! P3 (the accept race), P4 (booking → a long-polling Friend's cache), P5 (bytes on the wire),
 //! P7 (backend throughput).
 
-use crate::measure::{ms, percentile};
+use crate::measure::{ms, percentile, throughput};
 use crate::report::Row;
 use friend_core::{AcceptResult, InboxFilter, InboxListener};
 use friend_protocol::{AcceptOutcome, SyncPage};
@@ -341,35 +341,8 @@ pub async fn p7_throughput() -> Vec<Row> {
     let n = 4000usize;
     let concurrency = 64;
 
-    async fn run<F, Fut>(n: usize, concurrency: usize, f: F) -> f64
-    where
-        F: Fn(usize) -> Fut + Send + Sync + 'static + Clone,
-        Fut: std::future::Future<Output = ()> + Send,
-    {
-        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let t = Instant::now();
-        let workers: Vec<_> = (0..concurrency)
-            .map(|_| {
-                let (next, f) = (next.clone(), f.clone());
-                tokio::spawn(async move {
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        if i >= n {
-                            return;
-                        }
-                        f(i).await;
-                    }
-                })
-            })
-            .collect();
-        for w in workers {
-            w.await.unwrap();
-        }
-        n as f64 / t.elapsed().as_secs_f64()
-    }
-
     let h = http.clone();
-    let health = run(n, concurrency, move |_| {
+    let health = throughput(n, concurrency, move |_| {
         let h = h.clone();
         async move {
             assert_eq!(h.get("/v1/health", "").await.status, 200);
@@ -380,7 +353,7 @@ pub async fn p7_throughput() -> Vec<Row> {
     let (h, c) = (http.clone(), customer.clone());
     let booked = Arc::new(std::sync::Mutex::new(Vec::with_capacity(n)));
     let b2 = booked.clone();
-    let bookings = run(n, concurrency, move |i| {
+    let bookings = throughput(n, concurrency, move |i| {
         let (h, c, b) = (h.clone(), c.clone(), b2.clone());
         async move {
             let r = h
@@ -401,7 +374,7 @@ pub async fn p7_throughput() -> Vec<Row> {
 
     let jobs = Arc::new(booked.lock().unwrap().clone());
     let (h, fr) = (http.clone(), Arc::new(friends));
-    let accepts = run(n, concurrency, move |i| {
+    let accepts = throughput(n, concurrency, move |i| {
         let (h, fr, jobs) = (h.clone(), fr.clone(), jobs.clone());
         async move {
             let f = &fr[i % fr.len()];

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cache;
+mod crowd;
 mod data;
 mod e2e;
 mod measure;
@@ -23,6 +24,12 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    if let [mode, url, tokens] = args.as_slice()
+        && mode == "crowd-child"
+    {
+        runtime.block_on(crowd::crowd_child(url, std::path::Path::new(tokens)));
+        return;
+    }
     if args.first().map(String::as_str) == Some("mem-child") {
         runtime.block_on(size::memory_child());
         return;
@@ -58,6 +65,8 @@ fn main() {
     step("p5", &mut || runtime.block_on(e2e::p5_bytes()));
     step("p6", &mut || vec![size::p6_library_size(&workspace)]);
     step("p7", &mut || runtime.block_on(e2e::p7_throughput()));
+    step("p8", &mut || runtime.block_on(crowd::p8_postgres()));
+    step("p9", &mut || runtime.block_on(crowd::p9_crowd()));
     step("p10", &mut || runtime.block_on(push::p10_push_gateway()));
     step("mem", &mut size::memory);
     if args.is_empty() {

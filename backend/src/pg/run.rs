@@ -33,16 +33,48 @@ enum Run<T, E> {
 }
 
 impl Pg {
-    /// Runs `f` in one transaction from the calling (blocking) thread; `rt` drives the statements.
-    /// Transient conflicts run `f` again (so `f` must be repeatable: it only reads its captures).
-    pub fn run_blocking<T, E, F>(&self, rt: &Handle, mode: Mode, mut f: F) -> Result<T, E>
+    /// Runs `f` in one transaction: the connection is taken from the pool here (waiting without a
+    /// thread), then the transaction runs on tokio's blocking pool — so at most the pool's size of
+    /// blocking threads run PostgreSQL work at once, however many requests wait.
+    pub async fn run<T, E, F>(&self, mode: Mode, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<PgError> + From<SqlError> + Send + 'static,
+        F: FnMut(&Tx<'_>) -> Result<T, E> + Send + 'static,
+    {
+        let client = self.pool.get().await.map_err(PgError::from)?;
+        let (pg, rt) = (self.clone(), Handle::current());
+        tokio::task::spawn_blocking(move || pg.run_on(client, &rt, mode, f))
+            .await
+            .unwrap_or_else(|e| Err(E::from(PgError::Pool(format!("transaction task: {e}")))))
+    }
+
+    /// [`Pg::run`] from a thread that may block (start-up); `rt` drives the statements.
+    pub fn run_blocking<T, E, F>(&self, rt: &Handle, mode: Mode, f: F) -> Result<T, E>
+    where
+        E: From<PgError> + From<SqlError>,
+        F: FnMut(&Tx<'_>) -> Result<T, E>,
+    {
+        let client = rt.block_on(self.pool.get()).map_err(PgError::from)?;
+        self.run_on(client, rt, mode, f)
+    }
+
+    /// Runs `f` on `client`; transient conflicts run it again (so `f` must be repeatable: it only
+    /// reads its captures).
+    fn run_on<T, E, F>(
+        &self,
+        mut client: deadpool_postgres::Object,
+        rt: &Handle,
+        mode: Mode,
+        mut f: F,
+    ) -> Result<T, E>
     where
         E: From<PgError> + From<SqlError>,
         F: FnMut(&Tx<'_>) -> Result<T, E>,
     {
         let mut attempt = 1;
         loop {
-            match self.run_once(rt, mode, &mut f)? {
+            match Self::run_once(&mut client, rt, mode, &mut f)? {
                 Run::Done(result) => return result,
                 Run::Again(e) if attempt >= MAX_ATTEMPTS => return Err(e),
                 Run::Again(_) => {
@@ -53,12 +85,16 @@ impl Pg {
         }
     }
 
-    fn run_once<T, E, F>(&self, rt: &Handle, mode: Mode, f: &mut F) -> Result<Run<T, E>, E>
+    fn run_once<T, E, F>(
+        client: &mut deadpool_postgres::Object,
+        rt: &Handle,
+        mode: Mode,
+        f: &mut F,
+    ) -> Result<Run<T, E>, E>
     where
         E: From<PgError> + From<SqlError>,
         F: FnMut(&Tx<'_>) -> Result<T, E>,
     {
-        let mut client = rt.block_on(self.pool.get()).map_err(PgError::from)?;
         let builder = client.build_transaction();
         let builder = match mode {
             Mode::Write => builder.isolation_level(IsolationLevel::ReadCommitted),
