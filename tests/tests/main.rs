@@ -24,6 +24,7 @@ mod core_visit;
 mod pg_change_log;
 mod pg_instances;
 mod pg_lease;
+mod pg_retry;
 mod pg_wakeups;
 mod push_delivery;
 mod push_registration;

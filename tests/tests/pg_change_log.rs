@@ -5,18 +5,68 @@
 //! lock in `pg_locks` (a bounded wait, no sleeps) before the test goes on. The same reader on a
 //! BIGSERIAL log skips a change — the failure these tests exist to catch.
 
-use friend_backend::pg::changes::{self, Entry};
-use friend_backend::pg::{Pg, PgError, SCHEMA_VERSION};
+use friend_backend::DbError;
+use friend_backend::pg::changes;
+use friend_backend::pg::run::Mode;
+use friend_backend::pg::{Pg, SCHEMA_VERSION};
+use friend_backend::sql::params;
 use friend_tests::pg::PgServer;
 use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
 
-fn entry(job: &str, account: &str) -> Entry {
-    Entry {
-        job_id: job.into(),
-        named: vec![account.into()],
-        tile: Some(42),
-        at_ms: 0,
-    }
+/// How a writer ends its transaction.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum End {
+    Commit,
+    Rollback,
+}
+
+/// Holds a writer after it took its numbers: `took` is signalled, then it waits for `go`.
+struct Hold {
+    took: tokio::sync::oneshot::Sender<()>,
+    go: std::sync::mpsc::Receiver<()>,
+}
+
+/// Appends a change of each of `jobs` for `account` the way every use case does — the backend's
+/// `Tx::next_change` and the account's feed row, in one transaction run by the backend's runner
+/// on a blocking thread — held by `hold` before it ends as `end` says. The numbers it took.
+fn append(
+    pg: &Pg,
+    jobs: &[&str],
+    account: &str,
+    hold: Option<Hold>,
+    end: End,
+) -> JoinHandle<Result<Vec<i64>, DbError>> {
+    let (pg, rt) = (pg.clone(), tokio::runtime::Handle::current());
+    let jobs: Vec<String> = jobs.iter().map(|j| (*j).to_owned()).collect();
+    let account = account.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut hold = hold;
+        let mut taken = Vec::new();
+        let ran = pg.run_blocking(&rt, Mode::Write, |tx| {
+            taken.clear();
+            for job in &jobs {
+                let seq = tx.next_change(job, 0)?;
+                tx.exec(
+                    "INSERT INTO feed (account_id, seq, job_id) VALUES (?1, ?2, ?3)",
+                    params![account, seq, job],
+                )?;
+                taken.push(seq);
+            }
+            if let Some(h) = hold.take() {
+                let _ = h.took.send(());
+                let _ = h.go.recv();
+            }
+            match end {
+                End::Commit => Ok(()),
+                End::Rollback => Err(DbError::Task("rolled back on purpose".into())),
+            }
+        });
+        match (ran, end) {
+            (Ok(()), _) | (Err(DbError::Task(_)), End::Rollback) => Ok(taken),
+            (Err(e), _) => Err(e),
+        }
+    })
 }
 
 async fn migrated(server: &PgServer) -> Pg {
@@ -76,22 +126,20 @@ async fn a_change_committed_after_a_later_one_is_still_seen() {
         seen: Vec::new(),
     };
 
-    // Given writer 1 has reached its last step (numbers taken) but not committed,
-    let mut c1 = pg.conn().await.expect("connection 1");
-    let t1 = c1.transaction().await.expect("begin 1");
-    changes::append(&t1, &[entry("job-1", "anna")])
-        .await
-        .expect("writer 1 appends");
-    // and writer 2, which began later, reaches its last step too,
-    let pg2 = pg.clone();
-    let writer2 = tokio::spawn(async move {
-        let mut c2 = pg2.conn().await.expect("connection 2");
-        let t2 = c2.transaction().await.expect("begin 2");
-        changes::append(&t2, &[entry("job-2", "anna")]).await?;
-        t2.commit().await?;
-        Ok::<(), PgError>(())
-    });
-    // then writer 2 waits for writer 1 (it cannot commit a later number first),
+    // Given writer 1 has taken its number but not committed,
+    let (took, taken) = tokio::sync::oneshot::channel();
+    let (go, wait) = std::sync::mpsc::channel();
+    let writer1 = append(
+        &pg,
+        &["job-1"],
+        "anna",
+        Some(Hold { took, go: wait }),
+        End::Commit,
+    );
+    taken.await.expect("writer 1 took its number");
+    // and writer 2, which began later, reaches its change too,
+    let writer2 = append(&pg, &["job-2"], "anna", None, End::Commit);
+    // then writer 2 waits for writer 1 (it cannot take a number before writer 1 commits),
     until_a_writer_waits(&pg).await;
     assert!(!writer2.is_finished());
     // and a device syncing now sees nothing uncommitted.
@@ -99,11 +147,9 @@ async fn a_change_committed_after_a_later_one_is_still_seen() {
     assert!(device.seen.is_empty());
 
     // When writer 1 commits, then writer 2 goes on and commits,
-    t1.commit().await.expect("commit 1");
-    writer2
-        .await
-        .expect("writer 2 ran")
-        .expect("writer 2 committed");
+    go.send(()).expect("writer 1 waits");
+    assert_eq!(writer1.await.expect("ran").expect("committed"), [1]);
+    assert_eq!(writer2.await.expect("ran").expect("committed"), [2]);
 
     // then the device sees both, in commit order, with no gap.
     device.sync(&pg).await;
@@ -114,17 +160,14 @@ async fn a_change_committed_after_a_later_one_is_still_seen() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolled_back_change_gives_its_number_back() {
     let pg = migrated(PgServer::shared()).await;
-    let mut conn = pg.conn().await.expect("connection");
-    let t = conn.transaction().await.expect("begin");
-    let taken = changes::append(&t, &[entry("job-x", "anna")])
+    let taken = append(&pg, &["job-x"], "anna", None, End::Rollback)
         .await
-        .expect("append");
-    t.rollback().await.expect("rollback");
-    let t = conn.transaction().await.expect("begin");
-    let again = changes::append(&t, &[entry("job-y", "anna"), entry("job-z", "anna")])
+        .expect("ran")
+        .expect("rolled back");
+    let again = append(&pg, &["job-y", "job-z"], "anna", None, End::Commit)
         .await
-        .expect("append");
-    t.commit().await.expect("commit");
+        .expect("ran")
+        .expect("committed");
     assert_eq!(taken, [1]);
     assert_eq!(again, [1, 2], "no hole where the rolled-back change was");
 }
@@ -185,18 +228,17 @@ async fn many_concurrent_writers_leave_a_log_without_gaps_and_a_follower_misses_
         let pg = pg.clone();
         tasks.push(tokio::spawn(async move {
             for i in 0..each {
-                let mut c = pg.conn().await?;
-                let t = c.transaction().await?;
-                // Some work before the last step, as a real change has.
-                t.execute("SELECT pg_catalog.txid_current()", &[]).await?;
-                changes::append(&t, &[entry(&format!("w{w}-{i}"), "anna")]).await?;
-                if i % 5 == 4 {
-                    t.rollback().await?;
+                let end = if i % 5 == 4 {
+                    End::Rollback
                 } else {
-                    t.commit().await?;
-                }
+                    End::Commit
+                };
+                let job = format!("w{w}-{i}");
+                append(&pg, &[&job], "anna", None, end)
+                    .await
+                    .expect("ran")?;
             }
-            Ok::<(), PgError>(())
+            Ok::<(), DbError>(())
         }));
     }
     // A device follows the log while the writers run.

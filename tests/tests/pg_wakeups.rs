@@ -2,8 +2,9 @@
 //! moves the head another instance follows — by NOTIFY promptly, and by its polling fallback when
 //! the notification was lost with the listener's connection.
 
+use friend_backend::DbError;
 use friend_backend::pg::Pg;
-use friend_backend::pg::changes::{self, Entry};
+use friend_backend::pg::run::Mode;
 use friend_backend::pg::wakeups::{APPLICATION_NAME, Follower};
 use friend_tests::pg::PgServer;
 use std::time::Duration;
@@ -18,18 +19,14 @@ async fn instance(url: &str) -> Pg {
     pg
 }
 
+/// Commits one change the way every use case does (the backend's runner announces it at commit).
 async fn commit_change(pg: &Pg, job: &str) -> i64 {
-    let mut conn = pg.conn().await.expect("connection");
-    let tx = conn.transaction().await.expect("begin");
-    let entry = Entry {
-        job_id: job.into(),
-        named: vec!["heidi".into()],
-        tile: None,
-        at_ms: 0,
-    };
-    let seqs = changes::append(&tx, &[entry]).await.expect("append");
-    tx.commit().await.expect("commit");
-    seqs[0]
+    let job = job.to_owned();
+    pg.run(Mode::Write, move |tx| {
+        tx.next_change(&job, 0).map_err(DbError::from)
+    })
+    .await
+    .expect("committed")
 }
 
 async fn reaches(head: &mut watch::Receiver<i64>, seq: i64, what: &str) {
