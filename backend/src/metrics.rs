@@ -87,6 +87,10 @@ pub struct Metrics {
     pub push_retried: Counter<u64, AtomicU64>,
     /// Writes queued for the SQLite writer and not yet taken (set at scrape).
     pub db_queued_writes: Gauge,
+    /// PostgreSQL: pooled connections lent out now (set at scrape).
+    pub db_pool_in_use: Gauge,
+    /// PostgreSQL: requests waiting for a pooled connection (set at scrape).
+    pub db_pool_waiting: Gauge,
     /// 1 while the instance drains.
     pub draining: Gauge,
 }
@@ -118,6 +122,8 @@ impl Metrics {
             push_dead_tokens: Counter::default(),
             push_retried: Counter::default(),
             db_queued_writes: Gauge::default(),
+            db_pool_in_use: Gauge::default(),
+            db_pool_waiting: Gauge::default(),
             draining: Gauge::default(),
             registry: Registry::default(),
         };
@@ -220,6 +226,16 @@ impl Metrics {
             );
         }
         if let Some(pg) = db.postgres() {
+            r.register(
+                "db_pool_in_use",
+                "PostgreSQL connections of this instance's pool lent out",
+                m.db_pool_in_use.clone(),
+            );
+            r.register(
+                "db_pool_waiting",
+                "Requests waiting for a PostgreSQL connection of this instance's pool",
+                m.db_pool_waiting.clone(),
+            );
             r.register(
                 "db_retried_transactions",
                 "PostgreSQL transactions run again after a serialization failure or deadlock",

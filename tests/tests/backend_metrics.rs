@@ -79,7 +79,10 @@ async fn metrics_count_what_happened_and_need_the_admin_token() {
             assert!(text.contains("friend_db_commit_group_size_count "))
         }
         friend_tests::Store::Postgres => {
-            assert!(sample(&text, "friend_db_retried_transactions_total").is_some())
+            assert!(sample(&text, "friend_db_retried_transactions_total").is_some());
+            // The scrape itself holds no connection while it encodes.
+            assert_eq!(sample(&text, "friend_db_pool_waiting"), Some(0.0));
+            assert!(sample(&text, "friend_db_pool_in_use").is_some())
         }
     }
     assert!(text.ends_with("# EOF\n"));

@@ -8,7 +8,7 @@ use friend_tests::scenario::{all_at_once, drain};
 use friend_tests::{Http, TestAccount, TestBackend, booking_at, friend_at, places, wait_until};
 use std::collections::HashMap;
 use std::io::BufRead;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const LIMIT: Duration = Duration::from_secs(10);
 
@@ -314,4 +314,64 @@ async fn the_expiry_sweep_runs_on_one_instance_and_moves_when_it_drains() {
         1,
         "one instance sweeps: {swept:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_instance_answers_its_long_polls_and_the_devices_lose_no_change_on_another() {
+    let instances = TestBackend::start_instances(2, None).await;
+    let (a, b) = (&instances[0], &instances[1]);
+    let customer = b.customer("Heidi").await;
+    // 100 Friends near the bookings, long-polling on instance A from their cursors.
+    let mut polls = Vec::new();
+    for i in 0..100 {
+        let friend = a
+            .friend(friend_at(&format!("Waiting {i}"), places::ZURICH))
+            .await;
+        let http = a.http();
+        let cursor = http.sync(&friend, None, 0).await.json::<SyncPage>().cursor;
+        polls.push(tokio::spawn(async move {
+            let reply = http.sync(&friend, Some(&cursor), 30).await;
+            (friend, reply)
+        }));
+    }
+    let waiting = a.backend.clone();
+    wait_until("100 long-polls waiting on A", LIMIT, || {
+        let n = waiting.waiting_accounts();
+        async move { n == 100 }
+    })
+    .await;
+
+    // A drains (as on SIGTERM); a booking is committed through B meanwhile.
+    let started = Instant::now();
+    a.backend.start_drain();
+    let job = b.book(&customer, &booking_at(places::OERLIKON)).await.id;
+    let mentions = |changes: &[friend_protocol::Change]| {
+        changes
+            .iter()
+            .any(|c| serde_json::to_string(c).is_ok_and(|j| j.contains(&job.to_string())))
+    };
+    let mut devices = Vec::new();
+    for poll in polls {
+        let (friend, reply) = tokio::time::timeout(LIMIT, poll)
+            .await
+            .expect("answered by the drain, not by its own 30 s")
+            .expect("long-poll task");
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        let page: SyncPage = reply.json();
+        devices.push((friend, mentions(&page.changes), page.cursor));
+    }
+    eprintln!(
+        "drain answered 100 waiting long-polls in {:?}",
+        started.elapsed()
+    );
+    // Every device comes back through B from the cursor it got and has the booking: it came with
+    // the drained answer or comes now — never lost between the two instances.
+    for (friend, answered_with_it, cursor) in devices {
+        let (changes, _) = drain(&b.http(), &friend, Some(&cursor)).await;
+        assert!(
+            answered_with_it || mentions(&changes),
+            "Friend {} lost the booking",
+            friend.id
+        );
+    }
 }

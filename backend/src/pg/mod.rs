@@ -138,6 +138,12 @@ impl Pg {
         })
     }
 
+    /// Pooled connections lent out now, and requests waiting for one.
+    pub fn pool_use(&self) -> (usize, usize) {
+        let s = self.pool.status();
+        (s.size.saturating_sub(s.available), s.waiting)
+    }
+
     /// A pooled connection.
     pub async fn conn(&self) -> Result<deadpool_postgres::Object, PgError> {
         Ok(self.pool.get().await?)

@@ -182,6 +182,11 @@ pub(crate) async fn metrics_text(state: &Arc<AppState>) -> Result<String, AppErr
     crate::metrics::mirror(&m.push_dead_tokens, push.dead_tokens);
     crate::metrics::mirror(&m.push_retried, push.retried);
     m.db_queued_writes.set(state.db.writer_queue() as i64);
+    if let Some(pg) = state.db.postgres() {
+        let (in_use, waiting) = pg.pool_use();
+        m.db_pool_in_use.set(in_use as i64);
+        m.db_pool_waiting.set(waiting as i64);
+    }
     m.draining.set(i64::from(*state.draining.borrow()));
     m.encode()
         .map_err(|_| AppError::new(ErrorCode::Internal, "metrics could not be encoded"))
