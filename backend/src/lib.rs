@@ -33,6 +33,7 @@ pub mod pg;
 pub mod push;
 mod routes;
 pub mod seed;
+pub mod settings;
 pub mod sql;
 mod store;
 mod views;
@@ -205,10 +206,14 @@ impl Backend {
         self.seeded.as_deref()
     }
 
-    /// The start-up lines about credentials (admin token, dev accounts of a new database) that
-    /// `friend-backend` and `friendctl serve` print, one per line.
+    /// The start-up lines about credentials (the admin token when it was generated, the dev
+    /// accounts of a new database) that `friend-backend` and `friendctl serve` print, one per line.
     pub fn credentials_text(&self) -> String {
-        let mut out = format!("  admin token:      {}\n", self.admin_token());
+        // A token the operator gave is a secret they already have: never printed.
+        let mut out = match self.config.admin_token {
+            Some(_) => String::new(),
+            None => format!("  admin token:      {}\n", self.admin_token()),
+        };
         match self.seeded_accounts() {
             Some(accounts) => {
                 out.push_str("  development accounts (new database):\n");
@@ -221,9 +226,10 @@ impl Backend {
                     ));
                 }
             }
-            None => out.push_str(
+            None if self.config.seed_dev_data => out.push_str(
                 "  existing database: earlier dev tokens (dev-friend-anna, dev-customer-heidi, …) still work\n",
             ),
+            None => {}
         }
         out
     }

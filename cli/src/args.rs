@@ -165,30 +165,13 @@ pub enum AdminCommand {
     Metrics,
 }
 
-/// `friendctl serve`.
+/// `friendctl serve`: the backend's own settings (flag > FRIEND_… variable > --config file >
+/// default; see `friend_backend::settings`).
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address to listen on (port 0: any free port). Plain HTTP: keep it on loopback or behind TLS.
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    pub addr: String,
-    /// SQLite database file (created when missing), or a PostgreSQL database several instances
-    /// share: `postgres://user[:password]@host[:port]/dbname[?sslmode=require]`.
-    #[arg(
-        long,
-        env = "FRIEND_DB",
-        default_value = "friendcore.db",
-        hide_env_values = true
-    )]
-    pub db: PathBuf,
-    /// Admin token for /v1/admin/*; a random one is generated and printed when omitted.
-    #[arg(long, env = "FRIEND_ADMIN_TOKEN", hide_env_values = true)]
-    pub admin_token: Option<String>,
-    /// Do not seed development accounts into a new database.
-    #[arg(long)]
-    pub no_dev_seed: bool,
-    /// Push gateways (FCM, APNs); none: pushes are counted, not sent.
+    /// Address, database, admin token, seeding, drain bound, push gateways, config file.
     #[command(flatten)]
-    pub push: friend_backend::push::PushArgs,
+    pub server: friend_backend::settings::ServerArgs,
 }
 
 /// `friendctl simulate`.

@@ -1,36 +1,35 @@
 //! `friendctl serve`: the reference backend on an embedded SQLite file (zero configuration) or a
-//! PostgreSQL database (`--db postgres://…`), with
-//! the development accounts' tokens printed and a graceful drain on SIGTERM or Ctrl-C.
+//! PostgreSQL database (`--db postgres://…`), with the effective configuration and the development
+//! accounts' tokens printed and a graceful drain on SIGTERM or Ctrl-C.
 
 use crate::args::ServeArgs;
 use crate::exit::{CliError, CliResult};
-use friend_backend::{Backend, Config};
+use friend_backend::Backend;
 
 /// Runs the backend until Ctrl-C.
 pub async fn run(args: ServeArgs) -> CliResult<()> {
-    let mut config = Config::new(&args.db);
-    config.admin_token = args.admin_token;
-    config.seed_dev_data = !args.no_dev_seed;
-    config.push = args.push.settings();
-    let push = config.push.describe();
-    let db = friend_backend::pg::describe(&args.db.to_string_lossy());
-    let backend =
-        Backend::open(config).map_err(|e| CliError::failure(format!("cannot open {db}: {e}")))?;
-    let listener = tokio::net::TcpListener::bind(&args.addr)
+    let settings = args
+        .server
+        .resolve()
+        .map_err(|e| CliError::usage(e.to_string()))?;
+    let db = friend_backend::pg::describe(&settings.db);
+    let backend = Backend::open(settings.config())
+        .map_err(|e| CliError::failure(format!("cannot open {db}: {e}")))?;
+    let listener = tokio::net::TcpListener::bind(&settings.addr)
         .await
-        .map_err(|e| CliError::usage(format!("cannot listen on {}: {e}", args.addr)))?;
+        .map_err(|e| CliError::usage(format!("cannot listen on {}: {e}", settings.addr)))?;
     let addr = listener
         .local_addr()
         .map_err(|e| CliError::failure(format!("no local address: {e}")))?;
     // The first line is parsed by scripts and tests: keep its shape.
     let out = super::device::print_out;
     out(&format!("FriendCore backend listening on http://{addr}"));
-    out(&format!("  database:         {db}"));
     out(&format!(
         "  OpenAPI document: http://{addr}{}",
         friend_backend::OPENAPI_PATH
     ));
-    out(&format!("  push:             {push}"));
+    let effective = settings.describe();
+    out(effective.strip_suffix('\n').unwrap_or(&effective));
     let credentials = backend.credentials_text();
     out(credentials.strip_suffix('\n').unwrap_or(&credentials));
     out(&format!(
