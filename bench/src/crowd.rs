@@ -194,7 +194,8 @@ pub async fn p8_postgres() -> Vec<Row> {
     ]
 }
 
-struct Seen(Notify);
+/// Tells when the inbox of the measuring Friend changed.
+pub struct Seen(pub Notify);
 impl InboxListener for Seen {
     fn on_inbox_changed(&self) {
         self.0.notify_one();
@@ -326,8 +327,8 @@ async fn until_waiting(tb: &TestBackend, n: usize) -> usize {
     tb.backend.waiting_accounts()
 }
 
-/// Booking (through `via`) → offer in Anna's cache (long-polling on `at`), `n` times.
-async fn latencies(
+/// Booking (through `via`) → offer in Anna's cache (long-polling on `at`), `n` times, sorted.
+pub async fn latencies(
     at: &TestBackend,
     via: &TestBackend,
     customer: &TestAccount,

@@ -4,9 +4,9 @@
 
 use crate::measure::{ms, percentile, throughput};
 use crate::report::Row;
-use friend_core::{AcceptResult, InboxFilter, InboxListener};
+use friend_core::AcceptResult;
 use friend_protocol::{AcceptOutcome, SyncPage};
-use friend_tests::{TestAccount, TestBackend, booking_at, friend_at, open_friend, places, point};
+use friend_tests::{TestAccount, TestBackend, booking_at, friend_at, open_friend, places};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -145,13 +145,6 @@ pub async fn p3_race() -> Vec<Row> {
     ]
 }
 
-struct Seen(Notify);
-impl InboxListener for Seen {
-    fn on_inbox_changed(&self) {
-        self.0.notify_one();
-    }
-}
-
 /// P4: a booking reaches a long-polling Friend's cache, with 1,000 idle long-polls open.
 pub async fn p4_push() -> Vec<Row> {
     let tb = TestBackend::start().await;
@@ -188,41 +181,19 @@ pub async fn p4_push() -> Vec<Row> {
     let dir = tempfile::tempdir().unwrap();
     let session = open_friend(&tb.base_url, &anna, &dir.path().join("anna.db")).await;
     session.sync_once().await.unwrap();
-    let seen = Arc::new(Seen(Notify::new()));
+    let seen = Arc::new(crate::crowd::Seen(Notify::new()));
     let _sub = session.subscribe_inbox(seen.clone());
     session.start_foreground_sync();
-    let here = point(places::ZURICH);
-    let mut latencies = Vec::new();
     let bookings = 50;
     let checks_before = backend.wake_checks();
-    for _ in 0..bookings {
-        // Let the foreground loop settle into its long-poll before booking.
-        while backend.waiting_accounts() < waiting + 1 {
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        let t = Instant::now();
-        let job = tb.book(&customer, &booking_at(places::OERLIKON)).await;
-        loop {
-            tokio::time::timeout(Duration::from_secs(10), seen.0.notified())
-                .await
-                .expect("offer arrived");
-            let inbox = session
-                .inbox(here, 30.0, InboxFilter::default())
-                .await
-                .unwrap();
-            if inbox.items.iter().any(|i| i.offer.id == job.id) {
-                break;
-            }
-        }
-        latencies.push(t.elapsed());
-    }
+    let latencies =
+        crate::crowd::latencies(&tb, &tb, &customer, &session, &seen, waiting, bookings).await;
     let idle_wakes: u64 = idle.iter().map(|f| tb.backend.wake_count(f.id)).sum();
     let checks = backend.wake_checks() - checks_before;
     for p in polls {
         p.abort();
     }
     session.shutdown();
-    latencies.sort();
     vec![
         Row::info(
             "P4",

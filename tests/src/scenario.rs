@@ -29,8 +29,8 @@ use base64::engine::general_purpose::STANDARD;
 use friend_core::{AcceptResult, CustomerSession, FriendSession};
 use friend_protocol::consent::{self, ConsentAction};
 use friend_protocol::{
-    AcceptOutcome, BookRequest, Change, FriendJobView, JobDetails, JobId, JobState, Ledger,
-    LineItem, LineItemKind, Money, NewFriend, Party, PaymentMethod, Quote, SyncPage,
+    AcceptOutcome, AccountId, BookRequest, Change, FriendJobView, JobDetails, JobId, JobState,
+    Ledger, LineItem, LineItemKind, Money, NewFriend, Party, PaymentMethod, Quote, SyncPage,
 };
 use ring::rand::SystemRandom;
 use ring::signature::{Ed25519KeyPair, KeyPair};
@@ -123,6 +123,30 @@ where
         );
     }
     outputs
+}
+
+/// The winner of one accept race: exactly one `Won` (whose job names the winner), every other
+/// answer `Taken` — else the test fails, naming `round`.
+pub fn sole_winner(round: usize, outcomes: Vec<(AccountId, AcceptOutcome)>) -> AccountId {
+    let racers = outcomes.len();
+    let mut winners = Vec::new();
+    for (id, outcome) in outcomes {
+        match outcome {
+            AcceptOutcome::Won { job } => {
+                assert_eq!(job.friend.as_ref().map(|f| f.id), Some(id), "round {round}");
+                winners.push(id);
+            }
+            AcceptOutcome::Taken => {}
+            other => panic!("round {round}: unexpected outcome {other:?}"),
+        }
+    }
+    assert_eq!(
+        winners.len(),
+        1,
+        "round {round}: {} winners among {racers} racers",
+        winners.len()
+    );
+    winners[0]
 }
 
 // ---- sync positions -----------------------------------------------------------------------------

@@ -1,9 +1,8 @@
 //! The accept race: exactly one winner whatever the concurrency, and idempotent retries.
 
 use friend_protocol::{AcceptOutcome, ErrorCode};
-use friend_tests::scenario::all_at_once;
+use friend_tests::scenario::{all_at_once, sole_winner};
 use friend_tests::{Scenario, booking_at, places};
-use std::collections::HashMap;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_concurrent_accepts_have_exactly_one_winner_every_round() {
@@ -25,25 +24,10 @@ async fn two_hundred_concurrent_accepts_have_exactly_one_winner_every_round() {
             }
         })
         .await;
-        let mut counts: HashMap<&'static str, usize> = HashMap::new();
-        let mut winner = None;
-        for (id, outcome) in outcomes {
-            let kind = match outcome {
-                AcceptOutcome::Won { job: won } => {
-                    assert_eq!(won.friend.as_ref().map(|f| f.id), Some(id));
-                    winner = Some(id);
-                    "won"
-                }
-                AcceptOutcome::Taken => "taken",
-                other => panic!("round {round}: unexpected outcome {other:?}"),
-            };
-            *counts.entry(kind).or_default() += 1;
-        }
-        assert_eq!(counts.get("won"), Some(&1), "round {round}: {counts:?}");
-        assert_eq!(counts.get("taken"), Some(&199), "round {round}: {counts:?}");
+        let winner = sole_winner(round, outcomes);
         // The customer sees the same winner.
         let details = s.customer_view(job.id).await;
-        assert_eq!(details.friend.map(|f| f.id), winner);
+        assert_eq!(details.friend.map(|f| f.id), Some(winner));
     }
 }
 

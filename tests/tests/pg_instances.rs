@@ -4,9 +4,8 @@
 //! and the expiry sweep runs on one instance — and moves when that one drains.
 
 use friend_protocol::{AcceptOutcome, SyncPage};
-use friend_tests::scenario::{all_at_once, drain};
+use friend_tests::scenario::{all_at_once, drain, sole_winner};
 use friend_tests::{Http, TestAccount, TestBackend, booking_at, friend_at, places, wait_until};
-use std::collections::HashMap;
 use std::io::BufRead;
 use std::time::{Duration, Instant};
 
@@ -41,21 +40,7 @@ async fn two_hundred_friends_on_three_instances_race_fifty_rounds_with_one_winne
             }
         })
         .await;
-        let mut counts: HashMap<&'static str, usize> = HashMap::new();
-        let mut winner = None;
-        for (id, outcome) in outcomes {
-            let kind = match outcome {
-                AcceptOutcome::Won { .. } => {
-                    winner = Some(id);
-                    "won"
-                }
-                AcceptOutcome::Taken => "taken",
-                other => panic!("round {round}: unexpected outcome {other:?}"),
-            };
-            *counts.entry(kind).or_default() += 1;
-        }
-        assert_eq!(counts.get("won"), Some(&1), "round {round}: {counts:?}");
-        assert_eq!(counts.get("taken"), Some(&199), "round {round}: {counts:?}");
+        let winner = Some(sole_winner(round, outcomes));
         // Every instance tells the customer the same winner.
         for h in &http {
             let r = h

@@ -48,13 +48,17 @@ async fn a_deadlocked_transaction_is_run_again_and_both_writers_succeed() {
     a.await.expect("task").expect("writer 1 succeeded");
     b.await.expect("task").expect("writer 2 succeeded");
 
+    // At least one run was aborted and run again; a retry can meet the other writer again (the
+    // victim's fresh transaction may lock its first row before the survivor re-takes it), so more
+    // than one is possible — each counted.
     let runs: Vec<usize> = runs.iter().map(|r| r.load(Ordering::SeqCst)).collect();
+    let total = runs.iter().sum::<usize>();
+    assert!(total >= 3, "a deadlock victim was run again: {runs:?}");
     assert_eq!(
-        runs.iter().sum::<usize>(),
-        3,
-        "one writer ran twice: {runs:?}"
+        pg.retried.get(),
+        (total - 2) as u64,
+        "every retry is counted"
     );
-    assert_eq!(pg.retried.get(), 1, "the retry is counted");
     let values: Vec<i64> = pg
         .run(Mode::Read, |tx| {
             tx.rows("SELECT v FROM pair ORDER BY id", params![], |r| r.get(0))
