@@ -22,6 +22,7 @@ use axum::http::{HeaderName, Method, Uri};
 use friend_protocol::{ApiError, ErrorCode};
 use std::future::Future;
 use std::io;
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
@@ -238,8 +239,6 @@ struct GuardedStream {
     stream: TcpStream,
     framer: Framer,
     clock: Arc<dyn Clock>,
-    /// Bytes read from the socket at a time.
-    scratch: Box<[u8]>,
     /// Checked bytes hyper has not taken yet, from `ready_at`.
     ready: Vec<u8>,
     ready_at: usize,
@@ -265,7 +264,6 @@ impl GuardedStream {
             stream,
             framer: Framer::default(),
             clock,
-            scratch: vec![0; READ_CHUNK].into_boxed_slice(),
             ready: Vec::new(),
             ready_at: 0,
             refusal: None,
@@ -309,7 +307,8 @@ impl GuardedStream {
             if drain.read > CLOSE_DRAIN_BYTES || drain.deadline.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(Ok(()));
             }
-            let mut buf = ReadBuf::new(&mut self.scratch);
+            let mut scratch = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
+            let mut buf = ReadBuf::uninit(&mut scratch);
             match ready!(Pin::new(&mut self.stream).poll_read(cx, &mut buf)) {
                 Ok(()) if !buf.filled().is_empty() => drain.read += buf.filled().len(),
                 // The client closed (or reset): it has what it needs.
@@ -332,7 +331,8 @@ impl AsyncRead for GuardedStream {
                 buf.put_slice(&this.ready[this.ready_at..this.ready_at + n]);
                 this.ready_at += n;
                 if this.ready_at == this.ready.len() {
-                    this.ready.clear();
+                    // Released, not kept: an idle connection (a waiting long-poll) holds no buffer.
+                    this.ready = Vec::new();
                     this.ready_at = 0;
                 }
                 return Poll::Ready(Ok(()));
@@ -347,7 +347,10 @@ impl AsyncRead for GuardedStream {
                 }
                 return Poll::Pending;
             }
-            let mut scratch = ReadBuf::new(&mut this.scratch);
+            // On the stack, not in the connection: an idle connection (a waiting long-poll) holds
+            // no read buffer of its own (BENCHMARKS.md, P9).
+            let mut storage = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
+            let mut scratch = ReadBuf::uninit(&mut storage);
             ready!(Pin::new(&mut this.stream).poll_read(cx, &mut scratch))?;
             let got = scratch.filled();
             if got.is_empty() {
