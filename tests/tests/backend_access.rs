@@ -112,7 +112,7 @@ async fn personal_data_reaches_only_the_winner_and_the_customer() {
         "Geheimweg",
         "Hildegard",
         "555 12 34",
-        "4711",
+        "Door code 4711",
         "47.4111",
         "8.5441",
     ];

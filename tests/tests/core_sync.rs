@@ -198,7 +198,7 @@ async fn personal_data_is_only_stored_encrypted() {
         "Vertraulich",
         "555 12 34",
         "Geheimweg",
-        "4711",
+        "Door code 4711",
         "47.4111",
         s.friend.token.as_str(),
     ] {
