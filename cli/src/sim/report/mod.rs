@@ -248,13 +248,14 @@ impl Report {
             s.booking_window,
             s.virtual_end
         );
-        let _ = writeln!(
-            o,
-            "  backend: {} ({} instance{}, devices spread over them)",
-            s.store,
-            s.instances,
-            if s.instances == 1 { "" } else { "s" }
-        );
+        let _ = match s.instances {
+            1 => writeln!(o, "  backend: {} (1 instance)", s.store),
+            n => writeln!(
+                o,
+                "  backend: {} ({n} instances, devices spread over them)",
+                s.store
+            ),
+        };
         let _ = writeln!(
             o,
             "  wall time {:.1} s · {} HTTP requests ({:.0}/s) · {} down, {} up",
