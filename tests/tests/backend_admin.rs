@@ -7,7 +7,9 @@ use friend_protocol::{
 };
 use friend_protocol::{Category, PaymentMethod};
 use friend_tests::scenario::router;
-use friend_tests::{Scenario, TestBackend, booking_at, friend_at, places};
+use friend_tests::{Scenario, TestBackend, booking_at, friend_at, places, wait_until};
+
+const LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_suspended_friend_gets_no_offer_and_cannot_accept_until_reactivated() {
@@ -228,4 +230,57 @@ async fn qualifications_change_what_a_friend_is_offered_and_the_listing_shows_ra
     assert_eq!(record["mean_stars"], 4.0);
     let audit: serde_json::Value = s.http.get("/v1/admin/audit", &admin).await.json();
     assert_eq!(audit["changes"][0]["action"], "update_profile");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_poll_waiting_when_the_friend_is_suspended_gets_no_later_offer() {
+    let tb = TestBackend::start().await;
+    let http = tb.http();
+    let admin = tb.backend.admin_token().to_owned();
+    let heidi = tb.customer("Heidi").await;
+    let anna = tb.friend(friend_at("Anna", places::ZURICH)).await;
+    let cursor = http.sync(&anna, None, 0).await.json::<SyncPage>().cursor;
+    let poll = {
+        let (http, anna) = (http.clone(), anna.clone());
+        tokio::spawn(async move { http.sync(&anna, Some(&cursor), 30).await })
+    };
+    let backend = tb.backend.clone();
+    let waits = |n: u64| {
+        let backend = backend.clone();
+        let id = anna.id;
+        move || {
+            let ready = backend.waiting_accounts() == 1 && backend.wake_count(id) == n;
+            async move { ready }
+        }
+    };
+    wait_until("Anna's long-poll to wait", LIMIT, waits(0)).await;
+
+    let suspended = http
+        .post(
+            &format!("/v1/admin/friends/{}/suspend", anna.id),
+            &admin,
+            None,
+            &serde_json::json!({ "reason": "three no-shows in a week" }),
+        )
+        .await;
+    assert_eq!(suspended.status, 200, "{}", suspended.text());
+    // The suspension wakes the poll, which re-reads her profile and waits again.
+    wait_until("the poll to wait again, suspended", LIMIT, waits(1)).await;
+
+    // A booking near her does not reach the waiting poll (the wake-up is rung at commit, before
+    // the booking's answer); a drain then answers the poll with what it has.
+    let job = tb.book(&heidi, &booking_at(places::OERLIKON)).await;
+    tb.backend.start_drain();
+    let page: SyncPage = tokio::time::timeout(LIMIT, poll)
+        .await
+        .expect("answered by the drain")
+        .expect("poll task")
+        .json();
+    assert!(
+        !page
+            .changes
+            .iter()
+            .any(|c| matches!(c, Change::Offer { offer } if offer.id == job.id)),
+        "a suspended Friend's waiting long-poll got the offer"
+    );
 }

@@ -225,6 +225,16 @@ async fn set_suspended(
                 .ok_or_else(|| AppError::new(ErrorCode::NotFound, "no such Friend"))
         })
         .await
+        .inspect(|_| profile_changed(state, id))
+}
+
+/// A Friend's profile changed (suspension, qualifications, radius): a long-poll they have waiting
+/// wakes and goes on with the new profile — offers it no longer allows stop at once.
+fn profile_changed(state: &AppState, id: AccountId) {
+    state.notifier.wake(&crate::store::Effects {
+        wake: vec![id],
+        ..Default::default()
+    });
 }
 
 /// Gives an account a new token (shown once); the old one is refused from this answer on.
@@ -331,6 +341,7 @@ pub async fn update_friend(
             Ok(next)
         })
         .await
+        .inspect(|_| profile_changed(&state, id))
         .map(Json)
 }
 

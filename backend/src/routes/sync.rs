@@ -111,17 +111,19 @@ async fn serve_page(
     let mut draining = state.draining.subscribe();
     let wait = if *draining.borrow() { 0 } else { wait };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(u64::from(wait));
-    let friend = match caller.role {
-        Role::Friend => Some(Arc::new(
-            state
-                .db
-                .read(move |tx| Ok::<_, AppError>(accounts::friend(tx, caller.id)?))
-                .await?
-                .ok_or_else(|| AppError::new(ErrorCode::Unauthorized, "account gone"))?,
-        )),
-        _ => None,
-    };
     loop {
+        // Read at each turn: an admin's change to the profile (a suspension, other
+        // qualifications) wakes this poll, which goes on with the new one.
+        let friend = match caller.role {
+            Role::Friend => Some(Arc::new(
+                state
+                    .db
+                    .read(move |tx| Ok::<_, AppError>(accounts::friend(tx, caller.id)?))
+                    .await?
+                    .ok_or_else(|| AppError::new(ErrorCode::Unauthorized, "account gone"))?,
+            )),
+            _ => None,
+        };
         // Subscribe before looking, so a change committed in between still wakes us.
         let mut waiter = if wait > 0 {
             state.notifier.subscribe(caller.id, friend.as_deref())
