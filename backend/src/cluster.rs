@@ -28,8 +28,6 @@ const BATCH: i64 = 2_000;
 
 /// This instance among the others on one database.
 pub struct Cluster {
-    /// This instance's name in the leases (random per start).
-    pub instance: String,
     /// The expiry sweep's lease.
     pub expiry: Keeper,
     /// The push dispatcher's lease.
@@ -37,13 +35,12 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// This instance's view of the leases on `pg`.
+    /// This instance's view of the leases on `pg`, under a name random per start.
     pub fn new(pg: &Pg) -> Cluster {
         let instance = uuid::Uuid::new_v4().to_string();
         Cluster {
             expiry: Keeper::new(Lease::new(pg, "expiry", &instance, LEASE_TTL)),
             push: Arc::new(Keeper::new(Lease::new(pg, "push", &instance, LEASE_TTL))),
-            instance,
         }
     }
 

@@ -4,8 +4,8 @@
 //! server (a pooled connection's transaction, driven from a blocking thread).
 //!
 //! Statements are written once, in the subset both dialects share, with `?N` placeholders (turned
-//! into `$N` for PostgreSQL). The few statements the dialects spell differently pick their text
-//! with [`Tx::dialect`] next to each other, in the store module that owns them. Values cross as
+//! into `$N` for PostgreSQL); what PostgreSQL lacks is given to it by a migration (the
+//! `json_group_array` aggregate), and the change number by [`Tx::next_change`]. Values cross as
 //! [`Value`]: integers are 64-bit on both (every PostgreSQL integer column is `BIGINT`).
 
 use std::cell::Cell;
@@ -82,15 +82,6 @@ impl<T> OptionalExtension<T> for Result<T> {
     }
 }
 
-/// Which SQL dialect a transaction speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dialect {
-    /// The embedded SQLite.
-    Sqlite,
-    /// A PostgreSQL server.
-    Postgres,
-}
-
 /// A transaction on one of the two stores.
 pub enum Tx<'a> {
     /// SQLite: the writer's group transaction (inside a savepoint) or a reader's snapshot.
@@ -142,14 +133,6 @@ impl<'a> PgTx<'a> {
 }
 
 impl Tx<'_> {
-    /// The dialect this transaction speaks.
-    pub fn dialect(&self) -> Dialect {
-        match self {
-            Tx::Sqlite(_) => Dialect::Sqlite,
-            Tx::Postgres(_) => Dialect::Postgres,
-        }
-    }
-
     /// Executes a statement; the number of rows it changed.
     pub fn exec(&self, sql: &str, params: &[&dyn Param]) -> Result<usize> {
         match self {

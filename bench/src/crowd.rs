@@ -211,17 +211,6 @@ fn raise_open_files(want: u64) -> u64 {
     rlimit::increase_nofile_limit(want).unwrap_or(0)
 }
 
-fn rss_kb() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
-}
-
 /// Idle long-polls of `friends` on `tb`, held by a child process (`crowd-child`: this process
 /// keeps its open files for the server side; the sandbox's hard limit is 20,000 per process).
 /// Returns once they all wait.
@@ -388,10 +377,10 @@ pub async fn p9_crowd() -> Vec<Row> {
     let at_small = latencies(a, a, &customer, &session, &seen, small, 50).await;
 
     let rest = idle_friends(a, crowd - 1_000, 1_000).await;
-    let rss_before = rss_kb();
+    let rss_before = crate::size::status_kb("VmRSS:");
     let _large_crowd = idle_polls(a, &rest, &files.path().join("rest")).await;
     let large = until_waiting(a, crowd + 1).await - 1;
-    let rss_after = rss_kb();
+    let rss_after = crate::size::status_kb("VmRSS:");
     let at_large = latencies(a, a, &customer, &session, &seen, large, 100).await;
     let across = latencies(a, b, &customer, &session, &seen, large, 100).await;
     session.shutdown();

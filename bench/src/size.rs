@@ -38,7 +38,8 @@ pub fn p6_library_size(workspace: &Path) -> Row {
     }
 }
 
-fn status_kb(field: &str) -> u64 {
+/// A `/proc/self/status` field in KB (e.g. `VmRSS:`), 0 when unreadable.
+pub(crate) fn status_kb(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {

@@ -5,11 +5,31 @@
 use friend_protocol::{
     AcceptOutcome, Change, CreatedAccount, FriendProfile, NotEligibleReason, SyncPage,
 };
-use friend_protocol::{Category, PaymentMethod};
+use friend_protocol::{Category, JobId, PaymentMethod};
 use friend_tests::scenario::router;
-use friend_tests::{Scenario, TestBackend, booking_at, friend_at, places, wait_until};
+use friend_tests::{
+    Http, Reply, Scenario, TestAccount, TestBackend, booking_at, friend_at, places, wait_until,
+};
 
 const LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The admin suspends `friend` ("three no-shows in a week").
+async fn suspend(http: &Http, admin: &str, friend: &TestAccount) -> Reply {
+    http.post(
+        &format!("/v1/admin/friends/{}/suspend", friend.id),
+        admin,
+        None,
+        &serde_json::json!({ "reason": "three no-shows in a week" }),
+    )
+    .await
+}
+
+/// Whether `page` offers `job`.
+fn offered(page: &SyncPage, job: JobId) -> bool {
+    page.changes
+        .iter()
+        .any(|c| matches!(c, Change::Offer { offer } if offer.id == job))
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_suspended_friend_gets_no_offer_and_cannot_accept_until_reactivated() {
@@ -23,27 +43,14 @@ async fn a_suspended_friend_gets_no_offer_and_cannot_accept_until_reactivated() 
     assert!(matches!(won, AcceptOutcome::Won { .. }));
     let cursor = http.sync(&anna, None, 0).await.json::<SyncPage>().cursor;
 
-    let suspended = http
-        .post(
-            &format!("/v1/admin/friends/{}/suspend", anna.id),
-            &admin,
-            None,
-            &serde_json::json!({ "reason": "three no-shows in a week" }),
-        )
-        .await;
+    let suspended = suspend(&http, &admin, &anna).await;
     assert_eq!(suspended.status, 200, "{}", suspended.text());
     assert!(suspended.json::<FriendProfile>().suspended);
 
     // A new job near Anna: not offered to her, and her accept is refused with the reason.
     let job = tb.book(&heidi, &booking_at(places::OERLIKON)).await;
     let page: SyncPage = http.sync(&anna, Some(&cursor), 0).await.json();
-    assert!(
-        !page
-            .changes
-            .iter()
-            .any(|c| matches!(c, Change::Offer { offer } if offer.id == job.id)),
-        "no offer for a suspended Friend"
-    );
+    assert!(!offered(&page, job.id), "no offer for a suspended Friend");
     let refused: AcceptOutcome = http.accept(&anna, job.id, "refused").await.json();
     assert_eq!(
         refused,
@@ -255,14 +262,7 @@ async fn a_long_poll_waiting_when_the_friend_is_suspended_gets_no_later_offer() 
     };
     wait_until("Anna's long-poll to wait", LIMIT, waits(0)).await;
 
-    let suspended = http
-        .post(
-            &format!("/v1/admin/friends/{}/suspend", anna.id),
-            &admin,
-            None,
-            &serde_json::json!({ "reason": "three no-shows in a week" }),
-        )
-        .await;
+    let suspended = suspend(&http, &admin, &anna).await;
     assert_eq!(suspended.status, 200, "{}", suspended.text());
     // The suspension wakes the poll, which re-reads her profile and waits again.
     wait_until("the poll to wait again, suspended", LIMIT, waits(1)).await;
@@ -277,10 +277,7 @@ async fn a_long_poll_waiting_when_the_friend_is_suspended_gets_no_later_offer() 
         .expect("poll task")
         .json();
     assert!(
-        !page
-            .changes
-            .iter()
-            .any(|c| matches!(c, Change::Offer { offer } if offer.id == job.id)),
+        !offered(&page, job.id),
         "a suspended Friend's waiting long-poll got the offer"
     );
 }

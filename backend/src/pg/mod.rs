@@ -1,12 +1,12 @@
 //! PostgreSQL: the store several backend instances share (docs/adr/0014). A connection pool
 //! (deadpool) over tokio-postgres, TLS through rustls on ring, numbered migrations applied once
-//! however many instances start together, the change log's sequence taken in commit order
-//! ([`changes`]), cross-instance wake-ups ([`wakeups`]) and leases ([`lease`]).
+//! however many instances start together, transactions run (and run again after a conflict) by
+//! [`run`], the change log's sequence taken in commit order ([`crate::sql::Tx::next_change`]),
+//! cross-instance wake-ups ([`wakeups`]) and leases ([`lease`]).
 //!
 //! `--db postgres://user@host:port/dbname` (or the key-value form `host=… dbname=…`) selects it;
 //! a path keeps the embedded SQLite.
 
-pub mod changes;
 pub mod lease;
 pub mod run;
 pub mod wakeups;
