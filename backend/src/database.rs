@@ -12,6 +12,10 @@ use crate::pg::run::Mode;
 use crate::sql::Tx;
 use std::path::Path;
 
+/// A store's transaction future, on the heap (see [`Database::write`]).
+type Boxed<'a, T, E> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, E>> + Send + 'a>>;
+
 /// The backend's database.
 #[derive(Clone)]
 pub enum Database {
@@ -58,16 +62,21 @@ impl Database {
     }
 
     /// Runs `f` as one write transaction; resolves after the commit.
+    ///
+    /// [`Database::read`] and this box the store's future: a request's future is as large as the
+    /// largest state of anything it awaits, and a long-poll spends its life waiting after its
+    /// reads; inline, their states would stay in every waiting long-poll (BENCHMARKS.md, P9).
     pub async fn write<T, E, F>(&self, mut f: F) -> Result<T, E>
     where
         T: Send + 'static,
         E: From<DbError> + Send + 'static,
         F: FnMut(&Tx<'_>) -> Result<T, E> + Send + 'static,
     {
-        match self {
-            Database::Sqlite(db) => db.write(move |c| f(&Tx::Sqlite(c))).await,
-            Database::Postgres { pg, .. } => run_pg(pg, Mode::Write, f).await,
-        }
+        let run: Boxed<'_, T, E> = match self {
+            Database::Sqlite(db) => Box::pin(db.write(move |c| f(&Tx::Sqlite(c)))),
+            Database::Postgres { pg, .. } => Box::pin(run_pg(pg, Mode::Write, f)),
+        };
+        run.await
     }
 
     /// [`Database::write`] from a thread that may block (start-up, outside any async context).
@@ -93,10 +102,11 @@ impl Database {
         E: From<DbError> + Send + 'static,
         F: FnMut(&Tx<'_>) -> Result<T, E> + Send + 'static,
     {
-        match self {
-            Database::Sqlite(db) => db.read(move |c| f(&Tx::Sqlite(c))).await,
-            Database::Postgres { pg, .. } => run_pg(pg, Mode::Read, f).await,
-        }
+        let run: Boxed<'_, T, E> = match self {
+            Database::Sqlite(db) => Box::pin(db.read(move |c| f(&Tx::Sqlite(c)))),
+            Database::Postgres { pg, .. } => Box::pin(run_pg(pg, Mode::Read, f)),
+        };
+        run.await
     }
 
     /// Holds writes until the guard is dropped, for tests that interleave requests. SQLite: the

@@ -1,4 +1,5 @@
-//! The HTTP/1 connection layer: the accept loop, and a guard in front of hyper's parser.
+//! The connection layer: the accept loop, and for HTTP/1 a guard in front of hyper's parser
+//! (a connection opening with the HTTP/2 preface goes to `h2c.rs`).
 //!
 //! hyper answers a request head it cannot parse (a target over 64 KiB, a head over its buffer, an
 //! invalid `Content-Length`, a malformed line) itself, with an empty body, before any service sees
@@ -18,6 +19,7 @@
 
 use crate::clock::Clock;
 use crate::error::AppError;
+use crate::h2c;
 use axum::http::{HeaderName, Method, Uri};
 use friend_protocol::{ApiError, ErrorCode};
 use std::future::Future;
@@ -65,6 +67,11 @@ pub(crate) async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
     drain_timeout: Duration,
 ) -> io::Result<()> {
+    // Unread request bodies are an HTTP/1 matter: over HTTP/2 a stream answered early ends with
+    // RST_STREAM(NO_ERROR) and the connection goes on. Targets over HTTP/2 skip the guard.
+    let app_h2 = app
+        .clone()
+        .layer(axum::middleware::from_fn(h2c::refuse_long_target));
     let app = app.layer(axum::middleware::from_fn(drain_unread_body));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut connections = tokio::task::JoinSet::new();
@@ -80,7 +87,7 @@ pub(crate) async fn serve(
             Ok((stream, _)) => {
                 connections.spawn(serve_connection(
                     stream,
-                    app.clone(),
+                    [app.clone(), app_h2.clone()],
                     clock.clone(),
                     stop_rx.clone(),
                 ));
@@ -122,14 +129,22 @@ fn is_connection_error(e: &io::Error) -> bool {
     )
 }
 
+/// Serves one connection: HTTP/2 when it opens with the preface (`apps[1]`, see `h2c.rs`), else
+/// HTTP/1 through the guard (`apps[0]`).
 async fn serve_connection(
-    stream: TcpStream,
-    app: axum::Router,
+    mut stream: TcpStream,
+    [app, app_h2]: [axum::Router; 2],
     clock: Arc<dyn Clock>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let start = match h2c::sniff(&mut stream).await {
+        Ok(h2c::Opening::Http1(start)) => start,
+        Ok(h2c::Opening::Http2) => return h2c::serve_connection(stream, app_h2, stop).await,
+        Err(e) => return tracing::debug!("connection ended before its first request: {e}"),
+    };
     let refused = Arc::new(Notify::new());
-    let io = GuardedStream::new(stream, clock, refused.clone());
+    let mut io = GuardedStream::new(stream, clock, refused.clone());
+    io.take(&start);
     let service = hyper_util::service::TowerToHyperService::new(app);
     let conn = hyper::server::conn::http1::Builder::new()
         .serve_connection(hyper_util::rt::TokioIo::new(io), service);
@@ -274,6 +289,18 @@ impl GuardedStream {
         }
     }
 
+    /// Takes bytes read from the socket: what passed the check becomes ready for hyper.
+    fn take(&mut self, got: &[u8]) {
+        if let Err(refusal) = self.framer.feed(got, &mut self.ready) {
+            tracing::info!(
+                code = refusal.code.as_str(),
+                "request head refused: {}",
+                refusal.message
+            );
+            self.refusal = Some(refusal);
+        }
+    }
+
     /// Closes a connection the client may still be sending on (a refused head, or a request whose
     /// body the handler did not read): writes the refusal if any, ends the write side and discards
     /// what the client still sends until it closes (bounded in bytes and time), so the client reads
@@ -357,14 +384,7 @@ impl AsyncRead for GuardedStream {
                 // End of stream; an unfinished head is dropped (the client left mid-request).
                 return Poll::Ready(Ok(()));
             }
-            if let Err(refusal) = this.framer.feed(got, &mut this.ready) {
-                tracing::info!(
-                    code = refusal.code.as_str(),
-                    "request head refused: {}",
-                    refusal.message
-                );
-                this.refusal = Some(refusal);
-            }
+            this.take(got);
         }
     }
 }
@@ -539,7 +559,7 @@ impl Framer {
     }
 }
 
-fn uri_too_long() -> AppError {
+pub(crate) fn uri_too_long() -> AppError {
     AppError::new(
         ErrorCode::UriTooLong,
         format!("the request target is longer than {MAX_URI_BYTES} bytes"),

@@ -25,6 +25,7 @@ mod db;
 mod error;
 mod extract;
 mod finish;
+mod h2c;
 mod http1;
 pub mod metrics;
 mod negotiate;

@@ -214,7 +214,12 @@ fn raise_open_files(want: u64) -> u64 {
 /// Idle long-polls of `friends` on `tb`, held by a child process (`crowd-child`: this process
 /// keeps its open files for the server side; the sandbox's hard limit is 20,000 per process).
 /// Returns once they all wait.
-async fn idle_polls(tb: &TestBackend, friends: &[TestAccount], file: &std::path::Path) -> Child {
+async fn idle_polls(
+    tb: &TestBackend,
+    friends: &[TestAccount],
+    file: &std::path::Path,
+    transport: Transport,
+) -> Child {
     let before = tb.backend.waiting_accounts();
     let lines: Vec<String> = friends
         .iter()
@@ -224,6 +229,7 @@ async fn idle_polls(tb: &TestBackend, friends: &[TestAccount], file: &std::path:
     let child = Child(
         std::process::Command::new(std::env::current_exe().unwrap())
             .arg("crowd-child")
+            .arg(transport.name())
             .arg(&tb.base_url)
             .arg(file)
             .stdout(std::process::Stdio::null())
@@ -245,11 +251,53 @@ impl Drop for Child {
     }
 }
 
+/// How the idle crowd reaches the instance.
+#[derive(Clone, Copy, Debug)]
+pub enum Transport {
+    /// One HTTP/1.1 connection per device, as phones connect straight to an instance.
+    Http1,
+    /// HTTP/2 by prior knowledge, [`STREAMS_PER_CONNECTION`] long-polls a connection, as a load
+    /// balancer in front of the instances multiplexes the devices' requests.
+    Http2,
+}
+
+/// Streams a load balancer's connection carries in the HTTP/2 crowd (the backend allows 1,000).
+const STREAMS_PER_CONNECTION: usize = 500;
+
+impl Transport {
+    /// The name `crowd-child` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Http1 => "http1",
+            Transport::Http2 => "http2",
+        }
+    }
+
+    /// The transport `name` names.
+    pub fn named(name: &str) -> Option<Transport> {
+        [Transport::Http1, Transport::Http2]
+            .into_iter()
+            .find(|t| t.name() == name)
+    }
+
+    fn describe(self) -> String {
+        match self {
+            Transport::Http1 => "HTTP/1.1, a connection per device".to_owned(),
+            Transport::Http2 => {
+                format!("HTTP/2 from a load balancer, {STREAMS_PER_CONNECTION} per connection")
+            }
+        }
+    }
+}
+
 /// Runs in a child process: long-polls (`wait=30`, again and again) for every `id token` line of
 /// `tokens`, opened 500 at a time (each batch's first answer awaited before the next, so connecting
 /// never floods the listen backlog). Runs until killed.
-pub async fn crowd_child(base_url: &str, tokens: &std::path::Path) {
-    let http = Http::new(base_url);
+pub async fn crowd_child(transport: Transport, base_url: &str, tokens: &std::path::Path) {
+    let mut clients: Vec<Http> = match transport {
+        Transport::Http1 => vec![Http::new(base_url)],
+        Transport::Http2 => Vec::new(),
+    };
     let accounts: Vec<TestAccount> = std::fs::read_to_string(tokens)
         .unwrap()
         .lines()
@@ -262,7 +310,12 @@ pub async fn crowd_child(base_url: &str, tokens: &std::path::Path) {
         })
         .collect();
     let mut polls = Vec::with_capacity(accounts.len());
-    for batch in accounts.chunks(500) {
+    for batch in accounts.chunks(STREAMS_PER_CONNECTION) {
+        if let Transport::Http2 = transport {
+            // A client of its own: reqwest multiplexes a client's requests over one connection.
+            clients.push(Http::http2(base_url));
+        }
+        let Some(http) = clients.last() else { return };
         let mut started = Vec::with_capacity(batch.len());
         for f in batch {
             let (http, f) = (http.clone(), f.clone());
@@ -353,12 +406,18 @@ pub async fn latencies(
     out
 }
 
-/// P9: 20,000 idle long-polls on one instance (a second instance on the same PostgreSQL).
-pub async fn p9_crowd() -> Vec<Row> {
-    // This process holds the server side of every long-poll; the sandbox caps open files at
-    // 20,000 per process (raising the hard limit is refused), so the crowd stops below it.
+/// P9: 20,000 idle long-polls on one instance (a second instance on the same PostgreSQL), the
+/// crowd reaching it over `transport`.
+pub async fn p9_crowd(transport: Transport) -> Vec<Row> {
+    // This process holds the server side of every connection; the sandbox caps open files at
+    // 20,000 per process (raising the hard limit is refused), so a crowd of HTTP/1.1 connections
+    // stops below it.
     let limit = raise_open_files(65_536);
-    let crowd = (limit as usize).saturating_sub(600).min(20_000);
+    let crowd = match transport {
+        Transport::Http1 => (limit as usize).saturating_sub(600).min(20_000),
+        Transport::Http2 => 20_000,
+    };
+    let how = transport.describe();
     let instances = TestBackend::start_instances(2, None).await;
     let (a, b) = (&instances[0], &instances[1]);
     let customer = b.customer("Heidi").await;
@@ -372,13 +431,13 @@ pub async fn p9_crowd() -> Vec<Row> {
 
     let files = tempfile::tempdir().unwrap();
     let first = idle_friends(a, 1_000, 0).await;
-    let _small_crowd = idle_polls(a, &first, &files.path().join("first")).await;
+    let _small_crowd = idle_polls(a, &first, &files.path().join("first"), transport).await;
     let small = until_waiting(a, 1_001).await - 1;
     let at_small = latencies(a, a, &customer, &session, &seen, small, 50).await;
 
     let rest = idle_friends(a, crowd - 1_000, 1_000).await;
     let rss_before = crate::size::status_kb("VmRSS:");
-    let _large_crowd = idle_polls(a, &rest, &files.path().join("rest")).await;
+    let _large_crowd = idle_polls(a, &rest, &files.path().join("rest"), transport).await;
     let large = until_waiting(a, crowd + 1).await - 1;
     let rss_after = crate::size::status_kb("VmRSS:");
     let at_large = latencies(a, a, &customer, &session, &seen, large, 100).await;
@@ -390,13 +449,13 @@ pub async fn p9_crowd() -> Vec<Row> {
     vec![
         Row::info(
             "P9",
-            "idle long-polls waiting on the instance (open-files limit raised to)",
+            &format!("idle long-polls waiting on the instance ({how}; open-files limit)"),
             format!("{large} ({limit})"),
         ),
         Row::absolute(
             "P9",
             &format!(
-                "booking → offer in a long-polling Friend's cache, p99 ({large} waiters, same instance)"
+                "booking → offer in a long-polling Friend's cache, p99 ({large} waiters, {how}, same instance)"
             ),
             ms(percentile(&at_large, 99.0)),
             "ms",
@@ -404,7 +463,7 @@ pub async fn p9_crowd() -> Vec<Row> {
         ),
         Row::ratio(
             "P9",
-            &format!("booking → offer in cache, p50 with {large} waiters vs {small}"),
+            &format!("booking → offer in cache, p50 with {large} waiters vs {small} ({how})"),
             p50_large,
             p50_small,
             1.5,
@@ -412,7 +471,9 @@ pub async fn p9_crowd() -> Vec<Row> {
         .baseline_name(&format!("p50 with {small} waiters, same run")),
         Row::absolute(
             "P9",
-            "resident memory per idle long-poll (the serving process; the clients are another process)",
+            &format!(
+                "resident memory per idle long-poll ({how}; the serving process, the clients are another)"
+            ),
             per_poll_kb,
             "KB",
             10.0,
@@ -420,7 +481,7 @@ pub async fn p9_crowd() -> Vec<Row> {
         Row::absolute(
             "P9",
             &format!(
-                "booking on instance 2 → offer in the cache of a Friend long-polling on instance 1, p99 ({large} waiters)"
+                "booking on instance 2 → offer in the cache of a Friend long-polling on instance 1, p99 ({large} waiters, {how})"
             ),
             ms(percentile(&across, 99.0)),
             "ms",
@@ -428,7 +489,7 @@ pub async fn p9_crowd() -> Vec<Row> {
         ),
         Row::info(
             "P9",
-            "cross-instance booking → cache, p50",
+            &format!("cross-instance booking → cache, p50 ({how})"),
             format!("{:.3} ms", ms(percentile(&across, 50.0))),
         ),
     ]

@@ -24,10 +24,15 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    if let [mode, url, tokens] = args.as_slice()
+    if let [mode, transport, url, tokens] = args.as_slice()
         && mode == "crowd-child"
+        && let Some(transport) = crowd::Transport::named(transport)
     {
-        runtime.block_on(crowd::crowd_child(url, std::path::Path::new(tokens)));
+        runtime.block_on(crowd::crowd_child(
+            transport,
+            url,
+            std::path::Path::new(tokens),
+        ));
         return;
     }
     if args.first().map(String::as_str) == Some("mem-child") {
@@ -66,7 +71,14 @@ fn main() {
     step("p6", &mut || vec![size::p6_library_size(&workspace)]);
     step("p7", &mut || runtime.block_on(e2e::p7_throughput()));
     step("p8", &mut || runtime.block_on(crowd::p8_postgres()));
-    step("p9", &mut || runtime.block_on(crowd::p9_crowd()));
+    // For the memory figure run each crowd in a process of its own (`-- p9`, `-- p9-http1`):
+    // the second would reuse what the first freed.
+    step("p9", &mut || {
+        runtime.block_on(crowd::p9_crowd(crowd::Transport::Http2))
+    });
+    step("p9-http1", &mut || {
+        runtime.block_on(crowd::p9_crowd(crowd::Transport::Http1))
+    });
     step("p10", &mut || runtime.block_on(push::p10_push_gateway()));
     step("mem", &mut size::memory);
     if args.is_empty() {

@@ -482,12 +482,21 @@ pub struct Http {
 }
 
 impl Http {
-    /// A client for `base` (loopback only).
+    /// A client for `base` (loopback only), HTTP/1.1 as phones speak it.
     pub fn new(base: &str) -> Http {
+        Http::with(base, reqwest::Client::builder().pool_max_idle_per_host(256))
+    }
+
+    /// A client for `base` speaking HTTP/2 by prior knowledge, as a load balancer in front of the
+    /// instances does: every request a stream of one connection.
+    pub fn http2(base: &str) -> Http {
+        Http::with(base, reqwest::Client::builder().http2_prior_knowledge())
+    }
+
+    fn with(base: &str, builder: reqwest::ClientBuilder) -> Http {
         install_crypto_provider();
-        let client = reqwest::Client::builder()
+        let client = builder
             .timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(256)
             .build()
             .unwrap_or_else(|e| panic!("client: {e}"));
         Http {

@@ -547,6 +547,12 @@ async fn malformed_and_oversized_request_heads_get_json_errors() {
             "bad_request",
         ),
         (
+            "an HTTP/2 preface broken off (HTTP/1 from its first differing byte)",
+            b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n".to_vec(),
+            400,
+            "bad_request",
+        ),
+        (
             "header line without colon",
             b"GET /v1/health HTTP/1.1\r\nHost x\r\n\r\n".to_vec(),
             400,

@@ -7,6 +7,7 @@ mod backend_accept_lookup;
 mod backend_access;
 mod backend_admin;
 mod backend_drain;
+mod backend_h2c;
 mod backend_input;
 mod backend_metrics;
 mod backend_negotiation;
