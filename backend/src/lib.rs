@@ -440,6 +440,11 @@ impl Backend {
         self.state.notifier.waiting_accounts()
     }
 
+    /// Whether `account` has a long-poll waiting now.
+    pub fn is_waiting(&self, account: AccountId) -> bool {
+        self.state.notifier.is_waiting(account)
+    }
+
     /// Creates a Friend account directly (seeding, tests, the CLI).
     pub async fn create_friend(&self, req: NewFriend) -> Result<CreatedAccount, error::AppError> {
         routes::admin::create_friend_in(&self.state, req).await

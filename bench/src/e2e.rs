@@ -187,7 +187,7 @@ pub async fn p4_push() -> Vec<Row> {
     let bookings = 50;
     let checks_before = backend.wake_checks();
     let latencies =
-        crate::crowd::latencies(&tb, &tb, &customer, &session, &seen, waiting, bookings).await;
+        crate::crowd::latencies(&tb, &tb, &customer, &session, &seen, anna.id, bookings).await;
     let idle_wakes: u64 = idle.iter().map(|f| tb.backend.wake_count(f.id)).sum();
     let checks = backend.wake_checks() - checks_before;
     for p in polls {
