@@ -10,14 +10,12 @@
 use crate::error::AppError;
 use crate::http1::{MAX_HEAD_BYTES, MAX_URI_BYTES};
 use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 /// The client connection preface of HTTP/2.
-const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// Most streams (requests) one connection carries at once; hyper's default is 200. A load balancer
 /// opens more connections beyond it.
 pub(crate) const MAX_STREAMS: u32 = 1_000;
@@ -50,30 +48,18 @@ pub(crate) async fn sniff(stream: &mut TcpStream) -> io::Result<Opening> {
 pub(crate) async fn serve_connection(
     stream: TcpStream,
     app: axum::Router,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
-    let io = AfterPreface { at: 0, stream };
+    // The socket as hyper's HTTP/2 server sees it: the preface (read by `sniff`) first.
+    let (read, write) = stream.into_split();
+    let io = tokio::io::join(PREFACE.chain(read), write);
     let service = hyper_util::service::TowerToHyperService::new(app);
     let conn = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
         .max_concurrent_streams(MAX_STREAMS)
         .max_header_list_size(MAX_HEAD_BYTES as u32)
         .serve_connection(hyper_util::rt::TokioIo::new(io), service);
-    let mut conn = std::pin::pin!(conn);
-    let mut closing = false;
-    loop {
-        tokio::select! {
-            result = conn.as_mut() => {
-                if let Err(e) = result {
-                    tracing::debug!("HTTP/2 connection ended: {e}");
-                }
-                return;
-            }
-            _ = stop.wait_for(|stop| *stop), if !closing => {
-                closing = true;
-                conn.as_mut().graceful_shutdown();
-            }
-        }
-    }
+    let conn = std::pin::pin!(conn);
+    crate::http1::drive(conn, |c| c.graceful_shutdown(), stop, None).await;
 }
 
 /// Refuses a request target over [`MAX_URI_BYTES`] as the HTTP/1 guard does (`414 uri_too_long`):
@@ -87,58 +73,4 @@ pub(crate) async fn refuse_long_target(
         return Err(crate::http1::uri_too_long());
     }
     Ok(next.run(req).await)
-}
-
-/// The socket as hyper's HTTP/2 server sees it: the preface (already read by [`sniff`]) first.
-struct AfterPreface {
-    /// How much of the preface hyper has taken.
-    at: usize,
-    stream: TcpStream,
-}
-
-impl AsyncRead for AfterPreface {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if this.at < PREFACE.len() {
-            let n = buf.remaining().min(PREFACE.len() - this.at);
-            buf.put_slice(&PREFACE[this.at..this.at + n]);
-            this.at += n;
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut this.stream).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for AfterPreface {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write(cx, data)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
-    }
 }

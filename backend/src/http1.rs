@@ -137,7 +137,12 @@ async fn serve_connection(
     clock: Arc<dyn Clock>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let start = match h2c::sniff(&mut stream).await {
+    // A connection that has sent nothing yet is idle: a drain closes it like any idle one.
+    let opening = tokio::select! {
+        opening = h2c::sniff(&mut stream) => opening,
+        _ = stop.wait_for(|stop| *stop) => return,
+    };
+    let start = match opening {
         Ok(h2c::Opening::Http1(start)) => start,
         Ok(h2c::Opening::Http2) => return h2c::serve_connection(stream, app_h2, stop).await,
         Err(e) => return tracing::debug!("connection ended before its first request: {e}"),
@@ -148,7 +153,28 @@ async fn serve_connection(
     let service = hyper_util::service::TowerToHyperService::new(app);
     let conn = hyper::server::conn::http1::Builder::new()
         .serve_connection(hyper_util::rt::TokioIo::new(io), service);
-    let mut conn = std::pin::pin!(conn);
+    let conn = std::pin::pin!(conn);
+    drive(conn, |c| c.graceful_shutdown(), stop, Some(refused)).await;
+}
+
+/// Drives a connection (HTTP/1 or HTTP/2) until it ends; `stop` turning true, or `refused` (the
+/// HTTP/1 guard refused a head), closes it gracefully: what is in flight finishes first.
+pub(crate) async fn drive<C, E>(
+    mut conn: Pin<&mut C>,
+    graceful_shutdown: fn(Pin<&mut C>),
+    mut stop: watch::Receiver<bool>,
+    refused: Option<Arc<Notify>>,
+) where
+    C: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    let refused = async {
+        match &refused {
+            Some(r) => r.notified().await,
+            None => std::future::pending().await,
+        }
+    };
+    let mut refused = std::pin::pin!(refused);
     let mut closing = false;
     loop {
         tokio::select! {
@@ -158,13 +184,13 @@ async fn serve_connection(
                 }
                 return;
             }
-            () = refused.notified(), if !closing => {
+            () = &mut refused, if !closing => {
                 closing = true;
-                conn.as_mut().graceful_shutdown();
+                graceful_shutdown(conn.as_mut());
             }
             _ = stop.wait_for(|stop| *stop), if !closing => {
                 closing = true;
-                conn.as_mut().graceful_shutdown();
+                graceful_shutdown(conn.as_mut());
             }
         }
     }

@@ -13,11 +13,7 @@ use std::collections::HashSet;
 /// against a plain prepared-statement insert loop of the same rows in one transaction.
 pub fn p1_apply_page() -> Row {
     let offers = data::offers(10_000, 1);
-    let page: Vec<Change> = offers
-        .iter()
-        .cloned()
-        .map(|offer| Change::Offer { offer })
-        .collect();
+    let page = as_changes(&offers);
     let cipher = FieldCipher::new(&[7u8; 32]).unwrap();
     let dir = tempfile::tempdir().unwrap();
 
@@ -80,11 +76,7 @@ pub fn p1_apply_page() -> Row {
 
 fn inbox_rows(n: usize) -> Vec<Row> {
     let offers = data::offers(n, 2);
-    let page: Vec<Change> = offers
-        .iter()
-        .cloned()
-        .map(|offer| Change::Offer { offer })
-        .collect();
+    let page = as_changes(&offers);
     let cipher = FieldCipher::new(&[7u8; 32]).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("p2.db")).unwrap();
@@ -151,4 +143,13 @@ pub fn p2_inbox() -> Vec<Row> {
     let mut rows = inbox_rows(10_000);
     rows.extend(inbox_rows(100_000));
     rows
+}
+
+/// The offers as one sync page's changes.
+fn as_changes(offers: &[friend_protocol::Offer]) -> Vec<Change> {
+    offers
+        .iter()
+        .cloned()
+        .map(|offer| Change::Offer { offer })
+        .collect()
 }

@@ -473,47 +473,7 @@ Examples:
   friendctl customer --token dev-customer-heidi book --service tv.setup --at 46.948,7.4474 \\
     --street 'Bundesgasse 3' --postal-code 3011 --city Bern --slot-start 2030-05-01T14:00:00Z
   friendctl customer --token dev-customer-heidi book --service mobile.lesson --remote")]
-    Book {
-        /// Catalog service id (see `catalog`).
-        #[arg(long)]
-        service: String,
-        /// Where, as LAT,LON (default: Zürich main station).
-        #[arg(long, value_parser = parse_point)]
-        at: Option<GeoPoint>,
-        /// Street and number.
-        #[arg(long, default_value = "Bahnhofplatz 1")]
-        street: String,
-        /// Postal code.
-        #[arg(long, default_value = "8001")]
-        postal_code: String,
-        /// City.
-        #[arg(long, default_value = "Zürich")]
-        city: String,
-        /// Contact name (default: the account's name).
-        #[arg(long)]
-        name: Option<String>,
-        /// Contact phone.
-        #[arg(long, default_value = "+41 79 000 00 00")]
-        phone: String,
-        /// What you need, in your words.
-        #[arg(long, default_value = "Please help me set this up")]
-        description: String,
-        /// Book a slot starting then (RFC 3339) instead of now.
-        #[arg(long)]
-        slot_start: Option<chrono::DateTime<chrono::Utc>>,
-        /// Slot length in hours.
-        #[arg(long, default_value_t = 1)]
-        slot_hours: u32,
-        /// Remote help (phone, video) instead of on site.
-        #[arg(long)]
-        remote: bool,
-        /// Brand community (only its Friends see the job).
-        #[arg(long)]
-        brand: Option<String>,
-        /// Access notes (door code, floor).
-        #[arg(long)]
-        access_notes: Option<String>,
-    },
+    Book(BookArgs),
     /// The customer's jobs with live status.
     Jobs,
     /// One job with live status and details.
@@ -598,6 +558,50 @@ Examples:
     /// Register this device's push token, or remove it (queued; works offline).
     #[command(after_help = PUSH_TOKEN_HELP)]
     PushToken(PushTokenArgs),
+}
+
+/// What `customer book` takes.
+#[derive(Debug, Args)]
+pub struct BookArgs {
+    /// Catalog service id (see `catalog`).
+    #[arg(long)]
+    pub service: String,
+    /// Where, as LAT,LON (default: Zürich main station).
+    #[arg(long, value_parser = parse_point)]
+    pub at: Option<GeoPoint>,
+    /// Street and number.
+    #[arg(long, default_value = "Bahnhofplatz 1")]
+    pub street: String,
+    /// Postal code.
+    #[arg(long, default_value = "8001")]
+    pub postal_code: String,
+    /// City.
+    #[arg(long, default_value = "Zürich")]
+    pub city: String,
+    /// Contact name (default: the account's name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Contact phone.
+    #[arg(long, default_value = "+41 79 000 00 00")]
+    pub phone: String,
+    /// What you need, in your words.
+    #[arg(long, default_value = "Please help me set this up")]
+    pub description: String,
+    /// Book a slot starting then (RFC 3339) instead of now.
+    #[arg(long)]
+    pub slot_start: Option<chrono::DateTime<chrono::Utc>>,
+    /// Slot length in hours.
+    #[arg(long, default_value_t = 1)]
+    pub slot_hours: u32,
+    /// Remote help (phone, video) instead of on site.
+    #[arg(long)]
+    pub remote: bool,
+    /// Brand community (only its Friends see the job).
+    #[arg(long)]
+    pub brand: Option<String>,
+    /// Access notes (door code, floor).
+    #[arg(long)]
+    pub access_notes: Option<String>,
 }
 
 const PUSH_TOKEN_HELP: &str = "\

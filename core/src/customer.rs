@@ -253,13 +253,19 @@ impl CustomerSession {
     /// decides, on the job as this device shows it (a queued cancel included); the server decides
     /// again.
     async fn cancellable(&self, job: JobId) -> CoreResult<JobDetails> {
+        self.allowed(job, Event::Cancel).await
+    }
+
+    /// The job as this device shows it, if the state machine lets the customer do `event` on it
+    /// (`invalid_input` if not; `not_cached` for a job this device does not know).
+    async fn allowed(&self, job: JobId, event: Event) -> CoreResult<JobDetails> {
         let details = self
             .job(job)
             .await?
             .details
             .ok_or_else(|| CoreError::NotCached(job.to_string()))?;
         let facts = JobFacts::of(&details);
-        lifecycle::transition(&facts, &Actor::Customer(details.customer_id), Event::Cancel)
+        lifecycle::transition(&facts, &Actor::Customer(details.customer_id), event)
             .map_err(|refusal| CoreError::InvalidInput(refusal.to_string()))?;
         Ok(details)
     }
@@ -300,18 +306,7 @@ impl CustomerSession {
     /// (`invalid_input` otherwise, checked by the state machine before queueing). Returns the
     /// outbox item id.
     pub async fn decline_appointment(&self, job: JobId) -> CoreResult<i64> {
-        let details = self
-            .job(job)
-            .await?
-            .details
-            .ok_or_else(|| CoreError::NotCached(job.to_string()))?;
-        let facts = JobFacts::of(&details);
-        lifecycle::transition(
-            &facts,
-            &Actor::Customer(details.customer_id),
-            Event::DeclineAppointment,
-        )
-        .map_err(|refusal| CoreError::InvalidInput(refusal.to_string()))?;
+        let details = self.allowed(job, Event::DeclineAppointment).await?;
         if !details.visit.appointment.is_some_and(|a| a.moved) {
             return Err(CoreError::InvalidInput(
                 "only a visit the Friend moved away from the booked slot can be declined".into(),
@@ -377,19 +372,9 @@ fn customer_job(details: JobDetails, pending: &[rows::ItemRow]) -> CustomerJob {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::cache::tests::new_job;
+    use crate::store::cache::tests::{held, new_job};
     use chrono::Duration;
     use friend_protocol::{AccountId, EnRoute, FriendSummary, Tier};
-
-    fn held(state: JobState) -> JobDetails {
-        let mut job = new_job(1, 3, state);
-        job.friend = Some(FriendSummary {
-            id: AccountId(uuid::Uuid::from_u128(9)),
-            name: "Anna".into(),
-            tier: Tier::Friend,
-        });
-        job
-    }
 
     #[test]
     fn the_live_status_follows_the_visit() {

@@ -399,7 +399,7 @@ fn with_local_echo(details: JobDetails, pending: &[&rows::ItemRow]) -> Option<My
 mod tests {
     use super::*;
     use crate::StaticSecrets;
-    use crate::store::cache::tests::new_job;
+    use crate::store::cache::tests::{held, new_job};
     use chrono::Duration;
     use friend_protocol::{AccountId, FriendSummary, JobState, Tier};
 
@@ -422,16 +422,6 @@ mod tests {
             .await
             .unwrap();
         s
-    }
-
-    fn held(state: JobState) -> JobDetails {
-        let mut job = new_job(1, 3, state);
-        job.friend = Some(FriendSummary {
-            id: AccountId(uuid::Uuid::from_u128(9)),
-            name: "Anna".into(),
-            tier: Tier::Friend,
-        });
-        job
     }
 
     async fn waiting(s: &FriendSession) -> Vec<Action> {

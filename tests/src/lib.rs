@@ -273,6 +273,50 @@ impl TestBackend {
         Http::new(&self.base_url)
     }
 
+    /// `n` Friends in Bern (no booking in Zürich concerns them), each long-polling (`wait=30`)
+    /// through `http` from its cursor: the handles give back that cursor and the answer.
+    pub async fn long_polls(
+        &self,
+        http: &Http,
+        n: usize,
+    ) -> Vec<tokio::task::JoinHandle<(String, Reply)>> {
+        let mut polls = Vec::with_capacity(n);
+        for i in 0..n {
+            let friend = self
+                .friend(friend_at(&format!("Waiting {i}"), places::BERN))
+                .await;
+            let cursor = http
+                .sync(&friend, None, 0)
+                .await
+                .json::<friend_protocol::SyncPage>()
+                .cursor;
+            let http = http.clone();
+            polls.push(tokio::spawn(async move {
+                let reply = http.sync(&friend, Some(&cursor), 30).await;
+                (cursor, reply)
+            }));
+        }
+        polls
+    }
+
+    /// Asserts that each of `polls` (from [`TestBackend::long_polls`]) is answered within `bound`
+    /// (far below its own 30 s wait: by a drain), with no change and its own cursor back.
+    pub async fn assert_answered_empty(
+        polls: Vec<tokio::task::JoinHandle<(String, Reply)>>,
+        bound: Duration,
+    ) {
+        for poll in polls {
+            let (cursor, reply) = tokio::time::timeout(bound, poll)
+                .await
+                .expect("answered by the drain, not by its own timeout")
+                .expect("long-poll task");
+            assert_eq!(reply.status, 200, "{}", reply.text());
+            let page: friend_protocol::SyncPage = reply.json();
+            assert!(page.changes.is_empty(), "{:?}", page.changes);
+            assert_eq!(page.cursor, cursor, "the device resumes where it was");
+        }
+    }
+
     /// Creates a Friend through the admin API.
     pub async fn friend(&self, f: NewFriend) -> TestAccount {
         let created = self

@@ -18,18 +18,7 @@ async fn draining_answers_every_waiting_long_poll_and_readiness_flips() {
     assert_eq!(ready.status, "ready");
 
     // 100 Friends long-polling, each from its cursor.
-    let mut polls = Vec::new();
-    for i in 0..100 {
-        let friend = tb
-            .friend(friend_at(&format!("Waiting {i}"), places::BERN))
-            .await;
-        let cursor = http.sync(&friend, None, 0).await.json::<SyncPage>().cursor;
-        let http = http.clone();
-        polls.push(tokio::spawn(async move {
-            let reply = http.sync(&friend, Some(&cursor), 30).await;
-            (cursor, reply)
-        }));
-    }
+    let polls = tb.long_polls(&http, 100).await;
     let backend = tb.backend.clone();
     wait_until("100 long-polls waiting", BOUND, || {
         let n = backend.waiting_accounts();
@@ -41,16 +30,7 @@ async fn draining_answers_every_waiting_long_poll_and_readiness_flips() {
 
     let started = Instant::now();
     tb.backend.start_drain();
-    for poll in polls {
-        let (cursor, reply) = tokio::time::timeout(BOUND, poll)
-            .await
-            .expect("answered by the drain, not by its own timeout")
-            .expect("long-poll task");
-        assert_eq!(reply.status, 200, "{}", reply.text());
-        let page: SyncPage = reply.json();
-        assert!(page.changes.is_empty());
-        assert_eq!(page.cursor, cursor, "the device resumes where it was");
-    }
+    TestBackend::assert_answered_empty(polls, BOUND).await;
     eprintln!(
         "drain answered 100 waiting long-polls in {:?}",
         started.elapsed()
@@ -163,4 +143,22 @@ async fn sigterm_drains_the_process_and_it_exits_within_the_bound() {
         "SIGTERM → 20 long-polls answered and the process gone in {:?}",
         started.elapsed()
     );
+}
+
+/// A connection that has sent nothing yet (or only the start of a request) is idle: the shutdown
+/// closes it at once instead of waiting out the drain bound for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_that_sent_nothing_yet_do_not_hold_up_the_shutdown() {
+    use tokio::io::AsyncWriteExt;
+    let mut tb = TestBackend::start().await;
+    let addr = tb.base_url.trim_start_matches("http://").to_owned();
+    let _silent = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let mut half_preface = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    half_preface.write_all(b"PRI * HT").await.unwrap();
+    // A request answered on another connection: both silent ones were accepted before it.
+    assert_eq!(tb.http().get("/v1/health", "").await.status, 200);
+    // Within half the drain bound (10 s), which closes what is left when it runs out.
+    tokio::time::timeout(Duration::from_secs(5), tb.shut_down())
+        .await
+        .expect("the shutdown waited for connections that never sent a request");
 }

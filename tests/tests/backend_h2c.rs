@@ -22,18 +22,7 @@ async fn long_polls_multiplexed_over_one_http2_connection_wake_and_drain() {
         let h2 = h2.clone();
         tokio::spawn(async move { h2.sync(&anna, Some(&anna_cursor), 30).await })
     };
-    let mut idle = Vec::new();
-    for i in 0..POLLS - 1 {
-        let friend = tb
-            .friend(friend_at(&format!("Idle {i}"), places::BERN))
-            .await;
-        let cursor = h2.sync(&friend, None, 0).await.json::<SyncPage>().cursor;
-        let h2 = h2.clone();
-        idle.push(tokio::spawn(async move {
-            let reply = h2.sync(&friend, Some(&cursor), 30).await;
-            (cursor, reply)
-        }));
-    }
+    let idle = tb.long_polls(&h2, POLLS - 1).await;
     let backend = tb.backend.clone();
     wait_until(
         &format!("{POLLS} long-polls waiting on one HTTP/2 connection"),
@@ -63,16 +52,7 @@ async fn long_polls_multiplexed_over_one_http2_connection_wake_and_drain() {
 
     // The drain answers every other stream at once, each from its own cursor.
     tb.backend.start_drain();
-    for poll in idle {
-        let (cursor, reply) = tokio::time::timeout(BOUND, poll)
-            .await
-            .expect("answered by the drain, not by its own timeout")
-            .expect("long-poll task");
-        assert_eq!(reply.status, 200, "{}", reply.text());
-        let page: SyncPage = reply.json();
-        assert!(page.changes.is_empty(), "{:?}", page.changes);
-        assert_eq!(page.cursor, cursor, "the device resumes where it was");
-    }
+    TestBackend::assert_answered_empty(idle, BOUND).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -268,27 +268,22 @@ async fn a_declined_moved_visit_and_a_release_offer_the_job_again() {
     assert!(r.text().contains("won"), "{}", r.text());
 
     // Otto gives it back, saying why: open again, counted.
-    let r = s
-        .http
-        .post(
-            &friend_path(s.job(), "release"),
-            &other.token,
-            None,
-            &json!({ "reason": "cannot_come" }),
-        )
-        .await;
+    let release = |reason: &'static str| {
+        let (http, token, path) = (
+            s.http.clone(),
+            other.token.clone(),
+            friend_path(s.job(), "release"),
+        );
+        async move {
+            http.post(&path, &token, None, &json!({ "reason": reason }))
+                .await
+        }
+    };
+    let r = release("cannot_come").await;
     assert_eq!(r.status, 200, "{}", r.text());
     let job = customer_job(&s).await;
     assert_eq!((job.state, job.visit.reopened), (JobState::Open, 2));
-    let r = s
-        .http
-        .post(
-            &friend_path(s.job(), "release"),
-            &other.token,
-            None,
-            &json!({ "reason": "bored" }),
-        )
-        .await;
+    let r = release("bored").await;
     assert!(r.status == 400 || r.status == 409, "{}", r.text());
 }
 

@@ -7,7 +7,7 @@ use super::device::{
     try_sync,
 };
 use super::{shared, views};
-use crate::args::{CustomerArgs, CustomerCommand};
+use crate::args::{BookArgs, CustomerArgs, CustomerCommand};
 use crate::exit::{CliError, CliResult, Exit};
 use friend_core::{CustomerJob, CustomerSession, JobListener, LiveStatus};
 use friend_protocol::quote::LineItem;
@@ -99,26 +99,9 @@ impl JobListener for Wake {
     }
 }
 
-/// What `customer book` was given.
-struct BookOptions {
-    service: String,
-    at: Option<GeoPoint>,
-    street: String,
-    postal_code: String,
-    city: String,
-    name: Option<String>,
-    phone: String,
-    description: String,
-    slot_start: Option<chrono::DateTime<chrono::Utc>>,
-    slot_hours: u32,
-    remote: bool,
-    brand: Option<String>,
-    access_notes: Option<String>,
-}
-
 /// The booking request: on site at `--at` (Zürich main station by default) or remote, in the
 /// name of `contact_name`.
-fn booking_request(o: BookOptions, contact_name: String, timing: Timing) -> CliResult<BookRequest> {
+fn booking_request(o: BookArgs, contact_name: String, timing: Timing) -> CliResult<BookRequest> {
     let location = match o.at {
         Some(p) => Some(p),
         None if o.remote => None,
@@ -158,38 +141,7 @@ async fn dispatch(device: &Device, s: &CustomerSession, command: CustomerCommand
     match command {
         CustomerCommand::Status => status(device, s).await,
         CustomerCommand::Catalog => catalog(device, s).await,
-        CustomerCommand::Book {
-            service,
-            at,
-            street,
-            postal_code,
-            city,
-            name,
-            phone,
-            description,
-            slot_start,
-            slot_hours,
-            remote,
-            brand,
-            access_notes,
-        } => {
-            let options = BookOptions {
-                service,
-                at,
-                street,
-                postal_code,
-                city,
-                name,
-                phone,
-                description,
-                slot_start,
-                slot_hours,
-                remote,
-                brand,
-                access_notes,
-            };
-            book(device, s, options).await
-        }
+        CustomerCommand::Book(options) => book(device, s, options).await,
         CustomerCommand::Jobs => jobs(device, s).await,
         CustomerCommand::Show { job } => show(device, s, job).await,
         CustomerCommand::Watch { job, timeout } => watch(device, s, job, timeout).await,
@@ -255,7 +207,7 @@ async fn catalog(device: &Device, s: &CustomerSession) -> CliResult<()> {
 
 /// Books a service (registering the device key first when online) and, online, waits for the
 /// backend to take it; offline, it stays queued.
-async fn book(device: &Device, s: &CustomerSession, mut o: BookOptions) -> CliResult<()> {
+async fn book(device: &Device, s: &CustomerSession, mut o: BookArgs) -> CliResult<()> {
     if !device.offline {
         // Registers the device key and learns the account's name.
         sync(device, s).await?;

@@ -205,23 +205,11 @@ async fn deliver_all(sim: &Arc<Sim>, devices: &[Dev]) {
             for attempt in 0..5u64 {
                 let pending = match dev {
                     Dev::Friend(f) => match sim.friend_device(f) {
-                        Some(d) => match d.session().await {
-                            Ok(s) => {
-                                let _ = s.sync_once().await;
-                                s.sync_status().pending_outbox
-                            }
-                            Err(_) => 0,
-                        },
+                        Some(d) => pending_after_sync(d.session().await).await,
                         None => 0,
                     },
                     Dev::Customer(c) => match sim.customer_device(c) {
-                        Some(d) => match d.session().await {
-                            Ok(s) => {
-                                let _ = s.sync_once().await;
-                                s.sync_status().pending_outbox
-                            }
-                            Err(_) => 0,
-                        },
+                        Some(d) => pending_after_sync(d.session().await).await,
                         None => 0,
                     },
                 };
@@ -425,4 +413,14 @@ async fn fetch(api: &Api, id: JobId) -> Option<JobDetails> {
     api.get::<JobDetails>(&format!("v1/customer/jobs/{id}"))
         .await
         .ok()
+}
+
+/// Syncs a device once and tells how many outbox items it still holds (none for a device that
+/// cannot open its session: nothing of it can be delivered).
+async fn pending_after_sync<S: std::ops::Deref<Target = friend_core::Session>>(
+    session: friend_core::CoreResult<std::sync::Arc<S>>,
+) -> u32 {
+    let Ok(s) = session else { return 0 };
+    let _ = s.sync_once().await;
+    s.sync_status().pending_outbox
 }

@@ -71,20 +71,10 @@ pub(crate) fn shown<'a>(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::store::cache::tests::new_job;
+    use crate::store::cache::tests::{held, new_job};
     use crate::store::outbox::ItemStatus;
     use chrono::{Duration, Utc};
     use friend_protocol::{AccountId, Appointment, FriendSummary, JobState, Tier};
-
-    fn held(state: JobState) -> JobDetails {
-        let mut job = new_job(1, 3, state);
-        job.friend = Some(FriendSummary {
-            id: AccountId(uuid::Uuid::from_u128(9)),
-            name: "Anna".into(),
-            tier: Tier::Friend,
-        });
-        job
-    }
 
     /// A pending outbox row of `action`, queued at `at_ms`.
     pub(crate) fn row(action: &Action, at_ms: i64) -> ItemRow {

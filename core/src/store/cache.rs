@@ -419,6 +419,17 @@ pub(crate) mod tests {
         }
     }
 
+    /// [`new_job`] held by the Friend "Anna" (also for other modules' tests).
+    pub(crate) fn held(state: JobState) -> JobDetails {
+        let mut job = new_job(1, 3, state);
+        job.friend = Some(friend_protocol::FriendSummary {
+            id: friend_protocol::AccountId(uuid::Uuid::from_u128(9)),
+            name: "Anna".into(),
+            tier: friend_protocol::Tier::Friend,
+        });
+        job
+    }
+
     /// A job with recognisable personal fields (also for other modules' tests).
     pub(crate) fn new_job(n: u128, version: u64, state: JobState) -> JobDetails {
         JobDetails {
