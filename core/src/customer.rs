@@ -374,7 +374,7 @@ mod tests {
     use super::*;
     use crate::store::cache::tests::{held, new_job};
     use chrono::Duration;
-    use friend_protocol::{AccountId, EnRoute, FriendSummary, Tier};
+    use friend_protocol::EnRoute;
 
     #[test]
     fn the_live_status_follows_the_visit() {

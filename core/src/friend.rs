@@ -401,7 +401,7 @@ mod tests {
     use crate::StaticSecrets;
     use crate::store::cache::tests::{held, new_job};
     use chrono::Duration;
-    use friend_protocol::{AccountId, FriendSummary, JobState, Tier};
+    use friend_protocol::JobState;
 
     /// A Friend session whose backend is a closed loopback port, with its outbox timer stopped (so
     /// nothing is attempted behind the test's back), holding `job` in its cache.

@@ -71,10 +71,10 @@ pub(crate) fn shown<'a>(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::store::cache::tests::{held, new_job};
+    use crate::store::cache::tests::held;
     use crate::store::outbox::ItemStatus;
     use chrono::{Duration, Utc};
-    use friend_protocol::{AccountId, Appointment, FriendSummary, JobState, Tier};
+    use friend_protocol::{Appointment, JobState};
 
     /// A pending outbox row of `action`, queued at `at_ms`.
     pub(crate) fn row(action: &Action, at_ms: i64) -> ItemRow {
