@@ -69,10 +69,12 @@ pub(crate) async fn serve(
 ) -> io::Result<()> {
     // Unread request bodies are an HTTP/1 matter: over HTTP/2 a stream answered early ends with
     // RST_STREAM(NO_ERROR) and the connection goes on. Targets over HTTP/2 skip the guard.
-    let app_h2 = app
-        .clone()
-        .layer(axum::middleware::from_fn(h2c::refuse_long_target));
-    let app = app.layer(axum::middleware::from_fn(drain_unread_body));
+    let apps = Arc::new(Apps {
+        http2: app
+            .clone()
+            .layer(axum::middleware::from_fn(h2c::refuse_long_target)),
+        http1: app.layer(axum::middleware::from_fn(drain_unread_body)),
+    });
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut connections = tokio::task::JoinSet::new();
     let mut shutdown = std::pin::pin!(shutdown);
@@ -87,7 +89,7 @@ pub(crate) async fn serve(
             Ok((stream, _)) => {
                 connections.spawn(serve_connection(
                     stream,
-                    [app.clone(), app_h2.clone()],
+                    apps.clone(),
                     clock.clone(),
                     stop_rx.clone(),
                 ));
@@ -129,11 +131,17 @@ fn is_connection_error(e: &io::Error) -> bool {
     )
 }
 
-/// Serves one connection: HTTP/2 when it opens with the preface (`apps[1]`, see `h2c.rs`), else
-/// HTTP/1 through the guard (`apps[0]`).
+/// The service as each protocol gets it (the middleware that only one of them needs added).
+struct Apps {
+    http1: axum::Router,
+    http2: axum::Router,
+}
+
+/// Serves one connection: HTTP/2 when it opens with the preface (see `h2c.rs`), else HTTP/1
+/// through the guard.
 async fn serve_connection(
     mut stream: TcpStream,
-    [app, app_h2]: [axum::Router; 2],
+    apps: Arc<Apps>,
     clock: Arc<dyn Clock>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -144,13 +152,15 @@ async fn serve_connection(
     };
     let start = match opening {
         Ok(h2c::Opening::Http1(start)) => start,
-        Ok(h2c::Opening::Http2) => return h2c::serve_connection(stream, app_h2, stop).await,
+        Ok(h2c::Opening::Http2) => {
+            return h2c::serve_connection(stream, apps.http2.clone(), stop).await;
+        }
         Err(e) => return tracing::debug!("connection ended before its first request: {e}"),
     };
     let refused = Arc::new(Notify::new());
     let mut io = GuardedStream::new(stream, clock, refused.clone());
     io.take(&start);
-    let service = hyper_util::service::TowerToHyperService::new(app);
+    let service = hyper_util::service::TowerToHyperService::new(apps.http1.clone());
     let conn = hyper::server::conn::http1::Builder::new()
         .serve_connection(hyper_util::rt::TokioIo::new(io), service);
     let conn = std::pin::pin!(conn);

@@ -213,7 +213,7 @@ fn raise_open_files(want: u64) -> u64 {
 
 /// Idle long-polls of `friends` on `tb`, held by a child process (`crowd-child`: this process
 /// keeps its open files for the server side; the sandbox's hard limit is 20,000 per process).
-/// Returns once they all wait.
+/// Returns once they wait (see [`until_waiting`]).
 async fn idle_polls(
     tb: &TestBackend,
     friends: &[TestAccount],
@@ -290,8 +290,8 @@ impl Transport {
     }
 }
 
-/// Runs in a child process: long-polls (`wait=30`, again and again) for every `id token` line of
-/// `tokens`, opened 500 at a time (each batch's first answer awaited before the next, so connecting
+/// Runs in a child process: long-polls (`wait=30` again and again, the first wait spread over
+/// 1–30 s) for every `id token` line of `tokens` over `transport`, opened 500 at a time (each batch's first answer awaited before the next, so connecting
 /// never floods the listen backlog). Runs until killed.
 pub async fn crowd_child(transport: Transport, base_url: &str, tokens: &std::path::Path) {
     let mut clients: Vec<Http> = match transport {
