@@ -258,6 +258,14 @@ fn placeholders(sql: &str) -> String {
     sql.replace('?', "$")
 }
 
+/// `?first, ?first+1, …`: `n` numbered placeholders, for an `IN (…)` list bound from a slice.
+pub fn numbered(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("?{i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Builds a statement's parameter list: `params![a, b]`.
 #[macro_export]
 macro_rules! sql_params {
@@ -542,6 +550,12 @@ impl<T: FromColumn> FromColumn for Option<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbered_placeholders_for_in_lists() {
+        assert_eq!(numbered(3, 3), "?3, ?4, ?5");
+        assert_eq!(numbered(1, 0), "");
+    }
 
     #[test]
     fn placeholders_become_dollars() {

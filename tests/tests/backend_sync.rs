@@ -5,7 +5,7 @@ use friend_protocol::{
     SyncPage,
 };
 use friend_tests::scenario::drain;
-use friend_tests::{Scenario, friend_at, places};
+use friend_tests::{Scenario, booking_at, friend_at, places};
 use std::time::Duration;
 
 fn removal(changes: &[Change], job: friend_protocol::JobId) -> Option<RemovalReason> {
@@ -170,12 +170,26 @@ async fn deltas_and_snapshots_are_paged() {
     let s = Scenario::new().await;
     let (http, anna) = (&s.http, &s.friend);
     let (_, cursor) = drain(http, anna, None).await;
-    let mut booked = Vec::new();
-    for _ in 0..25 {
-        booked.push(s.book().await.id);
+    // Offers from two area tiles in turn (Oerlikon, and 17 km south of Zürich one tile-row lower)
+    // and changes that name Anna herself (her accepts): one delta merges her own rows and both
+    // tiles' in sequence order, and reads each change once.
+    let south = booking_at((places::ZURICH.0 - 0.15, places::ZURICH.1));
+    let (mut booked, mut open) = (Vec::new(), Vec::new());
+    for i in 0..25 {
+        let job = match i % 2 {
+            0 => s.book().await.id,
+            _ => s.tb.book(&s.customer, &south).await.id,
+        };
+        if i % 5 == 4 {
+            s.accept(job, &format!("k{i}")).await;
+        } else {
+            open.push(job);
+        }
+        booked.push(job);
     }
 
     let mut pages = Vec::new();
+    let mut seen = Vec::new();
     let mut cursor = cursor;
     loop {
         let page: SyncPage = http
@@ -184,14 +198,28 @@ async fn deltas_and_snapshots_are_paged() {
             .json();
         assert!(!page.reset);
         pages.push(page.changes.len());
+        seen.extend(page.changes.iter().map(|c| match c {
+            Change::Offer { offer } => offer.id,
+            Change::Job { job } => job.id,
+            other => panic!("only offers and Anna's jobs here: {other:?}"),
+        }));
         cursor = page.cursor;
         if !page.more {
             break;
         }
     }
-    assert_eq!(pages, vec![10, 10, 5]);
+    // A page holds at most 10 feed rows (an accepted job has two: its booking and the accept).
+    assert!(
+        pages.len() >= 3 && pages.iter().all(|n| *n <= 10),
+        "{pages:?}"
+    );
+    assert_eq!(
+        seen, booked,
+        "each job once, in the order of its last change"
+    );
 
     // A newcomer's snapshot, paged the same way, holds every open offer exactly once.
+    open.sort();
     let luca = s.friend_named("Luca").await;
     let mut seen = Vec::new();
     let mut cursor: Option<String> = None;
@@ -213,8 +241,7 @@ async fn deltas_and_snapshots_are_paged() {
         }
     }
     seen.sort();
-    booked.sort();
-    assert_eq!(seen, booked);
+    assert_eq!(seen, open);
     // The snapshot's final cursor continues as a delta: nothing new.
     let page: SyncPage = http.sync(&luca, cursor.as_deref(), 0).await.json();
     assert!(page.changes.is_empty() && !page.reset);

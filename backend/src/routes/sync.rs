@@ -171,10 +171,10 @@ fn build_page(
             None => Ok(views::for_customer(job)),
         }
     };
-    let head = feed::head(tx)?;
+    let (floor, head) = feed::bounds(tx)?;
     match cursor {
         Cursor::Delta(after) => {
-            if after < feed::floor(tx)? || after > head {
+            if after < floor || after > head {
                 return Err(AppError::new(
                     ErrorCode::CursorTooOld,
                     "cursor no longer served: sync without a cursor",

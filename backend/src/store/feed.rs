@@ -10,7 +10,7 @@ use super::{Effects, parse_id};
 use crate::area;
 use crate::clock::to_ms;
 use crate::push::plan::{Announcement, News};
-use crate::sql::{OptionalExtension, Row, Tx, params};
+use crate::sql::{Param, Tx, params};
 use chrono::{DateTime, Utc};
 use friend_protocol::{AccountId, JobId, JobState, Place};
 
@@ -99,16 +99,16 @@ pub fn head(tx: &Tx<'_>) -> crate::sql::Result<i64> {
     )
 }
 
-/// The oldest cursor still served: changes at or below it may have been pruned.
-pub fn floor(tx: &Tx<'_>) -> crate::sql::Result<i64> {
-    let v: Option<String> = tx
-        .row(
-            "SELECT value FROM meta WHERE key = 'feed_floor'",
-            params![],
-            |r| r.get(0),
-        )
-        .optional()?;
-    Ok(v.and_then(|v| v.parse().ok()).unwrap_or(0))
+/// The delta cursors still served, `(floor, head)`: changes at or below the floor may have been
+/// pruned, the head is the last change ([`head`]). One statement, read by every long-poll.
+pub fn bounds(tx: &Tx<'_>) -> crate::sql::Result<(i64, i64)> {
+    let (floor, head): (Option<String>, i64) = tx.row(
+        "SELECT (SELECT value FROM meta WHERE key = 'feed_floor'), \
+                (SELECT COALESCE(MAX(seq), 0) FROM changes)",
+        params![],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    Ok((floor.and_then(|v| v.parse().ok()).unwrap_or(0), head))
 }
 
 /// One feed row: a change sequence number, the job it changed, and whether it came from an area
@@ -125,6 +125,11 @@ pub struct FeedRow {
 
 /// Feed rows of `account` after `cursor`, merged with the rows of `tiles` (a Friend's reach; empty
 /// for customers): up to `limit` rows in sequence order, and whether more follow.
+///
+/// One statement, however many tiles: a long-poll renews every 30 s, and on PostgreSQL each
+/// statement is a round trip (a Friend reads about ten tiles). Each source is still a range scan
+/// of its own index with its own limit — the first `limit + 1` rows of the union are among the
+/// first `limit + 1` of each source — so a cursor far behind reads a bounded number of rows.
 pub fn after(
     tx: &Tx<'_>,
     account: AccountId,
@@ -133,30 +138,29 @@ pub fn after(
     limit: u32,
 ) -> crate::sql::Result<(Vec<FeedRow>, bool)> {
     let take = i64::from(limit) + 1;
-    let decode = |broadcast: bool| {
-        move |r: &Row<'_>| {
-            Ok(FeedRow {
-                seq: r.get(0)?,
-                job: parse_id(&r.get::<String>(1)?)?,
-                broadcast,
-            })
-        }
-    };
-    let mut rows = tx.rows(
-        "SELECT seq, job_id FROM feed WHERE account_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
-        params![account.to_string(), cursor, take],
-        decode(false),
-    )?;
-    // The first `take` rows of the union are among the first `take` rows of each source.
-    for t in tiles {
-        rows.extend(tx.rows(
-            "SELECT seq, job_id FROM area_feed WHERE tile = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
-            params![t, cursor, take],
-            decode(true),
-        )?);
+    let mut sql = String::from(
+        "SELECT seq, job_id, 0 FROM (SELECT seq, job_id FROM feed \
+         WHERE account_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3) AS own",
+    );
+    for n in 4..4 + tiles.len() {
+        sql.push_str(&format!(
+            " UNION ALL SELECT seq, job_id, 1 FROM (SELECT seq, job_id FROM area_feed \
+             WHERE tile = ?{n} AND seq > ?2 ORDER BY seq LIMIT ?3) AS t{n}"
+        ));
     }
+    let account = account.to_string();
+    let mut bound: Vec<&dyn Param> = vec![&account, &cursor, &take];
+    bound.extend(tiles.iter().map(|t| t as &dyn Param));
+    let mut rows = tx.rows(&sql, &bound, |r| {
+        Ok(FeedRow {
+            seq: r.get(0)?,
+            job: parse_id(&r.get::<String>(1)?)?,
+            broadcast: r.get(2)?,
+        })
+    })?;
+    // Own rows sort before a tile's copy of the same change (`broadcast` false first): a change
+    // that names the account is read from its own rows.
     rows.sort_unstable();
-    // A change that names the account is read from its own rows; drop the tile's copy.
     rows.dedup_by(|later, earlier| later.seq == earlier.seq);
     let more = rows.len() > limit as usize;
     rows.truncate(limit as usize);

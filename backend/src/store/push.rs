@@ -5,7 +5,7 @@
 use super::accounts;
 use crate::clock::{from_ms, to_ms};
 use crate::push::PushMessage;
-use crate::sql::{OptionalExtension, Row, Tx, params};
+use crate::sql::{OptionalExtension, Param, Row, Tx, params};
 use chrono::{DateTime, Utc};
 use friend_protocol::push::MAX_PUSH_DEVICES;
 use friend_protocol::{AccountId, FriendProfile, PushPlatform};
@@ -134,12 +134,16 @@ pub fn friend_devices(
     let Some(tiles) = tiles else {
         return tx.rows(&select, params![], friend_device);
     };
-    let by_tile = format!("{select} WHERE f.home_tile = ?1");
-    let mut out = Vec::new();
-    for tile in tiles {
-        out.extend(tx.rows(&by_tile, params![tile], friend_device)?);
+    if tiles.is_empty() {
+        return Ok(Vec::new());
     }
-    Ok(out)
+    // One statement for every tile (a round trip each on PostgreSQL, inside the booking's write).
+    let in_tiles = format!(
+        "{select} WHERE f.home_tile IN ({})",
+        crate::sql::numbered(1, tiles.len())
+    );
+    let bound: Vec<&dyn Param> = tiles.iter().map(|t| t as &dyn Param).collect();
+    tx.rows(&in_tiles, &bound, friend_device)
 }
 
 /// Queues `message` for `device` until `expires_at`. A push with the same collapse key still
