@@ -20,8 +20,11 @@ use tokio::sync::watch;
 #[derive(Default)]
 struct Slot {
     sender: Option<watch::Sender<u64>>,
-    /// The waiting Friend's profile (customers have none).
+    /// The waiting Friend's profile (customers have none); kept when nobody waits, so the
+    /// account's next long-poll can subscribe before it reads the profile again.
     friend: Option<FriendProfile>,
+    /// Bumped each time `friend` is replaced (see [`Waiter::indexed_by`]).
+    generation: u64,
     wakes: u64,
 }
 
@@ -108,10 +111,14 @@ pub struct Waiter<'a> {
     notifier: &'a Notifier,
     account: AccountId,
     rx: watch::Receiver<u64>,
+    /// The account's profile generation when this waiter subscribed.
+    generation: u64,
 }
 
 impl Notifier {
-    /// Subscribes `account` (with its Friend profile, if a Friend) to wake-ups from now on.
+    /// Subscribes `account` to wake-ups from now on. A Friend is indexed by `friend`, or without
+    /// one by the profile this notifier last knew for the account (check with
+    /// [`Waiter::indexed_by`] once the profile is read).
     pub fn subscribe(
         &self,
         account: AccountId,
@@ -125,6 +132,7 @@ impl Notifier {
             && slot.friend.as_ref() != Some(f)
         {
             // A changed profile (qualifications, home) is indexed afresh.
+            slot.generation += 1;
             if let Some(old) = slot.friend.replace(f.clone())
                 && waiting
             {
@@ -149,6 +157,7 @@ impl Notifier {
             notifier: self,
             account,
             rx,
+            generation: slot.generation,
         })
     }
 
@@ -253,6 +262,17 @@ impl Slot {
 }
 
 impl Waiter<'_> {
+    /// Whether this waiter has been indexed by `friend` since it subscribed: the account's
+    /// profile then was `friend` and was not replaced since. If not, a change to a job `friend`
+    /// may see could have gone by unnoticed: subscribe with `friend` and look again.
+    pub fn indexed_by(&self, friend: &FriendProfile) -> bool {
+        self.notifier.registry.lock().is_ok_and(|r| {
+            r.slots.get(&self.account).is_some_and(|s| {
+                s.generation == self.generation && s.friend.as_ref() == Some(friend)
+            })
+        })
+    }
+
     /// Resolves at the next wake-up after subscribing.
     pub async fn changed(&mut self) {
         // An error means the sender is gone, which only happens when we are unregistering.
@@ -370,5 +390,31 @@ mod tests {
         assert_eq!(n.wake_count(f.id), 0, "moved away from Bern");
         n.ring(3, &[], &[job(Category::Network, Place::OnSite, ZURICH)]);
         assert_eq!(n.wake_count(f.id), 1, "found at the new home");
+    }
+
+    #[test]
+    fn a_renewal_subscribes_with_the_profile_last_known_and_learns_when_it_is_stale() {
+        let n = Notifier::default();
+        let mut f = friend(ZURICH, &[Category::Network]);
+        let first = n.subscribe(f.id, None).expect("subscribed");
+        assert!(!first.indexed_by(&f), "nothing known yet: not indexed");
+        drop(first);
+
+        let read = n.subscribe(f.id, Some(&f)).expect("subscribed");
+        assert!(read.indexed_by(&f));
+        drop(read);
+        // The next long-poll subscribes before reading: indexed by the profile kept.
+        let renewal = n.subscribe(f.id, None).expect("subscribed");
+        assert!(renewal.indexed_by(&f));
+        n.ring(1, &[], &[job(Category::Network, Place::OnSite, ZURICH)]);
+        assert_eq!(n.wake_count(f.id), 1, "woken as the kept profile says");
+
+        // Another request of the account re-indexes it with a changed profile meanwhile: the
+        // renewal was not indexed by the old one all along, nor by the new one.
+        let old = f.clone();
+        f.categories = vec![Category::Tv];
+        let _other = n.subscribe(f.id, Some(&f));
+        assert!(!renewal.indexed_by(&old));
+        assert!(!renewal.indexed_by(&f));
     }
 }

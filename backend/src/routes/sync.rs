@@ -111,35 +111,45 @@ async fn serve_page(
     let mut draining = state.draining.subscribe();
     let wait = if *draining.borrow() { 0 } else { wait };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(u64::from(wait));
+    // The profile read on the previous turn (none at first: the notifier's last known one).
+    let mut known: Option<FriendProfile> = None;
     loop {
-        // Read at each turn: an admin's change to the profile (a suspension, other
-        // qualifications) wakes this poll, which goes on with the new one.
-        let friend = match caller.role {
-            Role::Friend => Some(Arc::new(
-                state
-                    .db
-                    .read(move |tx| Ok::<_, AppError>(accounts::friend(tx, caller.id)?))
-                    .await?
-                    .ok_or_else(|| AppError::new(ErrorCode::Unauthorized, "account gone"))?,
-            )),
-            _ => None,
-        };
-        // Subscribe before looking, so a change committed in between still wakes us.
+        // Subscribe before looking, so a change committed in between still wakes us. A Friend is
+        // indexed by a profile known before the look; the look reads it again (an admin's change
+        // — a suspension, other qualifications — wakes this poll, which goes on with the new one)
+        // and, if the waiter was not indexed by the profile read, is repeated with it. A renewing
+        // long-poll is one transaction: the profile, the cursor's bounds, the delta.
         let mut waiter = if wait > 0 {
-            state.notifier.subscribe(caller.id, friend.as_deref())
+            state.notifier.subscribe(caller.id, known.as_ref())
         } else {
             None
         };
         let clock = state.clock.clone();
-        let me = friend.clone();
-        let page = state
+        let (friend, page) = state
             .db
-            .read(move |tx| build_page(tx, caller, me.as_deref(), cursor, limit, clock.now()))
+            .read(move |tx| {
+                let friend = match caller.role {
+                    Role::Friend => {
+                        Some(accounts::friend(tx, caller.id)?.ok_or_else(|| {
+                            AppError::new(ErrorCode::Unauthorized, "account gone")
+                        })?)
+                    }
+                    _ => None,
+                };
+                let page = build_page(tx, caller, friend.as_ref(), cursor, limit, clock.now())?;
+                Ok::<_, AppError>((friend, page))
+            })
             .await?;
         let idle = page.changes.is_empty() && !page.more && matches!(cursor, Cursor::Delta(_));
         let Some(w) = waiter.as_mut().filter(|_| idle) else {
             return Ok(Json(page));
         };
+        if let Some(f) = friend
+            && !w.indexed_by(&f)
+        {
+            known = Some(f);
+            continue;
+        }
         tokio::select! {
             _ = w.changed() => continue,
             _ = tokio::time::sleep_until(deadline) => {
