@@ -1,7 +1,9 @@
 //! Targeted long-poll wake-ups. A waiting sync subscribes for its own account before it looks at
 //! the feed (so no wake-up is lost between the look and the wait); a committed change wakes only the
 //! accounts it names and, for an open job's change, the waiting Friends the eligibility rule lets
-//! see it (a Friend subscribes with their profile). Idle waiters cost a channel each and no CPU.
+//! see it (a Friend subscribes with their profile). Idle waiters cost a channel each and no CPU;
+//! an account's profile is kept for a while after its long-poll ends, so the renewal can subscribe
+//! before it reads (`routes/sync.rs`).
 //!
 //! Waiting Friends are indexed by what their delta reads: (home tile, category) for on-site jobs
 //! and category for remote ones. An open job's change asks the rule only about the Friends in the
@@ -15,7 +17,13 @@ use friend_protocol::{AccountId, Category, FriendProfile, Place};
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
+
+/// How long an account's slot (its Friend profile) is kept after its last long-poll ended: a
+/// renewal within it subscribes before reading, in one transaction. Accounts gone for longer cost
+/// nothing here; their next long-poll reads the profile before it subscribes.
+const KEEP_IDLE: Duration = Duration::from_secs(120);
 
 #[derive(Default)]
 struct Slot {
@@ -26,6 +34,8 @@ struct Slot {
     /// Bumped each time `friend` is replaced (see [`Waiter::indexed_by`]).
     generation: u64,
     wakes: u64,
+    /// When the account's last waiter left (`None` while one waits).
+    left: Option<Instant>,
 }
 
 /// The waiting Friends by what their delta reads.
@@ -94,6 +104,28 @@ impl Index {
 struct Registry {
     slots: HashMap<AccountId, Slot>,
     index: Index,
+    /// Accounts with a waiting long-poll.
+    waiting: usize,
+    /// When slots idle for longer than [`KEEP_IDLE`] were last dropped.
+    swept: Option<Instant>,
+}
+
+impl Registry {
+    /// Drops the slots of accounts that have not waited for [`KEEP_IDLE`], at most every half of
+    /// it: the registry holds the accounts that long-poll now, not every account ever seen.
+    fn sweep(&mut self, now: Instant) {
+        if self
+            .swept
+            .is_some_and(|at| now.saturating_duration_since(at) < KEEP_IDLE / 2)
+        {
+            return;
+        }
+        self.swept = Some(now);
+        self.slots.retain(|_, s| {
+            s.left
+                .is_none_or(|at| now.saturating_duration_since(at) < KEEP_IDLE)
+        });
+    }
 }
 
 /// Registry of waiting long-polls by account.
@@ -125,7 +157,13 @@ impl Notifier {
         friend: Option<&FriendProfile>,
     ) -> Option<Waiter<'_>> {
         let mut registry = self.registry.lock().ok()?;
-        let Registry { slots, index } = &mut *registry;
+        registry.sweep(Instant::now());
+        let Registry {
+            slots,
+            index,
+            waiting: waiting_accounts,
+            ..
+        } = &mut *registry;
         let slot = slots.entry(account).or_default();
         let waiting = slot.sender.is_some();
         if let Some(f) = friend
@@ -147,6 +185,8 @@ impl Notifier {
             None => {
                 let (tx, rx) = watch::channel(0);
                 slot.sender = Some(tx);
+                slot.left = None;
+                *waiting_accounts += 1;
                 if let Some(f) = &slot.friend {
                     index.insert(f);
                 }
@@ -174,7 +214,7 @@ impl Notifier {
         let Ok(mut registry) = self.registry.lock() else {
             return;
         };
-        let Registry { slots, index } = &mut *registry;
+        let Registry { slots, index, .. } = &mut *registry;
         let mut woken = 0;
         for a in named {
             if let Some(slot) = slots.get_mut(a) {
@@ -242,10 +282,7 @@ impl Notifier {
 
     /// How many accounts have a waiting long-poll.
     pub fn waiting_accounts(&self) -> usize {
-        self.registry
-            .lock()
-            .map(|r| r.slots.values().filter(|s| s.sender.is_some()).count())
-            .unwrap_or(0)
+        self.registry.lock().map(|r| r.waiting).unwrap_or(0)
     }
 }
 
@@ -285,13 +322,20 @@ impl Drop for Waiter<'_> {
         let Ok(mut registry) = self.notifier.registry.lock() else {
             return;
         };
-        let Registry { slots, index } = &mut *registry;
+        let Registry {
+            slots,
+            index,
+            waiting,
+            ..
+        } = &mut *registry;
         if let Some(slot) = slots.get_mut(&self.account)
             && let Some(tx) = &slot.sender
             // Our own receiver is still alive here, hence 1.
             && tx.receiver_count() <= 1
         {
             slot.sender = None;
+            slot.left = Some(Instant::now());
+            *waiting -= 1;
             if let Some(f) = &slot.friend {
                 index.remove(f);
             }
@@ -416,5 +460,31 @@ mod tests {
         let _other = n.subscribe(f.id, Some(&f));
         assert!(!renewal.indexed_by(&old));
         assert!(!renewal.indexed_by(&f));
+    }
+
+    #[test]
+    fn accounts_that_stopped_long_polling_are_forgotten_after_a_while() {
+        let n = Notifier::default();
+        let gone = friend(ZURICH, &[Category::Network]);
+        let here = friend(BERN, &[Category::Network]);
+        drop(n.subscribe(gone.id, Some(&gone)));
+        let _waiting = n.subscribe(here.id, Some(&here)).expect("subscribed");
+        assert_eq!(n.waiting_accounts(), 1);
+
+        let mut registry = n.registry.lock().expect("registry");
+        registry.sweep(Instant::now());
+        assert_eq!(
+            registry.slots.len(),
+            2,
+            "a renewal soon after finds its profile"
+        );
+        registry.sweep(Instant::now() + KEEP_IDLE * 2);
+        assert!(
+            !registry.slots.contains_key(&gone.id),
+            "gone for longer: forgotten"
+        );
+        assert!(registry.slots.contains_key(&here.id), "waiting: kept");
+        drop(registry);
+        assert_eq!(n.waiting_accounts(), 1);
     }
 }
