@@ -432,11 +432,11 @@ mod tests {
         }
     }
 
-    /// The role object's account hands out one session; the session refers to the account and
-    /// answers `session_closed` once the account is gone, instead of keeping it open.
-    #[test]
-    fn a_session_lives_no_longer_than_its_account() {
-        let dir = tempfile::tempdir().unwrap();
+    /// A Friend's account opened on `dir` (no backend needed), and a runtime of the host's own
+    /// to call its async functions from, as an app's thread would.
+    fn friend_account(
+        dir: &tempfile::TempDir,
+    ) -> (tokio::runtime::Runtime, Account<friend_core::FriendSession>) {
         let caller = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -445,11 +445,20 @@ mod tests {
             .block_on(Account::open(
                 "test.open",
                 "friend",
-                config(&dir),
+                config(dir),
                 Arc::new(Keys),
                 friend_core::FriendSession::open,
             ))
             .unwrap();
+        (caller, account)
+    }
+
+    /// The role object's account hands out one session; the session refers to the account and
+    /// answers `session_closed` once the account is gone, instead of keeping it open.
+    #[test]
+    fn a_session_lives_no_longer_than_its_account() {
+        let dir = tempfile::tempdir().unwrap();
+        let (caller, account) = friend_account(&dir);
         let session = account.session();
         assert!(
             Arc::ptr_eq(&session, &account.session()),
@@ -480,19 +489,7 @@ mod tests {
     #[test]
     fn push_tokens_are_validated_queued_and_shown_as_a_tag() {
         let dir = tempfile::tempdir().unwrap();
-        let caller = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let account = caller
-            .block_on(Account::open(
-                "test.open",
-                "friend",
-                config(&dir),
-                Arc::new(Keys),
-                friend_core::FriendSession::open,
-            ))
-            .unwrap();
+        let (caller, account) = friend_account(&dir);
         let session = account.session();
         for (platform, token) in [
             (PushPlatform::Unknown, "fcm-token"),

@@ -380,17 +380,7 @@ time_unit, material, discount and the price in francs (a discount is negative).
 Example:
   friendctl friend --token dev-friend-anna propose JOB_ID \\
     --item 'service:1:89.00:Router installation' --item 'material:1:12.50:LAN cable 5 m'")]
-    Propose {
-        /// The job id.
-        #[arg(value_parser = parse_job)]
-        job: JobId,
-        /// A line item, KIND:QUANTITY:UNIT_PRICE:TEXT (repeat for more).
-        #[arg(long = "item", required = true, value_parser = parse_item)]
-        items: Vec<LineItem>,
-        /// Why the price deviates from the orientation price (needed beyond 20 % above it).
-        #[arg(long)]
-        reason: Option<String>,
-    },
+    Propose(QuoteDraft),
     /// The job's negotiation as this device knows it.
     Quote {
         /// The job id.
@@ -502,17 +492,7 @@ Examples:
     /// Reject the Friend's pending proposal.
     RejectQuote(QuoteAnswer),
     /// Counter-propose a quote; prints the signed payload.
-    Counter {
-        /// The job id.
-        #[arg(value_parser = parse_job)]
-        job: JobId,
-        /// A line item, KIND:QUANTITY:UNIT_PRICE:TEXT (repeat for more).
-        #[arg(long = "item", required = true, value_parser = parse_item)]
-        items: Vec<LineItem>,
-        /// Why.
-        #[arg(long)]
-        reason: Option<String>,
-    },
+    Counter(QuoteDraft),
     /// Import a payload from the Friend's device (verified offline); "-" reads it from stdin.
     Import {
         /// The job id.
@@ -653,6 +633,20 @@ impl From<PushPlatformArg> for friend_protocol::push::PushPlatform {
             PushPlatformArg::ApnsSandbox => PushPlatform::ApnsSandbox,
         }
     }
+}
+
+/// A quote to propose (the Friend's `propose`, the customer's `counter`).
+#[derive(Debug, Args)]
+pub struct QuoteDraft {
+    /// The job id.
+    #[arg(value_parser = parse_job)]
+    pub job: JobId,
+    /// A line item, KIND:QUANTITY:UNIT_PRICE:TEXT (repeat for more).
+    #[arg(long = "item", required = true, value_parser = parse_item)]
+    pub items: Vec<LineItem>,
+    /// Why the price deviates from the orientation price (needed beyond 20 % above it).
+    #[arg(long)]
+    pub reason: Option<String>,
 }
 
 /// Which proposal `accept-quote` and `reject-quote` answer, for a Friend and a customer alike.

@@ -188,65 +188,45 @@ async fn malformed_paths_queries_and_headers_are_refused_with_codes() {
             "GET {path}"
         );
     }
-    let checks = [
+    let r = http.request(Method::DELETE, "/v1/sync", &anna.token).await;
+    assert_eq!((r.status, r.code()), (405, "method_not_allowed".to_owned()));
+    let job = uuid::Uuid::new_v4();
+    let long_key = "k".repeat(200);
+    let posts = [
         (
-            http.request(Method::DELETE, "/v1/sync", &anna.token).await,
-            405,
-            "method_not_allowed",
+            format!("/v1/friend/jobs/{job}/accept"),
+            anna.token.as_str(),
+            Some(long_key.as_str()),
+            serde_json::json!({}),
         ),
         (
-            http.post(
-                &format!("/v1/friend/jobs/{}/accept", uuid::Uuid::new_v4()),
-                &anna.token,
-                Some(&"k".repeat(200)),
-                &serde_json::json!({}),
-            )
-            .await,
-            400,
-            "invalid_input",
+            format!("/v1/friend/jobs/{job}/decline"),
+            anna.token.as_str(),
+            None,
+            serde_json::json!({"reason": "bored"}),
         ),
         (
-            http.post(
-                &format!("/v1/friend/jobs/{}/decline", uuid::Uuid::new_v4()),
-                &anna.token,
-                None,
-                &serde_json::json!({"reason": "bored"}),
-            )
-            .await,
-            400,
-            "invalid_input",
-        ),
-        (
-            http.post(
-                "/v1/admin/friends",
-                "test-admin",
-                None,
-                &serde_json::json!({"name": "X", "home": {"lat": 0, "lon": 0}, "radius_km": 0,
+            "/v1/admin/friends".to_owned(),
+            "test-admin",
+            None,
+            serde_json::json!({"name": "X", "home": {"lat": 0, "lon": 0}, "radius_km": 0,
                 "categories": ["tv"], "tier": "friend"}),
-            )
-            .await,
-            400,
-            "invalid_input",
         ),
         (
-            http.post(
-                "/v1/admin/friends",
-                "test-admin",
-                None,
-                &serde_json::json!({"name": "X", "home": {"lat": 0, "lon": 0}, "radius_km": 10,
+            "/v1/admin/friends".to_owned(),
+            "test-admin",
+            None,
+            serde_json::json!({"name": "X", "home": {"lat": 0, "lon": 0}, "radius_km": 10,
                 "categories": ["tv"], "tier": "wizard"}),
-            )
-            .await,
-            400,
-            "invalid_input",
         ),
     ];
-    for (i, (reply, status, code)) in checks.into_iter().enumerate() {
+    for (path, token, key, body) in &posts {
+        let r = http.post(path, token, *key, body).await;
         assert_eq!(
-            (reply.status, reply.code()),
-            (status, code.to_owned()),
-            "check {i}: {}",
-            reply.text()
+            (r.status, r.code()),
+            (400, "invalid_input".to_owned()),
+            "POST {path} {body}: {}",
+            r.text()
         );
     }
 }

@@ -7,10 +7,9 @@ use super::device::{
     try_sync,
 };
 use super::{shared, views};
-use crate::args::{BookArgs, CustomerArgs, CustomerCommand};
+use crate::args::{BookArgs, CustomerArgs, CustomerCommand, QuoteDraft};
 use crate::exit::{CliError, CliResult, Exit};
 use friend_core::{CustomerJob, CustomerSession, JobListener, LiveStatus};
-use friend_protocol::quote::LineItem;
 use friend_protocol::{
     Address, BookRequest, CancelPreview, Contact, GeoPoint, JobId, Me, Place, Timing,
 };
@@ -150,9 +149,7 @@ async fn dispatch(device: &Device, s: &CustomerSession, command: CustomerCommand
             shared::accept_quote(device, s, answer, "the Friend's device").await
         }
         CustomerCommand::RejectQuote(answer) => shared::reject_quote(device, s, answer).await,
-        CustomerCommand::Counter { job, items, reason } => {
-            counter(device, s, job, items, reason).await
-        }
+        CustomerCommand::Counter(draft) => counter(device, s, draft).await,
         CustomerCommand::Import { job, payload } => shared::import(device, s, job, &payload).await,
         CustomerCommand::Cancel { job, preview: true } => cancel_preview(device, s, job).await,
         CustomerCommand::Cancel {
@@ -351,16 +348,11 @@ async fn watch(
 }
 
 /// Counter-proposes a quote: delivered, and printed as a payload for the Friend's device.
-async fn counter(
-    device: &Device,
-    s: &CustomerSession,
-    job: JobId,
-    items: Vec<LineItem>,
-    reason: Option<String>,
-) -> CliResult<()> {
+async fn counter(device: &Device, s: &CustomerSession, draft: QuoteDraft) -> CliResult<()> {
+    let job = draft.job;
     sync(device, s).await?;
     let payload = s
-        .counter(job, items, reason)
+        .counter(job, draft.items, draft.reason)
         .await
         .map_err(|e| device.err(e))?;
     let d = deliver(device, s, job, None).await?;

@@ -6,11 +6,12 @@ use super::device::{
     Delivery, Device, deliver, deliver_and_report, delivered_text, emit, status_lines, sync,
 };
 use super::{shared, views};
-use crate::args::{DeclineArg, FriendArgs, FriendCommand, PaymentArg, ReleaseArg, UnsuccessfulArg};
+use crate::args::{
+    DeclineArg, FriendArgs, FriendCommand, PaymentArg, QuoteDraft, ReleaseArg, UnsuccessfulArg,
+};
 use crate::exit::{CliError, CliResult, Exit};
 use chrono::{DateTime, Duration, Utc};
 use friend_core::{AcceptResult, FriendSession, InboxFilter};
-use friend_protocol::quote::LineItem;
 use friend_protocol::{GeoPoint, JobId, Me, ReleaseReason};
 use serde_json::json;
 
@@ -57,9 +58,7 @@ async fn dispatch(device: &Device, s: &FriendSession, command: FriendCommand) ->
         } => on_my_way(device, s, job, eta_minutes, from).await,
         FriendCommand::Release { job, reason, note } => release(device, s, job, reason, note).await,
         FriendCommand::CheckIn { job } => check_in(device, s, job).await,
-        FriendCommand::Propose { job, items, reason } => {
-            propose(device, s, job, items, reason).await
-        }
+        FriendCommand::Propose(draft) => propose(device, s, draft).await,
         FriendCommand::Quote { job } => shared::quote(device, s, job).await,
         FriendCommand::AcceptQuote(answer) => {
             shared::accept_quote(device, s, answer, "the customer's device").await
@@ -406,16 +405,11 @@ async fn check_in(device: &Device, s: &FriendSession, job: JobId) -> CliResult<(
 }
 
 /// Proposes a quote: delivered, and printed as a payload for the customer's device with the fee and payout.
-async fn propose(
-    device: &Device,
-    s: &FriendSession,
-    job: JobId,
-    items: Vec<LineItem>,
-    reason: Option<String>,
-) -> CliResult<()> {
+async fn propose(device: &Device, s: &FriendSession, draft: QuoteDraft) -> CliResult<()> {
+    let job = draft.job;
     sync(device, s).await?;
     let payload = s
-        .propose(job, items, reason)
+        .propose(job, draft.items, draft.reason)
         .await
         .map_err(|e| device.err(e))?;
     let d = deliver(device, s, job, None).await?;

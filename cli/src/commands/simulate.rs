@@ -3,7 +3,7 @@
 
 use crate::args::SimulateArgs;
 use crate::exit::{CliError, CliResult, Exit};
-use crate::sim::{self, NoProgress, Progress, ProgressInfo, SimConfig};
+use crate::sim::{self, NoProgress, Progress, ProgressInfo, SimConfig, WorldSize};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 use std::sync::Mutex;
@@ -81,12 +81,14 @@ pub async fn run(args: SimulateArgs) -> CliResult<()> {
         return Err(CliError::usage("shares are between 0 and 1"));
     }
     let mut config = SimConfig::new(seed);
-    config.friends = args.friends;
-    config.customers = args.customers;
-    config.jobs = args.jobs;
-    config.foreground_share = args.foreground_share;
-    config.foreground_max = args.foreground_max;
-    config.flaky_share = args.flaky_share;
+    config.size = WorldSize {
+        friends: args.friends,
+        customers: args.customers,
+        jobs: args.jobs,
+        foreground_share: args.foreground_share,
+        foreground_max: args.foreground_max,
+        flaky_share: args.flaky_share,
+    };
     if args.keep_data {
         config.data_dir = Some(args.out.join("data"));
     }
@@ -112,7 +114,7 @@ pub async fn run(args: SimulateArgs) -> CliResult<()> {
     config.instances = args.instances;
     eprintln!(
         "simulating {} Friends, {} customers, {} jobs (seed {seed}) …",
-        config.friends, config.customers, config.jobs
+        config.size.friends, config.size.customers, config.size.jobs
     );
     let bar = (!args.no_progress).then(Bar::new);
     let report = match &bar {

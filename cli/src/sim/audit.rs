@@ -224,24 +224,11 @@ async fn deliver_all(sim: &Arc<Sim>, devices: &[Dev]) {
 }
 
 async fn outbox_of(sim: &Sim, dev: Dev) -> Option<Vec<friend_core::OutboxItem>> {
-    match dev {
-        Dev::Friend(f) => sim
-            .friend_device(f)?
-            .session()
-            .await
-            .ok()?
-            .outbox()
-            .await
-            .ok(),
-        Dev::Customer(c) => sim
-            .customer_device(c)?
-            .session()
-            .await
-            .ok()?
-            .outbox()
-            .await
-            .ok(),
-    }
+    let items = match dev {
+        Dev::Friend(f) => sim.friend_device(f)?.session().await.ok()?.outbox().await,
+        Dev::Customer(c) => sim.customer_device(c)?.session().await.ok()?.outbox().await,
+    };
+    items.ok()
 }
 
 /// "friend check_in", "customer consent", …: who queued it and what.

@@ -17,7 +17,7 @@ use super::ids::{CustomerIx, FriendIx, JobIx};
 use super::metrics::{Dev, Metrics};
 use super::playbook::push::WakeState;
 use super::traffic::Counters;
-use super::world::{World, WorldSize};
+use super::world::World;
 use super::{Progress, ProgressInfo, SimConfig, SimError};
 use friend_faultproxy::FaultProxy;
 use std::collections::{BTreeSet, HashMap};
@@ -88,15 +88,7 @@ pub(crate) async fn run(
     let started = Instant::now();
     crate::commands::device::install_crypto_provider();
     let catalog = friend_backend::seed::default_catalog();
-    let size = WorldSize {
-        friends: config.friends,
-        customers: config.customers,
-        jobs: config.jobs,
-        foreground_share: config.foreground_share,
-        foreground_max: config.foreground_max,
-        flaky_share: config.flaky_share,
-    };
-    let world = World::draw(config.seed, size, &catalog);
+    let world = World::draw(config.seed, config.size, &catalog);
     let background: Vec<FriendIx> = FriendIx::all(world.friends.len())
         .filter(|f| world.friend(*f).is_some_and(|s| !s.foreground))
         .collect();

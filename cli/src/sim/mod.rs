@@ -31,6 +31,7 @@ pub mod traffic;
 pub mod world;
 
 pub use report::Report;
+pub use world::WorldSize;
 
 use std::path::{Path, PathBuf};
 
@@ -39,18 +40,8 @@ use std::path::{Path, PathBuf};
 pub struct SimConfig {
     /// Seed of every random draw.
     pub seed: u64,
-    /// Friend devices.
-    pub friends: usize,
-    /// Customer devices.
-    pub customers: usize,
-    /// Jobs booked over the day.
-    pub jobs: usize,
-    /// Share of long-polling Friends…
-    pub foreground_share: f64,
-    /// …at most this many.
-    pub foreground_max: usize,
-    /// Share of Friends with offline spells.
-    pub flaky_share: f64,
+    /// How many Friends, customers and jobs, and how the Friends behave.
+    pub size: WorldSize,
     /// Events running at once.
     pub max_in_flight: usize,
     /// Device sessions open at once (idle ones are closed beyond it); 0: as many as the
@@ -75,12 +66,14 @@ impl SimConfig {
     pub fn new(seed: u64) -> SimConfig {
         SimConfig {
             seed,
-            friends: 200,
-            customers: 100,
-            jobs: 400,
-            foreground_share: 0.15,
-            foreground_max: 32,
-            flaky_share: 0.25,
+            size: WorldSize {
+                friends: 200,
+                customers: 100,
+                jobs: 400,
+                foreground_share: 0.15,
+                foreground_max: 32,
+                flaky_share: 0.25,
+            },
             max_in_flight: 24,
             max_open_sessions: 0,
             // Each wake is a full sync, and the backend pushes every eligible Friend (on duty or
@@ -95,13 +88,17 @@ impl SimConfig {
 
     /// A small world for tests.
     pub fn small(seed: u64) -> SimConfig {
+        let default = SimConfig::new(seed);
         SimConfig {
-            friends: 30,
-            customers: 12,
-            jobs: 40,
+            size: WorldSize {
+                friends: 30,
+                customers: 12,
+                jobs: 40,
+                ..default.size
+            },
             max_in_flight: 16,
             max_open_sessions: 24,
-            ..SimConfig::new(seed)
+            ..default
         }
     }
 }
@@ -134,16 +131,16 @@ fn check_open_files(config: &SimConfig) -> Result<(), SimError> {
     let Some(limit) = open_files_limit() else {
         return Ok(());
     };
-    let needed = config.friends
+    let needed = config.size.friends
         + FDS_PER_SESSION
             * config
                 .max_open_sessions
-                .min(config.friends + config.customers)
+                .min(config.size.friends + config.size.customers)
         + 256;
     if needed > limit {
         return Err(SimError::Setup(format!(
             "{} Friends need about {needed} open files but the limit is {limit}: raise it (ulimit -n {needed}) or simulate fewer Friends",
-            config.friends
+            config.size.friends
         )));
     }
     Ok(())
@@ -233,7 +230,8 @@ fn dirs(config: &SimConfig) -> Result<Dirs, SimError> {
     }
     let backend = tempfile::tempdir().map_err(|e| SimError::Setup(format!("temp dir: {e}")))?;
     let shm = Path::new("/dev/shm");
-    let devices = if shm.is_dir() && config.friends + config.customers <= RAM_DISK_DEVICES {
+    let devices = if shm.is_dir() && config.size.friends + config.size.customers <= RAM_DISK_DEVICES
+    {
         tempfile::Builder::new()
             .prefix("friendctl-sim")
             .tempdir_in(shm)
@@ -258,7 +256,7 @@ fn dirs(config: &SimConfig) -> Result<Dirs, SimError> {
 /// Runs a simulation and returns its report.
 pub async fn run(mut config: SimConfig, progress: &dyn Progress) -> Result<Report, SimError> {
     if config.max_open_sessions == 0 {
-        config.max_open_sessions = session_budget(config.friends);
+        config.max_open_sessions = session_budget(config.size.friends);
     }
     check_open_files(&config)?;
     let dirs = dirs(&config)?;
