@@ -5,8 +5,9 @@
 use crate::measure::{ms, percentile, throughput};
 use crate::report::Row;
 use friend_core::AcceptResult;
-use friend_protocol::{AcceptOutcome, SyncPage};
+use friend_protocol::{AcceptOutcome, JobId, SyncPage};
 use friend_tests::{TestAccount, TestBackend, booking_at, friend_at, open_friend, places};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -25,32 +26,15 @@ pub async fn p3_race_http() -> Vec<Row> {
     for f in &friends {
         let _ = http.get("/v1/health", &f.token).await;
     }
-    let mut latencies = Vec::new();
-    let mut bad_rounds = 0;
     let rounds = 50;
-    for round in 0..rounds {
-        let job = tb.book(&customer, &booking_at(places::OERLIKON)).await;
-        let barrier = Arc::new(tokio::sync::Barrier::new(friends.len()));
-        let tasks: Vec<_> = friends
-            .iter()
-            .map(|f| {
-                let (http, f, b) = (http.clone(), f.clone(), barrier.clone());
-                tokio::spawn(async move {
-                    b.wait().await;
-                    let t = Instant::now();
-                    let r = http.accept(&f, job.id, &format!("r{round}")).await;
-                    (
-                        t.elapsed(),
-                        matches!(r.json::<AcceptOutcome>(), AcceptOutcome::Won { .. }),
-                    )
-                })
-            })
-            .collect();
-        if !one_winner(tasks, &mut latencies).await {
-            bad_rounds += 1;
+    let (bad_rounds, latencies) = race(&tb, &customer, &friends, rounds, |f, job, round| {
+        let http = http.clone();
+        async move {
+            let r = http.accept(&f, job, &format!("r{round}")).await;
+            matches!(r.json::<AcceptOutcome>(), AcceptOutcome::Won { .. })
         }
-    }
-    latencies.sort();
+    })
+    .await;
     vec![
         Row::exact(
             "P3",
@@ -73,19 +57,49 @@ pub async fn p3_race_http() -> Vec<Row> {
     ]
 }
 
-/// Waits for one round's accepts (latency, won), keeps the latencies, and tells whether exactly one
-/// of them won.
-async fn one_winner(
-    tasks: Vec<tokio::task::JoinHandle<(std::time::Duration, bool)>>,
-    latencies: &mut Vec<std::time::Duration>,
-) -> bool {
-    let mut winners = 0;
-    for t in tasks {
-        let (d, won) = t.await.unwrap();
-        latencies.push(d);
-        winners += usize::from(won);
+/// `rounds` bookings, each accepted by every one of `racers` at the same instant (`accept` tells
+/// whether it won): how many rounds did not have exactly one winner, and every accept's response
+/// time, sorted.
+async fn race<T, F, Fut>(
+    tb: &TestBackend,
+    customer: &TestAccount,
+    racers: &[T],
+    rounds: usize,
+    accept: F,
+) -> (u64, Vec<Duration>)
+where
+    T: Clone,
+    F: Fn(T, JobId, usize) -> Fut,
+    Fut: Future<Output = bool> + Send + 'static,
+{
+    let mut latencies = Vec::new();
+    let mut bad_rounds = 0;
+    for round in 0..rounds {
+        let job = tb.book(customer, &booking_at(places::OERLIKON)).await;
+        let barrier = Arc::new(tokio::sync::Barrier::new(racers.len()));
+        let tasks: Vec<_> = racers
+            .iter()
+            .map(|r| {
+                // Not started before it is awaited: after the barrier.
+                let (b, attempt) = (barrier.clone(), accept(r.clone(), job.id, round));
+                tokio::spawn(async move {
+                    b.wait().await;
+                    let t = Instant::now();
+                    let won = attempt.await;
+                    (t.elapsed(), won)
+                })
+            })
+            .collect();
+        let mut winners = 0;
+        for t in tasks {
+            let (d, won) = t.await.unwrap();
+            latencies.push(d);
+            winners += usize::from(won);
+        }
+        bad_rounds += u64::from(winners != 1);
     }
-    winners == 1
+    latencies.sort();
+    (bad_rounds, latencies)
 }
 
 /// P3 through the real client: 200 Friends (core sessions, each with its own SQLite file) accept
@@ -102,29 +116,11 @@ pub async fn p3_race() -> Vec<Row> {
             open_friend(&tb.base_url, &account, &dir.path().join(format!("f{i}.db"))).await,
         ));
     }
-    let mut latencies = Vec::new();
-    let mut bad_rounds = 0;
     let rounds = 20;
-    for _ in 0..rounds {
-        let job = tb.book(&customer, &booking_at(places::OERLIKON)).await;
-        let barrier = Arc::new(tokio::sync::Barrier::new(sessions.len()));
-        let tasks: Vec<_> = sessions
-            .iter()
-            .map(|s| {
-                let (s, b) = (s.clone(), barrier.clone());
-                tokio::spawn(async move {
-                    b.wait().await;
-                    let t = Instant::now();
-                    let r = s.accept(job.id).await.unwrap();
-                    (t.elapsed(), matches!(r, AcceptResult::Won(_)))
-                })
-            })
-            .collect();
-        if !one_winner(tasks, &mut latencies).await {
-            bad_rounds += 1;
-        }
-    }
-    latencies.sort();
+    let (bad_rounds, latencies) = race(&tb, &customer, &sessions, rounds, |s, job, _| async move {
+        matches!(s.accept(job).await.unwrap(), AcceptResult::Won(_))
+    })
+    .await;
     vec![
         Row::exact(
             "P3",

@@ -3,7 +3,7 @@
 //! (with a preview of the fee), rate.
 
 use super::device::{
-    Delivery, Device, deliver, deliver_and_report, delivered_text, emit, status_lines, sync,
+    Delivery, Device, deliver, deliver_and_report, delivered_text, emit, lines, status_lines, sync,
     try_sync,
 };
 use super::{shared, views};
@@ -257,23 +257,17 @@ async fn jobs(device: &Device, s: &CustomerSession) -> CliResult<()> {
     let jobs = s.my_jobs().await.map_err(|e| device.err(e))?;
     let json = json!(jobs.iter().map(customer_job_json).collect::<Vec<_>>());
     emit(device, json, || {
-        if jobs.is_empty() {
-            return "no jobs".to_owned();
-        }
-        jobs.iter()
-            .map(|j| {
-                format!(
-                    "{}  {:<30} {}",
-                    j.id,
-                    j.details
-                        .as_ref()
-                        .map(|d| d.title.as_str())
-                        .unwrap_or("(queued booking)"),
-                    status_text(&j.status)
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
+        lines(&jobs, "no jobs", |j| {
+            format!(
+                "{}  {:<30} {}",
+                j.id,
+                j.details
+                    .as_ref()
+                    .map(|d| d.title.as_str())
+                    .unwrap_or("(queued booking)"),
+                status_text(&j.status)
+            )
+        })
     });
     Ok(())
 }

@@ -334,6 +334,14 @@ pub fn emit(device: &Device, json: serde_json::Value, text: impl FnOnce() -> Str
     }
 }
 
+/// One line per item, or `none` for no items: a list's text output.
+pub fn lines<T>(items: &[T], none: &str, line: impl Fn(&T) -> String) -> String {
+    if items.is_empty() {
+        return none.to_owned();
+    }
+    items.iter().map(line).collect::<Vec<_>>().join("\n")
+}
+
 /// Writes a line to stdout. A reader that went away (`friendctl … | head`) is not a failure — the
 /// command's work is done and its exit code stands — where `println!` would panic; any other
 /// write error is reported on stderr.
@@ -365,41 +373,33 @@ pub fn outbox_lines(items: &[OutboxItem]) -> (serde_json::Value, String) {
             })
         })
         .collect();
-    let text = if items.is_empty() {
-        "the outbox is empty".to_owned()
-    } else {
-        items
-            .iter()
-            .map(|i| {
-                let extra = match i.status {
-                    ItemStatus::Refused => format!(
-                        " — {}: {}",
-                        i.refusal_code.as_deref().unwrap_or("?"),
-                        i.refusal_message.as_deref().unwrap_or("")
-                    ),
-                    ItemStatus::Pending => i
-                        .last_error
-                        .as_deref()
-                        .map(|e| format!(" — {} attempts, last: {e}", i.attempts))
-                        .unwrap_or_default(),
-                    ItemStatus::Applied => String::new(),
-                };
-                let on = if i.job_id == friend_core::outbox::push::DEVICE_QUEUE {
-                    "this device".to_owned()
-                } else {
-                    format!("job {}", i.job_id)
-                };
-                format!(
-                    "#{:<4} {:<8} {:<13} {on}{}",
-                    i.id,
-                    status_name(i.status),
-                    i.action.kind(),
-                    extra
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
+    let text = lines(items, "the outbox is empty", |i| {
+        let extra = match i.status {
+            ItemStatus::Refused => format!(
+                " — {}: {}",
+                i.refusal_code.as_deref().unwrap_or("?"),
+                i.refusal_message.as_deref().unwrap_or("")
+            ),
+            ItemStatus::Pending => i
+                .last_error
+                .as_deref()
+                .map(|e| format!(" — {} attempts, last: {e}", i.attempts))
+                .unwrap_or_default(),
+            ItemStatus::Applied => String::new(),
+        };
+        let on = if i.job_id == friend_core::outbox::push::DEVICE_QUEUE {
+            "this device".to_owned()
+        } else {
+            format!("job {}", i.job_id)
+        };
+        format!(
+            "#{:<4} {:<8} {:<13} {on}{}",
+            i.id,
+            status_name(i.status),
+            i.action.kind(),
+            extra
+        )
+    });
     (serde_json::Value::Array(json), text)
 }
 

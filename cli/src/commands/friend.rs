@@ -3,7 +3,7 @@
 //! check-in, quotes and consent payloads, completion.
 
 use super::device::{
-    Delivery, Device, deliver, deliver_and_report, delivered_text, emit, status_lines, sync,
+    Delivery, Device, deliver, deliver_and_report, delivered_text, emit, lines, status_lines, sync,
 };
 use super::{shared, views};
 use crate::args::{
@@ -202,33 +202,26 @@ async fn jobs(device: &Device, s: &FriendSession) -> CliResult<()> {
         .map(|j| json!({"job": views::job_json(&j.details), "pending_actions": j.pending_actions}))
         .collect::<Vec<_>>());
     emit(device, json, || {
-        if jobs.is_empty() {
-            return "no jobs".to_owned();
-        }
-        jobs.iter()
-            .map(|j| {
-                format!(
-                    "{}  {:<12} {:<26} {}{}",
-                    j.details.id,
-                    j.details.state.as_str(),
-                    j.details.title,
-                    views::timing(&j.details.timing),
-                    if j.pending_actions.is_empty() {
-                        String::new()
-                    } else {
-                        format!(
-                            "  (queued: {})",
-                            j.pending_actions
-                                .iter()
-                                .map(|k| k.as_str())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        )
-                    }
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
+        lines(&jobs, "no jobs", |j| {
+            let queued = j
+                .pending_actions
+                .iter()
+                .map(|k| k.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!(
+                "{}  {:<12} {:<26} {}{}",
+                j.details.id,
+                j.details.state.as_str(),
+                j.details.title,
+                views::timing(&j.details.timing),
+                if queued.is_empty() {
+                    String::new()
+                } else {
+                    format!("  (queued: {queued})")
+                }
+            )
+        })
     });
     Ok(())
 }
@@ -514,28 +507,20 @@ async fn ledger(device: &Device, s: &FriendSession) -> CliResult<()> {
         device,
         serde_json::to_value(&ledger).unwrap_or_default(),
         || {
-            if ledger.entries.is_empty() {
-                return "no ledger entries".to_owned();
-            }
-            ledger
-                .entries
-                .iter()
-                .map(|e| {
-                    format!(
-                        "{}  {:<7} total {:>12}  fee {:>11}  payout {:>12}  {}{}",
-                        e.job_id,
-                        views::payment_name(e.method),
-                        e.total.to_string(),
-                        e.fee.to_string(),
-                        e.payout.to_string(),
-                        e.status.as_str(),
-                        e.compensation
-                            .map(|c| format!("  ({} compensation)", views::compensation_cause(c)))
-                            .unwrap_or_default()
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join("\n")
+            lines(&ledger.entries, "no ledger entries", |e| {
+                format!(
+                    "{}  {:<7} total {:>12}  fee {:>11}  payout {:>12}  {}{}",
+                    e.job_id,
+                    views::payment_name(e.method),
+                    e.total.to_string(),
+                    e.fee.to_string(),
+                    e.payout.to_string(),
+                    e.status.as_str(),
+                    e.compensation
+                        .map(|c| format!("  ({} compensation)", views::compensation_cause(c)))
+                        .unwrap_or_default()
+                )
+            })
         },
     );
     Ok(())

@@ -22,43 +22,34 @@ class SessionTest : BackendTest() {
     }
 
     @Test
-    fun `one negotiation step written against Session serves the Friend and the customer`(): Unit = runBlocking {
-        val heidi = backend.createCustomer("Heidi")
-        val anna = backend.createFriend("Anna", Places.ZURICH)
-        val friend = openFriend(backend, anna, dir.resolve("anna.db"))
-        val customer = openCustomer(backend, heidi, dir.resolve("heidi.db"))
-        try {
-            val job = backend.book(heidi, Places.OERLIKON)
-            friend.session().syncOnce()
-            assertTrue(friend.accept(job) is AcceptResult.Won)
-            friend.checkIn(job)
-            val sessions: List<Session> = listOf(friend.session(), customer.session())
-            for (session in sessions) session.syncOnce()
-            val price = customer.session().catalog().services.single { it.id == "network.router_setup" }.orientationPrice
-            val router = LineItem(LineItemKind.SERVICE, "Router setup", 1u, price)
-            val discount = LineItem(LineItemKind.DISCOUNT, "Neighbour discount", 1u, Money(-1400, price.currency))
-            val repeater = LineItem(LineItemKind.EXTRA_SERVICE, "Mesh repeater setup", 1u, Money(4900, price.currency))
+    fun `one negotiation step written against Session serves the Friend and the customer`(): Unit = heidiAndAnna {
+        val job = backend.book(heidi, Places.OERLIKON)
+        friend.session().syncOnce()
+        assertTrue(friend.accept(job) is AcceptResult.Won)
+        friend.checkIn(job)
+        val sessions: List<Session> = listOf(friend.session(), customer.session())
+        for (session in sessions) session.syncOnce()
+        val price = customer.session().catalog().services.single { it.id == "network.router_setup" }.orientationPrice
+        val router = LineItem(LineItemKind.SERVICE, "Router setup", 1u, price)
+        val discount = LineItem(LineItemKind.DISCOUNT, "Neighbour discount", 1u, Money(-1400, price.currency))
+        val repeater = LineItem(LineItemKind.EXTRA_SERVICE, "Mesh repeater setup", 1u, Money(4900, price.currency))
 
-            // The Friend proposes, the customer counters (each role's own call) ...
-            customer.session().importConsent(job, friend.propose(job, listOf(router), null))
-            val counter = customer.counter(job, listOf(router, discount), null)
-            // ... and the Friend's device accepts the counter through the shared step.
-            val agreed = customer.session().importConsent(job, friend.session().acceptScanned(job, counter))
-            assertEquals(NegotiationStatus.Agreed(2u, Money(price.minor - 1400, price.currency)), agreed.status)
+        // The Friend proposes, the customer counters (each role's own call) ...
+        customer.session().importConsent(job, friend.propose(job, listOf(router), null))
+        val counter = customer.counter(job, listOf(router, discount), null)
+        // ... and the Friend's device accepts the counter through the shared step.
+        val agreed = customer.session().importConsent(job, friend.session().acceptScanned(job, counter))
+        assertEquals(NegotiationStatus.Agreed(2u, Money(price.minor - 1400, price.currency)), agreed.status)
 
-            // An amendment: the same shared step, now on the customer's device.
-            val amendment = friend.propose(job, listOf(router, discount, repeater), "Second floor has no signal")
-            friend.session().importConsent(job, customer.session().acceptScanned(job, amendment))
-            val total = Money(price.minor - 1400 + 4900, price.currency)
-            for (session in sessions) {
-                assertEquals(NegotiationStatus.Agreed(3u, total), session.negotiation(job).status)
-            }
-            assertTrue(sessions[0].profile() is Me.Friend)
-            assertTrue(sessions[1].profile() is Me.Customer)
-        } finally {
-            friend.close()
-            customer.close()
+        // An amendment: the same shared step, now on the customer's device.
+        val amendment = friend.propose(job, listOf(router, discount, repeater), "Second floor has no signal")
+        friend.session().importConsent(job, customer.session().acceptScanned(job, amendment))
+        val total = Money(price.minor - 1400 + 4900, price.currency)
+        for (session in sessions) {
+            assertEquals(NegotiationStatus.Agreed(3u, total), session.negotiation(job).status)
         }
+        assertTrue(sessions[0].profile() is Me.Friend)
+        assertTrue(sessions[1].profile() is Me.Customer)
     }
 
     @Test
@@ -120,17 +111,7 @@ class SessionTest : BackendTest() {
             }
             // The role object, its calls and its session go on; a listener registered through the
             // closed handle belongs to the account (until its Subscription is cancelled).
-            val local = customer.book(
-                BookRequest(
-                    serviceId = "network.router_setup",
-                    description = "Wi-Fi does not reach the bedroom",
-                    timing = Timing.Now,
-                    place = Place.ON_SITE,
-                    location = Places.OERLIKON,
-                    address = Address(street = "Geheimweg 42", postalCode = "8004", city = "Zürich"),
-                    contact = Contact(name = "Hildegard Vertraulich", phone = "+41 79 555 12 34"),
-                ),
-            )
+            val local = customer.book(routerBooking())
             statuses.statuses.clear()
             customer.session().syncOnce()
             assertNotNull(customer.booking(local), "delivered by the sync")

@@ -2,6 +2,7 @@
 // customer API over java.net.http, and small helpers for sessions and listeners.
 package ch.friendcore
 
+import kotlinx.coroutines.runBlocking
 import org.junit.jupiter.api.AfterEach
 import org.junit.jupiter.api.BeforeEach
 import java.io.File
@@ -158,13 +159,38 @@ abstract class BackendTest {
         backend.close()
         dir.toFile().deleteRecursively()
     }
+
+    /** Runs [block] with Heidi and Anna and their sessions open; closes both however it ends. */
+    protected fun heidiAndAnna(block: suspend Parties.() -> Unit): Unit = runBlocking {
+        val heidi = backend.createCustomer("Heidi")
+        val anna = backend.createFriend("Anna", Places.ZURICH)
+        openCustomer(backend, heidi, dir.resolve("heidi.db")).use { customer ->
+            openFriend(backend, anna, dir.resolve("anna.db")).use { friend ->
+                Parties(heidi, anna, customer, friend).block()
+            }
+        }
+    }
 }
+
+/** A customer (Heidi) and a Friend living in Zürich (Anna), each with a session open. */
+class Parties(val heidi: Account, val anna: Account, val customer: CustomerSession, val friend: FriendSession)
 
 /** The app's keystore, in memory. */
 class TestSecrets(private val token: String, private val key: ByteArray = ByteArray(32) { 7 }) : SecretsProvider {
     override fun accessToken(): String = token
     override fun dataKey(): ByteArray = key
 }
+
+/** An on-site router setup in Oerlikon, now, with recognisable personal data (as [TestBackend.book]). */
+fun routerBooking() = BookRequest(
+    serviceId = "network.router_setup",
+    description = "Wi-Fi does not reach the bedroom",
+    timing = Timing.Now,
+    place = Place.ON_SITE,
+    location = Places.OERLIKON,
+    address = Address(street = "Geheimweg 42", postalCode = "8004", city = "Zürich"),
+    contact = Contact(name = "Hildegard Vertraulich", phone = "+41 79 555 12 34"),
+)
 
 /** A fresh directory for account databases. */
 fun tempDir(): Path = Files.createTempDirectory("friendcore-device")

@@ -4,7 +4,6 @@
 // variants they lead to (Accepted with the visit, OnTheWay, SearchingAgain), against a real backend.
 package ch.friendcore
 
-import kotlinx.coroutines.runBlocking
 import org.junit.jupiter.api.Assertions.assertEquals
 import org.junit.jupiter.api.Assertions.assertNotNull
 import org.junit.jupiter.api.Assertions.assertNull
@@ -51,152 +50,125 @@ class VisitTest : BackendTest() {
     }
 
     @Test
-    fun `the visit and the estimate reach the customer's live status`(): Unit = runBlocking {
-        val heidi = backend.createCustomer("Heidi")
-        val anna = backend.createFriend("Anna", Places.ZURICH)
-        val customer = openCustomer(backend, heidi, dir.resolve("heidi.db"))
-        val friend = openFriend(backend, anna, dir.resolve("anna.db"))
-        try {
-            val job = book(customer)
-            won(friend, job)
-            customer.session().syncOnce()
-            assertEquals(LiveStatus.Accepted("Anna", null), customer.job(job).status)
+    fun `the visit and the estimate reach the customer's live status`(): Unit = heidiAndAnna {
+        val job = book(customer)
+        won(friend, job)
+        customer.session().syncOnce()
+        assertEquals(LiveStatus.Accepted("Anna", null), customer.job(job).status)
 
-            // The Friend fixes an arrival window; the customer sees it.
-            val now = Instant.now().truncatedTo(ChronoUnit.MILLIS)
-            val start = now.plus(Duration.ofMinutes(20))
-            val end = now.plus(Duration.ofMinutes(50))
-            friend.setAppointment(job, start, end)
-            assertEquals(start, friend.job(job).details.visit.appointment?.start, "shown at once")
-            syncBoth(friend, customer)
-            val accepted = customer.job(job).status
-            assertEquals(LiveStatus.Accepted("Anna", Appointment(start, end, false)), accepted)
+        // The Friend fixes an arrival window; the customer sees it.
+        val now = Instant.now().truncatedTo(ChronoUnit.MILLIS)
+        val start = now.plus(Duration.ofMinutes(20))
+        val end = now.plus(Duration.ofMinutes(50))
+        friend.setAppointment(job, start, end)
+        assertEquals(start, friend.job(job).details.visit.appointment?.start, "shown at once")
+        syncBoth(friend, customer)
+        val accepted = customer.job(job).status
+        assertEquals(LiveStatus.Accepted("Anna", Appointment(start, end, false)), accepted)
 
-            // On my way, estimated from the device's position (which is not sent).
-            val queued = friend.onMyWayFrom(job, Places.ZURICH)
-            val minutes = Duration.between(Instant.now(), queued.eta).toMinutes()
-            assertTrue(minutes in 11..14, "$minutes min for ~3.7 km")
-            assertEquals("on_my_way", friend.session().outbox().single { it.id == queued.outboxId }.kind)
-            syncBoth(friend, customer)
-            assertEquals(LiveStatus.OnTheWay("Anna", queued.eta), customer.job(job).status)
+        // On my way, estimated from the device's position (which is not sent).
+        val queued = friend.onMyWayFrom(job, Places.ZURICH)
+        val minutes = Duration.between(Instant.now(), queued.eta).toMinutes()
+        assertTrue(minutes in 11..14, "$minutes min for ~3.7 km")
+        assertEquals("on_my_way", friend.session().outbox().single { it.id == queued.outboxId }.kind)
+        syncBoth(friend, customer)
+        assertEquals(LiveStatus.OnTheWay("Anna", queued.eta), customer.job(job).status)
 
-            // A newer estimate replaces it.
-            val sooner = Instant.now().plus(Duration.ofMinutes(5)).truncatedTo(ChronoUnit.MILLIS)
-            friend.onMyWay(job, sooner)
-            syncBoth(friend, customer)
-            assertEquals(LiveStatus.OnTheWay("Anna", sooner), customer.job(job).status)
-            assertEquals(sooner, customer.job(job).details?.visit?.enRoute?.eta)
+        // A newer estimate replaces it.
+        val sooner = Instant.now().plus(Duration.ofMinutes(5)).truncatedTo(ChronoUnit.MILLIS)
+        friend.onMyWay(job, sooner)
+        syncBoth(friend, customer)
+        assertEquals(LiveStatus.OnTheWay("Anna", sooner), customer.job(job).status)
+        assertEquals(sooner, customer.job(job).details?.visit?.enRoute?.eta)
 
-            // Refused before anything is queued, with the usual stable code.
-            val past = failure { friend.onMyWay(job, Instant.now().minus(Duration.ofHours(1))) }
-            assertEquals("invalid_input", past.code(), past.describe())
-            val backwards = failure { friend.setAppointment(job, end, start) }
-            assertEquals("invalid_input", backwards.code(), backwards.describe())
-            val nowhere = failure { friend.onMyWayFrom(job, GeoPoint(95.0, 8.0)) }
-            assertEquals("invalid_input", nowhere.code(), nowhere.describe())
-            assertTrue(friend.session().outbox().none { it.status == OutboxStatus.REFUSED })
-        } finally {
-            customer.close()
-            friend.close()
-        }
+        // Refused before anything is queued, with the usual stable code.
+        val past = failure { friend.onMyWay(job, Instant.now().minus(Duration.ofHours(1))) }
+        assertEquals("invalid_input", past.code(), past.describe())
+        val backwards = failure { friend.setAppointment(job, end, start) }
+        assertEquals("invalid_input", backwards.code(), backwards.describe())
+        val nowhere = failure { friend.onMyWayFrom(job, GeoPoint(95.0, 8.0)) }
+        assertEquals("invalid_input", nowhere.code(), nowhere.describe())
+        assertTrue(friend.session().outbox().none { it.status == OutboxStatus.REFUSED })
     }
 
     @Test
-    fun `a late cancellation shows its fee first and a release says why`(): Unit = runBlocking {
-        val heidi = backend.createCustomer("Heidi")
-        val anna = backend.createFriend("Anna", Places.ZURICH)
-        val customer = openCustomer(backend, heidi, dir.resolve("heidi.db"))
-        val friend = openFriend(backend, anna, dir.resolve("anna.db"))
+    fun `a late cancellation shows its fee first and a release says why`(): Unit = heidiAndAnna {
+        val kept = book(customer)
+        val released = book(customer, description = "The TV box has no picture")
+        assertTrue(kept != released)
+        assertEquals(CancelPreview(null, null), customer.cancelPreview(kept), "open: free")
+        won(friend, kept)
+        won(friend, released)
+        customer.session().catalog()
+
+        // Anna gives one back, saying why: the customer sees "looking for another Friend".
+        friend.release(released, ReleaseReason.CANNOT_COME, "fever")
+        val mine = friend.myJobs()
+        assertTrue(mine.none { it.details.id == released && it.details.state == JobState.ASSIGNED }, "$mine")
+        syncBoth(friend, customer)
+        val again = customer.job(released)
+        assertEquals(LiveStatus.SearchingAgain, again.status)
+        assertEquals(1u, again.details?.visit?.reopened)
+
+        // A now-job held by a Friend: the fee, computed on the device — the same with the
+        // backend frozen.
+        val preview = customer.cancelPreview(kept)
+        assertEquals(Money(3_900L, Currency.CHF), preview.fee)
+        assertNull(preview.freeUntil)
+        backend.pause()
         try {
-            val kept = book(customer)
-            val released = book(customer, description = "The TV box has no picture")
-            assertTrue(kept != released)
-            assertEquals(CancelPreview(null, null), customer.cancelPreview(kept), "open: free")
-            won(friend, kept)
-            won(friend, released)
-            customer.session().catalog()
-
-            // Anna gives one back, saying why: the customer sees "looking for another Friend".
-            friend.release(released, ReleaseReason.CANNOT_COME, "fever")
-            val mine = friend.myJobs()
-            assertTrue(mine.none { it.details.id == released && it.details.state == JobState.ASSIGNED }, "$mine")
-            syncBoth(friend, customer)
-            val again = customer.job(released)
-            assertEquals(LiveStatus.SearchingAgain, again.status)
-            assertEquals(1u, again.details?.visit?.reopened)
-
-            // A now-job held by a Friend: the fee, computed on the device — the same with the
-            // backend frozen.
-            val preview = customer.cancelPreview(kept)
-            assertEquals(Money(3_900L, Currency.CHF), preview.fee)
-            assertNull(preview.freeUntil)
-            backend.pause()
-            try {
-                assertEquals(preview, customer.cancelPreview(kept), "offline")
-            } finally {
-                backend.resume()
-            }
-
-            // The customer cancels anyway: the fee shows on the cancelled job.
-            customer.cancel(kept)
-            customer.session().syncOnce()
-            val cancelled = customer.job(kept)
-            assertEquals(LiveStatus.Cancelled, cancelled.status)
-            val compensation = cancelled.details?.visit?.compensation
-            assertNotNull(compensation)
-            assertEquals(CompensationCause.LATE_CANCELLATION, compensation!!.cause)
-            assertEquals(3_900L, compensation.settlement.charged.minor)
-            assertEquals(
-                3_900L,
-                compensation.settlement.fee.minor + compensation.settlement.payout.minor,
-            )
-            val noLonger = failure { customer.cancelPreview(kept) }
-            assertEquals("invalid_input", noLonger.code(), noLonger.describe())
-
-            // The default arguments: a release without a reason still compiles and is checked.
-            val notHeld = failure { friend.release(released) }
-            assertTrue(notHeld.code() == "not_found" || notHeld.code() == "invalid_input", notHeld.describe())
+            assertEquals(preview, customer.cancelPreview(kept), "offline")
         } finally {
-            customer.close()
-            friend.close()
+            backend.resume()
         }
+
+        // The customer cancels anyway: the fee shows on the cancelled job.
+        customer.cancel(kept)
+        customer.session().syncOnce()
+        val cancelled = customer.job(kept)
+        assertEquals(LiveStatus.Cancelled, cancelled.status)
+        val compensation = cancelled.details?.visit?.compensation
+        assertNotNull(compensation)
+        assertEquals(CompensationCause.LATE_CANCELLATION, compensation!!.cause)
+        assertEquals(3_900L, compensation.settlement.charged.minor)
+        assertEquals(
+            3_900L,
+            compensation.settlement.fee.minor + compensation.settlement.payout.minor,
+        )
+        val noLonger = failure { customer.cancelPreview(kept) }
+        assertEquals("invalid_input", noLonger.code(), noLonger.describe())
+
+        // The default arguments: a release without a reason still compiles and is checked.
+        val notHeld = failure { friend.release(released) }
+        assertTrue(notHeld.code() == "not_found" || notHeld.code() == "invalid_input", notHeld.describe())
     }
 
     @Test
-    fun `a moved slot visit can be declined and the job is offered again`(): Unit = runBlocking {
-        val heidi = backend.createCustomer("Heidi")
-        val anna = backend.createFriend("Anna", Places.ZURICH)
-        val customer = openCustomer(backend, heidi, dir.resolve("heidi.db"))
-        val friend = openFriend(backend, anna, dir.resolve("anna.db"))
-        try {
-            val slotStart = Instant.now().plus(Duration.ofHours(72)).truncatedTo(ChronoUnit.SECONDS)
-            val job = book(customer, Timing.Slot(slotStart, slotStart.plus(Duration.ofHours(2))))
-            won(friend, job)
-            customer.session().syncOnce()
-            val early = customer.cancelPreview(job)
-            assertNull(early.fee, "72 h ahead: free")
-            assertEquals(slotStart.minus(Duration.ofHours(24)), early.freeUntil)
-            val notMoved = failure { customer.declineAppointment(job) }
-            assertEquals("invalid_input", notMoved.code(), notMoved.describe())
+    fun `a moved slot visit can be declined and the job is offered again`(): Unit = heidiAndAnna {
+        val slotStart = Instant.now().plus(Duration.ofHours(72)).truncatedTo(ChronoUnit.SECONDS)
+        val job = book(customer, Timing.Slot(slotStart, slotStart.plus(Duration.ofHours(2))))
+        won(friend, job)
+        customer.session().syncOnce()
+        val early = customer.cancelPreview(job)
+        assertNull(early.fee, "72 h ahead: free")
+        assertEquals(slotStart.minus(Duration.ofHours(24)), early.freeUntil)
+        val notMoved = failure { customer.declineAppointment(job) }
+        assertEquals("invalid_input", notMoved.code(), notMoved.describe())
 
-            // Anna moves the visit to tomorrow: the customer may decline it.
-            val start = Instant.now().plus(Duration.ofHours(30)).truncatedTo(ChronoUnit.SECONDS)
-            friend.setAppointment(job, start, start.plus(Duration.ofHours(1)))
-            syncBoth(friend, customer)
-            val status = customer.job(job).status
-            assertTrue(status is LiveStatus.Accepted && status.visit?.moved == true, "$status")
-            assertEquals(start.minus(Duration.ofHours(24)), customer.cancelPreview(job).freeUntil)
+        // Anna moves the visit to tomorrow: the customer may decline it.
+        val start = Instant.now().plus(Duration.ofHours(30)).truncatedTo(ChronoUnit.SECONDS)
+        friend.setAppointment(job, start, start.plus(Duration.ofHours(1)))
+        syncBoth(friend, customer)
+        val status = customer.job(job).status
+        assertTrue(status is LiveStatus.Accepted && status.visit?.moved == true, "$status")
+        assertEquals(start.minus(Duration.ofHours(24)), customer.cancelPreview(job).freeUntil)
 
-            customer.declineAppointment(job)
-            assertEquals(LiveStatus.SearchingAgain, customer.job(job).status, "shown at once")
-            customer.session().syncOnce()
-            val reopened = customer.job(job)
-            assertEquals(LiveStatus.SearchingAgain, reopened.status)
-            assertEquals(JobState.OPEN, reopened.details?.state)
-            assertTrue(customer.session().outbox().none { it.status == OutboxStatus.REFUSED })
-        } finally {
-            customer.close()
-            friend.close()
-        }
+        customer.declineAppointment(job)
+        assertEquals(LiveStatus.SearchingAgain, customer.job(job).status, "shown at once")
+        customer.session().syncOnce()
+        val reopened = customer.job(job)
+        assertEquals(LiveStatus.SearchingAgain, reopened.status)
+        assertEquals(JobState.OPEN, reopened.details?.state)
+        assertTrue(customer.session().outbox().none { it.status == OutboxStatus.REFUSED })
     }
 }
