@@ -2,31 +2,25 @@
 //! job get full details; an eligible Friend gets the approximate offer; everyone else learns only
 //! that it left their inbox, and why.
 
-use crate::sql::Tx;
-use crate::store::jobs::{self, JobRow};
+use crate::store::jobs::JobRow;
 use chrono::{DateTime, Utc};
 use friend_protocol::{Change, FriendProfile, JobState, RemovalReason, eligibility};
 
-/// The change a Friend receives for a job.
+/// The change a Friend receives for a job (`declined`: whether they declined or released it).
 /// An open job past its expiry counts as expired even before the sweep reaches it.
-pub fn for_friend(
-    tx: &Tx<'_>,
-    job: &JobRow,
-    me: &FriendProfile,
-    now: DateTime<Utc>,
-) -> crate::sql::Result<Change> {
+pub fn for_friend(job: &JobRow, me: &FriendProfile, declined: bool, now: DateTime<Utc>) -> Change {
     if job.friend_id() == Some(me.id) {
-        return Ok(Change::Job {
+        return Change::Job {
             job: Box::new(job.details()),
-        });
+        };
     }
     let reason = match job.state {
         JobState::Open if job.expires_at <= now => RemovalReason::Expired,
         JobState::Open => {
-            if jobs::declined(tx, job.id, me.id)? {
+            if declined {
                 RemovalReason::Declined
             } else if eligibility::check(me, &job.reach()).is_ok() {
-                return Ok(Change::Offer { offer: job.offer() });
+                return Change::Offer { offer: job.offer() };
             } else {
                 RemovalReason::NotEligible
             }
@@ -35,11 +29,11 @@ pub fn for_friend(
         JobState::Expired => RemovalReason::Expired,
         _ => RemovalReason::Taken,
     };
-    Ok(Change::Removed {
+    Change::Removed {
         job_id: job.id,
         version: job.version,
         reason,
-    })
+    }
 }
 
 /// The change a customer receives for one of their jobs.

@@ -42,7 +42,8 @@ pub async fn get_job(
             let Some(profile) = accounts::friend(tx, me)? else {
                 return Ok(None);
             };
-            Ok::<_, AppError>(match views::for_friend(tx, &job, &profile, now)? {
+            let declined = jobs::declined(tx, job.id, me)?;
+            Ok::<_, AppError>(match views::for_friend(&job, &profile, declined, now) {
                 Change::Job { job } => Some(FriendJobView::Full(*job)),
                 Change::Offer { offer } => Some(FriendJobView::Offer(offer)),
                 _ => None,

@@ -21,7 +21,7 @@ use friend_protocol::{
     MAX_WAIT_SECS, Role, SyncPage, eligibility,
 };
 use serde::Deserialize;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -167,6 +167,42 @@ fn reach_m(me: &FriendProfile) -> f64 {
     f64::from(me.radius_km.min(friend_protocol::MAX_FRIEND_RADIUS_KM)) * 1000.0
 }
 
+/// How the caller sees a page's jobs: as the Friend `friend`, who may have declined some of them,
+/// or (none) as their customer.
+struct View<'a> {
+    friend: Option<&'a FriendProfile>,
+    declined: HashSet<JobId>,
+    now: chrono::DateTime<Utc>,
+}
+
+impl<'a> View<'a> {
+    /// Reads which of the jobs `ids` the Friend declined, in one statement.
+    fn read(
+        tx: &Tx<'_>,
+        friend: Option<&'a FriendProfile>,
+        ids: &[JobId],
+        now: chrono::DateTime<Utc>,
+    ) -> crate::sql::Result<View<'a>> {
+        let declined = match friend {
+            Some(me) => jobs::declined_among(tx, me.id, ids)?,
+            None => HashSet::new(),
+        };
+        Ok(View {
+            friend,
+            declined,
+            now,
+        })
+    }
+
+    /// The change the caller receives for `job`.
+    fn of(&self, job: &jobs::JobRow) -> Change {
+        match self.friend {
+            Some(me) => views::for_friend(job, me, self.declined.contains(&job.id), self.now),
+            None => views::for_customer(job),
+        }
+    }
+}
+
 fn build_page(
     tx: &Tx<'_>,
     caller: Caller,
@@ -175,12 +211,6 @@ fn build_page(
     limit: u32,
     now: chrono::DateTime<Utc>,
 ) -> Result<SyncPage, AppError> {
-    let view = |job: &jobs::JobRow| -> crate::sql::Result<Change> {
-        match friend {
-            Some(me) => views::for_friend(tx, job, me, now),
-            None => Ok(views::for_customer(job)),
-        }
-    };
     let (floor, head) = feed::bounds(tx)?;
     match cursor {
         Cursor::Delta(after) => {
@@ -203,15 +233,20 @@ fn build_page(
             }
             let mut ordered: Vec<_> = last.into_iter().map(|(j, (s, n))| (s, j, n)).collect();
             ordered.sort_unstable();
+            // The page's jobs at once: a statement per job would be a round trip per change on
+            // PostgreSQL.
+            let ids: Vec<JobId> = ordered.iter().map(|(_, id, _)| *id).collect();
+            let found = jobs::get_many(tx, &ids)?;
+            let view = View::read(tx, friend, &ids, now)?;
             let mut changes = Vec::with_capacity(ordered.len());
             for (_, id, named) in ordered {
-                let Some(job) = jobs::get(tx, id)? else {
+                let Some(job) = found.get(&id) else {
                     continue;
                 };
                 let concerned =
                     named || friend.is_some_and(|me| eligibility::check(me, &job.reach()).is_ok());
                 if concerned {
-                    changes.push(view(&job)?);
+                    changes.push(view.of(job));
                 }
             }
             let next = if more {
@@ -240,9 +275,11 @@ fn build_page(
                 None => jobs::snapshot_candidates_customer(tx, caller.id, after, limit)?,
             };
             let more = candidates.len() == limit as usize;
+            let ids: Vec<JobId> = candidates.iter().map(|j| j.id).collect();
+            let view = View::read(tx, friend, &ids, now)?;
             let mut changes = Vec::with_capacity(candidates.len());
             for job in &candidates {
-                let change = view(job)?;
+                let change = view.of(job);
                 if !matches!(change, Change::Removed { .. }) {
                     changes.push(change);
                 }

@@ -4,7 +4,7 @@
 use super::onsite::{self, OnSite, onsite_columns, onsite_joins};
 use super::parse_id;
 use crate::clock::{from_ms, to_ms};
-use crate::sql::{OptionalExtension, Row, Tx, params};
+use crate::sql::{OptionalExtension, Param, Row, Tx, params};
 use chrono::{DateTime, Utc};
 use friend_protocol::eligibility::JobReach;
 use friend_protocol::lifecycle::JobFacts;
@@ -335,6 +335,28 @@ pub fn get(tx: &Tx<'_>, id: JobId) -> crate::sql::Result<Option<JobRow>> {
         .optional()
 }
 
+/// The jobs of `ids` that exist, by id: one statement for a sync page's jobs (each statement is a
+/// round trip on PostgreSQL).
+pub fn get_many(
+    tx: &Tx<'_>,
+    ids: &[JobId],
+) -> crate::sql::Result<std::collections::HashMap<JobId, JobRow>> {
+    if ids.is_empty() {
+        return Ok(std::collections::HashMap::new());
+    }
+    let keys: Vec<String> = ids.iter().map(ToString::to_string).collect();
+    let bound: Vec<&dyn Param> = keys.iter().map(|k| k as &dyn Param).collect();
+    let rows = tx.rows(
+        &format!(
+            "SELECT {COLUMNS} FROM {FROM} WHERE j.id IN ({})",
+            crate::sql::numbered(1, keys.len())
+        ),
+        &bound,
+        from_row,
+    )?;
+    Ok(rows.into_iter().map(|j| (j.id, j)).collect())
+}
+
 /// A customer's jobs, newest first.
 pub fn for_customer(
     tx: &Tx<'_>,
@@ -561,6 +583,30 @@ pub fn declined(tx: &Tx<'_>, job: JobId, friend: AccountId) -> crate::sql::Resul
         params![job.to_string(), friend.to_string()],
         |r| r.get(0),
     )
+}
+
+/// Which of `jobs` `friend` declined (or released): one statement for a sync page.
+pub fn declined_among(
+    tx: &Tx<'_>,
+    friend: AccountId,
+    jobs: &[JobId],
+) -> crate::sql::Result<std::collections::HashSet<JobId>> {
+    if jobs.is_empty() {
+        return Ok(std::collections::HashSet::new());
+    }
+    let friend = friend.to_string();
+    let keys: Vec<String> = jobs.iter().map(ToString::to_string).collect();
+    let mut bound: Vec<&dyn Param> = vec![&friend];
+    bound.extend(keys.iter().map(|k| k as &dyn Param));
+    tx.rows(
+        &format!(
+            "SELECT job_id FROM declines WHERE friend_id = ?1 AND job_id IN ({})",
+            crate::sql::numbered(2, keys.len())
+        ),
+        &bound,
+        |r| parse_id(&r.get::<String>(0)?),
+    )
+    .map(|ids| ids.into_iter().collect())
 }
 
 /// The Friends who declined (or released) a job.
