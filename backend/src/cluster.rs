@@ -121,14 +121,10 @@ fn named_between(tx: &Tx<'_>, after: i64, upto: i64) -> crate::sql::Result<Effec
         params![after, upto],
         |r| store::parse_id(&r.get::<String>(0)?),
     )?;
-    let mut broadcast = Vec::with_capacity(jobs.len());
-    for id in jobs {
-        broadcast.extend(store::jobs::get(tx, id)?);
-    }
     Ok(Effects {
         announce: Vec::new(),
         wake,
-        broadcast,
+        broadcast: store::jobs::get_many(tx, &jobs)?.into_values().collect(),
         seq: u64::try_from(upto).unwrap_or_default(),
     })
 }
