@@ -130,10 +130,8 @@ fn to_account(
     }
     let devices = queue::devices_of(tx, account)?;
     let expires = now + chrono::Duration::from_std(push.ttl).unwrap_or(chrono::Duration::zero());
-    for d in &devices {
-        queue::enqueue(tx, d, push, expires, now)?;
-    }
-    Ok(devices.len())
+    let pushes: Vec<_> = devices.iter().map(|d| (d, push.clone())).collect();
+    queue::enqueue(tx, &pushes, expires, now)
 }
 
 /// Offers an open job to the eligible Friends' devices.
@@ -157,19 +155,16 @@ fn offer(
     let declined = jobs::decliners(tx, job.id)?;
     let offer = job.offer();
     let reach = job.reach();
-    let mut queued = 0;
     let candidates: Vec<(friend_protocol::FriendProfile, Device)> =
         queue::friend_devices(tx, tiles.as_deref())?;
-    for (friend, device) in &candidates {
-        if declined.contains(&friend.id)
-            || eligibility::check(friend, &reach).is_err()
-            || awake(friend.id)
-        {
-            continue;
-        }
-        let push = content::offer_push(&offer, Some(&friend.home), now);
-        queue::enqueue(tx, device, &push, job.expires_at, now)?;
-        queued += 1;
-    }
-    Ok(queued)
+    let pushes: Vec<_> = candidates
+        .iter()
+        .filter(|(friend, _)| {
+            !declined.contains(&friend.id)
+                && eligibility::check(friend, &reach).is_ok()
+                && !awake(friend.id)
+        })
+        .map(|(friend, device)| (device, content::offer_push(&offer, Some(&friend.home), now)))
+        .collect();
+    queue::enqueue(tx, &pushes, job.expires_at, now)
 }

@@ -146,38 +146,63 @@ pub fn friend_devices(
     tx.rows(&in_tiles, &bound, friend_device)
 }
 
-/// Queues `message` for `device` until `expires_at`. A push with the same collapse key still
-/// waiting for this device is replaced (its retry time is kept, so a gateway's back-off holds).
+/// Rows of one `INSERT` into the queue (4 parameters each, plus 2 shared).
+const ENQUEUE_ROWS: usize = 100;
+
+/// Queues each push for its device until `expires_at`; how many were queued. A push with the same
+/// collapse key still waiting for its device is replaced (its retry time is kept, so a gateway's
+/// back-off holds). A hundred pushes are one statement — an offer is pushed to every eligible
+/// Friend's devices inside the booking's transaction, a round trip per statement on PostgreSQL.
 pub fn enqueue(
     tx: &Tx<'_>,
-    device: &Device,
-    message: &PushMessage,
+    pushes: &[(&Device, PushMessage)],
     expires_at: DateTime<Utc>,
     now: DateTime<Utc>,
-) -> crate::sql::Result<()> {
-    let stored = Stored {
-        title: message.title.clone(),
-        body: message.body.clone(),
-        data: message.data.clone(),
-    };
-    let json =
-        serde_json::to_string(&stored).map_err(|e| crate::sql::SqlError::Corrupt(e.to_string()))?;
-    tx.exec(
-        "INSERT INTO push_queue (token, platform, collapse_key, message, rev, expires_at, due_at, created_at)
-         VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6, ?6)
-         ON CONFLICT (token, collapse_key) DO UPDATE SET message = excluded.message,
-             platform = excluded.platform, rev = push_queue.rev + 1,
-             expires_at = excluded.expires_at",
-        params![
-            device.token,
-            device.platform.as_str(),
-            message.collapse_key,
-            json,
-            to_ms(expires_at),
-            to_ms(now),
-        ],
-    )?;
-    Ok(())
+) -> crate::sql::Result<usize> {
+    // One row per device and collapse key: a later push for the same pair replaces an earlier
+    // one (PostgreSQL refuses to upsert one row twice in a statement).
+    let mut seen = std::collections::HashSet::new();
+    let mut rows = Vec::with_capacity(pushes.len());
+    for (device, message) in pushes.iter().rev() {
+        if !seen.insert((device.token.as_str(), message.collapse_key.as_str())) {
+            continue;
+        }
+        let stored = Stored {
+            title: message.title.clone(),
+            body: message.body.clone(),
+            data: message.data.clone(),
+        };
+        let json = serde_json::to_string(&stored)
+            .map_err(|e| crate::sql::SqlError::Corrupt(e.to_string()))?;
+        rows.push((*device, message.collapse_key.as_str(), json));
+    }
+    rows.reverse();
+    let (expires_at, now) = (to_ms(expires_at), to_ms(now));
+    for chunk in rows.chunks(ENQUEUE_ROWS) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let b = 3 + 4 * i;
+                format!("(?{b}, ?{}, ?{}, ?{}, 1, ?1, ?2, ?2)", b + 1, b + 2, b + 3)
+            })
+            .collect();
+        let platforms: Vec<&str> = chunk.iter().map(|(d, ..)| d.platform.as_str()).collect();
+        let mut bound: Vec<&dyn Param> = vec![&expires_at, &now];
+        for ((device, key, json), platform) in chunk.iter().zip(&platforms) {
+            bound.extend([&device.token as &dyn Param, platform, key, json]);
+        }
+        tx.exec(
+            &format!(
+                "INSERT INTO push_queue (token, platform, collapse_key, message, rev, expires_at, due_at, created_at)
+                 VALUES {}
+                 ON CONFLICT (token, collapse_key) DO UPDATE SET message = excluded.message,
+                     platform = excluded.platform, rev = push_queue.rev + 1,
+                     expires_at = excluded.expires_at",
+                values.join(", ")
+            ),
+            &bound,
+        )?;
+    }
+    Ok(rows.len())
 }
 
 /// Drops the unsent pushes with `collapse_key` (a job's offers once it is taken, cancelled or
@@ -363,16 +388,14 @@ mod tests {
             };
             enqueue(
                 tx,
-                &device,
-                &message("old"),
+                &[(&device, message("old"))],
                 now + chrono::Duration::minutes(5),
                 now,
             )?;
             let first = due(tx, now, &[PushPlatform::Fcm], &HashSet::new(), 10)?;
             enqueue(
                 tx,
-                &device,
-                &message("new"),
+                &[(&device, message("new"))],
                 now + chrono::Duration::minutes(5),
                 now,
             )?;
@@ -403,8 +426,7 @@ mod tests {
             };
             enqueue(
                 tx,
-                &device,
-                &message("for a"),
+                &[(&device, message("for a"))],
                 now + chrono::Duration::minutes(5),
                 now,
             )?;
@@ -419,8 +441,7 @@ mod tests {
             let kept: Vec<String> = devices_of(tx, a)?.into_iter().map(|d| d.token).collect();
             enqueue(
                 tx,
-                &device,
-                &message("offer"),
+                &[(&device, message("offer"))],
                 now + chrono::Duration::minutes(5),
                 now,
             )?;
@@ -434,5 +455,36 @@ mod tests {
             "the oldest is forgotten: {kept:?}"
         );
         assert_eq!(withdrawn, 1);
+    }
+
+    /// More pushes than one statement's rows are all queued, each device once; a second push for
+    /// the same device and collapse key in the same call replaces the first.
+    #[test]
+    fn pushes_are_queued_in_chunks_and_each_device_once() {
+        let (queued, depth, bodies) = with_db(|tx| {
+            let now = Utc::now();
+            let a = account(tx)?;
+            let devices: Vec<Device> = (0..ENQUEUE_ROWS * 2 + 7)
+                .map(|i| Device {
+                    account: a,
+                    platform: PushPlatform::Fcm,
+                    token: format!("t{i}"),
+                })
+                .collect();
+            let mut pushes: Vec<_> = devices.iter().map(|d| (d, message("first"))).collect();
+            pushes.push((&devices[3], message("again")));
+            let queued = enqueue(tx, &pushes, now + chrono::Duration::minutes(5), now)?;
+            let due = due(tx, now, &[PushPlatform::Fcm], &HashSet::new(), 1_000)?;
+            let bodies: Vec<(String, String)> = due
+                .into_iter()
+                .map(|q| (q.token, q.message.body))
+                .collect();
+            Ok((queued, depth(tx)?.0, bodies))
+        });
+        assert_eq!(queued, ENQUEUE_ROWS * 2 + 7);
+        assert_eq!(depth as usize, queued);
+        let t3: Vec<_> = bodies.iter().filter(|(t, _)| t == "t3").collect();
+        assert_eq!(t3.len(), 1);
+        assert_eq!(t3[0].1, "again", "the later push for the device wins");
     }
 }
