@@ -343,15 +343,10 @@ impl TestBackend {
         }
     }
 
-    /// Books a job and returns it, panicking on failure.
+    /// Books a job and returns it, panicking on failure (through a new client: see [`Http::book`]
+    /// to book through one kept).
     pub async fn book(&self, customer: &TestAccount, req: &BookRequest) -> JobDetails {
-        let key = uuid::Uuid::new_v4().to_string();
-        let r = self
-            .http()
-            .post("/v1/customer/jobs", &customer.token, Some(&key), req)
-            .await;
-        assert_eq!(r.status, 200, "booking failed: {}", r.text());
-        r.json::<friend_protocol::JobResponse>().job
+        self.http().book(customer, req).await
     }
 }
 
@@ -620,6 +615,16 @@ impl Http {
             req = req.bearer_auth(token);
         }
         self.send(req).await
+    }
+
+    /// Books a job and returns it, panicking on failure.
+    pub async fn book(&self, customer: &TestAccount, req: &BookRequest) -> JobDetails {
+        let key = uuid::Uuid::new_v4().to_string();
+        let r = self
+            .post("/v1/customer/jobs", &customer.token, Some(&key), req)
+            .await;
+        assert_eq!(r.status, 200, "booking failed: {}", r.text());
+        r.json::<friend_protocol::JobResponse>().job
     }
 
     /// Accepts a job with an idempotency key.
