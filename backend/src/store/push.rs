@@ -475,10 +475,8 @@ mod tests {
             pushes.push((&devices[3], message("again")));
             let queued = enqueue(tx, &pushes, now + chrono::Duration::minutes(5), now)?;
             let due = due(tx, now, &[PushPlatform::Fcm], &HashSet::new(), 1_000)?;
-            let bodies: Vec<(String, String)> = due
-                .into_iter()
-                .map(|q| (q.token, q.message.body))
-                .collect();
+            let bodies: Vec<(String, String)> =
+                due.into_iter().map(|q| (q.token, q.message.body)).collect();
             Ok((queued, depth(tx)?.0, bodies))
         });
         assert_eq!(queued, ENQUEUE_ROWS * 2 + 7);
