@@ -258,12 +258,24 @@ fn placeholders(sql: &str) -> String {
     sql.replace('?', "$")
 }
 
-/// `?first, ?first+1, …`: `n` numbered placeholders, for an `IN (…)` list bound from a slice.
-pub fn numbered(first: usize, n: usize) -> String {
-    (first..first + n)
+/// An `IN (…)` list of `values` bound from parameter `first` on: the placeholders and the values.
+///
+/// The list is padded to the next power of two by repeating its last value (which changes nothing
+/// in an `IN`), so the statement's text takes one of a few shapes: a pooled PostgreSQL connection
+/// keeps every statement it prepared for its life, and would otherwise keep one per list length.
+/// No values: `NULL`, which matches nothing.
+pub fn in_list<P: Param>(first: usize, values: &[P]) -> (String, Vec<&dyn Param>) {
+    let Some(last) = values.last() else {
+        return ("NULL".to_owned(), Vec::new());
+    };
+    let n = values.len().next_power_of_two();
+    let mut bound: Vec<&dyn Param> = values.iter().map(|v| v as &dyn Param).collect();
+    bound.resize(n, last);
+    let list = (first..first + n)
         .map(|i| format!("?{i}"))
         .collect::<Vec<_>>()
-        .join(", ")
+        .join(", ");
+    (list, bound)
 }
 
 /// Builds a statement's parameter list: `params![a, b]`.
@@ -552,9 +564,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn numbered_placeholders_for_in_lists() {
-        assert_eq!(numbered(3, 3), "?3, ?4, ?5");
-        assert_eq!(numbered(1, 0), "");
+    fn in_lists_take_a_few_shapes() {
+        let (list, bound) = in_list(3, &[7_i64, 8, 9]);
+        assert_eq!(list, "?3, ?4, ?5, ?6");
+        let values: Vec<Value<'_>> = bound.iter().map(|p| p.value()).collect();
+        assert_eq!(
+            values,
+            [Value::Int(7), Value::Int(8), Value::Int(9), Value::Int(9)]
+        );
+        assert_eq!(in_list(1, &[1_i64; 4]).0, "?1, ?2, ?3, ?4");
+        assert_eq!(in_list::<i64>(1, &[]).0, "NULL");
     }
 
     #[test]

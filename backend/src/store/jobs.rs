@@ -345,12 +345,9 @@ pub fn get_many(
         return Ok(std::collections::HashMap::new());
     }
     let keys: Vec<String> = ids.iter().map(ToString::to_string).collect();
-    let bound: Vec<&dyn Param> = keys.iter().map(|k| k as &dyn Param).collect();
+    let (list, bound) = crate::sql::in_list(1, &keys);
     let rows = tx.rows(
-        &format!(
-            "SELECT {COLUMNS} FROM {FROM} WHERE j.id IN ({})",
-            crate::sql::numbered(1, keys.len())
-        ),
+        &format!("SELECT {COLUMNS} FROM {FROM} WHERE j.id IN ({list})"),
         &bound,
         from_row,
     )?;
@@ -596,13 +593,11 @@ pub fn declined_among(
     }
     let friend = friend.to_string();
     let keys: Vec<String> = jobs.iter().map(ToString::to_string).collect();
+    let (list, ids) = crate::sql::in_list(2, &keys);
     let mut bound: Vec<&dyn Param> = vec![&friend];
-    bound.extend(keys.iter().map(|k| k as &dyn Param));
+    bound.extend(ids);
     tx.rows(
-        &format!(
-            "SELECT job_id FROM declines WHERE friend_id = ?1 AND job_id IN ({})",
-            crate::sql::numbered(2, keys.len())
-        ),
+        &format!("SELECT job_id FROM declines WHERE friend_id = ?1 AND job_id IN ({list})"),
         &bound,
         |r| parse_id(&r.get::<String>(0)?),
     )

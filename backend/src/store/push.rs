@@ -138,21 +138,22 @@ pub fn friend_devices(
         return Ok(Vec::new());
     }
     // One statement for every tile (a round trip each on PostgreSQL, inside the booking's write).
-    let in_tiles = format!(
-        "{select} WHERE f.home_tile IN ({})",
-        crate::sql::numbered(1, tiles.len())
-    );
-    let bound: Vec<&dyn Param> = tiles.iter().map(|t| t as &dyn Param).collect();
-    tx.rows(&in_tiles, &bound, friend_device)
+    let (list, bound) = crate::sql::in_list(1, tiles);
+    tx.rows(
+        &format!("{select} WHERE f.home_tile IN ({list})"),
+        &bound,
+        friend_device,
+    )
 }
 
-/// Rows of one `INSERT` into the queue (4 parameters each, plus 2 shared).
-const ENQUEUE_ROWS: usize = 100;
+/// Most rows of one `INSERT` into the queue (4 parameters each, plus 2 shared).
+const ENQUEUE_ROWS: usize = 64;
 
 /// Queues each push for its device until `expires_at`; how many were queued. A push with the same
 /// collapse key still waiting for its device is replaced (its retry time is kept, so a gateway's
-/// back-off holds). A hundred pushes are one statement — an offer is pushed to every eligible
-/// Friend's devices inside the booking's transaction, a round trip per statement on PostgreSQL.
+/// back-off holds). Up to 64 pushes are one statement — an offer is pushed to every eligible
+/// Friend's devices inside the booking's transaction, a round trip per statement on PostgreSQL —
+/// in chunks of a power of two, so that the statement takes a few shapes (see `sql::in_list`).
 pub fn enqueue(
     tx: &Tx<'_>,
     pushes: &[(&Device, PushMessage)],
@@ -178,7 +179,10 @@ pub fn enqueue(
     }
     rows.reverse();
     let (expires_at, now) = (to_ms(expires_at), to_ms(now));
-    for chunk in rows.chunks(ENQUEUE_ROWS) {
+    let mut rest = &rows[..];
+    while !rest.is_empty() {
+        let (chunk, tail) = rest.split_at(1 << rest.len().min(ENQUEUE_ROWS).ilog2());
+        rest = tail;
         let values: Vec<String> = (0..chunk.len())
             .map(|i| {
                 let b = 3 + 4 * i;
