@@ -550,6 +550,7 @@ fn read_body(r: &mut Reader<'_>) -> Result<(ConsentAction, Party, Quote), Consen
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::quote::tests::item;
     use crate::quote::{QuotePolicy, validate_quote};
     use proptest::prelude::*;
     use ring::rand::SystemRandom;
@@ -561,15 +562,6 @@ mod tests {
 
     fn job() -> JobId {
         JobId(Uuid::from_u128(0x1234_5678_9abc_def0_1234_5678_9abc_def0))
-    }
-
-    fn item(kind: LineItemKind, description: &str, quantity: u32, minor: i64) -> LineItem {
-        LineItem {
-            kind,
-            description: description.into(),
-            quantity,
-            unit_price: Money::chf(minor),
-        }
     }
 
     fn quote(version: u32) -> Quote {

@@ -518,7 +518,7 @@ impl Settlement {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
     use uuid::Uuid;
@@ -527,7 +527,13 @@ mod tests {
         JobId(Uuid::from_u128(7))
     }
 
-    fn item(kind: LineItemKind, description: &str, quantity: u32, minor: i64) -> LineItem {
+    /// A line item priced in Rappen (the consent tests sign quotes of them too).
+    pub(crate) fn item(
+        kind: LineItemKind,
+        description: &str,
+        quantity: u32,
+        minor: i64,
+    ) -> LineItem {
         LineItem {
             kind,
             description: description.into(),
