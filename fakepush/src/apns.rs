@@ -90,17 +90,6 @@ impl FakeApns {
         })
     }
 
-    /// [`FakeApns::bind`] for test code, where a failure to bind is the test's failure report.
-    ///
-    /// # Panics
-    ///
-    /// If no loopback port can be bound.
-    pub async fn start() -> FakeApns {
-        FakeApns::bind()
-            .await
-            .unwrap_or_else(|e| panic!("FakeApns: cannot listen on 127.0.0.1:0: {e}"))
-    }
-
     fn recorder(&self) -> &Recorder {
         &self.recorder
     }

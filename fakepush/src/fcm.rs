@@ -94,17 +94,6 @@ impl FakeFcm {
         })
     }
 
-    /// [`FakeFcm::bind`] for test code, where a failure to bind is the test's failure report.
-    ///
-    /// # Panics
-    ///
-    /// If no loopback port can be bound.
-    pub async fn start() -> FakeFcm {
-        FakeFcm::bind()
-            .await
-            .unwrap_or_else(|e| panic!("FakeFcm: cannot listen on 127.0.0.1:0: {e}"))
-    }
-
     /// The token endpoint, `http://127.0.0.1:PORT/token`: the service account's `token_uri` and
     /// the `aud` the assertion must carry.
     pub fn token_uri(&self) -> String {

@@ -497,11 +497,26 @@ impl Recorder {
     }
 }
 
-/// The controls both fakes share, written once. The fake type must have `fn recorder(&self) ->
-/// &Recorder`, an `addr: SocketAddr` field and a `running: Arc<Running>` field.
+/// The controls both fakes share, written once. The fake type must have `async fn bind() ->
+/// io::Result<Self>`, `fn recorder(&self) -> &Recorder`, an `addr: SocketAddr` field and a
+/// `running: Arc<Running>` field.
 macro_rules! gateway_controls {
     ($fake:ident) => {
         impl $fake {
+            #[doc = concat!("[`", stringify!($fake), "::bind`] for test code, where a failure to bind is the test's failure report.")]
+            ///
+            /// # Panics
+            ///
+            /// If no loopback port can be bound.
+            pub async fn start() -> $fake {
+                $fake::bind().await.unwrap_or_else(|e| {
+                    panic!(
+                        "{}: cannot listen on 127.0.0.1:0: {e}",
+                        stringify!($fake)
+                    )
+                })
+            }
+
             /// `http://127.0.0.1:PORT`: the base URL to give the client under test.
             pub fn base_url(&self) -> String {
                 format!("http://{}", self.addr)
