@@ -42,7 +42,7 @@ pub async fn get_job(
             let Some(profile) = accounts::friend(tx, me)? else {
                 return Ok(None);
             };
-            let declined = jobs::declined(tx, job.id, me)?;
+            let declined = jobs::declined_among(tx, me, &[job.id])?.contains(&job.id);
             Ok::<_, AppError>(match views::for_friend(&job, &profile, declined, now) {
                 Change::Job { job } => Some(FriendJobView::Full(*job)),
                 Change::Offer { offer } => Some(FriendJobView::Offer(offer)),

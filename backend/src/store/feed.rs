@@ -90,21 +90,19 @@ fn tile(job: &JobRow) -> i64 {
     }
 }
 
+/// The newest change sequence number (0 when nothing happened yet), as a query.
+const HEAD: &str = "SELECT COALESCE(MAX(seq), 0) FROM changes";
+
 /// The newest change sequence number (0 when nothing happened yet).
 pub fn head(tx: &Tx<'_>) -> crate::sql::Result<i64> {
-    tx.row(
-        "SELECT COALESCE(MAX(seq), 0) FROM changes",
-        params![],
-        |r| r.get(0),
-    )
+    tx.row(HEAD, params![], |r| r.get(0))
 }
 
 /// The delta cursors still served, `(floor, head)`: changes at or below the floor may have been
 /// pruned, the head is the last change ([`head`]). One statement, read by every long-poll.
 pub fn bounds(tx: &Tx<'_>) -> crate::sql::Result<(i64, i64)> {
     let (floor, head): (Option<String>, i64) = tx.row(
-        "SELECT (SELECT value FROM meta WHERE key = 'feed_floor'), \
-                (SELECT COALESCE(MAX(seq), 0) FROM changes)",
+        &format!("SELECT (SELECT value FROM meta WHERE key = 'feed_floor'), ({HEAD})"),
         params![],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;

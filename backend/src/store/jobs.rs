@@ -573,16 +573,7 @@ pub fn delete_decline(tx: &Tx<'_>, job: JobId, friend: AccountId) -> crate::sql:
     Ok(())
 }
 
-/// Whether a Friend declined a job.
-pub fn declined(tx: &Tx<'_>, job: JobId, friend: AccountId) -> crate::sql::Result<bool> {
-    tx.row(
-        "SELECT EXISTS (SELECT 1 FROM declines WHERE job_id = ?1 AND friend_id = ?2)",
-        params![job.to_string(), friend.to_string()],
-        |r| r.get(0),
-    )
-}
-
-/// Which of `jobs` `friend` declined (or released): one statement for a sync page.
+/// Which of `jobs` `friend` declined (or released), in one statement.
 pub fn declined_among(
     tx: &Tx<'_>,
     friend: AccountId,

@@ -175,7 +175,12 @@ pub fn enqueue(
         };
         let json = serde_json::to_string(&stored)
             .map_err(|e| crate::sql::SqlError::Corrupt(e.to_string()))?;
-        rows.push((*device, message.collapse_key.as_str(), json));
+        rows.push((
+            &device.token,
+            device.platform.as_str(),
+            &message.collapse_key,
+            json,
+        ));
     }
     rows.reverse();
     let (expires_at, now) = (to_ms(expires_at), to_ms(now));
@@ -189,10 +194,9 @@ pub fn enqueue(
                 format!("(?{b}, ?{}, ?{}, ?{}, 1, ?1, ?2, ?2)", b + 1, b + 2, b + 3)
             })
             .collect();
-        let platforms: Vec<&str> = chunk.iter().map(|(d, ..)| d.platform.as_str()).collect();
         let mut bound: Vec<&dyn Param> = vec![&expires_at, &now];
-        for ((device, key, json), platform) in chunk.iter().zip(&platforms) {
-            bound.extend([&device.token as &dyn Param, platform, key, json]);
+        for (token, platform, key, json) in chunk {
+            bound.extend([token as &dyn Param, platform, key, json]);
         }
         tx.exec(
             &format!(
