@@ -11,7 +11,7 @@ use crate::secrets::SecretsProvider;
 use crate::session::{Account, Session};
 use crate::types::{
     Category, DeclineReason, GeoPoint, JobDetails, LineItem, Money, NotEligibleReason, Offer,
-    PaymentMethod, ReleaseReason, Settlement, UnsuccessfulReason, parse_job_id,
+    PaymentMethod, ReleaseReason, Settlement, UnsuccessfulReason, parse_job_id, utc_time,
 };
 use std::borrow::Borrow;
 use std::sync::Arc;
@@ -321,10 +321,9 @@ impl FriendSession {
     ) -> Result<i64, FriendCoreError> {
         self.account
             .run("FriendSession.set_appointment", |s| async move {
-                Ok(
-                    s.set_appointment(parse_job_id(&job_id)?, start.into(), end.into())
-                        .await?,
-                )
+                let (start, end) = (utc_time("start", start)?, utc_time("end", end)?);
+                Ok(s.set_appointment(parse_job_id(&job_id)?, start, end)
+                    .await?)
             })
             .await
     }
@@ -336,7 +335,8 @@ impl FriendSession {
     pub async fn on_my_way(&self, job_id: String, eta: SystemTime) -> Result<i64, FriendCoreError> {
         self.account
             .run("FriendSession.on_my_way", |s| async move {
-                Ok(s.on_my_way(parse_job_id(&job_id)?, eta.into()).await?)
+                Ok(s.on_my_way(parse_job_id(&job_id)?, utc_time("eta", eta)?)
+                    .await?)
             })
             .await
     }

@@ -16,6 +16,27 @@ pub(crate) fn parse_job_id(id: &str) -> Result<p::JobId, FriendCoreError> {
         .map_err(|_| FriendCoreError::invalid_input(format!("job id {id:?} is not a UUID")))
 }
 
+/// A time the app passed in, as the core's UTC time. An `Instant`/`Date` outside what the core
+/// represents (about ±262,000 years; chrono's own conversion would panic) is `invalid_input`.
+pub(crate) fn utc_time(
+    what: &str,
+    t: SystemTime,
+) -> Result<chrono::DateTime<chrono::Utc>, FriendCoreError> {
+    let (secs, nanos) = match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => (i64::try_from(d.as_secs()).ok(), d.subsec_nanos()),
+        Err(e) => {
+            let d = e.duration();
+            let secs = i64::try_from(d.as_secs()).ok().map(|s| -s);
+            match d.subsec_nanos() {
+                0 => (secs, 0),
+                n => (secs.and_then(|s| s.checked_sub(1)), 1_000_000_000 - n),
+            }
+        }
+    };
+    secs.and_then(|s| chrono::DateTime::from_timestamp(s, nanos))
+        .ok_or_else(|| FriendCoreError::invalid_input(format!("{what} is out of range")))
+}
+
 /// Defines an FFI enum of unit variants mirroring a protocol enum, with conversions both ways.
 macro_rules! mirror_enum {
     ($(#[$doc:meta])* $name:ident => $core:path { $($(#[$vdoc:meta])* $variant:ident),+ $(,)? }) => {
@@ -554,16 +575,18 @@ impl From<p::Timing> for Timing {
     }
 }
 
-impl From<Timing> for p::Timing {
-    fn from(t: Timing) -> p::Timing {
-        match t {
+impl TryFrom<Timing> for p::Timing {
+    type Error = FriendCoreError;
+
+    fn try_from(t: Timing) -> Result<p::Timing, FriendCoreError> {
+        Ok(match t {
             Timing::Now => p::Timing::Now,
             Timing::Slot { start, end } => p::Timing::Slot {
-                start: start.into(),
-                end: end.into(),
+                start: utc_time("timing.start", start)?,
+                end: utc_time("timing.end", end)?,
             },
             Timing::Unknown => p::Timing::Unknown,
-        }
+        })
     }
 }
 
@@ -662,7 +685,7 @@ impl TryFrom<BookRequest> for p::BookRequest {
         Ok(p::BookRequest {
             service_id: b.service_id,
             description: b.description,
-            timing: b.timing.into(),
+            timing: b.timing.try_into()?,
             place: b.place.into(),
             location: b.location.map(TryInto::try_into).transpose()?,
             address: b.address.map(Into::into),
@@ -983,6 +1006,29 @@ mod tests {
             })
             .unwrap_err();
             assert_eq!(e.code(), "invalid_input");
+        }
+    }
+
+    #[test]
+    fn times_the_core_cannot_hold_are_invalid_input_not_a_panic() {
+        let t = chrono::DateTime::from_timestamp(1_800_000_000, 5).unwrap();
+        assert_eq!(utc_time("t", t.into()).unwrap(), t);
+        let before = chrono::DateTime::from_timestamp(-86_400, 7).unwrap();
+        assert_eq!(utc_time("t", before.into()).unwrap(), before);
+        let year = std::time::Duration::from_secs(365 * 86_400);
+        for far in [
+            SystemTime::UNIX_EPOCH + year * 300_000,
+            SystemTime::UNIX_EPOCH - year * 300_000,
+        ] {
+            assert_eq!(utc_time("t", far).unwrap_err().code(), "invalid_input");
+            let slot = Timing::Slot {
+                start: far,
+                end: far,
+            };
+            assert_eq!(
+                p::Timing::try_from(slot).unwrap_err().code(),
+                "invalid_input"
+            );
         }
     }
 

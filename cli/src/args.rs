@@ -174,17 +174,30 @@ pub struct ServeArgs {
     pub server: friend_backend::settings::ServerArgs,
 }
 
+/// The longest slot a booking may ask for, as the backend checks it.
+const MAX_SLOT_HOURS: u64 = friend_protocol::validate::MAX_SLOT_HOURS.unsigned_abs();
+
+/// A whole number from `min` to `max`, refused with clap's usage error (exit 2) otherwise.
+fn count<T>(min: u64, max: u64) -> clap::builder::RangedU64ValueParser<T>
+where
+    T: TryFrom<u64> + Clone + Send + Sync + 'static,
+    <T as TryFrom<u64>>::Error: std::error::Error + Send + Sync + 'static,
+{
+    clap::builder::RangedU64ValueParser::new().range(min..=max)
+}
+
 /// `friendctl simulate`.
 #[derive(Debug, Args)]
 pub struct SimulateArgs {
-    /// Simulated Friend devices.
-    #[arg(long, default_value_t = 200)]
+    /// Simulated Friend devices (1–5,000: each is a real core with its own SQLite file and
+    /// connections).
+    #[arg(long, default_value_t = 200, value_parser = count::<usize>(1, 5_000))]
     pub friends: usize,
-    /// Simulated customer devices.
-    #[arg(long, default_value_t = 100)]
+    /// Simulated customer devices (1–5,000).
+    #[arg(long, default_value_t = 100, value_parser = count::<usize>(1, 5_000))]
     pub customers: usize,
-    /// Jobs booked over the day.
-    #[arg(long, default_value_t = 400)]
+    /// Jobs booked over the day (0–200,000).
+    #[arg(long, default_value_t = 400, value_parser = count::<usize>(0, 200_000))]
     pub jobs: usize,
     /// Seed of every random draw (a random one is chosen and printed when omitted). Wall-clock
     /// figures (latencies, who wins a same-instant race) still vary between runs.
@@ -212,9 +225,9 @@ pub struct SimulateArgs {
     /// PostgreSQL database: `postgres://user[:password]@host[:port]/dbname`.
     #[arg(long, env = "FRIEND_DB", hide_env_values = true)]
     pub db: Option<String>,
-    /// Backend instances on that database, devices spread over them (more than 1 needs
+    /// Backend instances on that database, devices spread over them (1–16; more than 1 needs
     /// PostgreSQL).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = count::<usize>(1, 16))]
     pub instances: usize,
     /// No progress bar.
     #[arg(long)]
@@ -570,8 +583,8 @@ pub struct BookArgs {
     /// Book a slot starting then (RFC 3339) instead of now.
     #[arg(long)]
     pub slot_start: Option<chrono::DateTime<chrono::Utc>>,
-    /// Slot length in hours.
-    #[arg(long, default_value_t = 1)]
+    /// Slot length in hours (1–12).
+    #[arg(long, default_value_t = 1, value_parser = count::<u32>(1, MAX_SLOT_HOURS))]
     pub slot_hours: u32,
     /// Remote help (phone, video) instead of on site.
     #[arg(long)]

@@ -238,6 +238,25 @@ fn serve_friend_and_customer_over_loopback() {
     assert!(String::from_utf8_lossy(&help.stdout).contains("Examples"));
 }
 
+/// Sizes and lengths out of range are usage errors (exit 2) before any work starts, not an
+/// allocation abort halfway through set-up.
+#[test]
+fn out_of_range_numbers_are_usage_errors() {
+    for args in [
+        &["simulate", "--jobs", "99999999999"][..],
+        &["simulate", "--friends", "0"],
+        &["simulate", "--customers", "5001"],
+        &["simulate", "--instances", "17"],
+        &["customer", "book", "--slot-hours", "13"],
+        &["customer", "book", "--slot-hours", "0"],
+    ] {
+        let out = Command::new(BIN).args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("is not in"), "{args:?}: {stderr}");
+    }
+}
+
 /// `friendctl … | head -1`: a reader that goes away after the first line is not a crash — the
 /// command finishes its work, exits with its own code, and prints no panic.
 #[test]

@@ -219,7 +219,9 @@ async fn book(device: &Device, s: &CustomerSession, mut o: BookArgs) -> CliResul
     let timing = match o.slot_start {
         Some(start) => Timing::Slot {
             start,
-            end: start + chrono::Duration::hours(i64::from(o.slot_hours.max(1))),
+            end: start
+                .checked_add_signed(chrono::Duration::hours(i64::from(o.slot_hours)))
+                .ok_or_else(|| CliError::usage("--slot-start is too far in the future"))?,
         },
         None => Timing::Now,
     };

@@ -72,11 +72,6 @@ impl Progress for Bar {
 /// Runs `friendctl simulate`.
 pub async fn run(args: SimulateArgs) -> CliResult<()> {
     let seed = args.seed.unwrap_or_else(|| fastrand::u64(..1_000_000));
-    if args.friends == 0 || args.customers == 0 {
-        return Err(CliError::usage(
-            "--friends and --customers must be at least 1",
-        ));
-    }
     if !(0.0..=1.0).contains(&args.foreground_share) || !(0.0..=1.0).contains(&args.flaky_share) {
         return Err(CliError::usage("shares are between 0 and 1"));
     }
@@ -91,9 +86,6 @@ pub async fn run(args: SimulateArgs) -> CliResult<()> {
     };
     if args.keep_data {
         config.data_dir = Some(args.out.join("data"));
-    }
-    if args.instances == 0 || args.instances > 16 {
-        return Err(CliError::usage("--instances is between 1 and 16"));
     }
     let on_postgres = args
         .db
