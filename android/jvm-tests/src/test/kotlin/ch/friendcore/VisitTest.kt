@@ -88,6 +88,11 @@ class VisitTest : BackendTest() {
         assertEquals("invalid_input", backwards.code(), backwards.describe())
         val nowhere = failure { friend.onMyWayFrom(job, GeoPoint(95.0, 8.0)) }
         assertEquals("invalid_input", nowhere.code(), nowhere.describe())
+        // Instant.MAX (year 1,000,000,000) is beyond what the core's times hold: typed, no panic.
+        val beyond = failure { friend.onMyWay(job, Instant.MAX) }
+        assertEquals("invalid_input", beyond.code(), beyond.describe())
+        val farSlot = failure { friend.setAppointment(job, Instant.MIN, Instant.MAX) }
+        assertEquals("invalid_input", farSlot.code(), farSlot.describe())
         assertTrue(friend.session().outbox().none { it.status == OutboxStatus.REFUSED })
     }
 
