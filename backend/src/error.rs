@@ -69,11 +69,17 @@ impl IntoResponse for AppError {
         if self.status.is_server_error() {
             tracing::error!(code = self.code.as_str(), message = %self.message, "request failed");
         }
+        // An internal failure's message names the server's insides (a table, a constraint, a
+        // driver's words): it goes to the log above, the client learns only that it happened.
+        let message = match self.code {
+            ErrorCode::Internal => "internal error (logged by the server)".to_owned(),
+            _ => self.message,
+        };
         (
             self.status,
             Json(ApiError {
                 code: self.code,
-                message: self.message,
+                message,
             }),
         )
             .into_response()
@@ -182,5 +188,31 @@ impl AppError {
             ErrorCode::JobClosed,
             format!("the job is {}: nothing more can change", state.as_str()),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    async fn body(e: AppError) -> ApiError {
+        let bytes = axum::body::to_bytes(e.into_response().into_body(), 4096)
+            .await
+            .unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_internal_failure_s_cause_stays_in_the_log() {
+        let leak = "duplicate key value violates unique constraint \"ledger_pkey\"";
+        let answer = body(AppError::new(ErrorCode::Internal, leak)).await;
+        assert_eq!(answer.code, ErrorCode::Internal);
+        assert!(!answer.message.contains("ledger"), "{}", answer.message);
+        let refused = body(AppError::new(ErrorCode::JobClosed, "the job is completed")).await;
+        assert_eq!(
+            refused.message, "the job is completed",
+            "other errors explain themselves"
+        );
     }
 }

@@ -8,7 +8,8 @@
 //! `json_group_array` aggregate), and the change number by [`Tx::next_change`]. Values cross as
 //! [`Value`]: integers are 64-bit on both (every PostgreSQL integer column is `BIGINT`).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashSet;
 use thiserror::Error;
 use tokio_postgres::types::{IsNull, ToSql, Type};
 
@@ -98,16 +99,28 @@ pub struct PgTx<'a> {
     head: Cell<Option<i64>>,
     /// Whether a statement failed for a conflict that running the transaction again resolves.
     transient: Cell<bool>,
+    /// A write transaction (READ COMMITTED): rows it decides on are locked first
+    /// ([`Tx::lock_once`]); a read-only one takes no locks.
+    write: bool,
+    /// The rows locked so far (statement, key), each locked once.
+    locked: RefCell<HashSet<(&'static str, String)>>,
 }
 
 impl<'a> PgTx<'a> {
     /// Wraps `tx`; `rt` runs its statements (the caller is a blocking thread, never a worker).
-    pub fn new(tx: &'a deadpool_postgres::Transaction<'a>, rt: tokio::runtime::Handle) -> Self {
+    /// `write`: a write transaction, which locks the rows it decides on.
+    pub fn new(
+        tx: &'a deadpool_postgres::Transaction<'a>,
+        rt: tokio::runtime::Handle,
+        write: bool,
+    ) -> Self {
         PgTx {
             tx,
             rt,
             head: Cell::new(None),
             transient: Cell::new(false),
+            write,
+            locked: RefCell::new(HashSet::new()),
         }
     }
 
@@ -133,6 +146,24 @@ impl<'a> PgTx<'a> {
 }
 
 impl Tx<'_> {
+    /// Locks the row `lock` selects (`SELECT 1 FROM … WHERE … = ?1 FOR UPDATE`, `key` its one
+    /// parameter) for the rest of a PostgreSQL write transaction, once per transaction and key.
+    /// Writes run at READ COMMITTED: without the lock two transactions could decide on the same
+    /// old row and both act (both complete a job — the second then fails on a unique key — or both
+    /// pass a check that only one may pass). A later writer of the row waits here, and its next
+    /// statement reads what the first committed. SQLite's single writer is serial already, and a
+    /// read-only transaction decides nothing: for both, nothing to do.
+    pub fn lock_once(&self, lock: &'static str, key: &str) -> Result<()> {
+        let Tx::Postgres(p) = self else {
+            return Ok(());
+        };
+        if !p.write || !p.locked.borrow_mut().insert((lock, key.to_owned())) {
+            return Ok(());
+        }
+        p.query(lock, params![key])?;
+        Ok(())
+    }
+
     /// Executes a statement; the number of rows it changed.
     pub fn exec(&self, sql: &str, params: &[&dyn Param]) -> Result<usize> {
         match self {

@@ -273,6 +273,15 @@ impl TestBackend {
         Http::new(&self.base_url)
     }
 
+    /// Waits (up to 10 s) until `n` writes wait behind [`friend_backend::Backend::pause_writes`]
+    /// or behind each other, naming `what` if they do not.
+    pub async fn until_writes_queued(&self, n: usize, what: &str) {
+        wait_until(what, Duration::from_secs(10), || async {
+            self.backend.queued_writes().await.expect("queued writes") == n
+        })
+        .await;
+    }
+
     /// `n` Friends in Bern (no booking in Zürich concerns them), each long-polling (`wait=30`)
     /// through `http` from its cursor: the handles give back that cursor and the answer.
     pub async fn long_polls(

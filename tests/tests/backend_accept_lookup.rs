@@ -10,13 +10,6 @@ use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(10);
 
-async fn queued(tb: &TestBackend, n: usize, what: &str) {
-    wait_until(what, LIMIT, || async {
-        tb.backend.queued_writes().await.expect("queued writes") == n
-    })
-    .await;
-}
-
 async fn lookup(tb: &TestBackend, friend: &TestAccount, key: &str) -> Reply {
     tb.http()
         .get(&format!("/v1/friend/accepts/{key}"), &friend.token)
@@ -34,7 +27,8 @@ async fn a_lookup_behind_a_queued_accept_reads_its_outcome() {
         let (http, anna, key) = (tb.http(), anna.clone(), key.clone());
         tokio::spawn(async move { http.accept(&anna, job, &key).await })
     };
-    queued(tb, 1, "the accept to queue behind the held writer").await;
+    tb.until_writes_queued(1, "the accept to queue behind the held writer")
+        .await;
     let looked_up = {
         let (http, anna, key) = (tb.http(), anna.clone(), key.clone());
         tokio::spawn(async move {
@@ -44,7 +38,8 @@ async fn a_lookup_behind_a_queued_accept_reads_its_outcome() {
     };
     // The lookup must not answer from a snapshot that misses the queued accept: it waits for the
     // writer too (before the fix it answered 404 at once and the accept then won).
-    queued(tb, 2, "the lookup to queue behind the accept").await;
+    tb.until_writes_queued(2, "the lookup to queue behind the accept")
+        .await;
     drop(pause);
 
     let accept = accept.await.unwrap();
@@ -80,7 +75,8 @@ async fn a_lookup_that_finds_nothing_fences_the_key_against_a_late_accept() {
     // job, so it does not wait for the held change counter; it answers first.
     let single_writer = friend_tests::test_store() == friend_tests::Store::Sqlite;
     if single_writer {
-        queued(tb, 1, "the lookup to queue behind the held writer").await;
+        tb.until_writes_queued(1, "the lookup to queue behind the held writer")
+            .await;
     } else {
         wait_until("the lookup to answer", LIMIT, || async {
             looked_up.is_finished()
@@ -92,7 +88,8 @@ async fn a_lookup_that_finds_nothing_fences_the_key_against_a_late_accept() {
         tokio::spawn(async move { http.accept(&anna, job, &key).await })
     };
     if single_writer {
-        queued(tb, 2, "the late accept to queue behind the lookup").await;
+        tb.until_writes_queued(2, "the late accept to queue behind the lookup")
+            .await;
     }
     drop(pause);
 

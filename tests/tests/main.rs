@@ -12,6 +12,7 @@ mod backend_input;
 mod backend_metrics;
 mod backend_negotiation;
 mod backend_race;
+mod backend_serial_writes;
 mod backend_sync;
 mod backend_visit;
 mod core_accept;

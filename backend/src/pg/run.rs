@@ -104,7 +104,7 @@ impl Pg {
         };
         let tx = rt.block_on(builder.start()).map_err(SqlError::from)?;
         let (outcome, head, transient) = {
-            let pg = PgTx::new(&tx, rt.clone());
+            let pg = PgTx::new(&tx, rt.clone(), matches!(mode, Mode::Write));
             let outcome = f(&Tx::Postgres(&pg));
             (outcome, pg.head(), pg.saw_transient())
         };

@@ -329,10 +329,12 @@ pub fn by_id_sql() -> String {
     format!("SELECT {COLUMNS} FROM {FROM} WHERE j.id = ?1")
 }
 
-/// One job by id.
+/// One job by id. In a write transaction the job's row is locked first ([`Tx::lock_once`]): every write that
+/// reads a job decides on its latest committed state, one at a time per job, on both stores.
 pub fn get(tx: &Tx<'_>, id: JobId) -> crate::sql::Result<Option<JobRow>> {
-    tx.row(&by_id_sql(), params![id.to_string()], from_row)
-        .optional()
+    let id = id.to_string();
+    tx.lock_once("SELECT 1 FROM jobs WHERE id = ?1 FOR UPDATE", &id)?;
+    tx.row(&by_id_sql(), params![id], from_row).optional()
 }
 
 /// The jobs of `ids` that exist, by id: one statement for a sync page's jobs (each statement is a
@@ -369,14 +371,21 @@ pub fn for_customer(
     )
 }
 
-/// Slot jobs a Friend currently holds.
+/// Slot jobs a Friend currently holds. In a write transaction the Friend's row is locked first
+/// ([`Tx::lock_once`]): two accepts of one Friend check for an overlap one after the other, so
+/// they cannot both win overlapping slots.
 pub fn held_slots(tx: &Tx<'_>, friend: AccountId) -> crate::sql::Result<Vec<JobRow>> {
+    let friend = friend.to_string();
+    tx.lock_once(
+        "SELECT 1 FROM friends WHERE account_id = ?1 FOR UPDATE",
+        &friend,
+    )?;
     tx.rows(
         &format!(
             "SELECT {COLUMNS} FROM {FROM} WHERE j.friend_id = ?1 AND j.timing_kind = 'slot'
          AND j.state IN ('assigned', 'on_site', 'agreed')"
         ),
-        params![friend.to_string()],
+        params![friend],
         from_row,
     )
 }
