@@ -1,9 +1,11 @@
 //! [`CustomerSession`]: the customer's app on the same store, sync and outbox machinery as the
 //! Friend's — book (offline too, never twice), follow the job live, negotiate the price, cancel, rate.
 
+use crate::crypto::FieldCipher;
 use crate::engine::now_ms;
 use crate::error::{CoreError, CoreResult};
 use crate::negotiation::{LocalNegotiation, local_view};
+use crate::outbox::delivery::enqueue_in;
 use crate::outbox::{Action, ActionKind, echo};
 use crate::secrets::SecretsProvider;
 use crate::session::Session;
@@ -18,6 +20,7 @@ use friend_protocol::visit;
 use friend_protocol::{
     Appointment, BookRequest, CancelPreview, Catalog, JobDetails, JobId, JobState, validate,
 };
+use rusqlite::Connection;
 use std::sync::Arc;
 
 /// A double tap or a repeated call with the same booking within this window returns the first one.
@@ -156,16 +159,26 @@ impl CustomerSession {
         let payload = action.to_payload()?;
         let since = now_ms() - BOOKING_DEDUP_WINDOW_MS;
         let cipher = self.session.engine.cipher.clone();
-        let existing = self
+        let fresh = JobId::random();
+        // The look for the first booking and the queueing are one transaction: two concurrent
+        // calls (a double tap) cannot both find nothing and both queue.
+        let (local, queued) = self
+            .session
             .engine
             .store
-            .read_async(move |c| rows::find_recent(c, &cipher, ActionKind::Book, &payload, since))
+            .write_async(move |tx| {
+                if let Some(first) =
+                    rows::find_recent(tx, &cipher, ActionKind::Book, &payload, since)?
+                {
+                    return Ok((first.job_id, false));
+                }
+                enqueue_in(tx, &cipher, fresh, &action)?;
+                Ok((fresh, true))
+            })
             .await?;
-        if let Some(first) = existing {
-            return Ok(first.job_id);
+        if queued {
+            self.session.engine.queued(local).await;
         }
-        let local = JobId::random();
-        self.session.engine.enqueue(local, action).await?;
         Ok(local)
     }
 
@@ -231,14 +244,7 @@ impl CustomerSession {
         self.session
             .engine
             .store
-            .read_async(move |c| {
-                let details = cache::job(c, &cipher, job)?
-                    .ok_or_else(|| CoreError::NotCached(job.to_string()))?;
-                Ok(customer_job(
-                    details,
-                    &rows::pending_for_job(c, &cipher, job)?,
-                ))
-            })
+            .read_async(move |c| cached_job(c, &cipher, job))
             .await
     }
 
@@ -327,21 +333,30 @@ impl CustomerSession {
         request
             .validate()
             .map_err(|e| CoreError::InvalidInput(e.to_string()))?;
-        let current = self.job(job).await?;
-        if current.details.as_ref().map(|d| d.state) != Some(JobState::Completed) {
-            return Err(CoreError::InvalidInput(
-                "only completed jobs can be rated".into(),
-            ));
-        }
-        if current.details.as_ref().and_then(|d| d.rating).is_some()
-            || current.pending_actions.contains(&ActionKind::Rate)
-        {
-            return Err(CoreError::InvalidInput("this job is already rated".into()));
-        }
-        self.session
+        let cipher = self.session.engine.cipher.clone();
+        // Checked and queued in one transaction: of two concurrent ratings, the second finds the
+        // first queued and is refused, as it would be one after the other.
+        let id = self
+            .session
             .engine
-            .enqueue(job, Action::Rate { stars, comment })
-            .await
+            .store
+            .write_async(move |tx| {
+                let current = cached_job(tx, &cipher, job)?;
+                if current.details.as_ref().map(|d| d.state) != Some(JobState::Completed) {
+                    return Err(CoreError::InvalidInput(
+                        "only completed jobs can be rated".into(),
+                    ));
+                }
+                if current.details.as_ref().and_then(|d| d.rating).is_some()
+                    || current.pending_actions.contains(&ActionKind::Rate)
+                {
+                    return Err(CoreError::InvalidInput("this job is already rated".into()));
+                }
+                enqueue_in(tx, &cipher, job, &Action::Rate { stars, comment })
+            })
+            .await?;
+        self.session.engine.queued(job).await;
+        Ok(id)
     }
 
     /// Counter-proposes a quote: validated, signed, queued; returns the payload.
@@ -353,6 +368,16 @@ impl CustomerSession {
     ) -> CoreResult<String> {
         self.session.propose(job, items, reason).await
     }
+}
+
+/// One job by its server id, from the cache, with this device's pending actions.
+fn cached_job(c: &Connection, cipher: &FieldCipher, job: JobId) -> CoreResult<CustomerJob> {
+    let details =
+        cache::job(c, cipher, job)?.ok_or_else(|| CoreError::NotCached(job.to_string()))?;
+    Ok(customer_job(
+        details,
+        &rows::pending_for_job(c, cipher, job)?,
+    ))
 }
 
 fn customer_job(details: JobDetails, pending: &[rows::ItemRow]) -> CustomerJob {
@@ -375,6 +400,95 @@ mod tests {
     use crate::store::cache::tests::{held, new_job};
     use chrono::Duration;
     use friend_protocol::EnRoute;
+
+    /// A customer session whose backend is a closed loopback port, with its outbox timer stopped
+    /// (nothing is attempted behind the test's back).
+    async fn offline_customer(dir: &tempfile::TempDir) -> CustomerSession {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let secrets = Arc::new(crate::StaticSecrets::new("dev-customer-x", [8u8; 32]));
+        let s = CustomerSession::open(
+            SessionConfig::new(dir.path().join("c.db"), "http://127.0.0.1:9"),
+            secrets,
+        )
+        .await
+        .unwrap();
+        s.engine.shutdown_timer_for_test();
+        s
+    }
+
+    fn booking() -> BookRequest {
+        BookRequest {
+            service_id: "network.router_setup".into(),
+            description: "Wi-Fi does not reach the bedroom".into(),
+            timing: friend_protocol::Timing::Now,
+            place: friend_protocol::Place::OnSite,
+            location: Some(friend_protocol::GeoPoint::new(47.4111, 8.5441).unwrap()),
+            address: Some(friend_protocol::Address {
+                street: "Quarzgasse 17".into(),
+                postal_code: "8050".into(),
+                city: "Zürich".into(),
+            }),
+            contact: friend_protocol::Contact {
+                name: "Erika Muster".into(),
+                phone: "+41 79 555 00 00".into(),
+            },
+            access_notes: None,
+            brand: None,
+            radius_km: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_double_tap_on_book_queues_one_booking() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = offline_customer(&dir).await;
+        let (first, second) = tokio::join!(s.book(booking()), s.book(booking()));
+        let (first, second) = (first.unwrap(), second.unwrap());
+        assert_eq!(first, second, "the second tap returns the first booking");
+        let books: Vec<_> = s
+            .outbox()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|i| i.action.kind() == ActionKind::Book)
+            .map(|i| i.job_id)
+            .collect();
+        assert_eq!(books, [first], "one Book queued");
+        // Another booking is booked.
+        let mut other = booking();
+        other.description = "The printer is offline".into();
+        assert_ne!(s.book(other).await.unwrap(), first);
+    }
+
+    #[tokio::test]
+    async fn two_concurrent_ratings_queue_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = offline_customer(&dir).await;
+        let job = held(JobState::Completed);
+        let (cipher, stored) = (s.engine.cipher.clone(), job.clone());
+        s.engine
+            .store
+            .write_async(move |tx| cache::store_job(tx, &cipher, &stored, 1))
+            .await
+            .unwrap();
+        let (a, b) = tokio::join!(s.rate(job.id, 5, None), s.rate(job.id, 4, None));
+        let codes: Vec<_> = [&a, &b]
+            .iter()
+            .map(|r| r.as_ref().map(|_| "queued").unwrap_or_else(|e| e.code()))
+            .collect();
+        assert!(
+            codes == ["queued", "invalid_input"] || codes == ["invalid_input", "queued"],
+            "one is queued, the other refused as already rated: {codes:?}"
+        );
+        let rates = s
+            .outbox()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|i| i.action.kind() == ActionKind::Rate)
+            .count();
+        assert_eq!(rates, 1);
+    }
 
     #[test]
     fn the_live_status_follows_the_visit() {

@@ -547,6 +547,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn two_concurrent_proposals_get_two_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        let job = held(JobState::OnSite);
+        let s = offline_holding(&dir, &job).await;
+        let items = |minor| {
+            vec![LineItem {
+                kind: friend_protocol::quote::LineItemKind::Service,
+                description: "Router setup".into(),
+                quantity: 1,
+                unit_price: Money::chf(minor),
+            }]
+        };
+        let (a, b) = tokio::join!(
+            s.propose(job.id, items(8900), None),
+            s.propose(job.id, items(9500), None)
+        );
+        let mut versions: Vec<u32> = [a.unwrap(), b.unwrap()]
+            .iter()
+            .map(|p| {
+                friend_protocol::consent::ConsentPayload::decode(p)
+                    .unwrap()
+                    .quote()
+                    .version
+            })
+            .collect();
+        versions.sort();
+        assert_eq!(versions, [1, 2], "never the same version twice");
+        assert_eq!(s.negotiation(job.id).await.unwrap().unsent_steps, 2);
+    }
+
+    #[tokio::test]
     async fn an_estimate_from_a_position_queues_only_the_time() {
         let dir = tempfile::tempdir().unwrap();
         let job = held(JobState::Assigned);

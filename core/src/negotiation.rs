@@ -6,9 +6,11 @@
 //! The local view of a negotiation is the server's (cached with the job) with this device's
 //! unacknowledged steps applied on top, by the same state machine the server runs.
 
+use crate::crypto::FieldCipher;
 use crate::engine::Engine;
 use crate::error::{CoreError, CoreResult};
 use crate::outbox::Action;
+use crate::outbox::delivery::enqueue_in;
 use crate::store::{cache, meta, outbox as rows};
 use base64::Engine as _;
 use friend_protocol::consent::{self, ConsentAction, ConsentPayload};
@@ -16,6 +18,7 @@ use friend_protocol::negotiation::{self, Answer, Negotiation, NegotiationEvent, 
 use friend_protocol::quote::{self, LineItem, PaymentMethod, Quote, QuotePolicy, Settlement};
 use friend_protocol::{JobDetails, JobId, Money};
 use ring::signature::{Ed25519KeyPair, KeyPair};
+use rusqlite::Connection;
 
 /// A quote as this device knows it.
 #[derive(Debug, Clone, PartialEq)]
@@ -165,6 +168,17 @@ pub(crate) fn local_view(job: &JobDetails, pending: &[rows::ItemRow]) -> LocalNe
     view
 }
 
+/// A cached job and its pending outbox items.
+fn job_and_pending(
+    c: &Connection,
+    cipher: &FieldCipher,
+    job: JobId,
+) -> CoreResult<(JobDetails, Vec<rows::ItemRow>)> {
+    let details =
+        cache::job(c, cipher, job)?.ok_or_else(|| CoreError::NotCached(job.to_string()))?;
+    Ok((details, rows::pending_for_job(c, cipher, job)?))
+}
+
 impl Engine {
     /// The device's signing key, created (and stored sealed) on first use.
     pub(crate) async fn device_key(&self) -> CoreResult<Ed25519KeyPair> {
@@ -214,11 +228,7 @@ impl Engine {
     async fn job_and_pending(&self, job: JobId) -> CoreResult<(JobDetails, Vec<rows::ItemRow>)> {
         let cipher = self.cipher.clone();
         self.store
-            .read_async(move |c| {
-                let details = cache::job(c, &cipher, job)?
-                    .ok_or_else(|| CoreError::NotCached(job.to_string()))?;
-                Ok((details, rows::pending_for_job(c, &cipher, job)?))
-            })
+            .read_async(move |c| job_and_pending(c, &cipher, job))
             .await
     }
 
@@ -237,29 +247,31 @@ impl Engine {
         items: Vec<LineItem>,
         reason: Option<String>,
     ) -> CoreResult<String> {
-        let (details, pending) = self.job_and_pending(job).await?;
-        let view = local_view(&details, &pending);
-        let version = view.state.next_version().ok_or(CoreError::Negotiation {
-            code: "version_overflow",
-            message: "no further version".into(),
-        })?;
-        let quote = Quote::new(job, version, items, reason)?;
-        quote::validate_quote(
-            &quote,
-            details.orientation_price.currency,
-            details.orientation_price,
-            &policy(),
-        )?;
-        negotiation::apply(
-            &view.state,
-            &NegotiationEvent::Propose {
-                by: me,
-                version,
-                total: quote.total,
-            },
-        )?;
-        self.sign_and_queue(job, ConsentAction::Propose, me, &quote)
-            .await
+        // The version is taken from the negotiation as it is when the proposal is queued, in the
+        // same transaction: two concurrent proposals get two versions, never the same one twice.
+        self.sign_and_queue(job, move |details, view| {
+            let version = view.state.next_version().ok_or(CoreError::Negotiation {
+                code: "version_overflow",
+                message: "no further version".into(),
+            })?;
+            let quote = Quote::new(job, version, items, reason)?;
+            quote::validate_quote(
+                &quote,
+                details.orientation_price.currency,
+                details.orientation_price,
+                &policy(),
+            )?;
+            negotiation::apply(
+                &view.state,
+                &NegotiationEvent::Propose {
+                    by: me,
+                    version,
+                    total: quote.total,
+                },
+            )?;
+            Ok((ConsentAction::Propose, me, quote))
+        })
+        .await
     }
 
     /// Signs and queues the acceptance of the pending proposal `version` (which the other party
@@ -270,51 +282,76 @@ impl Engine {
         me: Party,
         version: u32,
     ) -> CoreResult<String> {
-        let (details, pending) = self.job_and_pending(job).await?;
-        let view = local_view(&details, &pending);
-        let latest = view
-            .pending()
-            .filter(|q| q.quote.version == version)
-            .ok_or(CoreError::Negotiation {
-                code: "not_latest",
-                message: format!("version {version} is not the pending proposal"),
-            })?;
-        negotiation::apply(&view.state, &NegotiationEvent::Accept { by: me, version })?;
-        self.sign_and_queue(job, ConsentAction::Accept, me, &latest.quote)
-            .await
+        self.sign_and_queue(job, move |_, view| {
+            let latest = view
+                .pending()
+                .filter(|q| q.quote.version == version)
+                .ok_or(CoreError::Negotiation {
+                    code: "not_latest",
+                    message: format!("version {version} is not the pending proposal"),
+                })?;
+            negotiation::apply(&view.state, &NegotiationEvent::Accept { by: me, version })?;
+            Ok((ConsentAction::Accept, me, latest.quote.clone()))
+        })
+        .await
     }
 
-    /// Signs `quote` with this device's key, queues the consent for delivery and returns its
-    /// payload (for the other device, as a QR code, when either is offline).
+    /// Decides a step on the job's negotiation as the store holds it now (`decide` gets the job
+    /// and the local view, and returns what to sign), signs it with this device's key and queues
+    /// the consent — the reading, the checks and the queueing in one transaction, so two
+    /// concurrent steps are decided one after the other. Returns the payload (for the other
+    /// device, as a QR code, when either is offline).
     async fn sign_and_queue(
         &self,
         job: JobId,
-        action: ConsentAction,
-        me: Party,
-        quote: &Quote,
+        decide: impl FnOnce(&JobDetails, &LocalNegotiation) -> CoreResult<(ConsentAction, Party, Quote)>
+        + Send
+        + 'static,
     ) -> CoreResult<String> {
         let key = self.device_key().await?;
-        let payload = consent::sign_payload(action, me, quote, &key)?.encode();
-        self.enqueue(
-            job,
-            Action::Consent {
-                payload: payload.clone(),
-            },
-        )
-        .await?;
+        let cipher = self.cipher.clone();
+        let payload = self
+            .store
+            .write_async(move |tx| {
+                let (details, pending) = job_and_pending(tx, &cipher, job)?;
+                let view = local_view(&details, &pending);
+                let (action, me, quote) = decide(&details, &view)?;
+                let payload = consent::sign_payload(action, me, &quote, &key)?.encode();
+                enqueue_in(
+                    tx,
+                    &cipher,
+                    job,
+                    &Action::Consent {
+                        payload: payload.clone(),
+                    },
+                )?;
+                Ok(payload)
+            })
+            .await?;
+        self.queued(job).await;
         Ok(payload)
     }
 
-    /// Queues the rejection of the pending proposal `version`.
+    /// Queues the rejection of the pending proposal `version` (checked and queued in one
+    /// transaction).
     pub(crate) async fn reject_quote(
         &self,
         job: JobId,
         me: Party,
         version: u32,
     ) -> CoreResult<i64> {
-        let view = self.negotiation(job).await?;
-        negotiation::apply(&view.state, &NegotiationEvent::Reject { by: me, version })?;
-        self.enqueue(job, Action::Reject { version }).await
+        let cipher = self.cipher.clone();
+        let id = self
+            .store
+            .write_async(move |tx| {
+                let (details, pending) = job_and_pending(tx, &cipher, job)?;
+                let view = local_view(&details, &pending);
+                negotiation::apply(&view.state, &NegotiationEvent::Reject { by: me, version })?;
+                enqueue_in(tx, &cipher, job, &Action::Reject { version })
+            })
+            .await?;
+        self.queued(job).await;
+        Ok(id)
     }
 
     /// Imports a payload the other party's device showed: verified offline against their registered

@@ -5,10 +5,12 @@
 use super::push::DEVICE_QUEUE;
 use super::table as rows;
 use super::{Action, backoff};
+use crate::crypto::FieldCipher;
 use crate::engine::{Engine, now_ms, purge};
 use crate::error::{CoreError, CoreResult};
 use crate::store::cache::{self, Applied};
 use friend_protocol::{JobId, JobResponse};
+use rusqlite::Transaction;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
@@ -41,8 +43,6 @@ impl Engine {
     }
 
     async fn enqueue_with(&self, job: JobId, action: Action, supersede: bool) -> CoreResult<i64> {
-        let payload = action.to_payload()?;
-        let key = uuid::Uuid::new_v4().to_string();
         let cipher = self.cipher.clone();
         let kind = action.kind();
         let id = self
@@ -54,9 +54,16 @@ impl Engine {
                         rows::forget(tx, older.id)?;
                     }
                 }
-                rows::enqueue(tx, &cipher, job, kind, &payload, &key, now_ms())
+                enqueue_in(tx, &cipher, job, &action)
             })
             .await?;
+        self.queued(job).await;
+        Ok(id)
+    }
+
+    /// After a commit that queued an item for `job` (with [`enqueue_in`]): tells the listeners,
+    /// refreshes the status and wakes the delivery timer.
+    pub(crate) async fn queued(&self, job: JobId) {
         self.notify(&Applied {
             inbox_changed: true,
             jobs_changed: vec![job],
@@ -64,7 +71,6 @@ impl Engine {
         });
         self.refresh_status(|_| {}).await;
         self.outbox_kick.notify_one();
-        Ok(id)
     }
 
     /// Delivers every due outbox item: in order per job, each with its own idempotency key. A
@@ -201,6 +207,28 @@ impl Engine {
         }
         Ok(delivered)
     }
+}
+
+/// Queues `action` for `job` in `tx`, with its own idempotency key; returns the item's id. For a
+/// call whose check decides whether (or what) to queue: the check reads in the same transaction,
+/// so two concurrent calls cannot both pass it (a double tap queues once). After the commit the
+/// caller calls [`Engine::queued`].
+pub(crate) fn enqueue_in(
+    tx: &Transaction<'_>,
+    cipher: &FieldCipher,
+    job: JobId,
+    action: &Action,
+) -> CoreResult<i64> {
+    let key = uuid::Uuid::new_v4().to_string();
+    rows::enqueue(
+        tx,
+        cipher,
+        job,
+        action.kind(),
+        &action.to_payload()?,
+        &key,
+        now_ms(),
+    )
 }
 
 /// The job listeners' news of an item's outcome: none for the device's own queue
