@@ -140,3 +140,29 @@ async fn one_friend_s_two_overlapping_slots_accepted_at_once_are_won_once() {
     );
     assert_eq!(s.customer_view(overlapping.id).await.state, JobState::Open);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_free_device_key_place_taken_twice_at_once_is_taken_once() {
+    // Anna holds a job, so registering a key changes it and waits for the held change counter.
+    let s = Scenario::new().accepted().build().await;
+    let key = || friend_tests::scenario::public_key(&friend_tests::scenario::device_key());
+    for _ in 1..friend_protocol::MAX_DEVICE_KEYS {
+        s.register(&s.friend, &friend_tests::scenario::device_key())
+            .await;
+    }
+    let register = |key: String| {
+        let (http, token) = (s.tb.http(), s.friend.token.clone());
+        let body = json!({ "public_key": key });
+        move || tokio::spawn(async move { http.post("/v1/keys", &token, None, &body).await })
+    };
+    // Before the account's row was locked, PostgreSQL let both count 15 keys: 17 registered.
+    let first = key();
+    let (a, b) = one_behind_the_other(&s, register(first.clone()), register(key())).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(b.status, 400, "{}", b.text());
+    assert_eq!(b.json::<Value>()["code"], "invalid_input", "{}", b.text());
+    // The first one's key again: nothing new, the list as it stands.
+    let again = register(first)().await.expect("again");
+    let keys = again.json::<Value>()["keys"].as_array().map(Vec::len);
+    assert_eq!(keys, Some(friend_protocol::MAX_DEVICE_KEYS));
+}

@@ -30,10 +30,15 @@ pub fn list(tx: &Tx<'_>, account: AccountId) -> crate::sql::Result<Vec<String>> 
 }
 
 /// Whether `account` registered `key`.
+///
+/// In a write transaction the account's row is locked first ([`Tx::lock_once`]): two
+/// registrations of one account check (the key, the limit) one after the other.
 pub fn is_registered(tx: &Tx<'_>, account: AccountId, key: &str) -> crate::sql::Result<bool> {
+    let account = account.to_string();
+    tx.lock_once("SELECT 1 FROM accounts WHERE id = ?1 FOR UPDATE", &account)?;
     tx.row(
         "SELECT EXISTS (SELECT 1 FROM device_keys WHERE account_id = ?1 AND public_key = ?2)",
-        params![account.to_string(), key],
+        params![account, key],
         |r| r.get(0),
     )
 }
