@@ -36,6 +36,8 @@ pub mod outbox;
 pub mod secrets;
 mod session;
 pub mod store;
+#[cfg(test)]
+mod testing;
 
 pub use api::ApiConfig;
 pub use customer::{BOOKING_DEDUP_WINDOW_MS, CustomerJob, CustomerSession, LiveStatus};

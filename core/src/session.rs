@@ -221,15 +221,17 @@ impl Session {
     }
 
     /// Every outbox item with its outcome (pending, applied, or refused with the server's reason).
+    /// An item this version cannot read is left out; delivery sets it aside as refused
+    /// (`unreadable_item`), so it is counted in [`SyncStatus::refused_outbox`].
     pub async fn outbox(&self) -> CoreResult<Vec<OutboxItem>> {
         let cipher = self.engine.cipher.clone();
         self.engine
             .store
             .read_async(move |c| {
-                rows::all(c, &cipher)?
+                Ok(rows::all(c, &cipher)?
                     .into_iter()
-                    .map(OutboxItem::from_row)
-                    .collect()
+                    .filter_map(|row| OutboxItem::from_row(row).ok())
+                    .collect())
             })
             .await
     }

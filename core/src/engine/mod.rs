@@ -91,7 +91,7 @@ impl Engine {
                         &check.seal("meta", "key_check", KEY_CHECK_PLAINTEXT)?,
                     )?,
                 }
-                rows::seal_legacy(tx, &check)?;
+                rows::seal_legacy(tx, &check, now_ms())?;
                 purge(tx)?;
                 Ok(())
             })?;

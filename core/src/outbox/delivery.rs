@@ -90,19 +90,34 @@ impl Engine {
         loop {
             let now = now_ms();
             let cipher = self.cipher.clone();
-            let due: Vec<_> = self
+            let heads = self
                 .store
                 .read_async(move |c| rows::heads(c, &cipher))
-                .await?
-                .into_iter()
-                .filter(|i| due_now == Due::Now || i.next_attempt_at_ms <= now)
-                .collect();
+                .await?;
+            // An item this version cannot read can never be sent: it is set aside (refused, never
+            // retried) at once, due or not, and the others go on — its job's next item included.
+            let mut unreadable = Vec::new();
+            let mut due = Vec::new();
+            for head in heads {
+                match head.map(|item| (Action::from_payload(&item.payload), item)) {
+                    Err(u) => unreadable.push(u),
+                    Ok((Err(_), item)) => unreadable.push(rows::Unreadable::action_of(&item)),
+                    Ok((Ok(action), item)) => {
+                        if due_now == Due::Now || item.next_attempt_at_ms <= now {
+                            due.push((item, action));
+                        }
+                    }
+                }
+            }
+            if !unreadable.is_empty() {
+                self.set_aside(unreadable).await?;
+                continue;
+            }
             if due.is_empty() {
                 break;
             }
             let mut progressed = false;
-            for item in due {
-                let action = Action::from_payload(&item.payload)?;
+            for (item, action) in due {
                 let body = action.body();
                 let result = self
                     .api
@@ -231,6 +246,40 @@ pub(crate) fn enqueue_in(
     )
 }
 
+impl Engine {
+    /// Sets aside items this version cannot read ([`rows::UNREADABLE_ITEM`]), in one
+    /// transaction, and tells the listeners of their jobs. Logged with codes and ids only.
+    async fn set_aside(&self, unreadable: Vec<rows::Unreadable>) -> CoreResult<()> {
+        for u in &unreadable {
+            tracing::warn!(
+                item = u.id,
+                code = rows::UNREADABLE_ITEM,
+                problem = u.problem,
+                "outbox item cannot be read; set aside"
+            );
+        }
+        let cipher = self.cipher.clone();
+        let jobs: Vec<JobId> = unreadable.iter().filter_map(|u| u.job_id).collect();
+        self.store
+            .write_async(move |tx| {
+                for u in &unreadable {
+                    rows::mark_unreadable(tx, &cipher, u, now_ms())?;
+                }
+                Ok(())
+            })
+            .await?;
+        for job in jobs {
+            self.notify(&Applied {
+                inbox_changed: job != DEVICE_QUEUE,
+                jobs_changed: job_changed(job),
+                ..Applied::default()
+            });
+        }
+        self.refresh_status(|_| {}).await;
+        Ok(())
+    }
+}
+
 /// The job listeners' news of an item's outcome: none for the device's own queue
 /// ([`DEVICE_QUEUE`], the push token), which is no job.
 fn job_changed(job: JobId) -> Vec<JobId> {
@@ -248,6 +297,9 @@ pub(crate) async fn outbox_timer(
     kick: Arc<Notify>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    // Rounds that failed in a row: the next one waits at least `backoff(failures)`, so a round
+    // that keeps failing (the database, a row it cannot settle) never makes the timer spin.
+    let mut failures = 0u32;
     loop {
         let next_due = {
             let Some(e) = engine.upgrade() else { return };
@@ -260,10 +312,7 @@ pub(crate) async fn outbox_timer(
                 }
             }
         };
-        let wait = match next_due {
-            Some(t) => Duration::from_millis((t - now_ms()).max(0) as u64),
-            None => Duration::from_secs(3600),
-        };
+        let wait = timer_wait(next_due, now_ms(), failures);
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = kick.notified() => {}
@@ -274,9 +323,27 @@ pub(crate) async fn outbox_timer(
         }
         let Some(e) = engine.upgrade() else { return };
         // Failures of single items are kept on them; a storage failure shows in the status.
-        if let Err(err) = e.deliver_outbox().await {
-            e.record_error(&err).await;
+        match e.deliver_outbox().await {
+            Ok(_) => failures = 0,
+            Err(err) => {
+                failures = failures.saturating_add(1);
+                e.record_error(&err).await;
+            }
         }
+    }
+}
+
+/// How long the timer sleeps (unless kicked): until the next item is due (an hour when none is),
+/// and after `failures` failed rounds in a row at least their backoff.
+fn timer_wait(next_due_ms: Option<i64>, now_ms: i64, failures: u32) -> Duration {
+    let due = match next_due_ms {
+        Some(t) => Duration::from_millis(t.saturating_sub(now_ms).max(0) as u64),
+        None => Duration::from_secs(3600),
+    };
+    if failures == 0 {
+        due
+    } else {
+        due.max(backoff(failures))
     }
 }
 
@@ -306,6 +373,178 @@ mod tests {
             .read_async(move |c| rows::all(c, &cipher))
             .await
             .unwrap()
+    }
+
+    /// (job, kind, status, refusal code) of every item, read with plain SQL.
+    async fn statuses(e: &Engine) -> Vec<(String, String, String, Option<String>)> {
+        e.store
+            .read_async(|c| {
+                let mut stmt =
+                    c.prepare("SELECT job_id, kind, status, outcome_code FROM outbox ORDER BY id")?;
+                let rows = stmt
+                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                Ok(rows)
+            })
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_item_is_set_aside_and_the_others_are_delivered() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let (url, seen) = crate::testing::fake_backend(|_, _| ("200 OK", "{}".into())).await;
+        let dir = tempfile::tempdir().unwrap();
+        let secrets = Arc::new(StaticSecrets::new("dev-friend-x", [5u8; 32]));
+        let e = Engine::open(SessionConfig::new(dir.path().join("e.db"), url), secrets)
+            .await
+            .unwrap();
+        e.shutdown_timer_for_test();
+        let [good, sealed_bad, unknown_kind, bad_json] = [(); 4].map(|_| JobId::random());
+        e.enqueue(good, Action::CheckIn).await.unwrap();
+        let corrupt = e.enqueue(sealed_bad, Action::CheckIn).await.unwrap();
+        // The same job's next item waits behind the unreadable one, and goes on once it is set
+        // aside.
+        e.enqueue(sealed_bad, Action::Cancel).await.unwrap();
+        let renamed = e.enqueue(unknown_kind, Action::CheckIn).await.unwrap();
+        let cipher = e.cipher.clone();
+        e.store
+            .write_async(move |tx| {
+                // A sealed payload that no longer opens (one bit of its tag flipped).
+                let mut sealed: Vec<u8> =
+                    tx.query_row("SELECT payload FROM outbox WHERE id = ?1", [corrupt], |r| {
+                        r.get(0)
+                    })?;
+                if let Some(last) = sealed.last_mut() {
+                    *last ^= 1;
+                }
+                tx.execute(
+                    "UPDATE outbox SET payload = ?2 WHERE id = ?1",
+                    rusqlite::params![corrupt, sealed],
+                )?;
+                // A kind this version does not know.
+                tx.execute(
+                    "UPDATE outbox SET kind = 'teleport' WHERE id = ?1",
+                    [renamed],
+                )?;
+                // A payload that opens but is not an action.
+                rows::enqueue(
+                    tx,
+                    &cipher,
+                    bad_json,
+                    crate::ActionKind::CheckIn,
+                    "{not json",
+                    "key-bad-json",
+                    now_ms(),
+                )?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+
+        // The round returns, delivers what it can read and sets the rest aside.
+        assert_eq!(e.deliver(Due::WhenScheduled).await.unwrap(), 2);
+        let unreadable = Some(rows::UNREADABLE_ITEM.to_owned());
+        let s = |job: JobId, kind: &str, status: &str, code: &Option<String>| {
+            (
+                job.to_string(),
+                kind.to_owned(),
+                status.to_owned(),
+                code.clone(),
+            )
+        };
+        assert_eq!(
+            statuses(&e).await,
+            [
+                s(good, "check_in", "applied", &None),
+                s(sealed_bad, "check_in", "refused", &unreadable),
+                s(sealed_bad, "cancel", "applied", &None),
+                s(unknown_kind, "teleport", "refused", &unreadable),
+                s(bad_json, "check_in", "refused", &unreadable),
+            ]
+        );
+        let sent = seen.lock().unwrap().clone();
+        assert_eq!(
+            sent,
+            [
+                format!("POST /v1/friend/jobs/{good}/check-in"),
+                format!("POST /v1/customer/jobs/{sealed_bad}/cancel"),
+            ],
+            "nothing unreadable is sent"
+        );
+        // Nothing is left due: the timer sleeps instead of spinning on the unreadable rows.
+        let next = e.store.read_async(rows::next_due_ms).await.unwrap();
+        assert!(
+            next.is_none_or(|t| t > now_ms()),
+            "next wake-up in the past: {next:?}"
+        );
+        assert_eq!(e.deliver(Due::Now).await.unwrap(), 0, "nothing to retry");
+        assert_eq!(
+            (e.status().pending_outbox, e.status().refused_outbox),
+            (0, 3)
+        );
+        // The outbox still reads: the rows it can open (the set-aside one whose action does not
+        // parse among them).
+        assert_eq!(items(&e).await.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_rescued_item_that_does_not_open_is_set_aside_at_open() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e.db");
+        let (damaged, fine) = (JobId::random(), JobId::random());
+        {
+            // As a rescue from a corrupt file leaves them: no digest yet; one payload damaged.
+            let store = crate::store::Store::open(&path).unwrap();
+            let cipher = crate::crypto::FieldCipher::new(&[5u8; 32]).unwrap();
+            store
+                .write(|tx| {
+                    for (job, key) in [(damaged, "k-damaged"), (fine, "k-fine")] {
+                        rows::enqueue(tx, &cipher, job, crate::ActionKind::CheckIn, r#"{"kind":"check_in"}"#, key, 1)?;
+                    }
+                    tx.execute_batch(
+                        "UPDATE outbox SET digest = NULL;
+                         UPDATE outbox SET payload = substr(payload, 1, 20) WHERE idempotency_key = 'k-damaged';",
+                    )?;
+                    Ok(())
+                })
+                .unwrap();
+        }
+        let e = offline_engine(dir.path()).await;
+        e.shutdown_timer_for_test();
+        assert_eq!(
+            statuses(&e).await,
+            [
+                (
+                    damaged.to_string(),
+                    "check_in".into(),
+                    "refused".into(),
+                    Some(rows::UNREADABLE_ITEM.into())
+                ),
+                (fine.to_string(), "check_in".into(), "pending".into(), None),
+            ]
+        );
+        // Once: a reopen does not look at it again, and opens.
+        drop(e);
+        let again = offline_engine(dir.path()).await;
+        assert_eq!(again.status().refused_outbox, 1);
+        assert_eq!(again.status().pending_outbox, 1);
+    }
+
+    #[test]
+    fn a_failing_round_makes_the_timer_wait() {
+        let now = 1_000_000;
+        assert_eq!(timer_wait(Some(now - 5), now, 0), Duration::ZERO);
+        assert_eq!(
+            timer_wait(Some(now + 250), now, 0),
+            Duration::from_millis(250)
+        );
+        assert_eq!(timer_wait(None, now, 0), Duration::from_secs(3600));
+        // An item still due after a failed round does not wake the timer at once.
+        assert!(timer_wait(Some(now - 5), now, 1) >= Duration::from_millis(500));
+        assert!(timer_wait(Some(now - 5), now, 20) >= Duration::from_secs(150));
+        assert_eq!(timer_wait(None, now, 3), Duration::from_secs(3600));
     }
 
     #[tokio::test]

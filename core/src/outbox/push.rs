@@ -203,7 +203,7 @@ mod tests {
     use super::*;
     use crate::store::Store;
     use crate::store::outbox::ItemStatus;
-    use std::sync::{Arc, Mutex};
+    use std::sync::Arc;
 
     const APNS: &str = "a0b1c2d3e4f5a0b1c2d3e4f5a0b1c2d3e4f5a0b1c2d3e4f5a0b1c2d3e4f5a0b1";
 
@@ -358,69 +358,24 @@ mod tests {
     }
 
     /// A loopback backend that refuses the first push-token registration (400 `invalid_input`)
-    /// and applies everything else; returns its URL and the paths it was sent, in order.
-    async fn refusing_backend() -> (String, Arc<Mutex<Vec<String>>>) {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let log = seen.clone();
-        tokio::spawn(async move {
-            while let Ok((mut socket, _)) = listener.accept().await {
-                let log = log.clone();
-                tokio::spawn(async move {
-                    let mut buf = Vec::new();
-                    loop {
-                        let mut chunk = [0u8; 4096];
-                        let Ok(n) = socket.read(&mut chunk).await else {
-                            return;
-                        };
-                        if n == 0 {
-                            return;
-                        }
-                        buf.extend_from_slice(&chunk[..n]);
-                        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-                            continue;
-                        };
-                        let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
-                        let length: usize = head
-                            .lines()
-                            .find_map(|l| l.strip_prefix("content-length:"))
-                            .and_then(|v| v.trim().parse().ok())
-                            .unwrap_or(0);
-                        if buf.len() < end + 4 + length {
-                            continue;
-                        }
-                        let path = head.split(' ').nth(1).unwrap_or("").to_owned();
-                        buf.drain(..end + 4 + length);
-                        let first_registration = {
-                            let mut seen = log.lock().unwrap();
-                            seen.push(path.clone());
-                            path == "/v1/push-tokens"
-                                && seen.iter().filter(|p| *p == "/v1/push-tokens").count() == 1
-                        };
-                        let (status, body) = if first_registration {
-                            (
-                                "400 Bad Request",
-                                r#"{"code":"invalid_input","message":"token: refused"}"#,
-                            )
-                        } else if path.starts_with("/v1/push-tokens") {
-                            ("200 OK", r#"{"devices":1}"#)
-                        } else {
-                            ("200 OK", "{}")
-                        };
-                        let answer = format!(
-                            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-                            body.len()
-                        );
-                        if socket.write_all(answer.as_bytes()).await.is_err() {
-                            return;
-                        }
-                    }
-                });
+    /// and applies everything else; returns its URL and the requests it was sent, in order.
+    async fn refusing_backend() -> (String, crate::testing::Seen) {
+        let registrations = std::sync::atomic::AtomicUsize::new(0);
+        crate::testing::fake_backend(move |_, path| {
+            let first_registration = path == "/v1/push-tokens"
+                && registrations.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0;
+            if first_registration {
+                (
+                    "400 Bad Request",
+                    r#"{"code":"invalid_input","message":"token: refused"}"#.into(),
+                )
+            } else if path.starts_with("/v1/push-tokens") {
+                ("200 OK", r#"{"devices":1}"#.into())
+            } else {
+                ("200 OK", "{}".into())
             }
-        });
-        (url, seen)
+        })
+        .await
     }
 
     #[tokio::test]
@@ -483,9 +438,9 @@ mod tests {
         assert_eq!(
             paths,
             [
-                "/v1/push-tokens",
-                &*format!("/v1/friend/jobs/{job}/check-in"),
-                "/v1/push-tokens"
+                "POST /v1/push-tokens",
+                &*format!("POST /v1/friend/jobs/{job}/check-in"),
+                "POST /v1/push-tokens"
             ]
         );
     }

@@ -17,6 +17,11 @@ pub const APPLIED_KEPT_MS: i64 = 24 * 60 * 60 * 1000;
 /// job.
 pub const REFUSED_KEPT_MS: i64 = crate::engine::PURGE_PERSONAL_AFTER.num_milliseconds();
 
+/// The refusal code of an item this version cannot read (its sealed payload does not open, its
+/// kind or job id is unknown, its action does not parse): set aside by the device itself, never
+/// sent.
+pub const UNREADABLE_ITEM: &str = "unreadable_item";
+
 const PAYLOAD: &str = "outbox.payload";
 const LAST_ERROR: &str = "outbox.last_error";
 const OUTCOME_MESSAGE: &str = "outbox.outcome_message";
@@ -122,6 +127,63 @@ fn from_row(cipher: &FieldCipher, r: &Row<'_>) -> CoreResult<ItemRow> {
     })
 }
 
+/// A pending item this version cannot read, to be set aside ([`mark_unreadable`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unreadable {
+    /// Queue position.
+    pub id: i64,
+    /// Its idempotency key, if that much can be read (seals the refusal message).
+    pub key: Option<String>,
+    /// Its job, if that much can be read (for the listeners).
+    pub job_id: Option<JobId>,
+    /// What cannot be read: a stable code, never the content.
+    pub problem: &'static str,
+}
+
+impl Unreadable {
+    /// An item whose row opened but whose action does not parse.
+    pub fn action_of(item: &ItemRow) -> Unreadable {
+        Unreadable {
+            id: item.id,
+            key: Some(item.key.clone()),
+            job_id: Some(item.job_id),
+            problem: "action",
+        }
+    }
+}
+
+/// The row as an item, or what is known of it when it cannot be read. Only the content is judged
+/// here; a failing database fails the whole read (`rows.next()`).
+fn from_row_checked(cipher: &FieldCipher, r: &Row<'_>) -> CoreResult<Result<ItemRow, Unreadable>> {
+    match from_row(cipher, r) {
+        Ok(item) => Ok(Ok(item)),
+        Err(e) => {
+            let job: Option<String> = r.get(1).ok();
+            Ok(Err(Unreadable {
+                id: r.get(0)?,
+                key: r.get(4).ok(),
+                job_id: job.and_then(|j| j.parse().ok()),
+                problem: e.code(),
+            }))
+        }
+    }
+}
+
+fn select_checked(
+    conn: &Connection,
+    cipher: &FieldCipher,
+    sql: &str,
+    params: impl Params,
+) -> CoreResult<Vec<Result<ItemRow, Unreadable>>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query(params)?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        out.push(from_row_checked(cipher, r)?);
+    }
+    Ok(out)
+}
+
 fn select(
     conn: &Connection,
     cipher: &FieldCipher,
@@ -175,35 +237,106 @@ pub fn forget(tx: &Transaction<'_>, id: i64) -> CoreResult<()> {
 
 /// Seals what a version-1 database (or a rescued copy of one) left in clear, fills in missing
 /// digests, and keeps only the job id of applied items. Returns how many rows it rewrote.
-pub fn seal_legacy(tx: &Transaction<'_>, cipher: &FieldCipher) -> CoreResult<usize> {
-    let legacy = select(
-        tx,
-        cipher,
-        &format!(
-            "SELECT {COLUMNS} FROM outbox WHERE typeof(payload) = 'text' OR digest IS NULL
-                OR typeof(last_error) = 'text' OR typeof(outcome_message) = 'text' ORDER BY id"
-        ),
-        [],
-    )?;
-    let seal = |key: &str, field: &str, v: &Option<String>| -> CoreResult<Option<Vec<u8>>> {
-        v.as_deref()
-            .map(|t| cipher.seal_text(key, field, t))
-            .transpose()
+///
+/// A row it cannot read (a rescued payload that does not open, a key that is not text) does not
+/// fail the open: a pending one is set aside as refused ([`UNREADABLE_ITEM`]), and nothing of it
+/// is left in clear or selected again. Kinds and job ids are not judged here: delivery sets aside
+/// what it cannot send.
+pub fn seal_legacy(tx: &Transaction<'_>, cipher: &FieldCipher, now_ms: i64) -> CoreResult<usize> {
+    let legacy: Vec<LegacyRow> = {
+        let mut stmt = tx.prepare(
+            "SELECT id, idempotency_key, payload, digest, last_error, outcome_message FROM outbox
+             WHERE typeof(payload) = 'text' OR digest IS NULL
+                OR typeof(last_error) = 'text' OR typeof(outcome_message) = 'text' ORDER BY id",
+        )?;
+        stmt.query_map([], |r| {
+            Ok(LegacyRow {
+                id: r.get(0)?,
+                key: match r.get(1)? {
+                    Value::Text(k) => Some(k),
+                    _ => None,
+                },
+                payload: r.get(2)?,
+                digest: match r.get(3)? {
+                    Value::Blob(d) => Some(d),
+                    _ => None,
+                },
+                last_error: r.get(4)?,
+                outcome_message: r.get(5)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?
     };
-    for item in &legacy {
+    for row in &legacy {
+        let key = row.key.as_deref();
+        // A text column is sealed with the item's key; without a readable key it is dropped
+        // rather than kept in clear.
+        let seal = |field: &str, v: &Value| -> CoreResult<Value> {
+            Ok(match (v, key) {
+                (Value::Text(t), Some(k)) => Value::Blob(cipher.seal_text(k, field, t)?),
+                (Value::Text(_), None) => Value::Null,
+                (other, _) => other.clone(),
+            })
+        };
+        let (payload, digest, readable) = match (&row.payload, key, &row.digest) {
+            (Value::Text(t), Some(k), _) => (
+                Value::Blob(cipher.seal_text(k, PAYLOAD, t)?),
+                cipher.digest(PAYLOAD, t.as_bytes()),
+                true,
+            ),
+            (Value::Blob(_), _, Some(d)) => (row.payload.clone(), d.clone(), true),
+            (Value::Blob(b), Some(k), None) => match cipher.open_text(k, PAYLOAD, b) {
+                Ok(t) => (
+                    row.payload.clone(),
+                    cipher.digest(PAYLOAD, t.as_bytes()),
+                    true,
+                ),
+                // An empty digest matches no action's, and keeps the row from being selected
+                // again.
+                Err(_) => (row.payload.clone(), Vec::new(), false),
+            },
+            (Value::Blob(_), None, None) => (row.payload.clone(), Vec::new(), false),
+            // Text without a key to seal it with, or no payload at all: nothing is kept in clear.
+            _ => (Value::Blob(Vec::new()), Vec::new(), false),
+        };
         tx.execute(
             "UPDATE outbox SET payload = ?2, digest = ?3, last_error = ?4, outcome_message = ?5
              WHERE id = ?1",
             params![
-                item.id,
-                cipher.seal_text(&item.key, PAYLOAD, &item.payload)?,
-                cipher.digest(PAYLOAD, item.payload.as_bytes()),
-                seal(&item.key, LAST_ERROR, &item.last_error)?,
-                seal(&item.key, OUTCOME_MESSAGE, &item.outcome_message)?,
+                row.id,
+                payload,
+                digest,
+                seal(LAST_ERROR, &row.last_error)?,
+                seal(OUTCOME_MESSAGE, &row.outcome_message)?,
             ],
         )?;
+        if !readable {
+            tracing::warn!(
+                item = row.id,
+                code = UNREADABLE_ITEM,
+                "an outbox item left by an older version cannot be read; set aside"
+            );
+            let unreadable = Unreadable {
+                id: row.id,
+                key: row.key.clone(),
+                job_id: None,
+                problem: "legacy",
+            };
+            mark_unreadable(tx, cipher, &unreadable, now_ms)?;
+        }
     }
     Ok(legacy.len())
+}
+
+/// A row [`seal_legacy`] looks at, as stored.
+struct LegacyRow {
+    id: i64,
+    /// The idempotency key, when it is text (it seals the other columns).
+    key: Option<String>,
+    payload: Value,
+    digest: Option<Vec<u8>>,
+    last_error: Value,
+    outcome_message: Value,
 }
 
 /// Deletes applied items older than [`APPLIED_KEPT_MS`] and refused ones older than
@@ -216,9 +349,13 @@ pub fn prune(tx: &Transaction<'_>, now_ms: i64) -> CoreResult<usize> {
     )?)
 }
 
-/// The first pending item of every job (later items of a job wait for it), oldest first.
-pub fn heads(conn: &Connection, cipher: &FieldCipher) -> CoreResult<Vec<ItemRow>> {
-    select(
+/// The first pending item of every job (later items of a job wait for it), oldest first; one this
+/// version cannot read comes as [`Unreadable`], so it holds back nothing but itself.
+pub fn heads(
+    conn: &Connection,
+    cipher: &FieldCipher,
+) -> CoreResult<Vec<Result<ItemRow, Unreadable>>> {
+    select_checked(
         conn,
         cipher,
         &format!(
@@ -241,14 +378,18 @@ pub fn next_due_ms(conn: &Connection) -> CoreResult<Option<i64>> {
     )?)
 }
 
-/// All items, oldest first.
+/// All items this version can read, oldest first. One it cannot read is left out (delivery sets
+/// it aside as refused, [`UNREADABLE_ITEM`], so it is counted among the refused ones).
 pub fn all(conn: &Connection, cipher: &FieldCipher) -> CoreResult<Vec<ItemRow>> {
-    select(
+    Ok(select_checked(
         conn,
         cipher,
         &format!("SELECT {COLUMNS} FROM outbox ORDER BY id"),
         [],
-    )
+    )?
+    .into_iter()
+    .filter_map(Result::ok)
+    .collect())
 }
 
 /// Pending items of one job, oldest first.
@@ -371,6 +512,31 @@ pub fn mark_refused(
     Ok(())
 }
 
+/// Sets aside a pending item this version cannot read: refused with [`UNREADABLE_ITEM`], never
+/// sent. The message (sealed when the key is known) names the problem, never the content.
+pub fn mark_unreadable(
+    tx: &Transaction<'_>,
+    cipher: &FieldCipher,
+    item: &Unreadable,
+    now_ms: i64,
+) -> CoreResult<()> {
+    let message = format!(
+        "this version cannot read the queued action ({})",
+        item.problem
+    );
+    let sealed = item
+        .key
+        .as_deref()
+        .map(|k| cipher.seal_text(k, OUTCOME_MESSAGE, &message))
+        .transpose()?;
+    tx.execute(
+        "UPDATE outbox SET status = 'refused', outcome_code = ?2, outcome_message = ?3, updated_at = ?4
+         WHERE id = ?1 AND status = 'pending'",
+        params![item.id, UNREADABLE_ITEM, sealed, now_ms],
+    )?;
+    Ok(())
+}
+
 /// Records a transient failure (sealed) and when to try again.
 pub fn mark_retry(
     tx: &Transaction<'_>,
@@ -436,8 +602,8 @@ mod tests {
         assert!(file_has(&path, MARKER), "the old file has it in clear");
         let store = Store::open(&path).unwrap();
         let c = cipher();
-        assert_eq!(store.write(|tx| seal_legacy(tx, &c)).unwrap(), 1);
-        assert_eq!(store.write(|tx| seal_legacy(tx, &c)).unwrap(), 0, "once");
+        assert_eq!(store.write(|tx| seal_legacy(tx, &c, 2)).unwrap(), 1);
+        assert_eq!(store.write(|tx| seal_legacy(tx, &c, 3)).unwrap(), 0, "once");
         let item = store
             .read(|conn| booking(conn, &c, local))
             .unwrap()
@@ -494,9 +660,18 @@ mod tests {
             })
             .unwrap();
         assert!(matches!(
-            store.read(|conn| all(conn, &c)),
+            store.read(|conn| pending(conn, &c)),
             Err(CoreError::WrongKey)
         ));
+        let [listed] = store
+            .read(|conn| all(conn, &c))
+            .unwrap()
+            .try_into()
+            .unwrap();
+        assert_eq!(
+            listed.key, "key-a",
+            "the listing leaves out what does not open"
+        );
     }
 
     #[test]
