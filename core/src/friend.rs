@@ -13,8 +13,8 @@ use friend_protocol::lifecycle::{self, Actor, Event, JobFacts};
 use friend_protocol::quote::{LineItem, PaymentMethod, Settlement};
 use friend_protocol::visit::{self, AppointmentRequest, OnMyWayRequest};
 use friend_protocol::{
-    DeclineReason, GeoPoint, JobDetails, JobId, Ledger, Money, Offer, ReleaseReason,
-    UnsuccessfulReason, validate,
+    DeclineReason, EscalateRequest, GeoPoint, JobDetails, JobId, Ledger, Money, Offer,
+    ReleaseReason, UnsuccessfulReason, UnsuccessfulRequest, validate,
 };
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -348,8 +348,12 @@ impl FriendSession {
         self.session.engine.complete(job, payment).await
     }
 
-    /// Hands the job to the company's field service (queued).
+    /// Hands the job to the company's field service (queued). A note the shared input rules
+    /// refuse (`EscalateRequest::validate`) is `invalid_input`, and nothing is queued.
     pub async fn escalate(&self, job: JobId, note: Option<String>) -> CoreResult<i64> {
+        EscalateRequest { note: note.clone() }
+            .validate()
+            .map_err(|e| CoreError::InvalidInput(e.to_string()))?;
         self.check(job, Event::Escalate).await?;
         self.session
             .engine
@@ -357,16 +361,22 @@ impl FriendSession {
             .await
     }
 
-    /// Checks out without success, e.g. the customer is absent (queued).
+    /// Checks out without success, e.g. the customer is absent (queued). Reason and note are
+    /// checked by the shared input rules first (`UnsuccessfulRequest::validate`: a known reason, a
+    /// note of at most 500 characters, required for `Other`); a refusal is `invalid_input`, and
+    /// nothing is queued.
     pub async fn check_out_unsuccessful(
         &self,
         job: JobId,
         reason: UnsuccessfulReason,
         note: Option<String>,
     ) -> CoreResult<i64> {
-        if reason == UnsuccessfulReason::Unknown {
-            return Err(CoreError::InvalidInput("unsuccessful reason".into()));
+        UnsuccessfulRequest {
+            reason,
+            note: note.clone(),
         }
+        .validate()
+        .map_err(|e| CoreError::InvalidInput(e.to_string()))?;
         self.check(job, Event::CheckOutUnsuccessful).await?;
         self.session
             .engine
@@ -543,6 +553,41 @@ mod tests {
             ),
             "invalid_input"
         );
+        assert_eq!(s.outbox().await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn escalation_and_unsuccessful_notes_are_checked_before_queueing() {
+        let dir = tempfile::tempdir().unwrap();
+        let job = held(JobState::OnSite);
+        let s = offline_holding(&dir, &job).await;
+        let long = "x".repeat(501);
+        let refused = |r: CoreResult<i64>| r.unwrap_err().code();
+        assert_eq!(
+            refused(s.escalate(job.id, Some(long.clone())).await),
+            "invalid_input"
+        );
+        assert_eq!(
+            refused(s.escalate(job.id, Some("line\u{0}break".into())).await),
+            "invalid_input"
+        );
+        for (reason, note) in [
+            (UnsuccessfulReason::Other, None),
+            (UnsuccessfulReason::Other, Some("   ".to_owned())),
+            (UnsuccessfulReason::CustomerAbsent, Some(long.clone())),
+            (UnsuccessfulReason::Unknown, None),
+        ] {
+            assert_eq!(
+                refused(s.check_out_unsuccessful(job.id, reason, note.clone()).await),
+                "invalid_input",
+                "{reason:?} {note:?}"
+            );
+        }
+        assert!(s.outbox().await.unwrap().is_empty(), "nothing queued");
+        // At the limit, and Other with a note, they are queued.
+        s.check_out_unsuccessful(job.id, UnsuccessfulReason::Other, Some("x".repeat(500)))
+            .await
+            .unwrap();
         assert_eq!(s.outbox().await.unwrap().len(), 1);
     }
 
