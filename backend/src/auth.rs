@@ -1,5 +1,6 @@
 //! Bearer tokens: generated here, shown once, stored only as a SHA-256 hash. The extractors resolve
-//! the caller of every request; resolved tokens are cached in memory (accounts never change role).
+//! the caller of every request; resolved tokens are cached in memory for [`AUTH_CACHE_TTL`]
+//! (accounts never change role, but a token can be rotated).
 
 use crate::AppState;
 use crate::error::AppError;
@@ -8,7 +9,9 @@ use axum::http::request::Parts;
 use base64::Engine;
 use friend_protocol::{AccountId, ErrorCode, Role};
 use ring::rand::SecureRandom;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 /// SHA-256 of a token, as stored.
 pub type TokenHash = [u8; 32];
@@ -60,6 +63,82 @@ fn bearer(parts: &Parts) -> Result<&str, AppError> {
         .ok_or_else(|| AppError::new(ErrorCode::Unauthorized, "malformed Authorization header"))
 }
 
+/// How long a resolved token is trusted without asking the database again. A token rotated on one
+/// instance stops there at once ([`AuthCache::forget`]); the other instances on the same database
+/// stop taking it within this time.
+pub const AUTH_CACHE_TTL: Duration = Duration::from_secs(30);
+
+/// Above this many entries an insert first drops the expired ones (entries are per token in use).
+const SWEEP_ABOVE: usize = 65_536;
+
+/// Resolved tokens, each trusted for a while ([`AUTH_CACHE_TTL`]).
+pub struct AuthCache {
+    ttl: Duration,
+    inner: RwLock<Entries>,
+}
+
+#[derive(Default)]
+struct Entries {
+    by_hash: HashMap<TokenHash, (Caller, Instant)>,
+    /// Grows with every [`AuthCache::forget`]: a lookup that started before it must not cache
+    /// what it read (it may be the old token's account, read just before the rotation committed).
+    generation: u64,
+}
+
+/// What the cache knows of a token.
+enum Cached {
+    /// Resolved within the time to live.
+    Caller(Caller),
+    /// Not known: ask the database, then [`AuthCache::keep`] with this generation.
+    Unknown(u64),
+}
+
+impl AuthCache {
+    /// An empty cache trusting entries for `ttl`.
+    pub fn new(ttl: Duration) -> AuthCache {
+        AuthCache {
+            ttl,
+            inner: RwLock::new(Entries::default()),
+        }
+    }
+
+    fn get(&self, hash: &TokenHash) -> Cached {
+        let Ok(entries) = self.inner.read() else {
+            return Cached::Unknown(u64::MAX);
+        };
+        match entries.by_hash.get(hash) {
+            Some((caller, at)) if at.elapsed() < self.ttl => Cached::Caller(*caller),
+            _ => Cached::Unknown(entries.generation),
+        }
+    }
+
+    /// Keeps `caller` for `hash`, unless a token was forgotten since the lookup began
+    /// (`generation` from [`Cached::Unknown`]).
+    fn keep(&self, hash: TokenHash, caller: Caller, generation: u64) {
+        let Ok(mut entries) = self.inner.write() else {
+            return;
+        };
+        if entries.generation != generation {
+            return;
+        }
+        if entries.by_hash.len() >= SWEEP_ABOVE {
+            let ttl = self.ttl;
+            entries.by_hash.retain(|_, (_, at)| at.elapsed() < ttl);
+        }
+        entries.by_hash.insert(hash, (caller, Instant::now()));
+    }
+
+    /// Forgets every token of `account` (its token was rotated), including lookups in flight.
+    pub fn forget(&self, account: AccountId) {
+        if let Ok(mut entries) = self.inner.write() {
+            entries
+                .by_hash
+                .retain(|_, (caller, _)| caller.id != account);
+            entries.generation += 1;
+        }
+    }
+}
+
 impl FromRequestParts<Arc<AppState>> for Caller {
     type Rejection = AppError;
 
@@ -68,14 +147,10 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         state: &Arc<AppState>,
     ) -> Result<Self, AppError> {
         let hash = hash_token(bearer(parts)?);
-        if let Some(c) = state
-            .auth_cache
-            .read()
-            .ok()
-            .and_then(|m| m.get(&hash).copied())
-        {
-            return Ok(c);
-        }
+        let generation = match state.auth_cache.get(&hash) {
+            Cached::Caller(c) => return Ok(c),
+            Cached::Unknown(generation) => generation,
+        };
         let found = state
             .db
             .read(move |tx| {
@@ -84,9 +159,7 @@ impl FromRequestParts<Arc<AppState>> for Caller {
             .await?;
         let caller =
             found.ok_or_else(|| AppError::new(ErrorCode::Unauthorized, "unknown token"))?;
-        if let Ok(mut m) = state.auth_cache.write() {
-            m.insert(hash, caller);
-        }
+        state.auth_cache.keep(hash, caller, generation);
         Ok(caller)
     }
 }
@@ -157,5 +230,62 @@ impl FromRequestParts<Arc<AppState>> for AdminCaller {
                 "admin token required",
             ))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caller() -> Caller {
+        Caller {
+            id: AccountId::random(),
+            role: Role::Friend,
+        }
+    }
+
+    fn cached(cache: &AuthCache, hash: &TokenHash) -> Option<Caller> {
+        match cache.get(hash) {
+            Cached::Caller(c) => Some(c),
+            Cached::Unknown(_) => None,
+        }
+    }
+
+    fn generation(cache: &AuthCache, hash: &TokenHash) -> u64 {
+        match cache.get(hash) {
+            Cached::Unknown(g) => g,
+            Cached::Caller(c) => panic!("{c:?} is cached"),
+        }
+    }
+
+    #[test]
+    fn a_forgotten_account_is_asked_for_again_even_when_its_lookup_was_in_flight() {
+        let cache = AuthCache::new(AUTH_CACHE_TTL);
+        let (old, anna, luca) = (hash_token("old"), caller(), caller());
+        let g = generation(&cache, &old);
+        cache.keep(old, anna, g);
+        cache.keep(hash_token("luca"), luca, g);
+        assert_eq!(cached(&cache, &old), Some(anna));
+
+        // Anna's token is rotated while another request, which read it just before, is in flight.
+        let in_flight = generation(&cache, &hash_token("old again"));
+        cache.forget(anna.id);
+        assert_eq!(cached(&cache, &old), None, "forgotten at once");
+        cache.keep(old, anna, in_flight);
+        assert_eq!(cached(&cache, &old), None, "the late answer is not kept");
+        assert_eq!(
+            cached(&cache, &hash_token("luca")),
+            Some(luca),
+            "others stay"
+        );
+    }
+
+    #[test]
+    fn an_entry_is_trusted_for_its_time_to_live_only() {
+        let cache = AuthCache::new(Duration::ZERO);
+        let (hash, anna) = (hash_token("t"), caller());
+        let g = generation(&cache, &hash);
+        cache.keep(hash, anna, g);
+        assert_eq!(cached(&cache, &hash), None, "asked again once it expired");
     }
 }

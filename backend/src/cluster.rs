@@ -52,10 +52,21 @@ impl Cluster {
 }
 
 /// Follows the other instances' commits until the task is aborted, waking this instance's
-/// long-polls for them (and its push dispatcher: their pushes are queued with them).
+/// long-polls for them (and its push dispatcher: their pushes are queued with them), and their
+/// token rotations, forgetting the old tokens here.
 pub(crate) async fn follow_changes(state: Arc<AppState>, pg: Pg) {
-    let follower = crate::pg::wakeups::Follower::start(&pg, POLL);
+    let mut follower = crate::pg::wakeups::Follower::start(&pg, POLL);
     let mut head = follower.head();
+    // A token rotated on another instance: forget what this one's cache knew (ends with the
+    // follower, which owns the sender).
+    if let Some(mut rotated) = follower.rotated_tokens() {
+        let state = state.clone();
+        tokio::spawn(async move {
+            while let Some(account) = rotated.recv().await {
+                state.auth_cache.forget(account);
+            }
+        });
+    }
     // Changes before this start are nobody's news here: no long-poll waited for them. (If the
     // counter cannot be read now, the first head heard is the baseline.)
     let mut seen: Option<i64> = state

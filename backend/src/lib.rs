@@ -48,10 +48,9 @@ pub use store::jobs::by_id_sql as job_by_id_sql;
 
 use clock::{Clock, SystemClock};
 use friend_protocol::{AccountId, CreatedAccount, NewCustomer, NewFriend};
-use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Resolves at the first SIGTERM (how orchestrators stop an instance) or Ctrl-C: the shutdown
@@ -135,7 +134,7 @@ pub(crate) struct AppState {
     pub notifier: notify::Notifier,
     pub admin_token_hash: auth::TokenHash,
     pub pusher: Arc<push::Dispatcher>,
-    pub auth_cache: RwLock<HashMap<auth::TokenHash, auth::Caller>>,
+    pub auth_cache: auth::AuthCache,
     /// Set when the instance starts draining: readiness answers 503 and long-polls stop waiting.
     pub draining: tokio::sync::watch::Sender<bool>,
     /// What `GET /metrics` exports.
@@ -176,7 +175,7 @@ impl Backend {
             notifier: notify::Notifier::default(),
             admin_token_hash: auth::hash_token(&admin_token),
             pusher: Arc::new(pusher),
-            auth_cache: RwLock::new(HashMap::new()),
+            auth_cache: auth::AuthCache::new(auth::AUTH_CACHE_TTL),
             draining: tokio::sync::watch::Sender::new(false),
             metrics,
             cluster,

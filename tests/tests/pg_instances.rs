@@ -1,7 +1,8 @@
 //! Several backend instances on one PostgreSQL database (docs/adr/0014): the accept race stays
 //! exact across instances, a retry may land anywhere, a commit on one instance wakes a long-poll
 //! held by another, a killed instance loses no acknowledged accept and makes no second winner,
-//! and the expiry sweep runs on one instance — and moves when that one drains.
+//! the expiry sweep runs on one instance — and moves when that one drains —, and a token rotated
+//! through one instance is soon refused by the others.
 
 use friend_protocol::{AcceptOutcome, SyncPage};
 use friend_tests::scenario::{all_at_once, drain, sole_winner};
@@ -128,6 +129,36 @@ async fn a_booking_through_one_instance_wakes_a_long_poll_held_by_another() {
         let from = page.json::<SyncPage>().cursor;
         cursor = drain(&instances[0].http(), &anna, Some(&from)).await.1;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_rotated_on_one_instance_is_refused_by_another_that_had_cached_it() {
+    let instances = TestBackend::start_instances(2, None).await;
+    let anna = instances[0].friend(friend_at("Anna", places::ZURICH)).await;
+    let other = instances[1].http();
+    // Instance 1 resolved (and cached) the token before the rotation.
+    assert_eq!(other.get("/v1/me", &anna.token).await.status, 200);
+    let rotated = instances[0]
+        .http()
+        .post(
+            &format!("/v1/admin/accounts/{}/rotate-token", anna.id),
+            instances[0].backend.admin_token(),
+            None,
+            &serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(rotated.status, 200, "{}", rotated.text());
+    // Well within the cache's 30 s time to live: instance 1 heard of it.
+    wait_until("instance 1 to refuse the rotated token", LIMIT, || {
+        let (other, token) = (other.clone(), anna.token.clone());
+        async move { other.get("/v1/me", &token).await.status == 401 }
+    })
+    .await;
+    let token = rotated.json::<serde_json::Value>()["token"]
+        .as_str()
+        .expect("the new token")
+        .to_owned();
+    assert_eq!(other.get("/v1/me", &token).await.status, 200, "the new one");
 }
 
 /// A backend in a child process on `db` (`backend-child`): its base URL.

@@ -7,6 +7,7 @@
 //! cursors, so what they get never depends on which notification arrived.
 
 use super::{Pg, PgError};
+use friend_protocol::AccountId;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -14,6 +15,9 @@ use tokio_postgres::{AsyncMessage, Transaction};
 
 /// The channel changes are announced on.
 pub const CHANNEL: &str = "friend_changes";
+/// The channel a rotated token's account is announced on (every instance forgets what its token
+/// cache knew of the account; a lost notification is covered by the cache's time to live).
+pub const TOKENS_CHANNEL: &str = "friend_tokens";
 /// The follower's connection shows this `application_name` (operators can find it).
 pub const APPLICATION_NAME: &str = "friend-backend listener";
 /// The longest pause between reconnection attempts.
@@ -29,10 +33,11 @@ pub async fn announce(tx: &Transaction<'_>, last_seq: i64) -> Result<(), PgError
     Ok(())
 }
 
-/// The newest committed change number as this instance knows it; follows the database until
-/// every receiver is dropped.
+/// The newest committed change number as this instance knows it, and the accounts whose token was
+/// rotated; follows the database until every receiver of the head is dropped.
 pub struct Follower {
     head: watch::Receiver<i64>,
+    rotated: Option<mpsc::UnboundedReceiver<AccountId>>,
     task: JoinHandle<()>,
 }
 
@@ -41,14 +46,24 @@ impl Follower {
     /// (re)connection and every `poll`.
     pub fn start(pg: &Pg, poll: Duration) -> Follower {
         let (tx, head) = watch::channel(0);
+        let (heard, rotated) = mpsc::unbounded_channel();
         let pg = pg.clone();
-        let task = tokio::spawn(async move { follow(pg, tx, poll).await });
-        Follower { head, task }
+        let task = tokio::spawn(async move { follow(pg, tx, heard, poll).await });
+        Follower {
+            head,
+            rotated: Some(rotated),
+            task,
+        }
     }
 
     /// A receiver of the head: `changed()` resolves when a newer change committed.
     pub fn head(&self) -> watch::Receiver<i64> {
         self.head.clone()
+    }
+
+    /// The accounts whose token any instance rotated, as heard (taken once).
+    pub fn rotated_tokens(&mut self) -> Option<mpsc::UnboundedReceiver<AccountId>> {
+        self.rotated.take()
     }
 }
 
@@ -59,10 +74,15 @@ impl Drop for Follower {
 }
 
 /// Reconnects with back-off until nobody follows any more.
-async fn follow(pg: Pg, head: watch::Sender<i64>, poll: Duration) {
+async fn follow(
+    pg: Pg,
+    head: watch::Sender<i64>,
+    rotated: mpsc::UnboundedSender<AccountId>,
+    poll: Duration,
+) {
     let mut backoff = Duration::from_millis(100);
     while !head.is_closed() {
-        match session(&pg, &head, poll).await {
+        match session(&pg, &head, &rotated, poll).await {
             Ok(()) => return,
             Err(e) => {
                 tracing::warn!(error = %e, code = e.code(), "change listener lost its connection; reconnecting");
@@ -74,17 +94,25 @@ async fn follow(pg: Pg, head: watch::Sender<i64>, poll: Duration) {
 }
 
 /// One connection's life: LISTEN, catch up, then notifications and polls until it fails.
-async fn session(pg: &Pg, head: &watch::Sender<i64>, poll: Duration) -> Result<(), PgError> {
+async fn session(
+    pg: &Pg,
+    head: &watch::Sender<i64>,
+    rotated: &mpsc::UnboundedSender<AccountId>,
+    poll: Duration,
+) -> Result<(), PgError> {
     let mut settings = (*pg.settings).clone();
     settings.application_name(APPLICATION_NAME);
     let (client, mut connection) = settings.connect(super::tls()?).await?;
-    let (notes, mut heard) = mpsc::unbounded_channel::<String>();
+    let (notes, mut heard) = mpsc::unbounded_channel::<(String, String)>();
     // The connection is driven here: it carries the client's requests and the notifications.
     let driver = tokio::spawn(async move {
         loop {
             match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
                 Some(Ok(AsyncMessage::Notification(n))) => {
-                    if notes.send(n.payload().to_owned()).is_err() {
+                    if notes
+                        .send((n.channel().to_owned(), n.payload().to_owned()))
+                        .is_err()
+                    {
                         return;
                     }
                 }
@@ -98,12 +126,20 @@ async fn session(pg: &Pg, head: &watch::Sender<i64>, poll: Duration) -> Result<(
         }
     });
     let result = async {
-        client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+        client
+            .batch_execute(&format!("LISTEN {CHANNEL}; LISTEN {TOKENS_CHANNEL}"))
+            .await?;
         let mut tick = tokio::time::interval(poll);
         loop {
             tokio::select! {
                 note = heard.recv() => match note {
-                    Some(payload) => {
+                    Some((channel, payload)) if channel == TOKENS_CHANNEL => {
+                        if let Ok(account) = payload.parse::<AccountId>() {
+                            // Nobody listening (the instance is stopping): nothing to forget.
+                            let _ = rotated.send(account);
+                        }
+                    }
+                    Some((_, payload)) => {
                         if let Ok(seq) = payload.parse::<i64>() {
                             raise(head, seq);
                         }

@@ -237,7 +237,9 @@ fn profile_changed(state: &AppState, id: AccountId) {
     });
 }
 
-/// Gives an account a new token (shown once); the old one is refused from this answer on.
+/// Gives an account a new token (shown once); the old one is refused from this answer on by this
+/// instance, and by the other instances on the same database as soon as they hear of it (within
+/// 30 s should the notification be lost).
 /// Recorded in the audit (never the token).
 #[utoipa::path(post, path = "/v1/admin/accounts/{id}/rotate-token", tag = "admin", security(("admin" = [])),
     params(("id" = uuid::Uuid, Path, description = "The account id")),
@@ -260,10 +262,8 @@ pub async fn rotate_token(
             Ok::<_, AppError>(role)
         })
         .await?;
-    // The old token must stop at once on this instance too: forget what the cache knew.
-    if let Ok(mut cache) = state.auth_cache.write() {
-        cache.retain(|_, caller| caller.id != id);
-    }
+    // The old token stops at once on this instance (the others: within auth::AUTH_CACHE_TTL).
+    state.auth_cache.forget(id);
     Ok(Json(CreatedAccount { id, role, token }))
 }
 

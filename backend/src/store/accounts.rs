@@ -181,6 +181,13 @@ pub fn set_token_hash(
             |r| r.get(0),
         )
         .optional()?;
+    if role.is_some() && matches!(tx, Tx::Postgres(_)) {
+        // The other instances hear of it at commit and forget the old token (crate::cluster).
+        tx.exec(
+            "SELECT pg_notify(?1, ?2)",
+            params![crate::pg::wakeups::TOKENS_CHANNEL, id.to_string()],
+        )?;
+    }
     Ok(role.map(|r| {
         if r == "friend" {
             Role::Friend
