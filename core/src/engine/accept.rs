@@ -84,6 +84,13 @@ impl Engine {
     }
 
     async fn resolve_accept(&self, job: JobId, outcome: AcceptOutcome) -> CoreResult<AcceptResult> {
+        if outcome == AcceptOutcome::Unknown {
+            // Not an answer this version can act on: the pending accept is kept (a later version,
+            // or a later lookup, learns the outcome), and nothing else changes.
+            return Err(CoreError::InvalidResponse(
+                "accept outcome unknown to this version".into(),
+            ));
+        }
         let cipher = self.cipher.clone();
         let stored = outcome.clone();
         let applied = self
@@ -115,6 +122,10 @@ impl Engine {
     }
 
     /// Looks up accepts whose outcome was never learned (app killed, answer lost) and applies it.
+    /// Each key on its own: one that cannot be resolved now (a lookup failing, an outcome this
+    /// version does not know) stays pending for the next round, is logged (codes only) and holds
+    /// back neither the other keys nor the sync that follows. Returns how many were resolved; only
+    /// a failure to read the pending accepts is an error.
     pub async fn resolve_pending_accepts(&self) -> CoreResult<u32> {
         let pending = self.store.read_async(accepts::all).await?;
         let mut resolved = 0;
@@ -127,22 +138,38 @@ impl Engine {
             {
                 continue; // this process is still waiting for it
             }
-            // Only a final answer resolves it: a transport failure returns here and the accept stays
-            // pending for the next round (the server's 404 is final: the lookup fenced the key).
-            match self.api.accept_outcome(&key).await? {
-                Some(outcome) => {
-                    self.resolve_accept(job, outcome).await?;
-                }
-                None => {
-                    // Never applied on the server, and never will be: the Friend did not get it.
-                    self.store
-                        .write_async(move |tx| accepts::resolve(tx, job))
-                        .await?;
+            match self.resolve_pending_accept(job, &key).await {
+                Ok(()) => resolved += 1,
+                Err(e) => {
+                    tracing::warn!(
+                        code = e.code(),
+                        "pending accept not resolved; kept for the next sync"
+                    );
+                    // The connection or the token, not this key: the others would fail alike.
+                    if e.is_token_problem() || matches!(e, CoreError::Offline { .. }) {
+                        break;
+                    }
                 }
             }
-            resolved += 1;
         }
         Ok(resolved)
+    }
+
+    /// Looks one pending accept up and applies the outcome. Only a final answer resolves it: a
+    /// failed lookup leaves it pending (the server's 404 is final: the lookup fenced the key).
+    async fn resolve_pending_accept(&self, job: JobId, key: &str) -> CoreResult<()> {
+        match self.api.accept_outcome(key).await? {
+            Some(outcome) => {
+                self.resolve_accept(job, outcome).await?;
+            }
+            None => {
+                // Never applied on the server, and never will be: the Friend did not get it.
+                self.store
+                    .write_async(move |tx| accepts::resolve(tx, job))
+                    .await?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -176,6 +203,76 @@ mod tests {
     use crate::secrets::StaticSecrets;
     use crate::session::SessionConfig;
     use std::sync::Arc;
+
+    #[tokio::test]
+    async fn a_pending_accept_that_cannot_be_resolved_never_stops_the_sync() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let (url, seen) = crate::testing::fake_backend(|_, path| {
+            let page = r#"{"server_time":"2030-01-01T00:00:00Z","cursor":"c-1","more":false,"reset":false,"changes":[]}"#;
+            match path {
+                "/v1/friend/accepts/k-broken" => (
+                    "503 Service Unavailable",
+                    r#"{"code":"unavailable","message":"lookup down"}"#.into(),
+                ),
+                "/v1/friend/accepts/k-newer" => ("200 OK", r#"{"outcome":"teleported"}"#.into()),
+                "/v1/friend/accepts/k-taken" => ("200 OK", r#"{"outcome":"taken"}"#.into()),
+                p if p.starts_with("/v1/sync") => ("200 OK", page.into()),
+                _ => ("200 OK", "{}".into()),
+            }
+        })
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let secrets = Arc::new(StaticSecrets::new("dev-friend-x", [6u8; 32]));
+        let e = Engine::open(SessionConfig::new(dir.path().join("a.db"), url), secrets)
+            .await
+            .unwrap();
+        e.shutdown_timer_for_test();
+        let (broken, newer, taken) = (JobId::random(), JobId::random(), JobId::random());
+        e.store
+            .write_async(move |tx| {
+                for (at, (job, key)) in
+                    [(broken, "k-broken"), (newer, "k-newer"), (taken, "k-taken")]
+                        .into_iter()
+                        .enumerate()
+                {
+                    tx.execute(
+                        "INSERT INTO pending_accepts (job_id, key, created_at) VALUES (?1, ?2, ?3)",
+                        rusqlite::params![job.to_string(), key, at as i64],
+                    )?;
+                }
+                Ok(())
+            })
+            .await
+            .unwrap();
+
+        // A 5xx for one key and an outcome this version does not know for another: the third is
+        // resolved, and the page is pulled.
+        let report = e.on_push().await.unwrap();
+        assert_eq!(report.pages, 1);
+        let cursor = e
+            .store
+            .read_async(|c| crate::store::meta::get_text(c, crate::store::meta::CURSOR))
+            .await
+            .unwrap();
+        assert_eq!(cursor.as_deref(), Some("c-1"), "the page was applied");
+        let kept: Vec<_> = e.store.read_async(accepts::all).await.unwrap();
+        assert_eq!(
+            kept,
+            [
+                (broken, "k-broken".to_owned()),
+                (newer, "k-newer".to_owned())
+            ],
+            "kept for the next sync"
+        );
+        let sent = seen.lock().unwrap().clone();
+        assert!(
+            sent.iter().any(|r| r.starts_with("GET /v1/sync")),
+            "{sent:?}"
+        );
+        // The next round asks again for the kept ones, and pulls again.
+        assert_eq!(e.on_push().await.unwrap().pages, 1);
+        assert_eq!(e.store.read_async(accepts::all).await.unwrap().len(), 2);
+    }
 
     #[tokio::test]
     async fn an_accept_that_never_left_is_offline_and_leaves_nothing_pending() {

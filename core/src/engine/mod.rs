@@ -291,11 +291,20 @@ impl Engine {
         }
     }
 
-    /// One push wake-up: deliver the outbox, then pull.
+    /// One push wake-up: deliver the outbox, then pull. Pending accepts are looked up in between;
+    /// one that cannot be resolved now never holds back the pull.
     pub async fn on_push(&self) -> CoreResult<SyncReport> {
         self.deliver(Due::Now).await?;
-        self.resolve_pending_accepts().await?;
+        self.resolve_accepts_then_go_on().await;
         self.sync_pages(0).await
+    }
+
+    /// [`Engine::resolve_pending_accepts`] before a pull: its failure (reading the store) is shown
+    /// in the status, and the pull goes on.
+    async fn resolve_accepts_then_go_on(&self) {
+        if let Err(e) = self.resolve_pending_accepts().await {
+            self.record_error(&e).await;
+        }
     }
 
     /// Starts the foreground loop: deliver, long-poll, repeat; backoff with jitter on failure.
@@ -321,7 +330,7 @@ impl Engine {
                     if let Err(e) = engine.deliver_outbox().await {
                         engine.record_error(&e).await;
                     }
-                    engine.resolve_pending_accepts().await?;
+                    engine.resolve_accepts_then_go_on().await;
                     engine.sync_pages(LONG_POLL_SECS).await
                 };
                 let pause = match round.await {
