@@ -592,6 +592,36 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_settlement_preview_out_of_bounds_is_an_invalid_quote() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = offline_holding(&dir, &held(JobState::OnSite)).await;
+        let max = crate::negotiation::policy().max_total_minor;
+        for (minor, code) in [
+            (-1, "negative_total"),
+            (i64::MIN, "negative_total"),
+            (max + 1, "amount_too_large"),
+            (i64::MAX, "amount_too_large"),
+        ] {
+            for payment in [PaymentMethod::Online, PaymentMethod::Cash] {
+                match s.settlement_preview(Money::chf(minor), payment) {
+                    Err(CoreError::InvalidQuote { code: found, .. }) => {
+                        assert_eq!(found, code, "{minor} {payment:?}")
+                    }
+                    other => panic!("{minor} {payment:?}: {other:?}"),
+                }
+            }
+        }
+        let top = s
+            .settlement_preview(Money::chf(max), PaymentMethod::Online)
+            .unwrap();
+        assert_eq!(top.fee.minor + top.payout.minor, max);
+        let zero = s
+            .settlement_preview(Money::chf(0), PaymentMethod::Cash)
+            .unwrap();
+        assert_eq!(zero.payout, Money::chf(0));
+    }
+
+    #[tokio::test]
     async fn two_concurrent_proposals_get_two_versions() {
         let dir = tempfile::tempdir().unwrap();
         let job = held(JobState::OnSite);

@@ -60,12 +60,11 @@ pub fn policy() -> QuotePolicy {
     QuotePolicy::default()
 }
 
-/// Fee and payout for a total (the Friend sees them for any total before proposing).
+/// Fee and payout for a total (the Friend sees them before proposing): a total no quote may
+/// carry — negative, or above the policy's maximum — is [`CoreError::InvalidQuote`]
+/// (`negative_total`, `amount_too_large`), by the protocol's rule (`Settlement::preview`).
 pub fn settlement(total: Money, method: PaymentMethod) -> CoreResult<Settlement> {
-    Settlement::for_total(total, method, &policy()).map_err(|e| CoreError::InvalidQuote {
-        code: e.code(),
-        message: e.to_string(),
-    })
+    Ok(Settlement::preview(total, method, &policy())?)
 }
 
 fn other(party: Party) -> Party {

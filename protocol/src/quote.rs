@@ -430,17 +430,9 @@ pub fn validate_quote(
             found: quote.total,
         });
     }
-    if quote.total.minor < 0 {
-        return Err(QuoteError::NegativeTotal);
-    }
+    check_total_bounds(quote.total, policy)?;
     if quote.total.minor == 0 {
         return Err(QuoteError::ZeroTotal);
-    }
-    if quote.total.minor > policy.max_total_minor {
-        return Err(QuoteError::AmountTooLarge {
-            index: None,
-            max_minor: policy.max_total_minor,
-        });
     }
 
     if orientation_price.currency != job_currency {
@@ -459,6 +451,21 @@ pub fn validate_quote(
     if needs_reason && !has_reason {
         return Err(QuoteError::ReasonRequired {
             threshold_bps: policy.deviation_needs_reason_bps,
+        });
+    }
+    Ok(())
+}
+
+/// The bounds of any total a quote may carry: not negative, at most the policy's
+/// `max_total_minor`. ([`validate_quote`] also refuses a zero total; a preview shows it.)
+pub fn check_total_bounds(total: Money, policy: &QuotePolicy) -> Result<(), QuoteError> {
+    if total.minor < 0 {
+        return Err(QuoteError::NegativeTotal);
+    }
+    if total.minor > policy.max_total_minor {
+        return Err(QuoteError::AmountTooLarge {
+            index: None,
+            max_minor: policy.max_total_minor,
         });
     }
     Ok(())
@@ -513,6 +520,23 @@ impl Settlement {
             charged,
             fee,
             payout,
+        })
+    }
+
+    /// Fee and payout of a total before it is proposed (the Friend's preview): refused like a
+    /// quote's total when it is out of bounds ([`check_total_bounds`]: negative, or above the
+    /// policy's maximum), then [`Settlement::for_total`].
+    pub fn preview(
+        total: Money,
+        method: PaymentMethod,
+        policy: &QuotePolicy,
+    ) -> Result<Settlement, QuoteError> {
+        check_total_bounds(total, policy)?;
+        Settlement::for_total(total, method, policy).map_err(|e| match e {
+            MoneyError::UnknownCurrency => QuoteError::UnknownCurrency,
+            MoneyError::Overflow | MoneyError::CurrencyMismatch(..) => {
+                QuoteError::Overflow { index: None }
+            }
         })
     }
 }
@@ -787,6 +811,41 @@ pub(crate) mod tests {
         assert_eq!(
             Settlement::for_total(Money::chf(i64::MIN), PaymentMethod::Cash, &policy),
             Err(MoneyError::Overflow)
+        );
+    }
+
+    #[test]
+    fn a_preview_is_refused_out_of_bounds() {
+        let policy = QuotePolicy::default();
+        let preview =
+            |minor| Settlement::preview(Money::chf(minor), PaymentMethod::Online, &policy);
+        assert_eq!(preview(-1), Err(QuoteError::NegativeTotal));
+        assert_eq!(preview(i64::MIN), Err(QuoteError::NegativeTotal));
+        assert_eq!(
+            preview(policy.max_total_minor + 1),
+            Err(QuoteError::AmountTooLarge {
+                index: None,
+                max_minor: policy.max_total_minor
+            })
+        );
+        assert_eq!(preview(i64::MAX).unwrap_err().code(), "amount_too_large");
+        assert_eq!(preview(0).unwrap().payout, Money::chf(0));
+        assert_eq!(
+            preview(policy.max_total_minor),
+            Settlement::for_total(
+                Money::chf(policy.max_total_minor),
+                PaymentMethod::Online,
+                &policy
+            )
+            .map_err(|_| QuoteError::NoItems)
+        );
+        assert_eq!(
+            Settlement::preview(
+                Money::new(100, Currency::Unknown),
+                PaymentMethod::Cash,
+                &policy
+            ),
+            Err(QuoteError::UnknownCurrency)
         );
     }
 
