@@ -7,6 +7,7 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use friend_protocol::ErrorCode;
 use serde::de::DeserializeOwned;
+use std::time::Duration;
 
 /// A JSON body.
 pub struct ApiJson<T>(pub T);
@@ -19,6 +20,25 @@ const DRAIN_LIMIT: usize = 1024 * 1024;
 
 fn too_large() -> AppError {
     AppError::new(ErrorCode::BodyTooLarge, "request body too large")
+}
+
+/// How long a body may take to arrive (a request body is at most 64 KiB). A client that sends a
+/// head and then trickles its body does not hold the connection for ever.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// [`read_bounded`] within `limit`, else `request_timeout` (nothing was done).
+async fn read_in_time(
+    body: axum::body::Body,
+    limit: Duration,
+) -> Result<axum::body::Bytes, AppError> {
+    tokio::time::timeout(limit, read_bounded(body))
+        .await
+        .map_err(|_| {
+            AppError::new(
+                ErrorCode::RequestTimeout,
+                format!("the body did not arrive within {} s", limit.as_secs()),
+            )
+        })?
 }
 
 /// Reads the body up to [`MAX_BODY_BYTES`](crate::routes::MAX_BODY_BYTES); an oversized body is
@@ -60,7 +80,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
         if declared.is_some_and(|n| n > DRAIN_LIMIT) {
             return Err(too_large());
         }
-        let bytes = read_bounded(body).await?;
+        let bytes = read_in_time(body, BODY_TIMEOUT).await?;
         let req = Request::from_parts(parts, axum::body::Body::from(bytes));
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(ApiJson(v)),
@@ -136,5 +156,45 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
                 AppError::new(ErrorCode::InvalidInput, format!("Idempotency-Key must be 1…{MAX_IDEMPOTENCY_KEY_LEN} visible ASCII characters"))
             })?;
         Ok(IdempotencyKey(Some(key.to_owned())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    /// A body whose next frame never comes (a client that stopped sending mid-body).
+    struct Stalled;
+
+    impl hyper::body::Body for Stalled {
+        type Data = axum::body::Bytes;
+        type Error = std::io::Error;
+
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+            Poll::Pending
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_that_stops_arriving_is_a_request_timeout() {
+        let body = axum::body::Body::new(Stalled);
+        let e = read_in_time(body, Duration::from_millis(20))
+            .await
+            .err()
+            .map(|e| (e.status, e.code));
+        assert_eq!(
+            e,
+            Some((
+                axum::http::StatusCode::REQUEST_TIMEOUT,
+                ErrorCode::RequestTimeout
+            ))
+        );
+        let whole = read_in_time(axum::body::Body::from("{}"), Duration::from_millis(20)).await;
+        assert_eq!(whole.ok().as_deref(), Some(&b"{}"[..]));
     }
 }

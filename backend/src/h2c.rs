@@ -20,6 +20,9 @@ const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// opens more connections beyond it.
 pub(crate) const MAX_STREAMS: u32 = 1_000;
 
+/// How often an HTTP/2 connection is pinged, and how long the answer may take.
+const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// How a connection opened.
 pub(crate) enum Opening {
     /// With the HTTP/2 preface (consumed).
@@ -55,6 +58,11 @@ pub(crate) async fn serve_connection(
     let io = tokio::io::join(PREFACE.chain(read), write);
     let service = hyper_util::service::TowerToHyperService::new(app);
     let conn = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+        .timer(hyper_util::rt::TokioTimer::new())
+        // A peer that stops answering pings is gone (a dead load balancer, a cut link): its
+        // connection and streams are closed instead of held.
+        .keep_alive_interval(KEEP_ALIVE)
+        .keep_alive_timeout(KEEP_ALIVE)
         .max_concurrent_streams(MAX_STREAMS)
         .max_header_list_size(MAX_HEAD_BYTES as u32)
         .serve_connection(hyper_util::rt::TokioIo::new(io), service);

@@ -60,13 +60,22 @@ const READ_CHUNK: usize = 16 * 1024;
 /// Accepts connections on `listener` and serves `app` on each until `shutdown` resolves; then
 /// stops accepting, closes idle connections, lets requests in flight finish for up to
 /// `drain_timeout`, closes what is left and returns.
+/// The time bounds of [`serve`].
+pub(crate) struct Limits {
+    /// How long a shutdown waits for requests in flight.
+    pub drain: Duration,
+    /// How long a connection may take to send a request head, or to start the next one.
+    pub head: Duration,
+}
+
 pub(crate) async fn serve(
     listener: TcpListener,
     app: axum::Router,
     clock: Arc<dyn Clock>,
     shutdown: impl Future<Output = ()> + Send + 'static,
-    drain_timeout: Duration,
+    limits: Limits,
 ) -> io::Result<()> {
+    let (drain_timeout, head_timeout) = (limits.drain, limits.head);
     // Unread request bodies are an HTTP/1 matter: over HTTP/2 a stream answered early ends with
     // RST_STREAM(NO_ERROR) and the connection goes on. Targets over HTTP/2 skip the guard.
     let apps = Arc::new(Apps {
@@ -92,6 +101,7 @@ pub(crate) async fn serve(
                     apps.clone(),
                     clock.clone(),
                     stop_rx.clone(),
+                    head_timeout,
                 ));
             }
             // The peer gave up before we took it: nothing to do.
@@ -144,10 +154,15 @@ async fn serve_connection(
     apps: Arc<Apps>,
     clock: Arc<dyn Clock>,
     mut stop: watch::Receiver<bool>,
+    head_timeout: Duration,
 ) {
-    // A connection that has sent nothing yet is idle: a drain closes it like any idle one.
+    // A connection that has sent nothing yet is idle: a drain closes it like any idle one, and so
+    // does the head timeout.
     let opening = tokio::select! {
-        opening = h2c::sniff(&mut stream) => opening,
+        opening = tokio::time::timeout(head_timeout, h2c::sniff(&mut stream)) => match opening {
+            Ok(opening) => opening,
+            Err(_) => return tracing::debug!("connection sent nothing within {head_timeout:?}"),
+        },
         _ = stop.wait_for(|stop| *stop) => return,
     };
     let start = match opening {
@@ -162,6 +177,8 @@ async fn serve_connection(
     io.take(&start);
     let service = hyper_util::service::TowerToHyperService::new(apps.http1.clone());
     let conn = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(head_timeout)
         .serve_connection(hyper_util::rt::TokioIo::new(io), service);
     let conn = std::pin::pin!(conn);
     drive(conn, |c| c.graceful_shutdown(), stop, Some(refused)).await;
@@ -831,6 +848,51 @@ mod tests {
             at = end.max(at);
         }
         (out, None)
+    }
+
+    /// Serves a one-route app on loopback with a `head` timeout; its address.
+    async fn serve_with_head_timeout(head: Duration) -> std::net::SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
+        let limits = Limits {
+            drain: Duration::from_secs(1),
+            head,
+        };
+        let clock: Arc<dyn Clock> = Arc::new(crate::clock::SystemClock);
+        tokio::spawn(serve(listener, app, clock, std::future::pending(), limits));
+        addr
+    }
+
+    /// Sends `bytes`, reads everything until the server closes; what it answered. Bounded: a
+    /// server that keeps the connection fails the test instead of hanging it.
+    async fn until_closed(addr: std::net::SocketAddr, bytes: &[u8]) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream.write_all(bytes).await.unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+            .await
+            .unwrap_or_else(|_| panic!("still open after 10 s having sent {bytes:?}"))
+            .unwrap();
+        String::from_utf8_lossy(&answer).into_owned()
+    }
+
+    #[tokio::test]
+    async fn connections_that_do_not_finish_a_request_in_time_are_closed() {
+        let addr = serve_with_head_timeout(Duration::from_millis(200)).await;
+        // Nothing at all; half a head; half the HTTP/2 preface: closed, unanswered.
+        for opening in [
+            &b""[..],
+            b"GET / HTTP/1.1\r\nHost: x",
+            b"PRI * HTTP/2.0\r\n",
+        ] {
+            assert_eq!(until_closed(addr, opening).await, "", "{opening:?}");
+        }
+        // A request is answered; the connection, idle after it, is closed like the others.
+        let answered = until_closed(addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(answered.starts_with("HTTP/1.1 200"), "{answered}");
+        assert!(answered.ends_with("ok"), "{answered}");
     }
 
     const PIPELINE: &[u8] = b"\r\nGET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n\

@@ -75,6 +75,8 @@ pub async fn shutdown_signal() {
 
 /// The default bound on a shutdown's wait for the requests in flight.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// The default [`Config::head_timeout`] (hyper's own default for reading a head).
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How the backend runs.
 #[derive(Clone)]
@@ -95,6 +97,10 @@ pub struct Config {
     pub push: push::PushSettings,
     /// How long a shutdown waits for requests in flight before it closes what is left.
     pub drain_timeout: Duration,
+    /// How long a connection may take to send a request's head (or, between requests, to start
+    /// the next one) before it is closed: a client that opens connections and never finishes a
+    /// request does not hold them (and their file descriptors) for ever.
+    pub head_timeout: Duration,
 }
 
 impl Config {
@@ -109,6 +115,7 @@ impl Config {
             feed_retention: chrono::Duration::days(7),
             push: push::PushSettings::default(),
             drain_timeout: DRAIN_TIMEOUT,
+            head_timeout: HEAD_TIMEOUT,
         }
     }
 }
@@ -315,7 +322,10 @@ impl Backend {
             app,
             self.state.clock.clone(),
             shutdown,
-            self.config.drain_timeout,
+            http1::Limits {
+                drain: self.config.drain_timeout,
+                head: self.config.head_timeout,
+            },
         )
         .await;
         timers.abort();

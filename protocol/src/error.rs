@@ -21,6 +21,8 @@ pub enum ErrorCode {
     InvalidInput,
     /// The body exceeds the size limit (413).
     BodyTooLarge,
+    /// The body did not arrive in time (408): nothing was done; send the request again.
+    RequestTimeout,
     /// A route that requires an `Idempotency-Key` header got none (400).
     IdempotencyKeyMissing,
     /// The `Idempotency-Key` was used before with a different request (422).
@@ -79,6 +81,7 @@ impl ErrorCode {
             ErrorCode::InvalidJson => "invalid_json",
             ErrorCode::InvalidInput => "invalid_input",
             ErrorCode::BodyTooLarge => "body_too_large",
+            ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::IdempotencyKeyMissing => "idempotency_key_missing",
             ErrorCode::IdempotencyKeyReused => "idempotency_key_reused",
             ErrorCode::InvalidCursor => "invalid_cursor",

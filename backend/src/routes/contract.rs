@@ -134,6 +134,14 @@ fn class_answers(op: &Value) -> Vec<(u16, ErrorCode, String)> {
             ErrorCode::BodyTooLarge,
             format!("the body is larger than {} bytes", super::MAX_BODY_BYTES),
         ));
+        out.push((
+            408,
+            ErrorCode::RequestTimeout,
+            format!(
+                "the body did not arrive within {} s (nothing was done; send it again)",
+                crate::extract::BODY_TIMEOUT.as_secs()
+            ),
+        ));
     }
     // The HTTP layer answers these before any route is chosen.
     out.extend([
