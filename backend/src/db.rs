@@ -25,6 +25,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/004_push.sql"),
     include_str!("../migrations/005_visit.sql"),
     include_str!("../migrations/006_admin.sql"),
+    include_str!("../migrations/007_idempotency_retention.sql"),
 ];
 
 /// Most idle reader connections kept open.

@@ -44,6 +44,7 @@ pub use auth::hash_token;
 pub use db::{DbError, WritePause};
 pub use http1::{MAX_HEAD_BYTES, MAX_HEADER_FIELDS, MAX_URI_BYTES};
 pub use routes::{OPENAPI_PATH, openapi};
+pub use store::idempotency::IDEMPOTENCY_RETENTION;
 pub use store::jobs::by_id_sql as job_by_id_sql;
 
 use clock::{Clock, SystemClock};
@@ -351,17 +352,33 @@ impl Backend {
                         tracing::warn!(code = e.code.as_str(), "expiry sweep failed: {}", e.message);
                     }
                 }
-                _ = prune.tick() => self.prune_old_feed().await,
+                _ = prune.tick() => self.prune_old().await,
             }
         }
     }
 
-    /// Prunes the feed past its retention; a failure is logged and retried at the next tick.
-    async fn prune_old_feed(&self) {
-        let before = self.state.clock.now() - self.config.feed_retention;
-        if let Err(e) = self.prune_feed(before).await {
+    /// Prunes the feed and the idempotency keys past their retention; a failure is logged and
+    /// retried at the next tick.
+    async fn prune_old(&self) {
+        let now = self.state.clock.now();
+        if let Err(e) = self.prune_feed(now - self.config.feed_retention).await {
             tracing::warn!("feed pruning failed: {e}");
         }
+        let before = now - store::idempotency::IDEMPOTENCY_RETENTION;
+        if let Err(e) = self.prune_idempotency(before).await {
+            tracing::warn!("idempotency pruning failed: {e}");
+        }
+    }
+
+    /// Forgets idempotency keys (stored answers, fences) recorded before `before`; how many.
+    pub async fn prune_idempotency(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+    ) -> Result<usize, DbError> {
+        self.state
+            .db
+            .write(move |tx| store::idempotency::prune_before(tx, before).map_err(DbError::from))
+            .await
     }
 
     /// Expires every open job whose time is up (by the server clock); returns how many.

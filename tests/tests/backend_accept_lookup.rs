@@ -3,6 +3,7 @@
 //! interleaving is forced by holding the database writer (SQLite) or the change counter's row lock
 //! (PostgreSQL), so none depends on timing.
 
+use friend_backend::clock::Clock;
 use friend_protocol::{AcceptOutcome, FriendJobView};
 use friend_tests::scenario::Scenario;
 use friend_tests::{Reply, TestAccount, TestBackend, wait_until};
@@ -139,4 +140,35 @@ async fn keys_no_accept_could_carry_are_answered_without_a_write() {
         "nothing waits for the writer"
     );
     drop(pause);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_are_kept_for_thirty_days_then_forgotten() {
+    let s = Scenario::new().booked().await;
+    let (tb, anna, job) = (&s.tb, &s.friend, s.job());
+    let key = uuid::Uuid::new_v4().to_string();
+    assert!(matches!(
+        tb.http().accept(anna, job, &key).await.json(),
+        AcceptOutcome::Won { .. }
+    ));
+    let retention = friend_backend::IDEMPOTENCY_RETENTION;
+
+    // A day short of the retention: nothing recorded is old enough to go.
+    tb.clock.advance(retention - chrono::Duration::days(1));
+    let now = tb.clock.now();
+    assert_eq!(
+        tb.backend.prune_idempotency(now - retention).await.unwrap(),
+        0
+    );
+    assert!(matches!(
+        lookup(tb, anna, &key).await.json(),
+        AcceptOutcome::Won { .. }
+    ));
+
+    // Past it: the stored answer (with the customer's address) is gone, the lookup says so.
+    tb.clock.advance(chrono::Duration::days(2));
+    let now = tb.clock.now();
+    assert!(tb.backend.prune_idempotency(now - retention).await.unwrap() >= 1);
+    let forgotten = lookup(tb, anna, &key).await;
+    assert_eq!(forgotten.status, 404, "{}", forgotten.text());
 }

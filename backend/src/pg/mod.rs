@@ -23,6 +23,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/pg/002_leases.sql"),
     include_str!("../../migrations/pg/003_admin.sql"),
     include_str!("../../migrations/pg/004_sqlite_functions.sql"),
+    include_str!("../../migrations/pg/005_idempotency_retention.sql"),
 ];
 
 /// The schema version this backend migrates a PostgreSQL database to.

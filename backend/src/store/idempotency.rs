@@ -6,12 +6,20 @@
 //! server said about a key then stays true, because a request with that key still on its way can
 //! no longer apply (it is refused as a reused key). Without the fence a device that asked while its
 //! own accept was queued behind other writes was told "never applied", then the accept won.
+//!
+//! Both are kept for [`IDEMPOTENCY_RETENTION`], then pruned with the change feed ([`prune_before`]):
+//! a stored answer can hold personal data (a booking's address), and a lookup writes a fence, so
+//! keeping them for ever would keep both for ever. A request retried later than that is applied as
+//! new; the devices' outboxes deliver within minutes of being online again.
 
 use crate::clock::to_ms;
 use crate::error::AppError;
 use crate::sql::{OptionalExtension, Tx, params};
 use chrono::{DateTime, Utc};
 use friend_protocol::{AccountId, ErrorCode};
+
+/// How long a key's stored answer or fence is kept.
+pub const IDEMPOTENCY_RETENTION: chrono::Duration = chrono::Duration::days(30);
 
 /// The fingerprint of a fenced key; no request's SHA-256 fingerprint has this length.
 const FENCED: &[u8] = b"fenced";
@@ -125,6 +133,14 @@ pub fn claim(
         return Ok(None);
     }
     lookup(tx, account, key, fingerprint)
+}
+
+/// Forgets keys recorded before `before`; how many.
+pub fn prune_before(tx: &Tx<'_>, before: DateTime<Utc>) -> crate::sql::Result<usize> {
+    tx.exec(
+        "DELETE FROM idempotency WHERE created_at < ?1",
+        params![to_ms(before)],
+    )
 }
 
 /// Stores the successful (200) answer under the key [`claim`]ed for it.

@@ -1,0 +1,3 @@
+-- Version 7: stored idempotent answers (and fences) are kept for a bounded time, not for ever
+-- (src/store/idempotency.rs, IDEMPOTENCY_RETENTION): the hourly prune finds them by age.
+CREATE INDEX idempotency_created ON idempotency (created_at);
