@@ -55,7 +55,9 @@ pub struct ServerArgs {
     /// omitted.
     #[arg(long, env = "FRIEND_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
-    /// Do not seed development accounts into a new database.
+    /// Do not seed development accounts into a new database. Without it they are seeded only into
+    /// a SQLite file served on loopback (their tokens are public: `dev-friend-anna`, …); a file's
+    /// `dev_seed = true` seeds them anywhere.
     #[arg(long, env = "FRIEND_NO_DEV_SEED")]
     pub no_dev_seed: bool,
     /// Longest a graceful drain (SIGTERM, Ctrl-C) waits for requests in flight [default: 10].
@@ -183,20 +185,25 @@ impl ServerArgs {
             url: a.url,
             sandbox: a.sandbox,
         }));
+        let addr = self
+            .addr
+            .clone()
+            .or(file.addr)
+            .unwrap_or_else(|| DEFAULT_ADDR.into());
+        let db = self
+            .db
+            .clone()
+            .or(file.db)
+            .unwrap_or_else(|| DEFAULT_DB.into());
+        // The development accounts' tokens are in this repository: by default they exist only
+        // where nobody else reaches them, a SQLite file served on loopback.
+        let private = is_loopback(&addr) && !crate::pg::is_postgres(&db);
         Ok(Settings {
-            addr: self
-                .addr
-                .clone()
-                .or(file.addr)
-                .unwrap_or_else(|| DEFAULT_ADDR.into()),
-            db: self
-                .db
-                .clone()
-                .or(file.db)
-                .unwrap_or_else(|| DEFAULT_DB.into()),
+            dev_seed: !self.no_dev_seed && file.dev_seed.unwrap_or(private),
+            addr,
+            db,
             admin_token,
             admin_token_source,
-            dev_seed: !self.no_dev_seed && file.dev_seed.unwrap_or(true),
             drain_timeout: Duration::from_secs(
                 self.drain_timeout_secs
                     .or(file.drain_timeout_secs)
@@ -209,6 +216,16 @@ impl ServerArgs {
             },
             file: self.config.clone(),
         })
+    }
+}
+
+/// Whether `addr` (`host:port`) listens on loopback only.
+fn is_loopback(addr: &str) -> bool {
+    match addr.parse::<std::net::SocketAddr>() {
+        Ok(a) => a.ip().is_loopback(),
+        Err(_) => addr
+            .rsplit_once(':')
+            .is_some_and(|(host, _)| host.eq_ignore_ascii_case("localhost")),
     }
 }
 
@@ -310,6 +327,30 @@ mod tests {
         assert!(!shown.contains("secret"), "{shown}");
         assert!(!shown.contains("t-file"), "{shown}");
         assert!(shown.contains("postgres://f@db:5432/x"), "{shown}");
+    }
+
+    #[test]
+    fn development_accounts_are_seeded_by_default_only_into_sqlite_on_loopback() {
+        let seeds = |args: &[&str]| parse(args).resolve().expect("resolves").dev_seed;
+        assert!(seeds(&[]));
+        assert!(seeds(&["--addr", "[::1]:8080"]));
+        assert!(seeds(&["--addr", "localhost:8080"]));
+        assert!(
+            !seeds(&["--addr", "0.0.0.0:8080"]),
+            "reachable from elsewhere"
+        );
+        assert!(!seeds(&["--addr", "10.0.0.5:8080"]));
+        assert!(!seeds(&["--db", "postgres://f@db/x"]), "a shared database");
+        assert!(!seeds(&["--no-dev-seed"]));
+        let (_dir, path) = file("dev_seed = true\n");
+        assert!(
+            seeds(&["--config", &path, "--addr", "0.0.0.0:8080"]),
+            "asked for"
+        );
+        assert!(
+            !seeds(&["--config", &path, "--no-dev-seed"]),
+            "the flag wins"
+        );
     }
 
     #[test]

@@ -129,7 +129,7 @@ pub async fn expire_due(
 /// Why a Friend is suspended (recorded in the audit).
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SuspendRequest {
-    /// The reason, for the record (1…500 characters, no control characters).
+    /// The reason, for the record (1…2,000 characters; no control characters but line breaks).
     pub reason: String,
 }
 

@@ -38,7 +38,11 @@ pub async fn ready(State(state): State<Arc<AppState>>) -> Result<Json<Readiness>
                 .map_err(AppError::from)
         })
         .await
-        .map_err(|e| AppError::new(ErrorCode::Unavailable, format!("database: {}", e.message)))?;
+        .map_err(|e| {
+            // The cause is for the operator's log; the probe (anyone may call it) learns only that.
+            tracing::warn!(code = e.code.as_str(), "readiness: {}", e.message);
+            AppError::new(ErrorCode::Unavailable, "the database does not answer")
+        })?;
     Ok(Json(Readiness {
         status: "ready".into(),
         server_time: state.clock.now(),
