@@ -9,8 +9,9 @@ use crate::friend::{AcceptResult, GoneReason};
 use crate::store::accepts;
 use crate::store::cache::{self, Applied};
 use friend_protocol::{AcceptOutcome, JobId};
-use std::collections::HashSet;
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 /// How long an accept keeps retrying a transport failure with the same key before it answers
@@ -31,7 +32,7 @@ impl Engine {
         }
         // In flight before the pending row exists: a sync in between must not look the key up
         // (the server's 404 would fence it and this accept would be refused as a reused key).
-        let _inflight = Inflight::new(&self.inflight_accepts, job);
+        let _inflight = Inflight::new(&self.db, job);
         let key = self
             .store
             .write_async(move |tx| accepts::key_for(tx, job, now_ms()))
@@ -93,6 +94,7 @@ impl Engine {
         }
         let cipher = self.cipher.clone();
         let stored = outcome.clone();
+        let index = self.guard_index();
         let applied = self
             .store
             .write_async(move |tx| {
@@ -106,7 +108,7 @@ impl Engine {
                 Ok(applied)
             })
             .await?;
-        self.notify(&applied);
+        index.notify(&applied);
         Ok(match outcome {
             AcceptOutcome::Won { job } => AcceptResult::Won(job),
             AcceptOutcome::Taken => AcceptResult::Lost,
@@ -130,12 +132,7 @@ impl Engine {
         let pending = self.store.read_async(accepts::all).await?;
         let mut resolved = 0;
         for (job, key) in pending {
-            if self
-                .inflight_accepts
-                .lock()
-                .map(|s| s.contains(&job))
-                .unwrap_or(true)
-            {
+            if Inflight::contains(&self.db, job) {
                 continue; // this process is still waiting for it
             }
             match self.resolve_pending_accept(job, &key).await {
@@ -173,26 +170,47 @@ impl Engine {
     }
 }
 
-/// Marks a job's accept as in flight in this process for as long as the accept future lives, so a
-/// concurrent resolution does not race it; an abandoned future unmarks it on drop.
-struct Inflight<'a> {
-    set: &'a Mutex<HashSet<JobId>>,
-    job: JobId,
+/// The accepts in flight in this process, by database file and job, counted: every session on one
+/// file sees them (an app that opened a second session on the same account — a push handler beside
+/// the UI — would otherwise look up, and so fence, the key of the first one's accept still on its
+/// way), and a second accept of the same job keeps the mark while the first ends.
+static IN_FLIGHT: LazyLock<Mutex<HashMap<(PathBuf, JobId), usize>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// Marks a job's accept as in flight for as long as the accept future lives, so a concurrent
+/// resolution does not race it; an abandoned future unmarks it on drop.
+pub(super) struct Inflight {
+    key: (PathBuf, JobId),
 }
 
-impl<'a> Inflight<'a> {
-    fn new(set: &'a Mutex<HashSet<JobId>>, job: JobId) -> Inflight<'a> {
-        if let Ok(mut s) = set.lock() {
-            s.insert(job);
+impl Inflight {
+    pub(super) fn new(db: &Path, job: JobId) -> Inflight {
+        let key = (db.to_owned(), job);
+        if let Ok(mut all) = IN_FLIGHT.lock() {
+            *all.entry(key.clone()).or_default() += 1;
         }
-        Inflight { set, job }
+        Inflight { key }
+    }
+
+    /// Whether an accept of `job` on the database `db` is in flight in this process (when the
+    /// marks cannot be read, it is assumed to be: a lookup can wait for the next sync).
+    pub(super) fn contains(db: &Path, job: JobId) -> bool {
+        IN_FLIGHT
+            .lock()
+            .map(|all| all.contains_key(&(db.to_owned(), job)))
+            .unwrap_or(true)
     }
 }
 
-impl Drop for Inflight<'_> {
+impl Drop for Inflight {
     fn drop(&mut self) {
-        if let Ok(mut s) = self.set.lock() {
-            s.remove(&self.job);
+        if let Ok(mut all) = IN_FLIGHT.lock()
+            && let Some(n) = all.get_mut(&self.key)
+        {
+            *n -= 1;
+            if *n == 0 {
+                all.remove(&self.key);
+            }
         }
     }
 }
@@ -275,6 +293,52 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_second_session_on_the_same_file_leaves_the_first_one_s_accept_alone() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let (url, seen) = crate::testing::fake_backend(|_, _| {
+            (
+                "404 Not Found",
+                r#"{"code":"not_found","message":"no"}"#.into(),
+            )
+        })
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let open = |path: std::path::PathBuf| {
+            let secrets = Arc::new(StaticSecrets::new("dev-friend-x", [6u8; 32]));
+            Engine::open(SessionConfig::new(path, url.clone()), secrets)
+        };
+        // The UI's session, and a push handler's on the same file named another way.
+        let ui = open(dir.path().join("a.db")).await.unwrap();
+        let push = open(dir.path().join(".").join("a.db")).await.unwrap();
+        ui.shutdown_timer_for_test();
+        push.shutdown_timer_for_test();
+        let job = JobId::random();
+        let first = Inflight::new(&ui.db, job);
+        let second = Inflight::new(&ui.db, job); // a double tap's second call
+        ui.store
+            .write_async(move |tx| accepts::key_for(tx, job, now_ms()).map(|_| ()))
+            .await
+            .unwrap();
+        let looked_up = || {
+            seen.lock()
+                .unwrap()
+                .iter()
+                .any(|r| r.starts_with("GET /v1/friend/accepts/"))
+        };
+
+        // While either call is on its way, the other session does not look its key up (the
+        // server's 404 would fence the key and the accept on its way would be refused).
+        assert_eq!(push.resolve_pending_accepts().await.unwrap(), 0);
+        drop(first);
+        assert_eq!(push.resolve_pending_accepts().await.unwrap(), 0);
+        assert!(!looked_up(), "{:?}", seen.lock().unwrap());
+        // Both ended without learning the outcome: now the next sync looks it up.
+        drop(second);
+        assert_eq!(push.resolve_pending_accepts().await.unwrap(), 1);
+        assert!(looked_up());
+    }
+
+    #[tokio::test]
     async fn an_accept_that_never_left_is_offline_and_leaves_nothing_pending() {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().unwrap();
@@ -293,7 +357,7 @@ mod tests {
             "never queued, nothing to look up later"
         );
         assert!(
-            e.inflight_accepts.lock().unwrap().is_empty(),
+            !IN_FLIGHT.lock().unwrap().keys().any(|(db, _)| db == &e.db),
             "the in-flight mark goes with the call"
         );
     }

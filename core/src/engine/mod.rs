@@ -17,8 +17,6 @@ use crate::secrets::SecretsProvider;
 use crate::session::{SessionConfig, SyncReport, SyncStatus};
 use crate::store::cache::{self, Applied};
 use crate::store::{Store, meta, outbox as rows};
-use friend_protocol::JobId;
-use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
@@ -57,7 +55,9 @@ pub(crate) struct Engine {
     foreground: Mutex<Option<JoinHandle<()>>>,
     sync_lock: tokio::sync::Mutex<()>,
     pub(crate) outbox_lock: tokio::sync::Mutex<()>,
-    inflight_accepts: Mutex<HashSet<JobId>>,
+    /// The database file, as the process-wide marks of accepts in flight name it (canonical, so
+    /// two sessions opened on one file by different paths share them).
+    db: std::path::PathBuf,
     page_limit: u32,
     inbox: Mutex<index::InboxCache>,
 }
@@ -74,7 +74,7 @@ impl Engine {
         let api = Api::new(&config.api, secrets)?;
         let path = config.db_path.clone();
         let check = cipher.clone();
-        let (store, recovery) = crate::store::blocking(move || {
+        let (store, recovery, db) = crate::store::blocking(move || {
             let (store, recovery) = Store::open_or_recover(&path)?;
             crate::store::purge_kept_aside(
                 &path,
@@ -95,7 +95,8 @@ impl Engine {
                 purge(tx)?;
                 Ok(())
             })?;
-            Ok((store, recovery))
+            let db = std::fs::canonicalize(&path).unwrap_or(path);
+            Ok((store, recovery, db))
         })
         .await?;
         let (shutdown, _) = watch::channel(false);
@@ -114,7 +115,7 @@ impl Engine {
             foreground: Mutex::new(None),
             sync_lock: tokio::sync::Mutex::new(()),
             outbox_lock: tokio::sync::Mutex::new(()),
-            inflight_accepts: Mutex::new(HashSet::new()),
+            db,
             page_limit: config
                 .sync_page_limit
                 .clamp(1, friend_protocol::MAX_PAGE_LIMIT),

@@ -70,6 +70,7 @@ impl Engine {
             let cipher = self.cipher.clone();
             let page_changes = page.changes.len() as u64;
             let starts_snapshot = page.reset && sent_cursor.is_none();
+            let index = self.guard_index();
             let (applied, finished_snapshot) = self
                 .store
                 .write_async(move |tx| {
@@ -101,14 +102,14 @@ impl Engine {
                 report.replaced_cache = true;
                 // A replaced cache changes everything the app shows.
                 let all_jobs = self.store.read_async(cache::jobs_ids).await?;
-                self.notify(&Applied {
+                index.notify(&Applied {
                     inbox_changed: true,
                     jobs_changed: all_jobs,
                     inbox_replaced: true,
                     ..Applied::default()
                 });
             } else {
-                self.notify(&applied);
+                index.notify(&applied);
             }
             let more = page.more;
             self.refresh_status(|s| {

@@ -130,6 +130,7 @@ impl Engine {
                             .ok()
                             .map(|r| r.job);
                         let cipher = self.cipher.clone();
+                        let index = self.guard_index();
                         let (server_id, applied) = self
                             .store
                             .write_async(move |tx| {
@@ -143,7 +144,7 @@ impl Engine {
                                 }
                             })
                             .await?;
-                        self.notify(&applied);
+                        index.notify(&applied);
                         if let Some(server_id) = server_id.filter(|j| *j != item.job_id) {
                             // A booking: the server named the job.
                             self.notify(&Applied {
