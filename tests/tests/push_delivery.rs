@@ -258,6 +258,82 @@ async fn retry_after_is_honoured() {
 }
 
 #[tokio::test]
+async fn a_throttled_iphone_waits_alone() {
+    let p = Pushing::start().await;
+    let s = &p.server;
+    let busy = s.friend(friend_at("Bea Busy", ZURICH)).await;
+    let calm = s.friend(friend_at("Cleo Calm", ZURICH)).await;
+    let customer = s.customer("C").await;
+    p.register(&busy, PushPlatform::Apns, &apns_token(21)).await;
+    p.register(&calm, PushPlatform::Apns, &apns_token(22)).await;
+    // Apple: too many pushes to this one device (no Retry-After, as Apple sends it).
+    p.apns
+        .always_reply_to(&apns_token(21), Reply::apns_error(429, "TooManyRequests"));
+
+    s.book(&customer, &booking_at(ZURICH)).await;
+    // The other iPhone's offer goes out; it is not held behind the busy one.
+    p.apns.wait_for_deliveries(1, WAIT).await.unwrap();
+    assert_eq!(p.apns.deliveries()[0].device_token, apns_token(22));
+    let backend = s.backend.clone();
+    wait_until("the 429 to be recorded", WAIT, || {
+        let backend = backend.clone();
+        async move { backend.push_counts().retried == 1 }
+    })
+    .await;
+    // A second booking's pushes go out at once too: no platform-wide pause.
+    s.book(&customer, &booking_at(ZURICH)).await;
+    p.apns.wait_for_deliveries(2, WAIT).await.unwrap();
+
+    // The busy device's pushes wait for their own back-off, then go once it accepts them.
+    p.apns.forget_token_rule(&apns_token(21));
+    s.clock.advance(chrono::Duration::seconds(5));
+    s.backend.kick_push();
+    p.apns.wait_for_deliveries(4, WAIT).await.unwrap();
+    p.drained().await;
+}
+
+#[tokio::test]
+async fn suspending_a_friend_withdraws_the_offers_still_queued_for_them() {
+    let p = Pushing::start().await;
+    let s = &p.server;
+    let friend = s.friend(friend_at("Sina Suspended", ZURICH)).await;
+    let customer = s.customer("C").await;
+    p.register(&friend, PushPlatform::Fcm, "fcm-suspended")
+        .await;
+    // FCM asks to wait: the offer stays queued (the server clock does not move).
+    p.fcm
+        .queue_reply(Reply::fcm_error(503, "UNAVAILABLE", None).with_retry_after(30));
+    s.book(&customer, &booking_at(ZURICH)).await;
+    let backend = s.backend.clone();
+    wait_until("the 503 to be recorded", WAIT, || {
+        let backend = backend.clone();
+        async move { backend.push_counts().retried == 1 }
+    })
+    .await;
+    assert_eq!(s.backend.push_queue().await.unwrap().0, 1);
+
+    let suspended = p
+        .http()
+        .post(
+            &format!("/v1/admin/friends/{}/suspend", friend.id),
+            s.backend.admin_token(),
+            None,
+            &serde_json::json!({ "reason": "documents expired" }),
+        )
+        .await;
+    assert_eq!(suspended.status, 200, "{}", suspended.text());
+    assert_eq!(s.backend.push_queue().await.unwrap().0, 0, "withdrawn");
+    s.clock.advance(chrono::Duration::seconds(31));
+    s.backend.kick_push();
+    p.drained().await;
+    assert_eq!(
+        p.fcm.delivery_count(),
+        0,
+        "no offer reached the suspended Friend"
+    );
+}
+
+#[tokio::test]
 async fn a_device_token_moves_and_is_replaced() {
     let p = Pushing::start().await;
     let s = &p.server;

@@ -13,7 +13,8 @@ use tokio::sync::Mutex;
 
 use super::jwt::{pem_decode, sign_es256};
 use super::{
-    Answer, Outcome, PushError, PushMessage, exchange, http_client, retry_after, short, token_tag,
+    Answer, Outcome, PushError, PushMessage, exchange, http_client, retry_after, retry_after_given,
+    short, token_tag,
 };
 use crate::clock::Clock;
 
@@ -169,7 +170,9 @@ impl ApnsClient {
                     tracing::error!(%reason, "APNs refused a fresh provider token");
                     Outcome::AuthFailed
                 }
-                (429 | 500 | 503, _) => Outcome::RetryAfter(retry_after(&headers, now)),
+                // Apple: "too many requests were made consecutively to the same device token".
+                (429, _) => Outcome::RetryDevice(retry_after_given(&headers, now)),
+                (500 | 502 | 503 | 504, _) => Outcome::RetryAfter(retry_after(&headers, now)),
                 _ => Outcome::Failed(short(&format!("{status} {reason}"))),
             };
             tracing::debug!(device = %token_tag(device_token), ?outcome, "apns send");

@@ -462,6 +462,10 @@ impl Dispatcher {
                 self.hold(push.platform, later(d));
                 Verdict::RetryAt(later(d))
             }
+            Ok(Outcome::RetryDevice(d)) => {
+                bump(&self.stats.retried);
+                Verdict::RetryAt(later(d.unwrap_or_else(|| backoff(push.attempts))))
+            }
             Ok(Outcome::AuthFailed) => {
                 tracing::error!(
                     platform = push.platform.as_str(),
@@ -477,7 +481,7 @@ impl Dispatcher {
                 Verdict::Done
             }
             Err(PushError::Transport(e)) => {
-                let backoff = Duration::from_secs(1u64 << push.attempts.min(16)).min(MAX_BACKOFF);
+                let backoff = backoff(push.attempts);
                 tracing::warn!(device = %tag, "push transport failure, retrying in {backoff:?}: {e}");
                 bump(&self.stats.retried);
                 Verdict::RetryAt(later(backoff))
@@ -489,6 +493,12 @@ impl Dispatcher {
             }
         }
     }
+}
+
+/// The pause before a push's next attempt after `attempts` failed ones: 1 s, doubling, at most
+/// [`MAX_BACKOFF`].
+fn backoff(attempts: u32) -> Duration {
+    Duration::from_secs(1u64 << attempts.min(16)).min(MAX_BACKOFF)
 }
 
 /// What happens to a push's queue row.

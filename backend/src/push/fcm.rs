@@ -292,9 +292,11 @@ fn classify(
         fcm_code
     };
     let outcome = match (status.as_u16(), code) {
-        (_, "UNREGISTERED") | (404, _) => Outcome::DeadToken,
+        // Only FCM's own word: a bare 404 (a wrong --fcm-url, a proxy's page) would otherwise
+        // forget every device it was asked about.
+        (_, "UNREGISTERED") => Outcome::DeadToken,
         (400, "INVALID_ARGUMENT") if token_field => Outcome::DeadToken,
-        (429 | 500 | 503, _) | (_, "UNAVAILABLE" | "INTERNAL" | "QUOTA_EXCEEDED") => {
+        (429 | 500 | 502 | 503 | 504, _) | (_, "UNAVAILABLE" | "INTERNAL" | "QUOTA_EXCEEDED") => {
             Outcome::RetryAfter(retry_after(headers, now))
         }
         // The token belongs to another sender: a configuration error a new access token cannot fix.

@@ -37,12 +37,17 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 pub enum Outcome {
     /// The gateway accepted it.
     Delivered,
-    /// The device token is no longer valid (FCM `UNREGISTERED`/404 or a token-level
-    /// `INVALID_ARGUMENT`; APNs 410 `Unregistered` or 400 `BadDeviceToken`): delete it.
+    /// The device token is no longer valid (FCM `UNREGISTERED` or a token-level
+    /// `INVALID_ARGUMENT`; APNs 410 `Unregistered` or 400 `BadDeviceToken`): delete it. A bare
+    /// 404 is not this: a wrong gateway URL answers it for every token.
     DeadToken,
-    /// The gateway is overloaded or failed transiently (429, 500, 503, `UNAVAILABLE`,
-    /// `INTERNAL`): try again after this long (its `Retry-After`, or [`DEFAULT_RETRY_AFTER`]).
+    /// The gateway is overloaded or failed transiently (429, 500, 502, 503, 504, `UNAVAILABLE`,
+    /// `INTERNAL`): this platform's pushes wait this long (its `Retry-After`, or
+    /// [`DEFAULT_RETRY_AFTER`]).
     RetryAfter(Duration),
+    /// Too many pushes to this one device (APNs 429 `TooManyRequests`): only this push waits —
+    /// its `Retry-After` if given, else a back-off growing with its attempts; the others go on.
+    RetryDevice(Option<Duration>),
     /// Our credential was refused, after one refresh and one retry: keep the push queued and
     /// alert an operator.
     AuthFailed,
@@ -169,13 +174,19 @@ pub(crate) async fn exchange(request: reqwest::RequestBuilder) -> Result<Answer,
 
 /// Reads a `Retry-After` header (delay-seconds or an HTTP date), capped at [`MAX_RETRY_AFTER`].
 pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap, now: DateTime<Utc>) -> Duration {
-    let Some(value) = headers
+    retry_after_given(headers, now).unwrap_or(DEFAULT_RETRY_AFTER)
+}
+
+/// The gateway's `Retry-After`, when it sent one (seconds or an HTTP date; at most
+/// [`MAX_RETRY_AFTER`]).
+pub(crate) fn retry_after_given(
+    headers: &reqwest::header::HeaderMap,
+    now: DateTime<Utc>,
+) -> Option<Duration> {
+    let value = headers
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-    else {
-        return DEFAULT_RETRY_AFTER;
-    };
+        .map(str::trim)?;
     let delay = if let Ok(secs) = value.parse::<u64>() {
         Duration::from_secs(secs)
     } else if let Ok(at) = DateTime::parse_from_rfc2822(value) {
@@ -183,9 +194,9 @@ pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap, now: DateTime<Ut
             .to_std()
             .unwrap_or(Duration::ZERO)
     } else {
-        DEFAULT_RETRY_AFTER
+        return None;
     };
-    delay.min(MAX_RETRY_AFTER)
+    Some(delay.min(MAX_RETRY_AFTER))
 }
 
 /// Trims a gateway's reason for [`Outcome::Failed`] and logs (never holds the device token,

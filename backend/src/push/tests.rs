@@ -196,6 +196,15 @@ async fn fcm_failures_map_to_outcomes() {
             Reply::fcm_error(503, "UNAVAILABLE", None),
             Outcome::RetryAfter(DEFAULT_RETRY_AFTER),
         ),
+        // A bare 404 (a wrong gateway URL, a proxy's page) says nothing about the device.
+        (
+            Reply::new(404, json!({"error": {"code": 404, "status": "NOT_FOUND"}})),
+            Outcome::Failed("404 Not Found NOT_FOUND".into()),
+        ),
+        (
+            Reply::new(502, json!({})),
+            Outcome::RetryAfter(DEFAULT_RETRY_AFTER),
+        ),
         (
             Reply::fcm_error(500, "INTERNAL", None).with_retry_after(12),
             Outcome::RetryAfter(Duration::from_secs(12)),
@@ -326,9 +335,18 @@ async fn apns_failures_map_to_outcomes() {
     let cases = vec![
         (Reply::apns_unregistered(), Outcome::DeadToken),
         (Reply::apns_error(400, "BadDeviceToken"), Outcome::DeadToken),
+        // Too many pushes to one device: that push waits, not the platform.
         (
             Reply::apns_error(429, "TooManyRequests").with_retry_after(5),
-            Outcome::RetryAfter(Duration::from_secs(5)),
+            Outcome::RetryDevice(Some(Duration::from_secs(5))),
+        ),
+        (
+            Reply::apns_error(429, "TooManyRequests"),
+            Outcome::RetryDevice(None),
+        ),
+        (
+            Reply::apns_error(502, ""),
+            Outcome::RetryAfter(DEFAULT_RETRY_AFTER),
         ),
         (
             Reply::apns_error(503, "ServiceUnavailable"),

@@ -214,6 +214,10 @@ async fn set_suspended(
             if !accounts::set_suspended(tx, id, suspend, now)? {
                 return Err(AppError::new(ErrorCode::NotFound, "no such Friend"));
             }
+            if suspend {
+                // "No offers from now on" includes those still waiting in the push queue.
+                crate::store::push::withdraw_offers_to(tx, id)?;
+            }
             record(
                 tx,
                 now,

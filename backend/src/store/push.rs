@@ -222,6 +222,19 @@ pub fn withdraw(tx: &Tx<'_>, collapse_key: &str) -> crate::sql::Result<usize> {
     )
 }
 
+/// Drops the offers still queued for `account`'s devices (a suspended Friend gets no more offers;
+/// pushes about jobs they hold stay); how many.
+pub fn withdraw_offers_to(tx: &Tx<'_>, account: AccountId) -> crate::sql::Result<usize> {
+    tx.exec(
+        "DELETE FROM push_queue WHERE collapse_key LIKE ?2
+         AND token IN (SELECT token FROM push_devices WHERE account_id = ?1)",
+        params![
+            account.to_string(),
+            format!("{}-%", friend_protocol::push::PushKind::Offer.as_str())
+        ],
+    )
+}
+
 /// A message as the queue keeps it (the collapse key and expiry are columns).
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Stored {
