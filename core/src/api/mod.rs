@@ -190,10 +190,7 @@ impl Api {
         }
         let resp = req.send().await.map_err(transport)?;
         let status = resp.status();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| CoreError::offline(format!("reading the answer: {e}"), true))?;
+        let bytes = read_bounded(resp).await?;
         self.bytes_received
             .fetch_add(bytes.len() as u64, Ordering::Relaxed);
         if status.is_success() {
@@ -302,6 +299,38 @@ fn percent_encode(s: &str) -> String {
     out
 }
 
+/// The largest answer read (a full sync page of 1,000 jobs is a few MB): a server that sends more —
+/// or a small body that inflates to more — is an invalid response, not the phone's memory.
+const MAX_ANSWER_BYTES: usize = 32 * 1024 * 1024;
+
+/// Reads an answer's body, decompressed, up to [`MAX_ANSWER_BYTES`].
+async fn read_bounded(mut resp: reqwest::Response) -> CoreResult<Vec<u8>> {
+    let too_large = || {
+        CoreError::InvalidResponse(format!(
+            "the answer is larger than {} MiB",
+            MAX_ANSWER_BYTES >> 20
+        ))
+    };
+    if resp
+        .content_length()
+        .is_some_and(|n| n > MAX_ANSWER_BYTES as u64)
+    {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| CoreError::offline(format!("reading the answer: {e}"), true))?
+    {
+        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 /// How long an idle pooled connection is kept (see [`Api::new`]'s client).
 const POOL_IDLE: Duration = Duration::from_secs(20);
 
@@ -364,6 +393,16 @@ mod tests {
             &ApiConfig::new(url),
             Arc::new(StaticSecrets::new("t", [0; 32])),
         )
+    }
+
+    #[tokio::test]
+    async fn an_answer_over_the_bound_is_an_invalid_response() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let big = format!("{{\"pad\":\"{}\"}}", "x".repeat(MAX_ANSWER_BYTES));
+        let (url, _) = crate::testing::fake_backend(move |_, _| ("200 OK", big.clone())).await;
+        let e = api(&url).unwrap().catalog().await.unwrap_err();
+        assert!(matches!(e, CoreError::InvalidResponse(_)), "{e:?}");
+        assert!(e.to_string().contains("larger than 32 MiB"), "{e}");
     }
 
     #[test]
