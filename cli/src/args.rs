@@ -100,12 +100,16 @@ FRIEND_ADMIN_TOKEN there and here).")]
 /// `friendctl admin`.
 #[derive(Debug, Args)]
 pub struct AdminArgs {
-    /// The backend's base URL.
+    /// The backend's base URL (plain http only to loopback).
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub url: String,
     /// The admin token.
     #[arg(long, env = "FRIEND_ADMIN_TOKEN", hide_env_values = true)]
     pub token: String,
+    /// Give up when the backend has not answered within this many seconds (1–3,600; default 15,
+    /// as the device commands); exit code 3, as for a backend that cannot be reached.
+    #[arg(long, value_parser = count::<u64>(1, 3_600))]
+    pub timeout: Option<u64>,
     /// What to do.
     #[command(subcommand)]
     pub command: AdminCommand,
