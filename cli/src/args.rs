@@ -181,6 +181,10 @@ pub struct ServeArgs {
 /// The longest slot a booking may ask for, as the backend checks it.
 const MAX_SLOT_HOURS: u64 = friend_protocol::validate::MAX_SLOT_HOURS.unsigned_abs();
 
+/// The longest `customer watch --timeout` (30 days). Bounded so the deadline (now + timeout)
+/// cannot overflow: a huge value used to panic.
+const MAX_WATCH_SECS: u64 = 30 * 24 * 3_600;
+
 /// A whole number from `min` to `max`, refused with clap's usage error (exit 2) otherwise.
 fn count<T>(min: u64, max: u64) -> clap::builder::RangedU64ValueParser<T>
 where
@@ -494,8 +498,8 @@ Examples:
         /// The job id.
         #[arg(value_parser = parse_job)]
         job: JobId,
-        /// Give up after this many seconds (exit code 8).
-        #[arg(long)]
+        /// Give up after this many seconds (0–2,592,000, i.e. at most 30 days; exit code 8).
+        #[arg(long, value_parser = count::<u64>(0, MAX_WATCH_SECS))]
         timeout: Option<u64>,
     },
     /// The job's negotiation as this device knows it.

@@ -249,6 +249,21 @@ fn out_of_range_numbers_are_usage_errors() {
         &["simulate", "--instances", "17"],
         &["customer", "book", "--slot-hours", "13"],
         &["customer", "book", "--slot-hours", "0"],
+        // The deadline is now + timeout: a huge one used to panic (instant overflow).
+        &[
+            "customer",
+            "watch",
+            "0b7f3c1e-3c59-4a55-9d3e-8d4c7c0e1a2b",
+            "--timeout",
+            "18446744073709551615",
+        ],
+        &[
+            "customer",
+            "watch",
+            "0b7f3c1e-3c59-4a55-9d3e-8d4c7c0e1a2b",
+            "--timeout",
+            "2592001",
+        ],
     ] {
         let out = Command::new(BIN).args(args).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
