@@ -791,7 +791,10 @@ pub fn parse_job(s: &str) -> Result<JobId, String> {
         .map_err(|e| format!("not a job id ({e}): {s:?}"))
 }
 
-/// Parses an amount in francs ("89", "89.5", "-12.50") into Rappen.
+/// Parses an amount in francs ("89", "89.5", "-12.50") into Rappen: ASCII digits, at most two
+/// after the point, and one optional leading `-` (a discount's unit price; whether the sign suits
+/// the item's kind is the quote rules' call, `friend_protocol::quote::validate_quote`). Nothing
+/// else: no `+`, no second sign.
 pub fn parse_chf(s: &str) -> Result<Money, String> {
     let s = s.trim();
     let (negative, digits) = match s.strip_prefix('-') {
@@ -799,12 +802,13 @@ pub fn parse_chf(s: &str) -> Result<Money, String> {
         None => (false, s),
     };
     let (whole, frac) = digits.split_once('.').unwrap_or((digits, ""));
-    if whole.is_empty() || frac.len() > 2 || !frac.chars().all(|c| c.is_ascii_digit()) {
+    let ascii_digits = |part: &str| part.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty() || !ascii_digits(whole) || frac.len() > 2 || !ascii_digits(frac) {
         return Err(format!("not an amount in francs: {s:?}"));
     }
     let whole: i64 = whole
         .parse()
-        .map_err(|_| format!("not an amount in francs: {s:?}"))?;
+        .map_err(|_| format!("amount too large: {s:?}"))?;
     let frac: i64 = format!("{frac:0<2}")
         .parse()
         .map_err(|_| format!("not an amount in francs: {s:?}"))?;
@@ -929,6 +933,24 @@ mod tests {
         assert_eq!(parse_chf("-5").unwrap(), Money::chf(-500));
         assert_eq!(parse_chf("89.05").unwrap(), Money::chf(8905));
         assert!(parse_chf("1.234").is_err());
+        assert_eq!(parse_chf("0.5").unwrap(), Money::chf(50));
+        assert!(parse_chf("99999999999999999999").is_err());
+    }
+
+    /// Only digits after one optional '-': "--12.50" used to parse as +11.50 (the whole part
+    /// "-12" parsed as a number, then negated again) and "+5" as 5.
+    #[test]
+    fn an_amount_has_at_most_one_minus_and_no_plus() {
+        for bad in [
+            "--12.50", "--12", "-+5", "+5", "+5.00", "+-5", "- 5", "5-", "1_000", "1e3", "−5",
+        ] {
+            let e = parse_chf(bad).expect_err(bad);
+            assert!(e.contains("not an amount in francs"), "{bad}: {e}");
+        }
+        let e = parse_item("discount:1:--12.50:x").expect_err("a double minus");
+        assert!(e.contains("not an amount in francs"), "{e}");
+        let discount = parse_item("discount:1:-12.50:loyal customer").unwrap();
+        assert_eq!(discount.unit_price, Money::chf(-1250));
         assert!(parse_item("gift:1:1:x").is_err());
         assert!(parse_point("47.37,8.54").is_ok());
         assert!(parse_point("95,8").is_err());
