@@ -4,6 +4,7 @@
 // android/jvm-tests compile and test this very file.
 package ch.friendcore
 
+import kotlinx.coroutines.channels.Channel
 import kotlinx.coroutines.channels.awaitClose
 import kotlinx.coroutines.flow.Flow
 import kotlinx.coroutines.flow.buffer
@@ -40,17 +41,20 @@ private fun FriendSession.inboxSignals(initial: Boolean): Flow<Unit> = callbackF
 }.conflate()
 
 /**
- * Ids of the account's jobs that changed, for as long as it is collected (buffered: no id is
- * dropped). For either role: `friend.session().jobChanges()`, `customer.session().jobChanges()`.
+ * Ids of the account's jobs that changed, for as long as it is collected. The buffer is unbounded,
+ * so no id is dropped however many arrive before the collector takes them — a snapshot announces
+ * every cached job at once, a delta page each job it changed (an id is a short string). For either
+ * role: `friend.session().jobChanges()`, `customer.session().jobChanges()`.
  */
 fun Session.jobChanges(): Flow<String> = callbackFlow {
     val subscription = subscribeJobs(object : JobListener {
         override fun onJobChanged(jobId: String) {
+            // Cannot fail while collected (unbounded); after the collector stopped, nobody wants it.
             trySend(jobId)
         }
     })
     awaitClose { subscription.cancel(); subscription.close() }
-}.buffer(capacity = 256)
+}.buffer(Channel.UNLIMITED)
 
 /**
  * The sync status now and after every change, conflated to the latest, for either role. Fails with

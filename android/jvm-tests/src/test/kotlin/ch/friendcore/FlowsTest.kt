@@ -1,6 +1,7 @@
 // Tests of the thin Flow layer (android/src/main/kotlin/ch/friendcore/Flows.kt) on the host JVM.
 package ch.friendcore
 
+import kotlinx.coroutines.CompletableDeferred
 import kotlinx.coroutines.CoroutineStart
 import kotlinx.coroutines.Dispatchers
 import kotlinx.coroutines.cancelAndJoin
@@ -9,6 +10,7 @@ import kotlinx.coroutines.flow.first
 import kotlinx.coroutines.launch
 import kotlinx.coroutines.runBlocking
 import kotlinx.coroutines.withTimeout
+import kotlinx.coroutines.withTimeoutOrNull
 import org.junit.jupiter.api.Assertions.assertEquals
 import org.junit.jupiter.api.Assertions.assertTrue
 import org.junit.jupiter.api.Test
@@ -44,4 +46,42 @@ class FlowsTest {
             dir.toFile().deleteRecursively()
         }
     }
+
+    @Test
+    fun `jobChanges drops no id when a sync changes more jobs than the collector has taken`(): Unit =
+        runBlocking {
+            TestBackend().use { backend ->
+                val heidi = backend.createCustomer("Heidi")
+                val first = backend.book(heidi, Places.OERLIKON)
+                val dir = tempDir()
+                openCustomer(backend, heidi, dir.resolve("heidi.db")).use { customer ->
+                    val session = customer.session()
+                    val received = Channel<String>(Channel.UNLIMITED)
+                    val gate = CompletableDeferred<Unit>()
+                    // Takes one id, then waits for the gate: what arrives meanwhile stays in the
+                    // flow's own buffer, the one under test.
+                    val collector = launch(Dispatchers.Unconfined, start = CoroutineStart.UNDISPATCHED) {
+                        session.jobChanges().collect { id ->
+                            received.send(id)
+                            gate.await()
+                        }
+                    }
+                    // The snapshot announces the one job: the listener is registered.
+                    session.syncOnce()
+                    assertEquals(first, withTimeout(5_000) { received.receive() })
+
+                    // One delta page (the core asks for up to 500 changes) changes 300 jobs: 300
+                    // callbacks in a row while the collector is held.
+                    val booked = List(300) { backend.book(heidi, Places.OERLIKON) }.toSet()
+                    session.syncOnce()
+                    gate.complete(Unit)
+                    val ids = mutableSetOf<String>()
+                    withTimeoutOrNull(10_000) { while (ids.size < booked.size) ids.add(received.receive()) }
+                    assertEquals(booked.size, ids.size, "ids delivered of ${booked.size}")
+                    assertEquals(booked, ids)
+                    collector.cancelAndJoin()
+                }
+                dir.toFile().deleteRecursively()
+            }
+        }
 }
