@@ -76,53 +76,52 @@ impl GeoPoint {
         )
     }
 
-    /// The approximate location shown to Friends before they win a job: the centre of a coarse
-    /// grid cell (~2.2 km), moved 1.1 km along the meridian when the true point lies within 500 m of
-    /// that centre. It is a pure function of the point, so repeated views cannot be averaged out, and
-    /// always lies between [`APPROX_MIN_OFFSET_M`] and [`APPROX_MAX_OFFSET_M`] from the true point.
+    /// The approximate location shown to Friends before they win a job: the centre of the coarse
+    /// grid cell (~2.2 km) the point lies in — or, when the point lies within 500 m of that centre,
+    /// the centre of the cell to the north (to the south in the last row). Always a cell centre, so
+    /// the published point does not tell which case it is (a point moved half a cell, as before,
+    /// sat on a cell edge and gave away that the true point was within 500 m of the centre below).
+    /// A pure function of the point, so repeated views cannot be averaged out; always between
+    /// [`APPROX_MIN_OFFSET_M`] and [`APPROX_MAX_OFFSET_M`] from the true point.
     pub fn approximate(&self) -> GeoPoint {
-        const CELL_DEG: f64 = 0.02;
-        let row = (self.lat.min(89.999_999) / CELL_DEG).floor();
-        let center_lat = ((row + 0.5) * CELL_DEG).clamp(-90.0, 90.0);
-        // Longitude cells widen towards the poles so cells stay ~square in metres.
-        let cos = center_lat.to_radians().cos().max(0.01);
-        let lon_cell = (CELL_DEG / cos).min(360.0);
-        let col = ((self.lon + 180.0) / lon_cell).floor();
-        let center_lon = normalize_lon(-180.0 + (col + 0.5) * lon_cell);
-        let center = GeoPoint {
-            lat: center_lat,
-            lon: center_lon,
-        };
+        let center = cell_center(self.lat, self.lon);
         if self.distance_m(&center) >= APPROX_MIN_OFFSET_M {
             return center;
         }
-        let shift = 0.01; // ≈ 1.1 km of latitude
-        let lat = if center_lat + shift <= 90.0 {
-            center_lat + shift
+        let lat = if self.lat + CELL_DEG < 90.0 {
+            self.lat + CELL_DEG
         } else {
-            center_lat - shift
+            self.lat - CELL_DEG
         };
-        GeoPoint {
-            lat,
-            lon: center_lon,
-        }
+        cell_center(lat, self.lon)
+    }
+}
+
+/// The approximate location's grid: rows of this many degrees of latitude.
+const CELL_DEG: f64 = 0.02;
+
+/// The centre of the grid cell containing (`lat`, `lon`). Longitude cells widen towards the poles
+/// so cells stay ~square in metres.
+fn cell_center(lat: f64, lon: f64) -> GeoPoint {
+    let row = (lat.min(89.999_999) / CELL_DEG).floor();
+    let center_lat = ((row + 0.5) * CELL_DEG).clamp(-90.0, 90.0);
+    let cos = center_lat.to_radians().cos().max(0.01);
+    let lon_cell = (CELL_DEG / cos).min(360.0);
+    let col = ((lon + 180.0) / lon_cell).floor();
+    // The last column ends at the antimeridian, narrower than the others: its centre is its middle.
+    let west = -180.0 + col * lon_cell;
+    let east = (west + lon_cell).min(180.0);
+    GeoPoint {
+        lat: center_lat,
+        lon: (west + east) / 2.0,
     }
 }
 
 /// The approximate location is never closer than this to the true point.
 pub const APPROX_MIN_OFFSET_M: f64 = 500.0;
-/// The approximate location is never farther than this from the true point.
-pub const APPROX_MAX_OFFSET_M: f64 = 2_000.0;
-
-fn normalize_lon(lon: f64) -> f64 {
-    if lon > 180.0 {
-        lon - 360.0
-    } else if lon < -180.0 {
-        lon + 360.0
-    } else {
-        lon
-    }
-}
+/// The approximate location is never farther than this from the true point (a neighbouring cell's
+/// centre: up to ~2.7 km north and ~1.6 km east or west).
+pub const APPROX_MAX_OFFSET_M: f64 = 3_200.0;
 
 /// A latitude/longitude box that contains every point within a radius of a centre, for an indexed
 /// SQL prefilter. The exact distance is then checked in Rust.
@@ -229,6 +228,16 @@ mod tests {
         assert!(b.contains(&p(89.95, 179.0)));
     }
 
+    fn normalize_lon(lon: f64) -> f64 {
+        if lon > 180.0 {
+            lon - 360.0
+        } else if lon < -180.0 {
+            lon + 360.0
+        } else {
+            lon
+        }
+    }
+
     fn any_point() -> impl Strategy<Value = GeoPoint> {
         (-90.0f64..=90.0, -180.0f64..=180.0).prop_map(|(lat, lon)| p(lat, lon))
     }
@@ -242,6 +251,10 @@ mod tests {
             prop_assert!(d <= APPROX_MAX_OFFSET_M, "too far: {d} m for {pt:?} -> {a:?}");
             prop_assert_eq!(a, pt.approximate());
             prop_assert!(GeoPoint::new(a.lat(), a.lon()).is_ok());
+            // Always a cell's centre: its form does not tell whether the point was moved.
+            let c = cell_center(a.lat(), a.lon());
+            prop_assert!((c.lat() - a.lat()).abs() < 1e-9 && (c.lon() - a.lon()).abs() < 1e-9,
+                "{a:?} is not the centre of its cell {c:?}");
         }
 
         #[test]
