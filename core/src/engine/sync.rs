@@ -43,8 +43,15 @@ impl Engine {
                 .await
             {
                 Ok(p) => p,
-                Err(e) if e.server_code() == Some(ErrorCode::CursorTooOld) && resets == 0 => {
-                    // The server no longer serves our cursor: start a snapshot that will replace the cache.
+                Err(e)
+                    if matches!(
+                        e.server_code(),
+                        Some(ErrorCode::CursorTooOld | ErrorCode::InvalidCursor)
+                    ) && resets == 0 =>
+                {
+                    // The server no longer serves our cursor (too old, or one it does not read —
+                    // a rollback to a build with another cursor format): start a snapshot that
+                    // will replace the cache, instead of sending the same cursor for ever.
                     resets += 1;
                     self.store
                         .write_async(|tx| {
@@ -127,5 +134,51 @@ impl Engine {
                 return Ok(report);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secrets::StaticSecrets;
+    use crate::session::SessionConfig;
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn a_cursor_the_server_cannot_read_starts_a_snapshot() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let (url, seen) = crate::testing::fake_backend(|_, path| {
+            if path.contains("cursor=from-another-build") {
+                let refused = r#"{"code":"invalid_cursor","message":"malformed cursor"}"#;
+                return ("400 Bad Request", refused.into());
+            }
+            let page = r#"{"server_time":"2030-01-01T00:00:00Z","cursor":"c-new","more":false,"reset":true,"changes":[]}"#;
+            ("200 OK", page.into())
+        })
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let secrets = Arc::new(StaticSecrets::new("dev-friend-x", [8u8; 32]));
+        let e = Engine::open(SessionConfig::new(dir.path().join("a.db"), url), secrets)
+            .await
+            .unwrap();
+        e.shutdown_timer_for_test();
+        e.store
+            .write_async(|tx| meta::set_text(tx, meta::CURSOR, "from-another-build"))
+            .await
+            .unwrap();
+
+        let report = e.sync_pages(0).await.unwrap();
+        assert!(report.replaced_cache, "{report:?}");
+        let cursor = e
+            .store
+            .read_async(|c| meta::get_text(c, meta::CURSOR))
+            .await
+            .unwrap();
+        assert_eq!(cursor.as_deref(), Some("c-new"));
+        // Once refused, then a snapshot (no cursor): not the same cursor again and again.
+        let sent: Vec<_> = seen.lock().unwrap().clone();
+        let syncs: Vec<_> = sent.iter().filter(|r| r.contains("/v1/sync")).collect();
+        assert_eq!(syncs.len(), 2, "{sent:?}");
+        assert!(!syncs[1].contains("cursor="), "{sent:?}");
     }
 }
