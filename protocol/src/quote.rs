@@ -236,10 +236,12 @@ pub enum QuoteError {
     /// The total is below zero.
     #[error("the total must not be negative")]
     NegativeTotal,
-    /// The total is zero: a Friend who could not help checks out as unsuccessful instead, so no
-    /// CHF 0 completion (and payout) is ever signed.
+    /// The total is zero, or less than the smallest coin (CHF 0.05), which paid in cash rounds to
+    /// zero: a Friend who could not help checks out as unsuccessful instead, so no CHF 0
+    /// completion (and payout) is ever signed.
     #[error(
-        "the total must be above zero: check out as unsuccessful when there is nothing to charge"
+        "the total must be at least the smallest coin: check out as unsuccessful when there is \
+         nothing to charge"
     )]
     ZeroTotal,
     /// The total is not the sum of the items.
@@ -431,7 +433,7 @@ pub fn validate_quote(
         });
     }
     check_total_bounds(quote.total, policy)?;
-    if quote.total.minor == 0 {
+    if quote.total.minor < quote.total.currency.cash_step() {
         return Err(QuoteError::ZeroTotal);
     }
 
@@ -670,6 +672,20 @@ pub(crate) mod tests {
         .unwrap();
         assert_eq!(check(&q), Err(QuoteError::ZeroTotal));
         assert_eq!(QuoteError::ZeroTotal.code(), "zero_total");
+        // CHF 0.02 paid in cash rounds to CHF 0.00: refused like zero; CHF 0.05 is a coin.
+        for (minor, refused) in [(2, true), (4, true), (5, false)] {
+            let q = Quote::new(
+                job(),
+                1,
+                vec![
+                    item(LineItemKind::Service, "Router setup", 1, 100 + minor),
+                    item(LineItemKind::Discount, "Almost free", 1, -100),
+                ],
+                None,
+            )
+            .unwrap();
+            assert_eq!(check(&q) == Err(QuoteError::ZeroTotal), refused, "{minor}");
+        }
 
         let q = Quote::new(
             job(),
