@@ -172,3 +172,39 @@ async fn keys_are_kept_for_thirty_days_then_forgotten() {
     let forgotten = lookup(tb, anna, &key).await;
     assert_eq!(forgotten.status, 404, "{}", forgotten.text());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_won_accept_replayed_after_the_job_left_the_friend_carries_no_personal_data() {
+    // Anna won with the key `accept`.
+    let s = Scenario::new().accepted().await;
+    let (tb, anna, job) = (&s.tb, &s.friend, s.job());
+    let won = |r: Reply| match r.json() {
+        AcceptOutcome::Won { job } => Some(job),
+        _ => None,
+    };
+    // While she holds it, a replay and a lookup answer the win with the job as it is now.
+    let replay = won(tb.http().accept(anna, job, "accept").await).expect("won");
+    assert!(replay.address.is_some(), "the holder sees the address");
+    assert!(won(lookup(tb, anna, "accept").await).is_some());
+
+    // She gives it back. The stored answer (with the address and the contact) is not handed out
+    // again: the job is open for others now, and to her it is taken.
+    let released = tb
+        .http()
+        .post(
+            &friend_tests::scenario::friend_path(job, "release"),
+            &anna.token,
+            None,
+            &serde_json::json!({ "reason": "cannot_come" }),
+        )
+        .await;
+    assert_eq!(released.status, 200, "{}", released.text());
+    for r in [
+        tb.http().accept(anna, job, "accept").await,
+        lookup(tb, anna, "accept").await,
+    ] {
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(!r.text().contains("Geheimweg"), "{}", r.text());
+        assert_eq!(r.json::<AcceptOutcome>(), AcceptOutcome::Taken);
+    }
+}

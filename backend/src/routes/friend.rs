@@ -84,8 +84,37 @@ pub async fn accept(
     // Counted when decided, not when replayed from the stored outcome.
     if decided {
         state.metrics.accept(outcome.as_str());
+        return Ok(Json(outcome));
     }
-    Ok(Json(outcome))
+    Ok(Json(as_seen_now(&state, me, outcome).await?))
+}
+
+/// A stored accept outcome as the caller may see it now. A win is answered with the job's
+/// current details while the caller holds it; once they no longer do (released, the moved visit
+/// declined, given to another Friend) with what the job is to them now — cancelled, expired or
+/// taken — never with the customer's address and contact from the stored answer (SPEC §8: full
+/// details only for the Friend the job is assigned to). Other outcomes are answered as stored.
+async fn as_seen_now(
+    state: &AppState,
+    me: AccountId,
+    outcome: AcceptOutcome,
+) -> Result<AcceptOutcome, AppError> {
+    let AcceptOutcome::Won { job } = outcome else {
+        return Ok(outcome);
+    };
+    let id = job.id;
+    let now = state
+        .db
+        .read(move |tx| jobs::get(tx, id).map_err(AppError::from))
+        .await?;
+    Ok(match now {
+        Some(job) if job.friend_id() == Some(me) => AcceptOutcome::Won {
+            job: Box::new(job.details()),
+        },
+        Some(job) if job.state == friend_protocol::JobState::Cancelled => AcceptOutcome::Cancelled,
+        Some(job) if job.state == friend_protocol::JobState::Expired => AcceptOutcome::Expired,
+        _ => AcceptOutcome::Taken,
+    })
 }
 
 /// The outcome of an earlier accept, by its `Idempotency-Key`, without side effects on the job: how
@@ -93,7 +122,9 @@ pub async fn accept(
 /// without accepting again. The answer is final: a lookup that finds nothing fences the key in
 /// the same serial order as the writes, so an accept with it still on its way can no longer apply
 /// (it is refused with `idempotency_key_reused`); 404 means no accept with this key was or will
-/// ever be applied.
+/// ever be applied. A win is answered with the job as it is now: its details while the caller
+/// holds it, else `cancelled`, `expired` or `taken` (never the customer's address to a former
+/// holder).
 #[utoipa::path(get, path = "/v1/friend/accepts/{key}", tag = "friend", security(("friend" = [])),
     params(("key" = String, Path, description = "The Idempotency-Key the accept was sent with",
         min_length = 1, max_length = 128, pattern = r"^[!-~]([\t -~]*[!-~])?$")),
@@ -146,7 +177,9 @@ pub async fn accept_outcome(
         }
     };
     match recorded {
-        Recorded::Answer(body) => Ok(Json(serde_json::from_str(&body)?)),
+        Recorded::Answer(body) => Ok(Json(
+            as_seen_now(&state, me, serde_json::from_str(&body)?).await?,
+        )),
         Recorded::Fenced => Err(never()),
     }
 }
