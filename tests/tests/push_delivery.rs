@@ -334,6 +334,54 @@ async fn suspending_a_friend_withdraws_the_offers_still_queued_for_them() {
 }
 
 #[tokio::test]
+async fn a_new_qualification_withdraws_only_the_queued_offers_it_no_longer_allows() {
+    let p = Pushing::start().await;
+    let s = &p.server;
+    let friend = s.friend(friend_at("Tara Requalified", ZURICH)).await;
+    let customer = s.customer("C").await;
+    p.register(&friend, PushPlatform::Fcm, "fcm-requalified")
+        .await;
+    // FCM keeps asking to wait for this device: its offers stay queued.
+    p.fcm.always_reply_to(
+        "fcm-requalified",
+        Reply::fcm_error(503, "UNAVAILABLE", None).with_retry_after(60),
+    );
+    let network = s.book(&customer, &booking_at(ZURICH)).await;
+    let mut tv = booking_at(ZURICH);
+    tv.service_id = "tv.setup".into();
+    let tv = s.book(&customer, &tv).await;
+    let backend = s.backend.clone();
+    // The first answer holds the gateway for 60 s (server clock, which does not move here).
+    wait_until("the 503 to be recorded", WAIT, || {
+        let backend = backend.clone();
+        async move { backend.push_counts().retried == 1 }
+    })
+    .await;
+    assert_eq!(s.backend.push_queue().await.unwrap().0, 2);
+
+    // TV only from now on: the network offer goes, the TV offer stays.
+    let updated = p
+        .http()
+        .post(
+            &format!("/v1/admin/friends/{}/profile", friend.id),
+            s.backend.admin_token(),
+            None,
+            &serde_json::json!({ "categories": ["tv"] }),
+        )
+        .await;
+    assert_eq!(updated.status, 200, "{}", updated.text());
+    assert_eq!(s.backend.push_queue().await.unwrap().0, 1);
+    p.fcm.forget_token_rule("fcm-requalified");
+    s.clock.advance(chrono::Duration::seconds(61));
+    s.backend.kick_push();
+    p.fcm.wait_for_deliveries(1, WAIT).await.unwrap();
+    p.drained().await;
+    let sent = p.fcm.deliveries();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].data["job_id"], tv.id.to_string(), "{network:?}");
+}
+
+#[tokio::test]
 async fn a_device_token_moves_and_is_replaced() {
     let p = Pushing::start().await;
     let s = &p.server;

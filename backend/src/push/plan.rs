@@ -24,6 +24,34 @@ use friend_protocol::lifecycle::{Actor, Event};
 use friend_protocol::push::PushKind;
 use friend_protocol::{AccountId, JobState, Party, Place, eligibility};
 
+/// After `friend`'s profile changed (suspended, qualifications, travel radius): the offers still
+/// queued for their devices that the new profile no longer allows are withdrawn, the others stay
+/// (the same rule as when they were queued, [`eligibility::check`]); how many rows went.
+pub fn refit_offers(
+    tx: &Tx<'_>,
+    friend: &friend_protocol::FriendProfile,
+) -> crate::sql::Result<usize> {
+    let keys = queue::queued_offers_to(tx, friend.id)?;
+    let prefix = format!("{}-", PushKind::Offer.as_str());
+    let ids: Vec<_> = keys
+        .iter()
+        .filter_map(|k| k.strip_prefix(&prefix)?.parse().ok())
+        .collect();
+    let jobs = jobs::get_many(tx, &ids)?;
+    let mut withdrawn = 0;
+    for key in &keys {
+        let fits = key
+            .strip_prefix(&prefix)
+            .and_then(|id| id.parse().ok())
+            .and_then(|id| jobs.get(&id))
+            .is_some_and(|job| eligibility::check(friend, &job.reach()).is_ok());
+        if !fits {
+            withdrawn += queue::withdraw_from(tx, friend.id, key)?;
+        }
+    }
+    Ok(withdrawn)
+}
+
 /// What a change tells whom; chosen where the change is made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum News {

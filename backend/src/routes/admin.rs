@@ -214,10 +214,7 @@ async fn set_suspended(
             if !accounts::set_suspended(tx, id, suspend, now)? {
                 return Err(AppError::new(ErrorCode::NotFound, "no such Friend"));
             }
-            if suspend {
-                // "No offers from now on" includes those still waiting in the push queue.
-                crate::store::push::withdraw_offers_to(tx, id)?;
-            }
+
             record(
                 tx,
                 now,
@@ -225,8 +222,11 @@ async fn set_suspended(
                 id,
                 reason.clone().unwrap_or_default(),
             )?;
-            accounts::friend(tx, id)?
-                .ok_or_else(|| AppError::new(ErrorCode::NotFound, "no such Friend"))
+            let profile = accounts::friend(tx, id)?
+                .ok_or_else(|| AppError::new(ErrorCode::NotFound, "no such Friend"))?;
+            // "No offers from now on" includes those still waiting in the push queue.
+            crate::push::plan::refit_offers(tx, &profile)?;
+            Ok(profile)
         })
         .await
         .inspect(|_| profile_changed(state, id))
@@ -335,6 +335,8 @@ pub async fn update_friend(
                 tier: next.tier,
             })?;
             accounts::update_friend(tx, &next)?;
+            // Offers queued under the old profile that the new one does not allow are not sent.
+            crate::push::plan::refit_offers(tx, &next)?;
             record(
                 tx,
                 now,

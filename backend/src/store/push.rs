@@ -222,16 +222,29 @@ pub fn withdraw(tx: &Tx<'_>, collapse_key: &str) -> crate::sql::Result<usize> {
     )
 }
 
-/// Drops the offers still queued for `account`'s devices (a suspended Friend gets no more offers;
-/// pushes about jobs they hold stay); how many.
-pub fn withdraw_offers_to(tx: &Tx<'_>, account: AccountId) -> crate::sql::Result<usize> {
-    tx.exec(
-        "DELETE FROM push_queue WHERE collapse_key LIKE ?2
+/// The collapse keys of the offers still queued for `account`'s devices.
+pub fn queued_offers_to(tx: &Tx<'_>, account: AccountId) -> crate::sql::Result<Vec<String>> {
+    tx.rows(
+        "SELECT DISTINCT collapse_key FROM push_queue WHERE collapse_key LIKE ?2
          AND token IN (SELECT token FROM push_devices WHERE account_id = ?1)",
         params![
             account.to_string(),
             format!("{}-%", friend_protocol::push::PushKind::Offer.as_str())
         ],
+        |r| r.get(0),
+    )
+}
+
+/// Drops what is queued under `collapse_key` for `account`'s devices; how many.
+pub fn withdraw_from(
+    tx: &Tx<'_>,
+    account: AccountId,
+    collapse_key: &str,
+) -> crate::sql::Result<usize> {
+    tx.exec(
+        "DELETE FROM push_queue WHERE collapse_key = ?2
+         AND token IN (SELECT token FROM push_devices WHERE account_id = ?1)",
+        params![account.to_string(), collapse_key],
     )
 }
 
