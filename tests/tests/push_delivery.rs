@@ -49,6 +49,25 @@ impl Pushing {
         r.json::<PushDevices>().devices
     }
 
+    /// Waits until the dispatcher recorded `n` retries (a gateway's answer asking to wait).
+    async fn retried(&self, n: u64, what: &str) {
+        let backend = self.server.backend.clone();
+        wait_until(what, WAIT, || {
+            let backend = backend.clone();
+            async move { backend.push_counts().retried == n }
+        })
+        .await;
+    }
+
+    /// The admin posts `body` to `path`; the answer must be 200.
+    async fn admin(&self, path: &str, body: serde_json::Value) {
+        let r = self
+            .http()
+            .post(path, self.server.backend.admin_token(), None, &body)
+            .await;
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+    }
+
     /// Waits until the push queue is empty: every push queued so far has been answered by a
     /// gateway (a push leaves the queue only then), so the fakes' records are final for it.
     async fn drained(&self) {
@@ -238,12 +257,7 @@ async fn retry_after_is_honoured() {
     );
 
     s.book(&customer, &booking_at(ZURICH)).await;
-    let backend = s.backend.clone();
-    wait_until("the 429 to be recorded", WAIT, || {
-        let backend = backend.clone();
-        async move { backend.push_counts().retried == 1 }
-    })
-    .await;
+    p.retried(1, "the 429 to be recorded").await;
     // The server clock has not moved: the push waits for its Retry-After.
     assert_eq!(s.backend.push_queue().await.unwrap().0, 1);
     assert_eq!(p.fcm.request_count(), 1);
@@ -274,12 +288,7 @@ async fn a_throttled_iphone_waits_alone() {
     // The other iPhone's offer goes out; it is not held behind the busy one.
     p.apns.wait_for_deliveries(1, WAIT).await.unwrap();
     assert_eq!(p.apns.deliveries()[0].device_token, apns_token(22));
-    let backend = s.backend.clone();
-    wait_until("the 429 to be recorded", WAIT, || {
-        let backend = backend.clone();
-        async move { backend.push_counts().retried == 1 }
-    })
-    .await;
+    p.retried(1, "the 429 to be recorded").await;
     // A second booking's pushes go out at once too: no platform-wide pause.
     s.book(&customer, &booking_at(ZURICH)).await;
     p.apns.wait_for_deliveries(2, WAIT).await.unwrap();
@@ -304,24 +313,14 @@ async fn suspending_a_friend_withdraws_the_offers_still_queued_for_them() {
     p.fcm
         .queue_reply(Reply::fcm_error(503, "UNAVAILABLE", None).with_retry_after(30));
     s.book(&customer, &booking_at(ZURICH)).await;
-    let backend = s.backend.clone();
-    wait_until("the 503 to be recorded", WAIT, || {
-        let backend = backend.clone();
-        async move { backend.push_counts().retried == 1 }
-    })
-    .await;
+    p.retried(1, "the 503 to be recorded").await;
     assert_eq!(s.backend.push_queue().await.unwrap().0, 1);
 
-    let suspended = p
-        .http()
-        .post(
-            &format!("/v1/admin/friends/{}/suspend", friend.id),
-            s.backend.admin_token(),
-            None,
-            &serde_json::json!({ "reason": "documents expired" }),
-        )
-        .await;
-    assert_eq!(suspended.status, 200, "{}", suspended.text());
+    p.admin(
+        &format!("/v1/admin/friends/{}/suspend", friend.id),
+        serde_json::json!({ "reason": "documents expired" }),
+    )
+    .await;
     assert_eq!(s.backend.push_queue().await.unwrap().0, 0, "withdrawn");
     s.clock.advance(chrono::Duration::seconds(31));
     s.backend.kick_push();
@@ -350,26 +349,16 @@ async fn a_new_qualification_withdraws_only_the_queued_offers_it_no_longer_allow
     let mut tv = booking_at(ZURICH);
     tv.service_id = "tv.setup".into();
     let tv = s.book(&customer, &tv).await;
-    let backend = s.backend.clone();
     // The first answer holds the gateway for 60 s (server clock, which does not move here).
-    wait_until("the 503 to be recorded", WAIT, || {
-        let backend = backend.clone();
-        async move { backend.push_counts().retried == 1 }
-    })
-    .await;
+    p.retried(1, "the 503 to be recorded").await;
     assert_eq!(s.backend.push_queue().await.unwrap().0, 2);
 
     // TV only from now on: the network offer goes, the TV offer stays.
-    let updated = p
-        .http()
-        .post(
-            &format!("/v1/admin/friends/{}/profile", friend.id),
-            s.backend.admin_token(),
-            None,
-            &serde_json::json!({ "categories": ["tv"] }),
-        )
-        .await;
-    assert_eq!(updated.status, 200, "{}", updated.text());
+    p.admin(
+        &format!("/v1/admin/friends/{}/profile", friend.id),
+        serde_json::json!({ "categories": ["tv"] }),
+    )
+    .await;
     assert_eq!(s.backend.push_queue().await.unwrap().0, 1);
     p.fcm.forget_token_rule("fcm-requalified");
     s.clock.advance(chrono::Duration::seconds(61));
