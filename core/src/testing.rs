@@ -1,4 +1,5 @@
-//! Test support: a loopback HTTP/1.1 backend answering each request from a closure.
+//! Test support: a loopback HTTP/1.1 backend answering each request from a closure. Compiled for
+//! tests only (`#[cfg(test)]` in `lib.rs`): a failure here is the test's failure, so it panics.
 
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -13,7 +14,9 @@ pub(crate) async fn fake_backend(
 ) -> (String, Seen) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
+        // Test-only (see the module doc): no loopback port means the test cannot run at all.
         .expect("bind loopback");
+    // Test-only: a bound listener has an address.
     let url = format!("http://{}", listener.local_addr().expect("local addr"));
     let seen: Seen = Arc::default();
     let log = seen.clone();

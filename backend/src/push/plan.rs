@@ -22,7 +22,7 @@ use crate::store::push::{self as queue, Device};
 use chrono::{DateTime, Utc};
 use friend_protocol::lifecycle::{Actor, Event};
 use friend_protocol::push::PushKind;
-use friend_protocol::{AccountId, JobState, Party, Place, eligibility};
+use friend_protocol::{AccountId, JobId, JobState, Party, Place, eligibility};
 
 /// After `friend`'s profile changed (suspended, qualifications, travel radius): the offers still
 /// queued for their devices that the new profile no longer allows are withdrawn, the others stay
@@ -31,18 +31,19 @@ pub fn refit_offers(
     tx: &Tx<'_>,
     friend: &friend_protocol::FriendProfile,
 ) -> crate::sql::Result<usize> {
-    let keys = queue::queued_offers_to(tx, friend.id)?;
     let prefix = format!("{}-", PushKind::Offer.as_str());
-    let ids: Vec<_> = keys
-        .iter()
-        .filter_map(|k| k.strip_prefix(&prefix)?.parse().ok())
+    let queued: Vec<(String, Option<JobId>)> = queue::queued_offers_to(tx, friend.id)?
+        .into_iter()
+        .map(|key| {
+            let job = key.strip_prefix(&prefix).and_then(|id| id.parse().ok());
+            (key, job)
+        })
         .collect();
+    let ids: Vec<JobId> = queued.iter().filter_map(|(_, job)| *job).collect();
     let jobs = jobs::get_many(tx, &ids)?;
     let mut withdrawn = 0;
-    for key in &keys {
-        let fits = key
-            .strip_prefix(&prefix)
-            .and_then(|id| id.parse().ok())
+    for (key, job) in &queued {
+        let fits = job
             .and_then(|id| jobs.get(&id))
             .is_some_and(|job| eligibility::check(friend, &job.reach()).is_ok());
         if !fits {
