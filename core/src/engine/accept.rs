@@ -85,15 +85,22 @@ impl Engine {
     }
 
     async fn resolve_accept(&self, job: JobId, outcome: AcceptOutcome) -> CoreResult<AcceptResult> {
-        if outcome == AcceptOutcome::Unknown {
+        let stored = outcome.clone();
+        let result = match outcome {
+            AcceptOutcome::Won { job } => AcceptResult::Won(job),
+            AcceptOutcome::Taken => AcceptResult::Lost,
+            AcceptOutcome::Cancelled => AcceptResult::Gone(GoneReason::Cancelled),
+            AcceptOutcome::Expired => AcceptResult::Gone(GoneReason::Expired),
+            AcceptOutcome::NotEligible { reason } => AcceptResult::NotEligible(reason),
             // Not an answer this version can act on: the pending accept is kept (a later version,
             // or a later lookup, learns the outcome), and nothing else changes.
-            return Err(CoreError::InvalidResponse(
-                "accept outcome unknown to this version".into(),
-            ));
-        }
+            AcceptOutcome::Unknown => {
+                return Err(CoreError::InvalidResponse(
+                    "accept outcome unknown to this version".into(),
+                ));
+            }
+        };
         let cipher = self.cipher.clone();
-        let stored = outcome.clone();
         let index = self.guard_index();
         let applied = self
             .store
@@ -109,18 +116,7 @@ impl Engine {
             })
             .await?;
         index.notify(&applied);
-        Ok(match outcome {
-            AcceptOutcome::Won { job } => AcceptResult::Won(job),
-            AcceptOutcome::Taken => AcceptResult::Lost,
-            AcceptOutcome::Cancelled => AcceptResult::Gone(GoneReason::Cancelled),
-            AcceptOutcome::Expired => AcceptResult::Gone(GoneReason::Expired),
-            AcceptOutcome::NotEligible { reason } => AcceptResult::NotEligible(reason),
-            AcceptOutcome::Unknown => {
-                return Err(CoreError::InvalidResponse(
-                    "accept outcome unknown to this version".into(),
-                ));
-            }
-        })
+        Ok(result)
     }
 
     /// Looks up accepts whose outcome was never learned (app killed, answer lost) and applies it.
